@@ -1,0 +1,115 @@
+"""The errors a memstream user can meet, each naming the memory, the field and the fix.
+
+- :class:`MalformedEvent`: the input is not a well-formed event; nothing was appended.
+- :class:`Rejected` and its subclasses: the event was appended and decided, and the
+  lifecycle refused it; ``outcome`` holds the verdict as the audit shows it.
+"""
+
+from __future__ import annotations
+
+from memstream.schemas.codec import MalformedEvent
+from memstream.schemas.memcube import Outcome
+from memstream.streams.embedded import NotCaughtUp, ProjectorFailed, StoreLocked, StoreReadOnly
+
+__all__ = [
+    "MalformedEvent",
+    "Rejected",
+    "UnknownMemory",
+    "AlreadyExists",
+    "InvalidTransition",
+    "MemoryFrozen",
+    "MemoryErased",
+    "VersionConflict",
+    "CrossNamespace",
+    "SubjectMismatch",
+    "KeyErased",
+    "InvalidMerge",
+    "InvalidRollback",
+    "NotCaughtUp",
+    "ProjectorFailed",
+    "StoreLocked",
+    "StoreReadOnly",
+    "rejection",
+]
+
+
+class Rejected(Exception):
+    """A well-formed event the lifecycle refused. It is in the log and in the audit."""
+
+    code = "rejected"
+
+    def __init__(self, outcome: Outcome | dict):
+        self.outcome = outcome
+        get = outcome.get if isinstance(outcome, dict) else lambda k: getattr(outcome, k)
+        self.reason = get("reason")
+        self.memory_id = get("memory_id")
+        self.offset = get("offset")
+        super().__init__(f"{get('type')} rejected ({get('code')}): {self.reason}")
+
+
+class UnknownMemory(Rejected):
+    code = "unknown_memory"
+
+
+class AlreadyExists(Rejected):
+    code = "already_exists"
+
+
+class InvalidTransition(Rejected):
+    code = "invalid_transition"
+
+
+class MemoryFrozen(Rejected):
+    code = "frozen"
+
+
+class MemoryErased(Rejected):
+    code = "erased"
+
+
+class VersionConflict(Rejected):
+    code = "version_conflict"
+
+
+class CrossNamespace(Rejected):
+    code = "cross_namespace"
+
+
+class SubjectMismatch(Rejected):
+    code = "subject_mismatch"
+
+
+class KeyErased(Rejected):
+    code = "key_erased"
+
+
+class InvalidMerge(Rejected):
+    code = "invalid_merge"
+
+
+class InvalidRollback(Rejected):
+    code = "invalid_rollback"
+
+
+_BY_CODE = {
+    c.code: c
+    for c in (
+        UnknownMemory,
+        AlreadyExists,
+        InvalidTransition,
+        MemoryFrozen,
+        MemoryErased,
+        VersionConflict,
+        CrossNamespace,
+        SubjectMismatch,
+        KeyErased,
+        InvalidMerge,
+        InvalidRollback,
+    )
+}
+
+
+def rejection(outcome: Outcome | dict) -> Rejected:
+    """The typed exception for a rejected outcome."""
+    code = outcome.get("code") if isinstance(outcome, dict) else outcome.code
+    return _BY_CODE.get(code or "", Rejected)(outcome)

@@ -1,0 +1,162 @@
+"""The core projection, as rows: (logged event, outcome) pairs → table rows, in batches.
+
+Pure: no I/O. :func:`project` turns a batch of decided events into column-oriented rows
+for ``memories`` (collapsed to the last row per memory), ``versions``, ``transitions``,
+``audit`` and ``artifacts``, plus the few set-wise instructions a batch can carry (copy the
+content of an old version for a rollback; drop the plaintext of an erased subject). The
+DuckDB store (:mod:`memstream.projections.duck`) writes one batch in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from memstream.schemas.memcube import Logged, MemState, Outcome
+
+#: Bump when the projection's rows change meaning: stores built by another version rebuild.
+PROJECTOR_VERSION = 1
+
+_json = msgspec.json.Encoder()
+
+
+@dataclass
+class Columns:
+    """Column-oriented rows of one table."""
+
+    names: tuple[str, ...]
+    data: dict[str, list[Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.data = {n: [] for n in self.names}
+
+    def add(self, *values: Any) -> None:
+        for n, v in zip(self.names, values, strict=True):
+            self.data[n].append(v)
+
+    def __len__(self) -> int:
+        return len(self.data[self.names[0]])
+
+
+MEMORY_COLUMNS = (
+    "memory_id", "namespace", "subject", "kind", "state", "frozen", "version", "revision",
+    "tags", "metadata", "source", "owner", "visibility", "priority", "ttl_seconds",
+    "retention_days", "parents", "created_at", "updated_at", "created_by", "updated_by",
+    "created_offset", "updated_offset",
+)  # fmt: skip
+VERSION_COLUMNS = (
+    "memory_id", "version", "op", "text", "content_hash", "tags", "metadata", "parents",
+    "copy_from", "event_id", "offset", "recorded_at", "actor",
+)  # fmt: skip
+TRANSITION_COLUMNS = (
+    "offset", "memory_id", "namespace", "state", "frozen", "version", "revision", "recorded_at",
+)  # fmt: skip
+AUDIT_COLUMNS = (
+    "offset", "event_id", "type", "schema_version", "namespace", "memory_id", "subject",
+    "key_id", "actor", "context", "occurred_at", "recorded_at", "expected_version",
+    "correlation_id", "causation_id", "status", "code", "reason", "why", "version",
+    "revision", "state", "chain_hash", "tombstone",
+)  # fmt: skip
+ARTIFACT_COLUMNS = (
+    "artifact_id", "memory_id", "namespace", "artifact_kind", "model", "path", "checksum",
+    "size_bytes", "status", "source_version", "detail", "event_id", "offset", "recorded_at",
+)  # fmt: skip
+
+
+@dataclass
+class CoreBatch:
+    """Everything one batch writes. ``memories`` holds the last state per memory id."""
+
+    memories: dict[str, MemState] = field(default_factory=dict)
+    versions: Columns = field(default_factory=lambda: Columns(VERSION_COLUMNS))
+    transitions: Columns = field(default_factory=lambda: Columns(TRANSITION_COLUMNS))
+    audit: Columns = field(default_factory=lambda: Columns(AUDIT_COLUMNS))
+    artifacts: Columns = field(default_factory=lambda: Columns(ARTIFACT_COLUMNS))
+    #: memory ids whose rolled-back versions must copy content, in log order
+    rollbacks: list[tuple[str, int]] = field(default_factory=list)
+    #: memories whose plaintext must be dropped, and the key ids destroyed
+    erased_memories: list[str] = field(default_factory=list)
+    destroyed: list[tuple[str, str]] = field(default_factory=list)
+    #: subject → highest key generation seen in this batch
+    key_generations: dict[str, int] = field(default_factory=dict)
+    first_offset: int = -1
+    last_offset: int = -1
+
+    def __len__(self) -> int:
+        return len(self.audit)
+
+
+def memory_row(m: MemState) -> tuple[Any, ...]:
+    return (
+        m.memory_id, m.namespace, m.subject, m.kind, m.state, m.frozen, m.version, m.revision,
+        list(m.tags), _json.encode(m.metadata).decode() if m.metadata else None, m.source,
+        m.owner, m.visibility, m.priority, m.ttl_seconds, m.retention_days,
+        [{"memory_id": a, "version": b} for a, b in m.parents], m.created_at, m.updated_at,
+        m.created_by, m.updated_by, m.created_offset, m.updated_offset,
+    )  # fmt: skip
+
+
+def project(pairs: list[tuple[Logged, Outcome]], batch: CoreBatch | None = None) -> CoreBatch:
+    """Rows for a batch of decided events (appended to ``batch`` if given)."""
+    b = batch if batch is not None else CoreBatch()
+    add_audit = b.audit.add
+    for logged, out in pairs:
+        ev = logged.event
+        p = ev.payload
+        if b.first_offset < 0:
+            b.first_offset = logged.offset
+        b.last_offset = logged.offset
+        why = getattr(p, "reason", None) if p is not None else (ev.clear or {}).get("reason")
+        add_audit(
+            logged.offset, ev.event_id, ev.type, ev.schema_version, ev.namespace, ev.memory_id,
+            ev.effective_subject, logged.key_id, ev.actor,
+            _json.encode(ev.context).decode(), ev.occurred_at, logged.recorded_at,
+            ev.expected_version, ev.correlation_id, ev.causation_id, out.status, out.code,
+            out.reason, why, out.version, out.revision, out.state, logged.chain_hash.hex(),
+            p is None,
+        )  # fmt: skip
+        if logged.key_id is not None:
+            subject, _, gen = logged.key_id.rpartition("#")
+            g = int(gen)
+            if g > b.key_generations.get(subject, 0):
+                b.key_generations[subject] = g
+        if not out.accepted:
+            continue
+        for m in out.changes:
+            b.memories[m.memory_id] = m
+            b.transitions.add(
+                logged.offset, m.memory_id, m.namespace, m.state, m.frozen, m.version,
+                m.revision, logged.recorded_at,
+            )  # fmt: skip
+        target = out.changes[0]
+        t = ev.type
+        if t in ("create", "merge", "revise", "rollback"):
+            copy_from = None
+            text = getattr(p, "text", None) if p is not None else None
+            if t == "rollback":
+                copy_from = ev.ref("to_version")
+                b.rollbacks.append((target.memory_id, target.version))
+            if t == "revise" or t == "rollback":
+                parents = [{"memory_id": target.memory_id, "version": target.version - 1}]
+            else:
+                parents = [{"memory_id": a, "version": v} for a, v in target.parents]
+            b.versions.add(
+                target.memory_id, target.version, t, text,
+                logged.content_hash if text is not None else None, list(target.tags),
+                _json.encode(target.metadata).decode() if target.metadata else None, parents,
+                copy_from, ev.event_id, logged.offset, logged.recorded_at, ev.actor,
+            )  # fmt: skip
+        elif t == "artifact_built":
+            b.artifacts.add(
+                ev.ref("artifact_id"), ev.memory_id, ev.namespace, ev.ref("artifact_kind"),
+                ev.ref("model"), ev.ref("path"), ev.ref("checksum"), ev.ref("size_bytes"),
+                ev.ref("status"), ev.ref("source_version"), ev.ref("detail"), ev.event_id,
+                logged.offset, logged.recorded_at,
+            )  # fmt: skip
+        elif t == "erase":
+            b.erased_memories.extend(m.memory_id for m in out.changes)
+            if out.destroy_key is not None:
+                b.destroyed.append(out.destroy_key)
+    return b

@@ -1,0 +1,271 @@
+"""The DuckDB projection: current state, version chains, transitions, audit trail, artifacts.
+
+One batch of decided events is written in one transaction together with the log offset
+it reaches (``projection_offsets``), so after a crash the store resumes exactly where its
+state ends: a batch is in the store with its offset, or neither is. Rows go in as Arrow
+tables, a handful of statements per batch whatever its size. DuckDB's upsert keeps the
+*first* of two rows with the same key in one statement, so ``memories`` is collapsed to the
+last row per id before it is written (see :mod:`memstream.projections.core`).
+
+The store is stamped with the projector version and the id of the log it was built from;
+:meth:`DuckStore.stamp_matches` tells the runtime when it must rebuild from the log.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+import pyarrow as pa
+
+from memstream.schemas.memcube import MemState
+
+from .core import (
+    ARTIFACT_COLUMNS,
+    AUDIT_COLUMNS,
+    MEMORY_COLUMNS,
+    PROJECTOR_VERSION,
+    TRANSITION_COLUMNS,
+    VERSION_COLUMNS,
+    CoreBatch,
+    memory_row,
+)
+
+_PARENTS = "STRUCT(memory_id VARCHAR, version INTEGER)[]"
+_TS = pa.timestamp("us", tz="UTC")
+_PARENT_TYPE = pa.list_(pa.struct([("memory_id", pa.string()), ("version", pa.int32())]))
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS projection_offsets (projector VARCHAR PRIMARY KEY, "offset" BIGINT);
+CREATE TABLE IF NOT EXISTS memories (
+    memory_id VARCHAR PRIMARY KEY, namespace VARCHAR, subject VARCHAR, kind VARCHAR,
+    state VARCHAR, frozen BOOLEAN, version INTEGER, revision INTEGER, tags VARCHAR[],
+    metadata JSON, source VARCHAR, owner VARCHAR, visibility VARCHAR, priority INTEGER,
+    ttl_seconds BIGINT, retention_days INTEGER, parents {_PARENTS},
+    created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, created_by VARCHAR, updated_by VARCHAR,
+    created_offset BIGINT, updated_offset BIGINT
+);
+CREATE TABLE IF NOT EXISTS versions (
+    memory_id VARCHAR, version INTEGER, op VARCHAR, text VARCHAR, content_hash VARCHAR,
+    tags VARCHAR[], metadata JSON, parents {_PARENTS}, copy_from INTEGER, event_id VARCHAR,
+    "offset" BIGINT, recorded_at TIMESTAMPTZ, actor VARCHAR
+);
+CREATE TABLE IF NOT EXISTS transitions (
+    "offset" BIGINT, memory_id VARCHAR, namespace VARCHAR, state VARCHAR, frozen BOOLEAN,
+    version INTEGER, revision INTEGER, recorded_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS audit (
+    "offset" BIGINT, event_id VARCHAR, type VARCHAR, schema_version INTEGER,
+    namespace VARCHAR, memory_id VARCHAR, subject VARCHAR, key_id VARCHAR, actor VARCHAR,
+    context JSON, occurred_at TIMESTAMPTZ, recorded_at TIMESTAMPTZ, expected_version INTEGER,
+    correlation_id VARCHAR, causation_id VARCHAR, status VARCHAR, code VARCHAR,
+    reason VARCHAR, why VARCHAR, version INTEGER, revision INTEGER, state VARCHAR,
+    chain_hash VARCHAR, tombstone BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    artifact_id VARCHAR PRIMARY KEY, memory_id VARCHAR, namespace VARCHAR,
+    artifact_kind VARCHAR, model VARCHAR, path VARCHAR, checksum VARCHAR, size_bytes BIGINT,
+    status VARCHAR, source_version INTEGER, detail VARCHAR, event_id VARCHAR,
+    "offset" BIGINT, recorded_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS subjects (
+    subject VARCHAR PRIMARY KEY, key_generation INTEGER, erased_generation INTEGER
+);
+"""
+
+_TYPES: dict[str, pa.DataType] = {
+    "created_at": _TS, "updated_at": _TS, "recorded_at": _TS, "occurred_at": _TS,
+    "parents": _PARENT_TYPE, "tags": pa.list_(pa.string()), "frozen": pa.bool_(),
+    "tombstone": pa.bool_(), "version": pa.int32(), "revision": pa.int32(),
+    "offset": pa.int64(), "copy_from": pa.int32(), "schema_version": pa.int32(),
+    "expected_version": pa.int32(), "priority": pa.int32(), "ttl_seconds": pa.int64(),
+    "retention_days": pa.int32(), "created_offset": pa.int64(), "updated_offset": pa.int64(),
+    "size_bytes": pa.int64(), "source_version": pa.int32(),
+}  # fmt: skip
+
+CORE = "core"
+
+
+def _arrow(names: tuple[str, ...], data: dict[str, list[Any]]) -> pa.Table:
+    arrays = []
+    for n in names:
+        t = _TYPES.get(n)
+        col = data[n]
+        if t is _TS and col and isinstance(col[0], int):
+            arrays.append(pa.array(col, type=pa.int64()).cast(_TS))
+        else:
+            arrays.append(pa.array(col, type=t if t is not None else pa.string()))
+    return pa.Table.from_arrays(arrays, names=list(names))
+
+
+def _cols(names: tuple[str, ...]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+class DuckStore:
+    """A DuckDB file holding the core projection. One writer; readers use cursors."""
+
+    def __init__(self, path: str | Path, read_only: bool = False):
+        self.path = Path(path)
+        self.read_only = read_only
+        self.db = duckdb.connect(str(self.path), read_only=read_only)
+        if not read_only:
+            self.db.execute("SET TimeZone = 'UTC'")
+            self.db.execute(SCHEMA)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for the calling thread (DuckDB connections are not shared across threads)."""
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self._local.cur = self.db.cursor()
+            cur.execute("SET TimeZone = 'UTC'")
+        return cur
+
+    # -- stamp --------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        return dict(self.cursor().execute("SELECT key, value FROM store_meta").fetchall())
+
+    def stamp(self, log_id: str, **extra: str) -> None:
+        rows = {"projector_version": str(PROJECTOR_VERSION), "log_id": log_id, **extra}
+        cur = self.cursor()
+        cur.executemany("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", list(rows.items()))
+
+    def stamp_matches(self, log_id: str) -> tuple[bool, str]:
+        m = self.meta()
+        if not m:
+            return True, "new store"
+        if m.get("log_id") != log_id:
+            return False, f"built from log {m.get('log_id')}, not {log_id}"
+        if m.get("projector_version") != str(PROJECTOR_VERSION):
+            return False, (
+                f"built by projector version {m.get('projector_version')}, "
+                f"this is version {PROJECTOR_VERSION}"
+            )
+        return True, "ok"
+
+    def offset(self, projector: str = CORE) -> int:
+        """The last log offset this store holds (``-1``: none)."""
+        row = self.cursor().execute(
+            'SELECT "offset" FROM projection_offsets WHERE projector = ?', (projector,)
+        ).fetchone()
+        return -1 if row is None else int(row[0])
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write(self, b: CoreBatch) -> None:
+        """Write a batch and its offset in one transaction."""
+        if len(b) == 0:
+            return
+        with self._write_lock:
+            cur = self.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                self._write(cur, b)
+                cur.execute(
+                    "INSERT OR REPLACE INTO projection_offsets VALUES (?, ?)", (CORE, b.last_offset)
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def _insert(self, cur, table: str, names: tuple[str, ...], data: dict, mode: str = "") -> None:
+        tbl = _arrow(names, data)  # noqa: F841  (read by name from the SQL below)
+        cur.execute(f"INSERT {mode} INTO {table} ({_cols(names)}) SELECT * FROM tbl")
+
+    def _write(self, cur, b: CoreBatch) -> None:
+        self._insert(cur, "audit", AUDIT_COLUMNS, b.audit.data)
+        if len(b.transitions):
+            self._insert(cur, "transitions", TRANSITION_COLUMNS, b.transitions.data)
+        if len(b.versions):
+            self._insert(cur, "versions", VERSION_COLUMNS, b.versions.data)
+        for memory_id, version in b.rollbacks:
+            cur.execute(
+                "UPDATE versions SET text = src.text, content_hash = src.content_hash "
+                "FROM versions AS src WHERE versions.memory_id = ? AND versions.version = ? "
+                "AND src.memory_id = versions.memory_id AND src.version = versions.copy_from",
+                (memory_id, version),
+            )
+        if b.memories:
+            rows = [memory_row(m) for m in b.memories.values()]
+            data = {n: [r[i] for r in rows] for i, n in enumerate(MEMORY_COLUMNS)}
+            self._insert(cur, "memories", MEMORY_COLUMNS, data, mode="OR REPLACE")
+        if len(b.artifacts):
+            self._insert(cur, "artifacts", ARTIFACT_COLUMNS, b.artifacts.data, mode="OR REPLACE")
+        if b.key_generations:
+            cur.executemany(
+                "INSERT INTO subjects VALUES (?, ?, 0) ON CONFLICT (subject) DO UPDATE SET "
+                "key_generation = greatest(subjects.key_generation, excluded.key_generation)",
+                list(b.key_generations.items()),
+            )
+        if b.erased_memories:
+            ids = sorted(set(b.erased_memories))
+            cur.execute(
+                "UPDATE versions SET text = NULL, content_hash = NULL, tags = [], metadata = NULL "
+                "WHERE list_contains(?, memory_id)",
+                (ids,),
+            )
+        for subject, kid in b.destroyed:
+            gen = int(kid.rpartition("#")[2])
+            cur.execute(
+                "INSERT INTO subjects VALUES (?, ?, ?) ON CONFLICT (subject) DO UPDATE SET "
+                "erased_generation = greatest(subjects.erased_generation, excluded.erased_generation)",
+                (subject, gen, gen),
+            )
+            # Reasons written under the destroyed keys are personal data too.
+            cur.execute(
+                "UPDATE audit SET why = NULL WHERE subject = ? AND key_id IS NOT NULL "
+                "AND CAST(split_part(key_id, '#', -1) AS INTEGER) <= ?",
+                (subject, gen),
+            )
+
+    # -- loading the decision state ---------------------------------------------------------
+
+    def load_states(self) -> tuple[list[MemState], list[tuple[str, int, int]]]:
+        cur = self.cursor()
+        rows = cur.execute(
+            f"SELECT {_cols(MEMORY_COLUMNS)}, epoch_us(created_at), epoch_us(updated_at) "
+            "FROM memories"
+        ).fetchall()
+        dec = msgspec.json.Decoder()
+        states = []
+        n = len(MEMORY_COLUMNS)
+        for r in rows:
+            d = dict(zip(MEMORY_COLUMNS, r[:n], strict=True))
+            d["created_at"], d["updated_at"] = r[n], r[n + 1]
+            d["tags"] = tuple(d["tags"] or ())
+            d["metadata"] = dec.decode(d["metadata"]) if d["metadata"] else {}
+            d["parents"] = tuple((p["memory_id"], p["version"]) for p in d["parents"] or ())
+            states.append(MemState(**d))
+        keys = cur.execute(
+            "SELECT subject, key_generation, erased_generation FROM subjects"
+        ).fetchall()
+        return states, [(s, int(g or 0), int(e or 0)) for s, g, e in keys]
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        cur = self.cursor()
+        res = cur.execute(sql, params) if params is not None else cur.execute(sql)
+        names = [d[0] for d in res.description]
+        return [dict(zip(names, row, strict=True)) for row in res.fetchall()]
+
+    def offset_at_time(self, when: datetime) -> int:
+        """The last offset recorded at or before ``when`` (``-1`` if none)."""
+        if when.tzinfo is None:
+            raise ValueError("as_of must carry a timezone (e.g. 2026-01-01T00:00:00+00:00)")
+        row = self.cursor().execute(
+            'SELECT max("offset") FROM audit WHERE recorded_at <= ?', (when.astimezone(UTC),)
+        ).fetchone()
+        return -1 if row[0] is None else int(row[0])

@@ -1,0 +1,193 @@
+"""Reads over the DuckDB projection: a memory now, at a version, or as of a past offset;
+its version chain with merge ancestors; the audit trail, filtered and paginated."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from memstream.schemas.views import AuditEntry, AuditPage, Memory, Parent, Version
+
+from .duck import DuckStore
+
+_dec = msgspec.json.Decoder()
+
+
+def _meta(v: str | None) -> dict[str, Any]:
+    return _dec.decode(v) if v else {}
+
+
+def _parents(ps: list[dict] | None) -> list[Parent]:
+    return [Parent(p["memory_id"], p["version"]) for p in ps or ()]
+
+
+_MEMORY_SQL = """
+SELECT m.memory_id, m.namespace, m.subject, m.kind, m.state, m.frozen, m.version,
+       m.revision, v.text, v.content_hash, v.tags, v.metadata, m.source, m.owner,
+       m.visibility, m.priority, m.ttl_seconds, m.retention_days, m.parents, m.created_at,
+       m.updated_at, m.created_by, m.updated_by, m.updated_offset AS "offset"
+FROM memories m LEFT JOIN versions v ON v.memory_id = m.memory_id AND v.version = {version}
+WHERE m.memory_id = ?
+"""
+
+
+def _memory(row: dict[str, Any]) -> Memory:
+    row["tags"] = list(row["tags"] or [])
+    row["metadata"] = _meta(row["metadata"])
+    row["parents"] = _parents(row["parents"])
+    return Memory(**row)
+
+
+def get_memory(
+    store: DuckStore,
+    memory_id: str,
+    version: int | None = None,
+    as_of_offset: int | None = None,
+) -> Memory | None:
+    """The memory now; or the content of ``version``; or as it stood at ``as_of_offset``."""
+    if as_of_offset is None:
+        sql = _MEMORY_SQL.format(version="?" if version is not None else "m.version")
+        params = [version, memory_id] if version is not None else [memory_id]
+        rows = store.query(sql, params)
+        if not rows:
+            return None
+        m = _memory(rows[0])
+        if version is not None and version > m.version:
+            return None
+        if version is not None:
+            m = msgspec.structs.replace(m, version=version)
+        return m
+    # As of an offset: the last transition of the memory at or before it.
+    t = store.query(
+        'SELECT "offset", state, frozen, version, revision, recorded_at FROM transitions '
+        'WHERE memory_id = ? AND "offset" <= ? ORDER BY "offset" DESC LIMIT 1',
+        [memory_id, as_of_offset],
+    )
+    if not t:
+        return None
+    tr = t[0]
+    want = tr["version"] if version is None else version
+    if want > tr["version"]:
+        return None
+    rows = store.query(_MEMORY_SQL.format(version="?"), [want, memory_id])
+    if not rows:
+        return None
+    row = rows[0]
+    actor = store.query('SELECT actor FROM audit WHERE "offset" = ?', [tr["offset"]])
+    row.update(
+        state=tr["state"],
+        frozen=tr["frozen"],
+        version=want,
+        revision=tr["revision"],
+        updated_at=tr["recorded_at"],
+        updated_by=actor[0]["actor"] if actor else row["updated_by"],
+        offset=tr["offset"],
+    )
+    return _memory(row)
+
+
+def _version(row: dict[str, Any]) -> Version:
+    row["tags"] = list(row["tags"] or [])
+    row["metadata"] = _meta(row["metadata"])
+    row["parents"] = _parents(row["parents"])
+    row["rolled_back_to"] = row.pop("copy_from")
+    return Version(**row)
+
+
+def history(
+    store: DuckStore,
+    memory_id: str,
+    include_parents: bool = True,
+    as_of_offset: int | None = None,
+) -> list[Version]:
+    """Every version of a memory, oldest first; with ``include_parents`` also the versions
+    of the memories it was merged from (recursively), each up to the version merged."""
+    out: list[Version] = []
+    todo: list[tuple[str, int | None]] = [(memory_id, None)]
+    seen: set[str] = set()
+    limit = as_of_offset if as_of_offset is not None else 2**62
+    while todo:
+        mid, upto = todo.pop(0)
+        if mid in seen:
+            continue
+        seen.add(mid)
+        rows = store.query(
+            'SELECT memory_id, version, op, text, content_hash, tags, metadata, parents, '
+            'copy_from, event_id, "offset", recorded_at, actor FROM versions '
+            'WHERE memory_id = ? AND version <= ? AND "offset" <= ? ORDER BY version',
+            [mid, upto if upto is not None else 2**31 - 1, limit],
+        )
+        chain = [_version(r) for r in rows]
+        out.extend(chain)
+        if include_parents:
+            for v in chain:
+                for p in v.parents:
+                    if p.memory_id != mid:
+                        todo.append((p.memory_id, p.version))
+    if include_parents:
+        out.sort(key=lambda v: (v.offset, v.memory_id))
+    return out
+
+
+_AUDIT_FIELDS = (
+    '"offset", event_id, type, namespace, memory_id, subject, actor, context, occurred_at, '
+    "recorded_at, expected_version, correlation_id, causation_id, status, code, reason, why, "
+    "version, revision, state, chain_hash, tombstone"
+)
+
+
+def audit(
+    store: DuckStore,
+    *,
+    namespace: str | None = None,
+    memory_id: str | None = None,
+    actor: str | None = None,
+    type: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: int | None = None,
+    as_of_offset: int | None = None,
+    limit: int = 100,
+) -> AuditPage:
+    """Audit entries in log order matching every given filter; ``after`` is the cursor."""
+    if limit < 1 or limit > 10_000:
+        raise ValueError(f"limit must be between 1 and 10000, not {limit}")
+    where, params = [], []
+    for col, val in (
+        ("namespace", namespace),
+        ("memory_id", memory_id),
+        ("actor", actor),
+        ("type", type),
+        ("status", status),
+    ):
+        if val is not None:
+            where.append(f"{col} = ?")
+            params.append(val)
+    for op, val in ((">=", since), ("<=", until)):
+        if val is not None:
+            if val.tzinfo is None:
+                raise ValueError("since/until must carry a timezone")
+            where.append(f"recorded_at {op} ?")
+            params.append(val)
+    if after is not None:
+        where.append('"offset" > ?')
+        params.append(after)
+    if as_of_offset is not None:
+        where.append('"offset" <= ?')
+        params.append(as_of_offset)
+    sql = f"SELECT {_AUDIT_FIELDS} FROM audit"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += ' ORDER BY "offset" LIMIT ?'
+    params.append(limit + 1)
+    rows = store.query(sql, params)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    entries = []
+    for r in rows:
+        r["context"] = _meta(r["context"])
+        entries.append(AuditEntry(**r))
+    return AuditPage(entries=entries, next_after=entries[-1].offset if more else None)

@@ -1,0 +1,236 @@
+"""Decoding and validating events from the wire (JSON from the SDK, HTTP, CLI or Kafka).
+
+Decoding is two-phase, so that old events keep working: the envelope is decoded with the
+payload left as raw bytes (``msgspec.Raw``); the type and ``schema_version`` then pick the
+payload class, the payload is upcast if it is older than the current version, and only
+then decoded into its Struct. Anything wrong raises :class:`MalformedEvent`, whose message
+names the field (``$.payload.text``), the event's position in a batch, and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from .events import (
+    AwareDatetime,
+    Context,
+    Event,
+    EventId,
+    EventType,
+    MemoryId,
+    Namespace,
+    Payload,
+    Principal,
+    Registry,
+    ShortText,
+)
+
+#: Default limit on the size of one encoded event (the configurable "oversize" rule).
+DEFAULT_MAX_EVENT_BYTES = 1_048_576
+
+
+class MalformedEvent(ValueError):
+    """An event that is not well-formed; it is never appended.
+
+    ``field`` is a JSON path such as ``$.payload.text`` (or ``None`` for the whole
+    document) and ``index`` the position of the event in a batch (``None`` for a single
+    event).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, index: int | None = None):
+        self.detail = message
+        self.field = field
+        self.index = index
+        where = f"event #{index}: " if index is not None else ""
+        super().__init__(where + message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": "malformed", "message": str(self), "field": self.field, "index": self.index}
+
+
+class _WireEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The envelope as it arrives, with the payload still undecoded."""
+
+    event_id: EventId
+    type: str
+    schema_version: Annotated[int, msgspec.Meta(ge=1)]
+    namespace: Namespace
+    memory_id: MemoryId
+    occurred_at: AwareDatetime
+    actor: Principal
+    context: Context = Context()
+    expected_version: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    correlation_id: ShortText | None = None
+    causation_id: ShortText | None = None
+    subject: Namespace | None = None
+    payload: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+_one = msgspec.json.Decoder(_WireEvent)
+_many = msgspec.json.Decoder(list[_WireEvent])
+_json_any = msgspec.json.Decoder()
+
+
+def _path_of(err: msgspec.ValidationError, prefix: str = "$") -> str | None:
+    text = str(err)
+    marker = " - at `"
+    if marker in text:
+        path = text.split(marker, 1)[1].rstrip("`")
+        return prefix + path[1:] if prefix != "$" else path
+    return None
+
+
+def _message_of(err: Exception) -> str:
+    return str(err).split(" - at `", 1)[0]
+
+
+class EventCodec:
+    """Validates and decodes events against a :class:`Registry` and a size limit."""
+
+    def __init__(self, registry: Registry, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES):
+        self.registry = registry
+        self.max_event_bytes = max_event_bytes
+        self._payload_decoders: dict[str, msgspec.json.Decoder[Any]] = {
+            name: msgspec.json.Decoder(t.payload) for name, t in registry.types.items()
+        }
+        self._encoder = msgspec.json.Encoder()
+
+    # -- decoding ------------------------------------------------------------------
+
+    def decode(self, data: bytes | str) -> list[Event]:
+        """Decode one event (a JSON object) or a batch (a JSON array of objects)."""
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        stripped = raw.lstrip()
+        if not stripped:
+            raise MalformedEvent("empty body: expected a JSON event object or an array of them")
+        try:
+            if stripped[:1] == b"[":
+                wires = _many.decode(raw)
+                if not wires:
+                    raise MalformedEvent("empty batch: send at least one event")
+                batch = True
+            else:
+                wires = [_one.decode(raw)]
+                batch = False
+        except msgspec.ValidationError as e:
+            raise self._locate(raw, e) from None
+        except msgspec.DecodeError as e:
+            raise MalformedEvent(f"not valid JSON ({e})") from None
+        return [
+            self._finish(w, index=i if batch else None) for i, w in enumerate(wires)
+        ]
+
+    def _locate(self, raw: bytes, err: msgspec.ValidationError) -> MalformedEvent:
+        """Name the failing event's index in a batch (msgspec reports ``$[3].actor``)."""
+        path = _path_of(err)
+        index = None
+        if path and path.startswith("$["):
+            close = path.index("]")
+            index = int(path[2:close])
+            path = "$" + path[close + 1 :]
+        return MalformedEvent(_message_of(err), field=path, index=index)
+
+    def _finish(self, w: _WireEvent, index: int | None) -> Event:
+        etype = self.registry.get(w.type)
+        if etype is None:
+            raise MalformedEvent(
+                f"unknown event type {w.type!r}; known types: {', '.join(self.registry.names())}",
+                field="$.type",
+                index=index,
+            )
+        if w.schema_version > etype.version:
+            raise MalformedEvent(
+                f"schema_version {w.schema_version} of {w.type!r} is newer than this store "
+                f"understands (at most {etype.version}); upgrade memstream",
+                field="$.schema_version",
+                index=index,
+            )
+        size = len(w.payload)
+        if size > self.max_event_bytes:
+            raise MalformedEvent(
+                f"payload is {size} bytes, over the limit of {self.max_event_bytes} bytes "
+                f"(configure max_event_bytes to raise it)",
+                field="$.payload",
+                index=index,
+            )
+        payload = self.decode_payload(etype, bytes(w.payload), w.schema_version, index=index)
+        return Event(
+            event_id=w.event_id,
+            type=w.type,
+            schema_version=etype.version,
+            namespace=w.namespace,
+            memory_id=w.memory_id,
+            occurred_at=w.occurred_at,
+            actor=w.actor,
+            context=w.context,
+            expected_version=w.expected_version,
+            correlation_id=w.correlation_id,
+            causation_id=w.causation_id,
+            subject=w.subject,
+            payload=payload,
+        )
+
+    def decode_payload(
+        self,
+        etype: EventType,
+        raw: bytes,
+        schema_version: int,
+        *,
+        index: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Payload:
+        """Decode a payload of ``schema_version`` into the current payload class.
+
+        ``extra`` are clear fields stored beside a sealed payload; they are merged in first.
+        """
+        try:
+            if schema_version == etype.version and not extra:
+                return self._payload_decoders[etype.name].decode(raw)
+            data = _json_any.decode(raw) if raw else {}
+            if not isinstance(data, dict):
+                raise MalformedEvent("payload must be a JSON object", field="$.payload", index=index)
+            if extra:
+                data.update(extra)
+            if schema_version != etype.version:
+                data = etype.upcast(data, schema_version)
+            return msgspec.convert(data, etype.payload)
+        except msgspec.ValidationError as e:
+            raise MalformedEvent(
+                _message_of(e), field=_path_of(e, "$.payload") or "$.payload", index=index
+            ) from None
+        except msgspec.DecodeError as e:
+            raise MalformedEvent(f"payload is not valid JSON ({e})", field="$.payload", index=index) from None
+
+    # -- validating events built in Python -------------------------------------------
+
+    def validate(self, events: list[Event]) -> list[Event]:
+        """Validate events built in Python (msgspec does not validate on construction).
+
+        Each event is encoded and decoded through the same path as wire input, so the SDK
+        refuses exactly what HTTP and Kafka refuse.
+        """
+        out = []
+        for i, ev in enumerate(events):
+            if not isinstance(ev, Event):
+                raise MalformedEvent(f"expected an Event, got {type(ev).__name__}", index=i)
+            try:
+                wire = _one.decode(self._encoder.encode(_strip(ev)))
+            except msgspec.ValidationError as e:
+                raise MalformedEvent(_message_of(e), field=_path_of(e), index=i) from None
+            out.append(self._finish(wire, index=i if len(events) > 1 else None))
+        return out
+
+    def encode(self, event: Event) -> bytes:
+        """The wire JSON of an event (what a producer sends)."""
+        return self._encoder.encode(_strip(event))
+
+
+def _strip(ev: Event) -> dict[str, Any]:
+    """An event as a wire dict (without the read-side ``clear`` field)."""
+    d = msgspec.structs.asdict(ev)
+    d.pop("clear", None)
+    if d["payload"] is None:
+        d.pop("payload")
+    return d

@@ -1,0 +1,104 @@
+"""The MemCube (a memory's metadata as the store holds it), outcomes and logged events.
+
+- :class:`MemState` is the decision-relevant MemCube of one memory: descriptive metadata
+  (id, namespace, kind, tags, source, created_at), governance metadata (subject, owner,
+  visibility, priority, ttl, retention, frozen) and its lifecycle position (state, version,
+  revision). Content lives in the version chain, usage counters beside it.
+- :class:`Logged` is an event at its place in a log (offset, time, chain hash, key id).
+- :class:`Outcome` is the verdict on one logged event, decided once, in log order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from .events import Event
+
+Status = Literal["accepted", "rejected"]
+
+
+class MemState(msgspec.Struct, frozen=True, kw_only=True):
+    memory_id: str
+    namespace: str
+    subject: str
+    kind: str
+    state: str
+    frozen: bool = False
+    version: int
+    revision: int
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = {}
+    source: str | None = None
+    owner: str | None = None
+    visibility: str = "private"
+    priority: int = 0
+    ttl_seconds: int | None = None
+    retention_days: int | None = None
+    #: (memory_id, version) of the versions this memory's first version came from (merge).
+    parents: tuple[tuple[str, int], ...] = ()
+    created_at: int  # recorded_at (µs) of the event that created it
+    updated_at: int
+    created_by: str
+    updated_by: str
+    created_offset: int
+    updated_offset: int
+
+
+class Logged(msgspec.Struct, frozen=True):
+    """An event at its place in a log."""
+
+    offset: int
+    recorded_at: int  # µs since the epoch, UTC
+    chain_hash: bytes
+    event: Event
+    key_id: str | None
+    content_hash: str | None
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """The verdict on one event, plus where it landed.
+
+    ``changes`` are the post-states of every memory the event changed (a merge changes its
+    sources too, an erase every memory of the subject). ``destroy_key`` names the subject
+    and the last key generation an accepted erase destroys.
+    """
+
+    offset: int
+    recorded_at: int
+    event_id: str
+    type: str
+    namespace: str
+    memory_id: str
+    status: Status
+    code: str | None = None
+    reason: str | None = None
+    version: int | None = None
+    revision: int | None = None
+    state: str | None = None
+    changes: tuple[MemState, ...] = ()
+    destroy_key: tuple[str, str] | None = None
+    duplicate: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "accepted"
+
+    def public(self) -> dict[str, Any]:
+        """The outcome as callers see it (no internal change list)."""
+        return {
+            "status": self.status,
+            "code": self.code,
+            "reason": self.reason,
+            "event_id": self.event_id,
+            "type": self.type,
+            "namespace": self.namespace,
+            "memory_id": self.memory_id,
+            "version": self.version,
+            "revision": self.revision,
+            "state": self.state,
+            "offset": self.offset,
+            "recorded_at": self.recorded_at,
+            "duplicate": self.duplicate,
+        }

@@ -1,0 +1,392 @@
+"""The embedded driver: a durable local log plus an in-process processor. No broker.
+
+Write path (one call of :meth:`EmbeddedRuntime.append`): validate every event (malformed
+input is refused whole, nothing appended) → seal payloads under their subjects' keys →
+append the batch to the log in one durable transaction → decide each record in log order
+against the in-memory decision state → hand the (event, outcome) pairs to the projector
+thread → return the outcomes. Deciding after the durable append means a crash can only
+leave records *not yet decided*, never decisions without records; on restart the runtime
+decides them again from the projection's committed offset, reaching the same verdicts.
+
+The projector thread writes batches of pairs to DuckDB, each batch in one transaction with
+its offset. Reads take ``min_offset`` and wait (bounded) until the projection holds it, so
+a writer reads its own writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from memstream.projections.core import CoreBatch, project
+from memstream.projections.decide import DecisionState, decide
+from memstream.projections.duck import DuckStore
+from memstream.schemas.codec import DEFAULT_MAX_EVENT_BYTES, EventCodec
+from memstream.schemas.events import Event, Registry, default_registry
+from memstream.schemas.memcube import Logged, Outcome
+from memstream.schemas.record import LogRecord
+
+from .keystore import KeyStore
+from .log import EmbeddedLog
+from .sealing import Sealer
+
+STORE_FORMAT = 1
+LOG_FILE = "log.sqlite"
+KEYS_FILE = "keys.sqlite"
+STATE_DIR = "state"
+CORE_FILE = "core.duckdb"
+MANIFEST = "store.json"
+LOCK_FILE = ".lock"
+SERVER_FILE = "server.json"
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+class StoreLocked(RuntimeError):
+    """Another process holds the store (DuckDB allows one writer)."""
+
+
+class StoreReadOnly(RuntimeError):
+    """The store is a replay or a backup being inspected: it takes no appends."""
+
+
+class NotCaughtUp(TimeoutError):
+    """A read asked for ``min_offset`` that the projection did not reach in time."""
+
+    def __init__(self, wanted: int, reached: int, waited: float):
+        self.wanted, self.reached = wanted, reached
+        super().__init__(
+            f"the projection reached offset {reached}, not {wanted}, within {waited:.1f}s "
+            f"(lag {wanted - reached}); retry, or raise the wait"
+        )
+
+
+class ProjectorFailed(RuntimeError):
+    """The projector stopped on an error; the store must be reopened (it resumes)."""
+
+
+@dataclass
+class Options:
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    durability: str = "fsync"
+    batch_size: int = 5_000
+    read_wait: float = 10.0
+
+
+def read_manifest(root: Path) -> dict:
+    p = root / MANIFEST
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _write_manifest(root: Path, data: dict) -> None:
+    tmp = root / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, root / MANIFEST)
+
+
+class EmbeddedRuntime:
+    """Log, key store, decision state and projector of one store directory."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        registry: Registry | None = None,
+        options: Options | None = None,
+        progress: ProgressFactory | None = None,
+    ):
+        self.root = Path(root)
+        self.options = options or Options()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.root / LOCK_FILE))
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise StoreLocked(_locked_message(self.root)) from None
+        try:
+            self._open(registry or default_registry(), progress)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, registry: Registry, progress: ProgressFactory | None) -> None:
+        manifest = read_manifest(self.root)
+        if not manifest:
+            manifest = {"format": STORE_FORMAT, "created_at": time.time(), "read_only": False}
+            _write_manifest(self.root, manifest)
+        if manifest.get("format", 1) > STORE_FORMAT:
+            raise RuntimeError(
+                f"store {self.root} has format {manifest['format']}; this memstream reads "
+                f"format {STORE_FORMAT}: upgrade memstream"
+            )
+        self.read_only = bool(manifest.get("read_only"))
+        self.manifest = manifest
+        self.codec = EventCodec(registry, self.options.max_event_bytes)
+        self.log = EmbeddedLog(self.root / LOG_FILE, durability=self.options.durability)
+        self.keys = KeyStore(self.root / KEYS_FILE)
+        self.sealer = Sealer(self.keys, self.codec)
+        (self.root / STATE_DIR).mkdir(exist_ok=True)
+        core = self.root / STATE_DIR / CORE_FILE
+        self.duck = DuckStore(core)
+        ok, why = self.duck.stamp_matches(self.log.log_id)
+        if not ok:
+            self.duck.close()
+            for p in core.parent.glob(CORE_FILE + "*"):
+                p.unlink()
+            self.rebuild_reason = why
+            self.duck = DuckStore(core)
+        else:
+            self.rebuild_reason = None
+        self.duck.stamp(self.log.log_id)
+        self.state = DecisionState()
+        self.state.load(*self.duck.load_states())
+        self._append_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._projected = self.duck.offset()
+        self._failure: BaseException | None = None
+        self._closed = False
+        self._catch_up(progress)
+        self._queue: queue.Queue[list[tuple[Logged, Outcome]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="memstream-projector", daemon=True)
+        self._thread.start()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Drain the projector, then close every file. Nothing acknowledged is lost: the log
+        already holds it, and whatever was not projected is projected on the next open."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        self.duck.close()
+        self.log.close()
+        self.keys.close()
+        self._lock.release()
+
+    def __enter__(self) -> EmbeddedRuntime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the write path ------------------------------------------------------------------------
+
+    def append(self, events: list[Event], validated: bool = False) -> list[Outcome]:
+        """Append a batch atomically and return one outcome per event, in order."""
+        if self.read_only:
+            raise StoreReadOnly(
+                f"store {self.root} is read-only ({self.manifest.get('origin', 'a replay')})"
+            )
+        self._check()
+        if not validated:
+            events = self.codec.validate(events)
+        sealed = [self.sealer.seal(e) for e in events]
+        duplicates: list[int] = []
+        with self._append_lock:
+            placed = self.log.append(
+                [(uuid.UUID(e.event_id).bytes, e.namespace, s[0]) for e, s in zip(events, sealed)]
+            )
+            outcomes: list[Outcome | None] = []
+            pairs = []
+            for i, (ev, (_, kid, chash), a) in enumerate(zip(events, sealed, placed)):
+                if a.duplicate:
+                    duplicates.append(i)
+                    outcomes.append(None)
+                    continue
+                logged = Logged(a.offset, a.recorded_at, a.chain_hash, ev, kid, chash)
+                out = self._decide(logged)
+                pairs.append((logged, out))
+                outcomes.append(out)
+            if pairs:
+                self._queue.put(pairs)
+        for i in duplicates:
+            outcomes[i] = self._duplicate_outcome(placed[i].offset)
+        return outcomes  # type: ignore[return-value]
+
+    def _decide(self, logged: Logged) -> Outcome:
+        out = decide(self.state, logged)
+        self.state.commit(logged, out)
+        if out.destroy_key is not None:
+            subject, kid = out.destroy_key
+            self.sealer.forget(self.keys.destroy(subject, up_to_kid=kid))
+        return out
+
+    def _duplicate_outcome(self, offset: int) -> Outcome:
+        self.wait_for(offset)
+        rows = self.duck.query(
+            'SELECT "offset", epoch_us(recorded_at) AS recorded_at, event_id, type, namespace, '
+            "memory_id, status, code, reason, version, revision, state FROM audit "
+            'WHERE "offset" = ?',
+            [offset],
+        )
+        return Outcome(**rows[0], duplicate=True)
+
+    # -- the projector -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        limit = self.options.batch_size
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = CoreBatch()
+            project(item, batch)
+            stop = False
+            while len(batch) < limit:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                project(more, batch)
+            try:
+                if self._failure is None:
+                    self._write(batch)
+            except BaseException as e:  # the projector stops; reads report it
+                with self._cond:
+                    self._failure = e
+                    self._cond.notify_all()
+            if stop:
+                return
+
+    def _write(self, batch: CoreBatch) -> None:
+        self.duck.write(batch)
+        with self._cond:
+            self._projected = batch.last_offset
+            self._cond.notify_all()
+
+    def apply(self, pairs: list[tuple[Logged, Outcome]]) -> None:
+        """Project decided pairs, skipping what the store already holds (offset dedupe).
+
+        A duplicate delivery of records the projection already holds changes nothing.
+        """
+        fresh = [p for p in pairs if p[0].offset > self._projected]
+        if fresh:
+            self._write(project(fresh))
+
+    def _catch_up(self, progress: ProgressFactory | None) -> None:
+        """Decide and project the log's records the projection does not hold yet."""
+        start = self._projected + 1
+        total = self.log.next_offset - start
+        if total <= 0:
+            return
+        tick = progress("projecting", total) if progress else None
+        limit = self.options.batch_size
+        for pairs in self._decided(self.log.read(start, batch=limit)):
+            self.apply(pairs)
+            if tick:
+                tick(len(pairs))
+
+    def _decided(self, batches: Iterable[list[LogRecord]]):
+        open_ = self.sealer.open
+        for recs in batches:
+            pairs = []
+            for r in recs:
+                ev, stored = open_(r.data)
+                kid = stored.sealed.kid if stored.sealed is not None else None
+                logged = Logged(r.offset, r.recorded_at, r.chain_hash, ev, kid, stored.content_hash)
+                pairs.append((logged, self._decide(logged)))
+            yield pairs
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise ProjectorFailed(
+                f"the projector stopped: {self._failure!r}; reopen the store to resume"
+            ) from self._failure
+        if self._closed:
+            raise RuntimeError("the store is closed")
+
+    @property
+    def projected_offset(self) -> int:
+        return self._projected
+
+    @property
+    def head(self) -> int:
+        """The last offset in the log (``-1``: empty)."""
+        return self.log.next_offset - 1
+
+    def wait_for(self, min_offset: int | None, timeout: float | None = None) -> None:
+        """Block until the projection holds ``min_offset`` (bounded by ``timeout``)."""
+        self._check()
+        if min_offset is None or self._projected >= min_offset:
+            return
+        if min_offset > self.head:
+            raise ValueError(
+                f"min_offset {min_offset} is beyond the end of the log (last offset {self.head})"
+            )
+        wait = self.options.read_wait if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while self._projected < min_offset and self._failure is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise NotCaughtUp(min_offset, self._projected, wait)
+                self._cond.wait(left)
+        self._check()
+
+    def flush(self) -> None:
+        """Wait until everything appended so far is projected."""
+        self.wait_for(self.head, timeout=max(self.options.read_wait, 600.0))
+
+    # -- copies -------------------------------------------------------------------------------
+
+    def backup(self, dest: str | Path, stop: int | None = None, origin: str = "backup") -> Path:
+        """A consistent copy of the log and the key store into a new directory.
+
+        The log is copied first, the keys after: every key a copied record needs is in the
+        copy, unless an erase destroyed it in between, which is what the erase asked for.
+        """
+        dest = Path(dest)
+        if dest.exists() and any(dest.iterdir()):
+            raise FileExistsError(f"{dest} exists and is not empty; choose a new directory")
+        dest.mkdir(parents=True, exist_ok=True)
+        self.log.backup(dest / LOG_FILE, stop=stop)
+        self.keys.backup(dest / KEYS_FILE)
+        _write_manifest(
+            dest,
+            {
+                "format": STORE_FORMAT,
+                "created_at": time.time(),
+                "read_only": origin != "backup",
+                "origin": origin,
+                "source": str(self.root),
+                "log_id": self.log.log_id,
+                "records": (stop if stop is not None else self.log.next_offset),
+            },
+        )
+        return dest
+
+
+def _locked_message(root: Path) -> str:
+    info = root / SERVER_FILE
+    if info.exists():
+        try:
+            s = json.loads(info.read_text())
+            return (
+                f"store {root} is held by a memstream server (pid {s.get('pid')}) at "
+                f"{s.get('url')}; send requests there (the CLI does so by itself) or stop it"
+            )
+        except (OSError, ValueError):
+            pass
+    return f"store {root} is open in another process; close it first (DuckDB allows one writer)"
+
+
+def remove_store(root: str | Path) -> None:
+    """Delete a store directory (used by replay's scratch stores and tests)."""
+    shutil.rmtree(root)

@@ -1,0 +1,242 @@
+"""The embedded log: a durable, append-only, hash-chained sequence of records in SQLite.
+
+Why SQLite in WAL mode: an append of a batch is one transaction (atomic: all records or
+none), ``synchronous=FULL`` makes a committed transaction survive ``kill -9`` and power
+loss, readers never block the writer, and the file can be copied consistently while it is
+written (the online backup API). Offsets are the dense, 0-based row ids; ``recorded_at``
+is stamped here and never goes backwards; each row carries its chain hash
+``sha256(prev_hash | offset | recorded_at | data)``, written in the same row at append time.
+
+Any number of readers can read from any offset (:meth:`EmbeddedLog.read`): the projector,
+a replay, later the subscriptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from memstream.schemas.record import LogRecord
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    "offset"    INTEGER PRIMARY KEY,
+    event_id    BLOB NOT NULL UNIQUE,
+    recorded_at INTEGER NOT NULL,
+    namespace   TEXT NOT NULL,
+    data        BLOB NOT NULL,
+    hash        BLOB NOT NULL
+);
+"""
+
+GENESIS = b"\x00" * 32
+
+#: ``fsync``: a committed append survives power loss; ``os``: it survives the process
+#: being killed (the OS holds it), not a power cut. Both are atomic per batch.
+DURABILITY = {"fsync": "FULL", "os": "NORMAL"}
+
+
+def chain_hash(prev: bytes, offset: int, recorded_at: int, data: bytes) -> bytes:
+    h = hashlib.sha256(prev)
+    h.update(offset.to_bytes(8, "big"))
+    h.update(recorded_at.to_bytes(8, "big", signed=True))
+    h.update(data)
+    return h.digest()
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where one record landed. ``duplicate`` marks an event id the log already held."""
+
+    offset: int
+    recorded_at: int
+    chain_hash: bytes = b""
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    offset: int
+    reason: str
+
+
+class EmbeddedLog:
+    """A file-backed append-only log. One process appends; any thread may read."""
+
+    def __init__(self, path: str | Path, durability: str = "fsync", create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise FileNotFoundError(f"no log at {self.path}")
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {sorted(DURABILITY)}, not {durability!r}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._connect()
+        self._db.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        row = self._db.execute("SELECT value FROM meta WHERE key='log_id'").fetchone()
+        if row is None:
+            self.log_id = str(uuid.uuid4())
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('log_id', ?)", (self.log_id,))
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (str(time.time()),)
+            )
+            self._db.execute("COMMIT")
+            self.log_id = self._db.execute("SELECT value FROM meta WHERE key='log_id'").fetchone()[0]
+        else:
+            self.log_id = row[0]
+        last = self._db.execute(
+            'SELECT "offset", recorded_at, hash FROM records ORDER BY "offset" DESC LIMIT 1'
+        ).fetchone()
+        if last is None:
+            self._next, self._last_time, self._last_hash = 0, 0, GENESIS
+        else:
+            self._next, self._last_time, self._last_hash = last[0] + 1, last[1], bytes(last[2])
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=10000")
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- writing --------------------------------------------------------------------------
+
+    @property
+    def next_offset(self) -> int:
+        """The offset the next record will get (= the number of records)."""
+        return self._next
+
+    def append(self, records: Sequence[tuple[bytes, str, bytes]]) -> list[Appended]:
+        """Append ``(event_id, namespace, data)`` records atomically; durable on return.
+
+        An event id the log already holds is not appended again: its original position
+        comes back with ``duplicate=True`` (a producer's retry is idempotent).
+        """
+        if not records:
+            return []
+        with self._lock:
+            db = self._db
+            ids = [r[0] for r in records]
+            seen: dict[bytes, tuple[int, int]] = {}
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                q = ",".join("?" * len(chunk))
+                for eid, off, rat in db.execute(
+                    f'SELECT event_id, "offset", recorded_at FROM records WHERE event_id IN ({q})',
+                    chunk,
+                ):
+                    seen[bytes(eid)] = (off, rat)
+            now = max(time.time_ns() // 1000, self._last_time)
+            offset, prev = self._next, self._last_hash
+            rows = []
+            result: list[Appended] = []
+            batch_ids: dict[bytes, Appended] = {}
+            for eid, namespace, data in records:
+                if eid in seen:
+                    result.append(Appended(seen[eid][0], seen[eid][1], duplicate=True))
+                    continue
+                if eid in batch_ids:
+                    first = batch_ids[eid]
+                    result.append(Appended(first.offset, first.recorded_at, duplicate=True))
+                    continue
+                h = chain_hash(prev, offset, now, data)
+                rows.append((offset, eid, now, namespace, data, h))
+                a = Appended(offset, now, h)
+                batch_ids[eid] = a
+                result.append(a)
+                prev = h
+                offset += 1
+            if rows:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.executemany("INSERT INTO records VALUES (?,?,?,?,?,?)", rows)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                self._next, self._last_time, self._last_hash = offset, now, prev
+            return result
+
+    # -- reading --------------------------------------------------------------------------
+
+    def read(
+        self, start: int = 0, stop: int | None = None, batch: int = 2_000
+    ) -> Iterator[list[LogRecord]]:
+        """Batches of records with ``start <= offset < stop`` (``stop=None``: to the current end)."""
+        db = self._reader()
+        end = self._next if stop is None else min(stop, self._next)
+        pos = start
+        while pos < end:
+            upto = min(pos + batch, end)
+            rows = db.execute(
+                'SELECT "offset", recorded_at, data, hash FROM records '
+                'WHERE "offset" >= ? AND "offset" < ? ORDER BY "offset"',
+                (pos, upto),
+            ).fetchall()
+            if not rows:
+                return
+            yield [LogRecord(r[0], r[1], bytes(r[2]), bytes(r[3])) for r in rows]
+            pos = rows[-1][0] + 1
+
+    def offset_at(self, recorded_at_us: int) -> int:
+        """The last offset recorded at or before a time (``-1`` if none)."""
+        row = self._reader().execute(
+            'SELECT max("offset") FROM records WHERE recorded_at <= ?', (recorded_at_us,)
+        ).fetchone()
+        return -1 if row[0] is None else int(row[0])
+
+    def verify(self, progress=None) -> ChainBreak | None:
+        """Recompute the hash chain from the stored bytes; the first record that breaks it."""
+        prev = GENESIS
+        expected = 0
+        for batch in self.read(0, batch=10_000):
+            for r in batch:
+                if r.offset != expected:
+                    return ChainBreak(expected, f"offset {expected} is missing")
+                if chain_hash(prev, r.offset, r.recorded_at, r.data) != r.chain_hash:
+                    return ChainBreak(
+                        r.offset,
+                        f"record {r.offset} does not match its chain hash "
+                        "(its bytes, its time or an earlier record were changed)",
+                    )
+                prev = r.chain_hash
+                expected += 1
+            if progress is not None:
+                progress(len(batch))
+        return None
+
+    # -- copies ---------------------------------------------------------------------------
+
+    def backup(self, dest: str | Path, stop: int | None = None) -> None:
+        """A consistent copy of the log, taken while it is written (SQLite online backup).
+
+        With ``stop``, the copy holds only the records before that offset.
+        """
+        dest = Path(dest)
+        target = sqlite3.connect(dest)
+        try:
+            self._reader().backup(target)
+            if stop is not None:
+                target.execute('DELETE FROM records WHERE "offset" >= ?', (stop,))
+                target.commit()
+                target.execute("VACUUM")
+        finally:
+            target.close()

@@ -1,0 +1,170 @@
+"""Turning events into stored records and back: sealing (AES-256-GCM) and opening.
+
+The payload of every event is encrypted under its subject's data key before it reaches
+any log, with the event id and key id as associated data (a ciphertext cannot be moved to
+another record). Clear fields (see :class:`memstream.schemas.events.Payload`) stay
+readable. Opening a record whose key was destroyed yields a *tombstone*: the envelope and
+the clear fields, with ``payload=None``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from typing import Any
+
+import msgspec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from memstream.schemas.codec import EventCodec
+from memstream.schemas.events import Event, Payload
+from memstream.schemas.record import Sealed, StoredEvent
+
+from .keystore import KeyDestroyed, KeyStore
+
+_record_encoder = msgspec.json.Encoder()
+_record_decoder = msgspec.json.Decoder(StoredEvent)
+
+
+class RecordCorrupt(ValueError):
+    """A stored record that cannot be decoded or authenticated (tampering or damage)."""
+
+
+class Sealer:
+    """Seals events into record bytes and opens record bytes into events."""
+
+    def __init__(self, keys: KeyStore, codec: EventCodec):
+        self.keys = keys
+        self.codec = codec
+        self._aead: dict[str, AESGCM] = {}
+        self._hash_keys: dict[str, bytes] = {}
+        self._encoder = msgspec.json.Encoder()
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def _cipher(self, kid: str, key: bytes) -> AESGCM:
+        c = self._aead.get(kid)
+        if c is None:
+            c = self._aead[kid] = AESGCM(key)
+            self._hash_keys[kid] = hmac.new(key, b"memstream/content-hash", hashlib.sha256).digest()
+        return c
+
+    def forget(self, kids: list[str]) -> None:
+        """Drop cached ciphers of destroyed keys."""
+        for k in kids:
+            self._aead.pop(k, None)
+            self._hash_keys.pop(k, None)
+
+    def content_hash(self, kid: str, text: str) -> str:
+        """Keyed hash of a text under a subject key: equal texts match, erased ones can't be
+        confirmed by anyone."""
+        return hashlib.blake2b(text.encode(), key=self._hash_keys[kid], digest_size=16).hexdigest()
+
+    # -- sealing --------------------------------------------------------------------------
+
+    def seal(self, event: Event) -> tuple[bytes, str | None, str | None]:
+        """Record bytes of ``event``, its key id and its content hash."""
+        payload = event.payload
+        if payload is None:
+            raise ValueError(f"event {event.event_id} has no payload to seal")
+        clear_names = payload.CLEAR
+        clear: dict[str, Any] = {}
+        if clear_names:
+            body = msgspec.to_builtins(payload)
+            for name in clear_names:
+                if name in body:
+                    clear[name] = body.pop(name)
+            plain = self._encoder.encode(body) if body else b""
+        else:
+            plain = self._encoder.encode(payload)
+        sealed = None
+        kid = None
+        content_hash = None
+        if plain:
+            kid, key = self.keys.current(event.effective_subject)
+            cipher = self._cipher(kid, key)
+            nonce = os.urandom(12)
+            ct = cipher.encrypt(nonce, plain, _aad(event.event_id, kid))
+            sealed = Sealed(kid=kid, nonce=nonce, ct=ct)
+            text = getattr(payload, "text", None)
+            if text is not None:
+                content_hash = self.content_hash(kid, text)
+        stored = StoredEvent(
+            event_id=event.event_id,
+            type=event.type,
+            schema_version=event.schema_version,
+            namespace=event.namespace,
+            memory_id=event.memory_id,
+            occurred_at=event.occurred_at,
+            actor=event.actor,
+            context=event.context,
+            expected_version=event.expected_version,
+            correlation_id=event.correlation_id,
+            causation_id=event.causation_id,
+            subject=event.subject,
+            content_hash=content_hash,
+            clear=clear,
+            sealed=sealed,
+        )
+        return _record_encoder.encode(stored), kid, content_hash
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def open(self, data: bytes) -> tuple[Event, StoredEvent]:
+        """Decode record bytes into an event; a destroyed key gives a tombstone."""
+        try:
+            stored = _record_decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            raise RecordCorrupt(f"stored record cannot be decoded: {e}") from None
+        etype = self.codec.registry.get(stored.type)
+        if etype is None:
+            raise RecordCorrupt(f"stored record has unknown type {stored.type!r}")
+        payload: Payload | None
+        clear = stored.clear or None
+        if stored.sealed is None:
+            payload = self.codec.decode_payload(
+                etype, b"{}", stored.schema_version, extra=stored.clear
+            )
+        else:
+            kid = stored.sealed.kid
+            try:
+                cipher = self._aead.get(kid) or self._cipher(kid, self.keys.get(kid))
+            except KeyDestroyed:
+                payload = None
+                clear = dict(stored.clear)
+                if stored.schema_version < etype.version:
+                    clear = etype.upcast(clear, stored.schema_version)
+            else:
+                try:
+                    plain = cipher.decrypt(
+                        stored.sealed.nonce, stored.sealed.ct, _aad(stored.event_id, kid)
+                    )
+                except Exception as e:  # cryptography raises InvalidTag
+                    raise RecordCorrupt(
+                        f"record {stored.event_id}: payload fails authentication ({type(e).__name__})"
+                    ) from None
+                payload = self.codec.decode_payload(
+                    etype, plain, stored.schema_version, extra=stored.clear or None
+                )
+        event = Event(
+            event_id=stored.event_id,
+            type=stored.type,
+            schema_version=etype.version,
+            namespace=stored.namespace,
+            memory_id=stored.memory_id,
+            occurred_at=stored.occurred_at,
+            actor=stored.actor,
+            context=stored.context,
+            expected_version=stored.expected_version,
+            correlation_id=stored.correlation_id,
+            causation_id=stored.causation_id,
+            subject=stored.subject,
+            payload=payload,
+            clear=clear if payload is None else None,
+        )
+        return event, stored
+
+
+def _aad(event_id: str, kid: str) -> bytes:
+    return f"{event_id}|{kid}".encode()
