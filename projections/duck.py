@@ -119,8 +119,14 @@ class DuckStore:
             self.db.execute(SCHEMA)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._cursor_lock = threading.Lock()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
 
     def close(self) -> None:
+        with self._cursor_lock:
+            for cur in self._cursors:
+                cur.close()
+            self._cursors.clear()
         self.db.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -129,6 +135,8 @@ class DuckStore:
         if cur is None:
             cur = self._local.cur = self.db.cursor()
             cur.execute("SET TimeZone = 'UTC'")
+            with self._cursor_lock:
+                self._cursors.append(cur)
         return cur
 
     # -- stamp --------------------------------------------------------------------------

@@ -44,7 +44,8 @@ class MalformedEvent(ValueError):
         self.field = field
         self.index = index
         where = f"event #{index}: " if index is not None else ""
-        super().__init__(where + message)
+        at = f" (at {field})" if field else ""
+        super().__init__(where + message + at)
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": "malformed", "message": str(self), "field": self.field, "index": self.index}

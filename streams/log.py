@@ -82,6 +82,7 @@ class EmbeddedLog:
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         row = self._db.execute("SELECT value FROM meta WHERE key='log_id'").fetchone()
         if row is None:
             self.log_id = str(uuid.uuid4())
@@ -112,9 +113,16 @@ class EmbeddedLog:
         db = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = self._connect()
+            with self._lock:
+                self._readers.append(db)
         return db
 
     def close(self) -> None:
+        """Close every connection; the last one to close checkpoints the WAL into the file."""
+        with self._lock:
+            for db in self._readers:
+                db.close()
+            self._readers.clear()
         self._db.close()
 
     # -- writing --------------------------------------------------------------------------

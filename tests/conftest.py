@@ -1,0 +1,85 @@
+"""Shared fixtures: real stores in temporary directories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from memstream import MemoryStore
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(store_dir: Path) -> Iterator[MemoryStore]:
+    s = MemoryStore.open(store_dir, actor="tester", durability="os")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def take_snapshot(store: MemoryStore) -> dict[str, list]:
+    """Every projected table of a store, in a canonical order (for equality checks)."""
+    store.flush()
+    q = store.runtime.duck.query
+    return {
+        "memories": q("SELECT * EXCLUDE (created_at, updated_at) FROM memories ORDER BY memory_id"),
+        "versions": q("SELECT * FROM versions ORDER BY memory_id, version"),
+        "transitions": q('SELECT * FROM transitions ORDER BY "offset", memory_id'),
+        "audit": q('SELECT * FROM audit ORDER BY "offset"'),
+        "artifacts": q("SELECT * FROM artifacts ORDER BY artifact_id"),
+        "subjects": q("SELECT * FROM subjects ORDER BY subject"),
+    }
+
+
+@pytest.fixture
+def snapshot():
+    return take_snapshot
+
+
+def run_workload(store: MemoryStore, rng, n: int, namespaces=("user/alice", "user/bob")) -> None:
+    """``n`` random operations (many valid, some rejected) through the SDK, in small batches."""
+    ids: list[str] = []
+    ops = ["revise", "archive", "restore", "activate", "expire", "freeze", "unfreeze",
+           "rollback", "merge", "create", "create", "revise"]  # fmt: skip
+    done = 0
+    while done < n:
+        batch = []
+        for _ in range(rng.randint(1, 8)):
+            op = rng.choice(ops) if ids else "create"
+            ns = rng.choice(namespaces)
+            if op == "create":
+                mid = f"mem-{len(ids)}"
+                ids.append(mid)
+                batch.append(
+                    store.event("create", ns, mid, {"text": f"fact {rng.random():.6f}",
+                                                    "tags": [rng.choice("abc")]})
+                )  # fmt: skip
+                continue
+            mid = rng.choice(ids)
+            m = store.runtime.state.memories.get(mid)
+            ns = m.namespace if m is not None and rng.random() < 0.9 else ns
+            if op == "merge":
+                srcs = rng.sample(ids, k=min(2, len(ids)))
+                target = f"mem-{len(ids)}"
+                ids.append(target)
+                batch.append(store.event("merge", ns, target, {"sources": srcs, "text": "fused"}))
+            elif op == "revise":
+                batch.append(store.event("revise", ns, mid, {"text": f"rev {rng.random():.6f}"}))
+            elif op == "rollback":
+                batch.append(store.event("rollback", ns, mid, {"to_version": 1}))
+            else:
+                batch.append(store.event(op, ns, mid, {"reason": f"{op} by test"}))
+        store.append(batch)
+        done += len(batch)
+
+
+@pytest.fixture
+def workload():
+    return run_workload

@@ -1,0 +1,138 @@
+"""The embedded log: dense offsets, atomic batches, monotonic time, idempotent ids, the
+hash chain, and sealing: no plaintext on disk, tombstones after a key is destroyed."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+import pytest
+
+from memstream import MemoryStore
+from memstream.streams import log as logmod
+from memstream.streams.log import EmbeddedLog
+
+
+def rec(i: int, data: bytes | None = None) -> tuple[bytes, str, bytes]:
+    return (uuid.UUID(int=i + 1).bytes, "ns", data if data is not None else b"record %d" % i)
+
+
+def test_offsets_are_dense_and_survive_reopen(tmp_path):
+    log = EmbeddedLog(tmp_path / "log.sqlite")
+    a = log.append([rec(i) for i in range(3)])
+    b = log.append([rec(i) for i in range(3, 5)])
+    assert [x.offset for x in a + b] == [0, 1, 2, 3, 4]
+    log_id = log.log_id
+    log.close()
+    log = EmbeddedLog(tmp_path / "log.sqlite")
+    assert log.log_id == log_id and log.next_offset == 5
+    assert [r.data for batch in log.read(0) for r in batch] == [b"record %d" % i for i in range(5)]
+    assert [r.offset for batch in log.read(2, 4) for r in batch] == [2, 3]
+
+
+def test_a_failed_batch_leaves_nothing(tmp_path):
+    """A row that fails inside the transaction (NOT NULL) rolls back the whole batch."""
+    log = EmbeddedLog(tmp_path / "log.sqlite")
+    log.append([rec(0)])
+    batch = [rec(i) for i in range(1, 6)]
+    batch[3] = (batch[3][0], None, batch[3][2])  # type: ignore[assignment]
+    with pytest.raises(sqlite3.IntegrityError):
+        log.append(batch)
+    assert log.next_offset == 1
+    assert [r.offset for b in log.read(0) for r in b] == [0]
+    assert log.append([rec(9)])[0].offset == 1
+    assert log.verify() is None
+    log.close()
+    assert EmbeddedLog(tmp_path / "log.sqlite").next_offset == 2
+
+
+def test_recorded_at_never_goes_backwards(tmp_path, monkeypatch):
+    log = EmbeddedLog(tmp_path / "log.sqlite")
+    log.append([rec(0)])
+    t0 = next(log.read(0))[0].recorded_at
+    monkeypatch.setattr(logmod.time, "time_ns", lambda: (t0 - 3_600_000_000) * 1000)
+    log.append([rec(1)])
+    times = [r.recorded_at for b in log.read(0) for r in b]
+    assert times[1] >= times[0]
+
+
+def test_a_repeated_event_id_is_not_appended_twice(tmp_path):
+    log = EmbeddedLog(tmp_path / "log.sqlite")
+    first = log.append([rec(0), rec(1)])
+    again = log.append([rec(1), rec(2), rec(2)])
+    assert again[0].duplicate and again[0].offset == first[1].offset
+    assert not again[1].duplicate and again[1].offset == 2
+    assert again[2].duplicate and again[2].offset == 2
+    assert log.next_offset == 3
+
+
+def tamper(path, offset: int, sql: str) -> None:
+    db = sqlite3.connect(path)
+    db.execute(sql, (offset,))
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE records SET data = CAST(replace(CAST(data AS TEXT), 'record', 'RECORD') AS BLOB) "
+        'WHERE "offset" = ?',
+        'UPDATE records SET recorded_at = recorded_at + 1 WHERE "offset" = ?',
+        'DELETE FROM records WHERE "offset" = ?',
+    ],
+    ids=["bytes", "time", "deleted"],
+)
+def test_verify_names_the_first_broken_record(tmp_path, sql):
+    path = tmp_path / "log.sqlite"
+    log = EmbeddedLog(path)
+    for i in range(0, 20, 5):
+        log.append([rec(j) for j in range(i, i + 5)])
+    assert log.verify() is None
+    tamper(path, 7, sql)
+    brk = EmbeddedLog(path).verify()
+    assert brk is not None and brk.offset == 7, brk
+
+
+def test_store_verify_catches_an_edited_payload(store: MemoryStore):
+    for i in range(5):
+        store.create("user/alice", f"memory {i}")
+    assert store.verify() is None
+    db = sqlite3.connect(store.path / "log.sqlite")
+    data = db.execute('SELECT data FROM records WHERE "offset" = 3').fetchone()[0]
+    db.execute('UPDATE records SET data = ? WHERE "offset" = 3', (data.replace(b"user", b"USER"),))
+    db.commit()
+    db.close()
+    brk = store.verify()
+    assert brk is not None and brk.offset == 3
+
+
+def test_no_plaintext_reaches_the_log_file(tmp_path):
+    secret = "Alice's passport number is X1234567 and she fears spiders"
+    with MemoryStore.open(tmp_path / "s") as s:
+        mid = s.create("user/alice", secret, tags=["very-private-tag"]).memory_id
+        s.revise(mid, secret + " (revised)", metadata={"nickname": "spider-fearer"})
+        s.archive(mid, reason="a reason that names Alice's fear of spiders")
+        s.flush()
+        assert s.get(mid).text.startswith(secret)
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "s").glob("log.sqlite*"))
+    for needle in ("passport", "X1234567", "spiders", "very-private-tag", "spider-fearer"):
+        assert needle.encode() not in raw, needle
+    # The envelope stays readable for audits without keys.
+    assert b"user/alice" in raw and mid.encode() in raw
+
+
+def test_a_ciphertext_cannot_be_moved_to_another_record(store: MemoryStore):
+    a = store.create("user/alice", "first secret")
+    b = store.create("user/alice", "second secret")
+    recs = [r for batch in store.runtime.log.read(0) for r in batch]
+    import msgspec
+
+    from memstream.schemas.record import StoredEvent
+    from memstream.streams.sealing import RecordCorrupt
+
+    sa = msgspec.json.decode(recs[a.offset].data, type=StoredEvent)
+    sb = msgspec.json.decode(recs[b.offset].data, type=StoredEvent)
+    forged = msgspec.json.encode(msgspec.structs.replace(sb, sealed=sa.sealed))
+    with pytest.raises(RecordCorrupt, match="authentication"):
+        store.runtime.sealer.open(forged)
