@@ -233,7 +233,7 @@ class DuckStore:
             )
             # Reasons written under the destroyed keys are personal data too.
             cur.execute(
-                "UPDATE audit SET why = NULL WHERE subject = ? AND key_id IS NOT NULL "
+                "UPDATE audit SET why = NULL, tombstone = TRUE WHERE subject = ? AND key_id IS NOT NULL "
                 "AND CAST(split_part(key_id, '#', -1) AS INTEGER) <= ?",
                 (subject, gen),
             )

@@ -29,7 +29,7 @@ def take_snapshot(store: MemoryStore) -> dict[str, list]:
     store.flush()
     q = store.runtime.duck.query
     return {
-        "memories": q("SELECT * EXCLUDE (created_at, updated_at) FROM memories ORDER BY memory_id"),
+        "memories": q("SELECT * FROM memories ORDER BY memory_id"),
         "versions": q("SELECT * FROM versions ORDER BY memory_id, version"),
         "transitions": q('SELECT * FROM transitions ORDER BY "offset", memory_id'),
         "audit": q('SELECT * FROM audit ORDER BY "offset"'),
@@ -52,7 +52,7 @@ def run_workload(store: MemoryStore, rng, n: int, namespaces=("user/alice", "use
     while done < n:
         batch = []
         for _ in range(rng.randint(1, 8)):
-            op = rng.choice(ops) if ids else "create"
+            op = rng.choice(ops) if len(ids) >= 2 else "create"
             ns = rng.choice(namespaces)
             if op == "create":
                 mid = f"mem-{len(ids)}"
@@ -66,7 +66,7 @@ def run_workload(store: MemoryStore, rng, n: int, namespaces=("user/alice", "use
             m = store.runtime.state.memories.get(mid)
             ns = m.namespace if m is not None and rng.random() < 0.9 else ns
             if op == "merge":
-                srcs = rng.sample(ids, k=min(2, len(ids)))
+                srcs = rng.sample(ids, k=2)
                 target = f"mem-{len(ids)}"
                 ids.append(target)
                 batch.append(store.event("merge", ns, target, {"sources": srcs, "text": "fused"}))

@@ -1,0 +1,235 @@
+"""The real all-MiniLM-L6-v2 model: vectors, the durable cache, and retrieval on real data.
+
+The model is loaded once for the module; every vector here comes from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from memstream.projections.corpus import distractor_corpus, evaluate_recall, load_labelled_set
+from memstream.projections.embedding import (
+    CachedEmbedder,
+    Embedder,
+    EmbeddingCache,
+    TransformersEmbedder,
+    default_model_path,
+    model_fingerprint,
+)
+from memstream.projections.vectors import VectorIndex
+
+RETRIEVAL_DATA = Path(__file__).resolve().parents[1] / "data" / "retrieval"
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def embedder() -> TransformersEmbedder:
+    return TransformersEmbedder()
+
+
+class CountingEmbedder:
+    """Wraps the real model and records every call, to count forward batches."""
+
+    def __init__(self, inner: TransformersEmbedder) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dim = inner.dim
+        self.batch_size = inner.batch_size
+        self.calls: list[int] = []
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        return self.inner.embed(texts)
+
+
+@pytest.fixture
+def counting(embedder: TransformersEmbedder) -> CountingEmbedder:
+    return CountingEmbedder(embedder)
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[EmbeddingCache]:
+    with EmbeddingCache(tmp_path / "cache.sqlite") as c:
+        yield c
+
+
+def test_vectors_are_384_dimensional_float32_unit_rows(embedder: TransformersEmbedder) -> None:
+    assert isinstance(embedder, Embedder)
+    assert embedder.dim == 384
+    assert embedder.model_id.startswith("all-MiniLM-L6-v2@")
+    vectors = embedder.embed(["I like tea.", "", "a much longer sentence " * 200])
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_matches_sentence_transformers_reference(embedder: TransformersEmbedder) -> None:
+    """Same pooling and normalisation as the model's own sentence-transformers config."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["The user prefers window seats.", "Kafka retention is seven days.", "ok"]
+    reference = SentenceTransformer(str(default_model_path()), device="cpu").encode(
+        texts, normalize_embeddings=True
+    )
+    np.testing.assert_allclose(embedder.embed(texts), reference, atol=1e-5)
+
+
+def test_paraphrases_score_higher_than_unrelated_texts(embedder: TransformersEmbedder) -> None:
+    a, b, c, d = embedder.embed(
+        [
+            "The user is allergic to penicillin.",
+            "Which antibiotics cause them an allergic reaction?",
+            "The staging cluster is reset every Sunday night.",
+            "When is the test environment wiped?",
+        ]
+    )
+    assert a @ b > a @ c + 0.2 and a @ b > a @ d + 0.2
+    assert c @ d > c @ a + 0.2 and c @ d > c @ b + 0.2
+
+
+def test_same_text_gives_the_same_vector(embedder: TransformersEmbedder) -> None:
+    text = "Band rehearsal is every Wednesday evening."
+    first = embedder.embed([text])[0]
+    assert np.array_equal(first, embedder.embed([text])[0])
+    # In a batch of other lengths (more padding) the vector agrees to float precision.
+    batch = embedder.embed(["short", text, "a far longer text about something else " * 10])
+    np.testing.assert_allclose(batch[1], first, atol=1e-5)
+
+
+def test_output_order_follows_input_despite_length_sorting(embedder: TransformersEmbedder) -> None:
+    texts = ["b " * 50, "a", "c " * 10, "d " * 30]
+    together = embedder.embed(texts)
+    one_by_one = np.stack([embedder.embed([t])[0] for t in texts])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_missing_model_folder_is_named_in_the_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no-model-here"
+    with pytest.raises(FileNotFoundError, match="no-model-here"):
+        TransformersEmbedder(path=missing)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="lacks config.json"):
+        TransformersEmbedder(path=tmp_path / "empty")
+
+
+def test_model_id_detects_another_model_at_the_same_path(tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(default_model_path(), copy)
+    original = model_fingerprint(copy)
+    assert original == model_fingerprint(default_model_path())
+    assert model_fingerprint(copy, max_length=128) != original
+    weights = copy / "model.safetensors"
+    with weights.open("r+b") as handle:  # one weight byte differs: same size, same header
+        handle.seek(weights.stat().st_size - 10)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 1]))
+    assert model_fingerprint(copy) != original
+
+
+def test_cache_hit_avoids_model_calls(counting: CountingEmbedder, cache: EmbeddingCache) -> None:
+    cached = CachedEmbedder(counting, cache, batch_size=4)
+    texts = [f"Memory number {i} about topic {i % 3}." for i in range(10)]
+    items = [(content_hash(t), t) for t in texts]
+    first = cached.embed(items)
+    assert cached.model_calls == 3 and counting.calls == [4, 4, 2]
+    assert cached.texts_embedded == 10 and cached.cache_hits == 0
+
+    second = cached.embed(list(reversed(items)))
+    assert cached.model_calls == 3 and len(counting.calls) == 3  # nothing recomputed
+    assert cached.cache_hits == 10
+    np.testing.assert_array_equal(second, first[::-1])
+
+    fresh = ("new", "A memory that was never embedded.")
+    cached.embed([items[0], fresh, items[1]])
+    assert counting.calls[-1] == 1 and cached.texts_embedded == 11
+
+
+def test_duplicates_within_a_call_are_embedded_once(
+    counting: CountingEmbedder, cache: EmbeddingCache
+) -> None:
+    cached = CachedEmbedder(counting, cache)
+    items = [("h1", "same text"), ("h2", "other text"), ("h1", "same text")]
+    vectors = cached.embed(items)
+    assert counting.calls == [2] and cached.texts_embedded == 2
+    np.testing.assert_array_equal(vectors[0], vectors[2])
+
+
+def test_cache_survives_reopening(
+    counting: CountingEmbedder, tmp_path: Path, embedder: TransformersEmbedder
+) -> None:
+    items = [(content_hash(t), t) for t in ("alpha fact", "beta fact", "gamma fact")]
+    with EmbeddingCache(tmp_path / "c.sqlite") as cache:
+        expected = CachedEmbedder(counting, cache).embed(items)
+    with EmbeddingCache(tmp_path / "c.sqlite") as cache:
+        again = CachedEmbedder(counting, cache)
+        np.testing.assert_array_equal(again.embed(items), expected)
+        assert again.model_calls == 0 and again.cache_hits == 3
+        assert cache.count(embedder.model_id) == 3
+
+
+def test_cache_is_keyed_by_model(cache: EmbeddingCache) -> None:
+    cache.put_many("model-a", [("h", np.ones(4))])
+    assert set(cache.get_many("model-a", ["h", "missing"])) == {"h"}
+    assert cache.get_many("model-b", ["h"]) == {}
+
+
+def test_cache_batches_large_requests_and_ignores_torn_rows(tmp_path: Path) -> None:
+    with EmbeddingCache(tmp_path / "c.sqlite") as cache:
+        vectors = np.random.default_rng(0).normal(size=(1200, 8)).astype(np.float32)
+        assert cache.put_many("m", [(f"h{i}", v) for i, v in enumerate(vectors)]) == 1200
+        got = cache.get_many("m", [f"h{i}" for i in range(1200)])
+        assert len(got) == 1200
+        np.testing.assert_array_equal(got["h1199"], vectors[1199])
+    with sqlite3.connect(tmp_path / "c.sqlite") as conn:
+        conn.execute("UPDATE embeddings SET vector = x'0000' WHERE content_hash = 'h5'")
+    with EmbeddingCache(tmp_path / "c.sqlite") as cache:
+        assert set(cache.get_many("m", ["h5", "h6"])) == {"h6"}
+    with sqlite3.connect(tmp_path / "c.sqlite") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_put_vectors_checks_the_dimension(
+    counting: CountingEmbedder, cache: EmbeddingCache
+) -> None:
+    cached = CachedEmbedder(counting, cache)
+    with pytest.raises(ValueError, match=r"dimension 100, expected 384"):
+        cached.put_vectors(["h"], np.ones((1, 100)))
+    with pytest.raises(ValueError, match="2 content hashes but 1 vectors"):
+        cached.put_vectors(["h", "i"], np.ones((1, 384)))
+    cached.put_vectors(["supplied"], np.full(384, 3.0))
+    vector = cached.embed([("supplied", "text the model never sees")])[0]
+    assert counting.calls == [] and cached.cache_hits == 1
+    np.testing.assert_allclose(vector, np.full(384, 1 / np.sqrt(384)), atol=1e-6)
+
+
+def test_semantic_retrieval_on_labelled_paraphrases(embedder: TransformersEmbedder) -> None:
+    """Real MiniLM vectors in the ANN index: recall against exact search and on questions."""
+    memories, questions = load_labelled_set(RETRIEVAL_DATA)
+    distractors = distractor_corpus(600, seed=0)
+    ids = list(memories) + [f"d{i}" for i in range(len(distractors))]
+    vectors = embedder.embed(list(memories.values()) + distractors)
+    index = VectorIndex(embedder.dim, embedder.model_id)
+    index.upsert(ids, vectors)
+    query_vectors = embedder.embed([q.question for q in questions])
+
+    overlap = 0
+    for query in query_vectors:
+        exact = {i for i, _ in index.exact_search(query, 10)}
+        overlap += len(exact & {i for i, _ in index.search(query, 10)})
+    assert overlap / (10 * len(questions)) >= 0.98
+
+    by_question = dict(zip((q.question for q in questions), query_vectors, strict=True))
+    scores = evaluate_recall(
+        lambda q: [i for i, _ in index.search(by_question[q], 10)], questions, ks=(1, 5, 10)
+    )
+    assert scores[1] >= 0.6 and scores[10] >= 0.85
