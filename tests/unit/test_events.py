@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from memstream import MalformedEvent, MemoryStore
-from memstream.schemas import jsonschema as js
+from memstream.schemas import generate as js
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import EventType, Payload, ShortText, default_registry
 
@@ -99,7 +99,7 @@ def test_malformed_batch_appends_nothing(store: MemoryStore):
 
 
 def test_committed_json_schema_matches_the_code():
-    assert js.stale() == [], "run: python -m memstream.schemas.jsonschema"
+    assert js.stale() == [], "run: python -m memstream.schemas.generate"
 
 
 def test_json_schema_accepts_and_refuses_like_the_codec():

@@ -3,8 +3,8 @@
 A producer in any language validates what it sends against ``schemas/jsonschema/<type>.json``
 (or ``events.json``, the union of all). Regenerate after changing an event type::
 
-    python -m memstream.schemas.jsonschema          # writes the files
-    python -m memstream.schemas.jsonschema --check  # exits 1 when the files are stale
+    python -m memstream.schemas.generate          # writes the files
+    python -m memstream.schemas.generate --check  # exits 1 when the files are stale
 
 A test runs the check, so committed schemas cannot drift from the code.
 """
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         bad = stale(args.dir)
         if bad:
             print(f"stale JSON Schema files in {args.dir}: {', '.join(bad)}", file=sys.stderr)
-            print("regenerate: python -m memstream.schemas.jsonschema", file=sys.stderr)
+            print("regenerate: python -m memstream.schemas.generate", file=sys.stderr)
             return 1
         print("JSON Schema files are up to date")
         return 0
