@@ -198,6 +198,13 @@ def test_cache_batches_large_requests_and_ignores_torn_rows(tmp_path: Path) -> N
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_corrupt_cache_file_is_reported_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "broken.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ValueError, match="broken.sqlite.*delete the file"):
+        EmbeddingCache(path)
+
+
 def test_put_vectors_checks_the_dimension(
     counting: CountingEmbedder, cache: EmbeddingCache
 ) -> None:
@@ -215,10 +222,10 @@ def test_put_vectors_checks_the_dimension(
 def test_semantic_retrieval_on_labelled_paraphrases(embedder: TransformersEmbedder) -> None:
     """Real MiniLM vectors in the ANN index: recall against exact search and on questions."""
     memories, questions = load_labelled_set(RETRIEVAL_DATA)
-    distractors = distractor_corpus(600, seed=0)
+    distractors = distractor_corpus(400, seed=0)
     ids = list(memories) + [f"d{i}" for i in range(len(distractors))]
     vectors = embedder.embed(list(memories.values()) + distractors)
-    index = VectorIndex(embedder.dim, embedder.model_id)
+    index = VectorIndex(embedder.dim, embedder.model_id, exact_limit=0)  # always the graph
     index.upsert(ids, vectors)
     query_vectors = embedder.embed([q.question for q in questions])
 

