@@ -9,6 +9,7 @@ names the field (``$.payload.text``), the event's position in a batch, and the f
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import msgspec
@@ -75,12 +76,17 @@ _json_any = msgspec.json.Decoder()
 
 
 def _path_of(err: msgspec.ValidationError, prefix: str = "$") -> str | None:
+    """The JSON path msgspec reports, re-rooted at ``prefix``; for a missing field, the path
+    of the field itself (msgspec reports the object that lacks it)."""
     text = str(err)
     marker = " - at `"
-    if marker in text:
-        path = text.split(marker, 1)[1].rstrip("`")
-        return prefix + path[1:] if prefix != "$" else path
-    return None
+    path = text.split(marker, 1)[1].rstrip("`") if marker in text else "$"
+    missing = re.match(r"Object missing required field `([^`]+)`", text)
+    if missing:
+        path = f"{path}.{missing.group(1)}"
+    elif marker not in text:
+        return None
+    return prefix + path[1:] if prefix != "$" else path
 
 
 def _message_of(err: Exception) -> str:

@@ -233,10 +233,11 @@ class EmbeddedLog:
 
     # -- copies ---------------------------------------------------------------------------
 
-    def backup(self, dest: str | Path, stop: int | None = None) -> None:
+    def backup(self, dest: str | Path, stop: int | None = None) -> int:
         """A consistent copy of the log, taken while it is written (SQLite online backup).
 
-        With ``stop``, the copy holds only the records before that offset.
+        With ``stop``, the copy holds only the records before that offset. Returns the
+        number of records in the copy.
         """
         dest = Path(dest)
         target = sqlite3.connect(dest)
@@ -246,5 +247,7 @@ class EmbeddedLog:
                 target.execute('DELETE FROM records WHERE "offset" >= ?', (stop,))
                 target.commit()
                 target.execute("VACUUM")
+            (count,) = target.execute("SELECT count(*) FROM records").fetchone()
         finally:
             target.close()
+        return int(count)
