@@ -12,10 +12,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import functools
+import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import uuid_utils
@@ -24,9 +25,12 @@ from memstream.errors import MalformedEvent, UnknownMemory, rejection
 from memstream.projections import reads
 from memstream.schemas import events as ev
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditPage, Memory, Version
+from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
 from memstream.streams.embedded import EmbeddedRuntime, Options, ProgressFactory
 from memstream.streams.log import ChainBreak
+
+if TYPE_CHECKING:
+    from memstream.client import HttpMemoryStore
 
 T = TypeVar("T")
 
@@ -265,13 +269,32 @@ def _raise_rejections(outcomes: list[Outcome], raise_on_reject: bool) -> list[Ou
     return outcomes
 
 
+#: Environment switch for the search indexes of embedded stores (``0`` turns them off).
+SEMANTIC_ENV = "MEMSTREAM_SEMANTIC"
+_VECTOR_TYPES = ("create", "revise", "merge")
+
+
+def _semantic_default() -> bool:
+    return os.environ.get(SEMANTIC_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 class MemoryStore(Operations):
     """An embedded memory store (one directory; no broker). Use as a context manager."""
 
-    def __init__(self, runtime: EmbeddedRuntime, actor: str = "sdk"):
+    def __init__(
+        self,
+        runtime: EmbeddedRuntime,
+        actor: str = "sdk",
+        semantic: Any | None = None,
+        usage: Any | None = None,
+    ):
         self.runtime = runtime
         self.actor = actor
         self.registry = runtime.codec.registry
+        #: The search indexes (a :class:`SemanticProjection`), or None when disabled.
+        self.semantic = semantic
+        #: The usage indicators (a :class:`UsageTracker`), or None.
+        self.usage_tracker = usage
 
     @classmethod
     def open(
@@ -281,6 +304,8 @@ class MemoryStore(Operations):
         actor: str = "sdk",
         registry: ev.Registry | None = None,
         progress: ProgressFactory | None = None,
+        semantic: bool | None = None,
+        embedder: Any | None = None,
         **options: Any,
     ) -> MemoryStore:
         """Open (or create) the store in ``path``.
@@ -288,9 +313,45 @@ class MemoryStore(Operations):
         Options: ``max_event_bytes`` (the oversize limit), ``durability`` (``"fsync"``:
         survives power loss; ``"os"``: survives the process being killed), ``batch_size``
         (projector batch), ``read_wait`` (seconds a read waits for ``min_offset``).
+
+        ``semantic`` keeps the search indexes (vector and keyword) as followers of the
+        core projection; default on, unless ``$MEMSTREAM_SEMANTIC=0``. The embedding model
+        (``embedder``: any :class:`~memstream.projections.embedding.Embedder`; default
+        all-MiniLM-L6-v2) loads only when a text must be embedded; vectors are cached in
+        ``<path>/embeddings.sqlite`` and never recomputed by a rebuild or a replay.
         """
-        rt = EmbeddedRuntime(path, registry=registry, options=Options(**options), progress=progress)
-        return cls(rt, actor=actor)
+        from memstream.projections.usage import UsageTracker
+
+        usage = UsageTracker()
+        followers: list[Any] = [usage]
+        proj = None
+        if semantic if semantic is not None else _semantic_default():
+            from memstream.projections.semantic import SemanticProjection, open_embedder
+
+            root = Path(path)
+            root.mkdir(parents=True, exist_ok=True)
+            proj = SemanticProjection(
+                root / "state" / "semantic", open_embedder(root, embedder), progress=progress
+            )
+            followers.insert(0, proj)
+        try:
+            rt = EmbeddedRuntime(
+                path, registry=registry, options=Options(**options), progress=progress,
+                followers=followers,
+            )  # fmt: skip
+        except BaseException:
+            if proj is not None:
+                proj.embedder.cache.close()
+            raise
+        return cls(rt, actor=actor, semantic=proj, usage=usage)
+
+    @staticmethod
+    def connect(url: str, *, actor: str = "sdk", timeout: float = 30.0) -> HttpMemoryStore:
+        """Connect to a running ``memstream serve`` at ``url``: the same operations and
+        return types over HTTP (see :class:`memstream.client.HttpMemoryStore`)."""
+        from memstream.client import HttpMemoryStore  # here: the client imports this module
+
+        return HttpMemoryStore.connect(url, actor=actor, timeout=timeout)
 
     def close(self) -> None:
         self.runtime.close()
@@ -333,13 +394,32 @@ class MemoryStore(Operations):
             validated = codec.decode(body)
         else:
             validated = codec.validate(built)
+        self._check_vectors(validated)
         outcomes = self.runtime.append(validated, validated=True)
         return _raise_rejections(outcomes, raise_on_reject)
 
     def publish_json(self, data: bytes | str, *, raise_on_reject: bool = False) -> list[Outcome]:
         """Append wire JSON: one event object or an array of them."""
-        outcomes = self.runtime.append(self.runtime.codec.decode(data), validated=True)
+        events = self.runtime.codec.decode(data)
+        self._check_vectors(events)
+        outcomes = self.runtime.append(events, validated=True)
         return _raise_rejections(outcomes, raise_on_reject)
+
+    def _check_vectors(self, events: Sequence[ev.Event]) -> None:
+        """Refuse producer vectors of the wrong dimension before anything is appended."""
+        if self.semantic is None:
+            return
+        dim = self.semantic.embedder.dim
+        for i, e in enumerate(events):
+            vector = getattr(e.payload, "vector", None) if e.type in _VECTOR_TYPES else None
+            if vector is not None and len(vector) != dim:
+                raise MalformedEvent(
+                    f"memory {e.memory_id}: vector has {len(vector)} dimensions, the store's "
+                    f"embedding model {self.semantic.embedder.model_id!r} has {dim}; send "
+                    f"{dim} floats, or no vector to have the text embedded",
+                    field="$.payload.vector",
+                    index=i if len(events) > 1 else None,
+                )
 
     def _placement(self, memory_id: str) -> tuple[str, str | None] | None:
         m = self.runtime.state.memories.get(memory_id)
@@ -366,7 +446,66 @@ class MemoryStore(Operations):
     ) -> Memory | None:
         """A memory now, at ``version``, or as of a time (``recorded_at``) or an offset."""
         self.runtime.wait_for(min_offset)
-        return reads.get_memory(self.runtime.duck, memory_id, version, self._as_of(as_of))
+        m = reads.get_memory(self.runtime.duck, memory_id, version, self._as_of(as_of))
+        if m is not None and self.usage_tracker is not None:
+            self.usage_tracker.record([memory_id])
+        return m
+
+    def search(
+        self,
+        query: str | None = None,
+        *,
+        vector: Sequence[float] | None = None,
+        namespaces: str | Sequence[str] | None = None,
+        k: int = 10,
+        tags_any: Sequence[str] | None = None,
+        tags_all: Sequence[str] | None = None,
+        states: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        include_archived: bool = False,
+        as_of: datetime | int | None = None,
+        exact: bool = False,
+        alpha: float | None = None,
+        min_offset: int | None = None,
+    ) -> list[SearchHit]:
+        """Memories matching ``query`` (text) or ``vector``, best first, with their scores.
+
+        Semantic (vector) and keyword (BM25) rankings are fused by weighted reciprocal
+        rank: ``alpha`` is the semantic weight (1 = semantic only, 0 = keyword only;
+        default :data:`~memstream.projections.search.DEFAULT_ALPHA`). Filters narrow the
+        candidates exactly (no recall lost): ``namespaces``, ``tags_any``/``tags_all``,
+        ``states`` (default active and activated, plus archived with
+        ``include_archived``), ``kinds``, ``created_*``/``updated_*`` (timezone-aware),
+        ``metadata`` (equality per key). ``exact`` scores every candidate by brute force;
+        ``as_of`` (a time or an offset) searches the versions valid then. Pass the offset
+        of your last write as ``min_offset`` to find it.
+        """
+        from memstream.projections.search import DEFAULT_ALPHA, SearchQuery
+        from memstream.projections.search import search as run
+
+        if self.semantic is None:
+            raise RuntimeError(
+                f"search is disabled for store {self.path} (opened with semantic=False or "
+                "$MEMSTREAM_SEMANTIC=0); reopen it with semantic=True"
+            )
+        if isinstance(namespaces, str):
+            namespaces = [namespaces]
+        q = SearchQuery(
+            query=query, vector=vector, namespaces=namespaces, k=k, tags_any=tags_any,
+            tags_all=tags_all, states=states, kinds=kinds, created_after=created_after,
+            created_before=created_before, updated_after=updated_after,
+            updated_before=updated_before, metadata=metadata or {},
+            include_archived=include_archived, as_of=self._as_of(as_of), exact=exact,
+            alpha=DEFAULT_ALPHA if alpha is None else alpha,
+        )  # fmt: skip
+        q.check(self.semantic.embedder.dim)
+        self.runtime.wait_for_follower(min_offset)
+        return run(self.runtime.duck, self.semantic, q, self.usage_tracker)
 
     def history(
         self,
@@ -437,8 +576,20 @@ class MemoryStore(Operations):
         stop = None
         if to is not None:
             stop = self._as_of(to) + 1  # type: ignore[operator]
-        self.runtime.backup(into, stop=stop, origin=f"replay to {to}" if to is not None else "replay")
-        return MemoryStore.open(into, actor=self.actor, registry=self.registry, progress=progress)
+        dest = self.runtime.backup(
+            into, stop=stop, origin=f"replay to {to}" if to is not None else "replay"
+        )
+        embedder = None
+        if self.semantic is not None:
+            # The cache is derived data the replay may reuse: it never re-embeds.
+            from memstream.projections.semantic import EMBEDDINGS_FILE
+
+            self.semantic.embedder.cache.backup(dest / EMBEDDINGS_FILE)
+            embedder = self.semantic.embedder.embedder
+        return MemoryStore.open(
+            into, actor=self.actor, registry=self.registry, progress=progress,
+            semantic=self.semantic is not None, embedder=embedder,
+        )  # fmt: skip
 
 
 class AsyncMemoryStore:

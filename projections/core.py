@@ -17,7 +17,7 @@ import msgspec
 from memstream.schemas.memcube import Logged, MemState, Outcome
 
 #: Bump when the projection's rows change meaning: stores built by another version rebuild.
-PROJECTOR_VERSION = 1
+PROJECTOR_VERSION = 2
 
 _json = msgspec.json.Encoder()
 
@@ -48,7 +48,7 @@ MEMORY_COLUMNS = (
 )  # fmt: skip
 VERSION_COLUMNS = (
     "memory_id", "version", "op", "text", "content_hash", "tags", "metadata", "parents",
-    "copy_from", "event_id", "offset", "recorded_at", "actor",
+    "copy_from", "event_id", "offset", "recorded_at", "actor", "vector",
 )  # fmt: skip
 TRANSITION_COLUMNS = (
     "offset", "memory_id", "namespace", "state", "frozen", "version", "revision", "recorded_at",
@@ -147,6 +147,7 @@ def project(pairs: list[tuple[Logged, Outcome]], batch: CoreBatch | None = None)
                 logged.content_hash if text is not None else None, list(target.tags),
                 _json.encode(target.metadata).decode() if target.metadata else None, parents,
                 copy_from, ev.event_id, logged.offset, logged.recorded_at, ev.actor,
+                getattr(p, "vector", None) if p is not None else None,
             )  # fmt: skip
         elif t == "artifact_built":
             b.artifacts.add(

@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS memories (
 CREATE TABLE IF NOT EXISTS versions (
     memory_id VARCHAR, version INTEGER, op VARCHAR, text VARCHAR, content_hash VARCHAR,
     tags VARCHAR[], metadata JSON, parents {_PARENTS}, copy_from INTEGER, event_id VARCHAR,
-    "offset" BIGINT, recorded_at TIMESTAMPTZ, actor VARCHAR
+    "offset" BIGINT, recorded_at TIMESTAMPTZ, actor VARCHAR, vector FLOAT[]
 );
 CREATE TABLE IF NOT EXISTS transitions (
     "offset" BIGINT, memory_id VARCHAR, namespace VARCHAR, state VARCHAR, frozen BOOLEAN,
@@ -85,7 +85,7 @@ _TYPES: dict[str, pa.DataType] = {
     "offset": pa.int64(), "copy_from": pa.int32(), "schema_version": pa.int32(),
     "expected_version": pa.int32(), "priority": pa.int32(), "ttl_seconds": pa.int64(),
     "retention_days": pa.int32(), "created_offset": pa.int64(), "updated_offset": pa.int64(),
-    "size_bytes": pa.int64(), "source_version": pa.int32(),
+    "size_bytes": pa.int64(), "source_version": pa.int32(), "vector": pa.list_(pa.float32()),
 }  # fmt: skip
 
 CORE = "core"
@@ -200,7 +200,8 @@ class DuckStore:
             self._insert(cur, "versions", VERSION_COLUMNS, b.versions.data)
         for memory_id, version in b.rollbacks:
             cur.execute(
-                "UPDATE versions SET text = src.text, content_hash = src.content_hash "
+                "UPDATE versions SET text = src.text, content_hash = src.content_hash, "
+                "vector = src.vector "
                 "FROM versions AS src WHERE versions.memory_id = ? AND versions.version = ? "
                 "AND src.memory_id = versions.memory_id AND src.version = versions.copy_from",
                 (memory_id, version),
@@ -220,7 +221,8 @@ class DuckStore:
         if b.erased_memories:
             ids = sorted(set(b.erased_memories))
             cur.execute(
-                "UPDATE versions SET text = NULL, content_hash = NULL, tags = [], metadata = NULL "
+                "UPDATE versions SET text = NULL, content_hash = NULL, tags = [], metadata = NULL, "
+                "vector = NULL "
                 "WHERE list_contains(?, memory_id)",
                 (ids,),
             )

@@ -317,6 +317,13 @@ class EmbeddingCache:
                 " dim INTEGER NOT NULL, vector BLOB NOT NULL,"
                 " PRIMARY KEY (model_id, content_hash)) WITHOUT ROWID"
             )
+            # Which memory each cached content came from, so that erasing a memory can
+            # drop its vectors too (a vector leaks what the erased text was about).
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS owners ("
+                " memory_id TEXT NOT NULL, content_hash TEXT NOT NULL,"
+                " PRIMARY KEY (memory_id, content_hash)) WITHOUT ROWID"
+            )
         except sqlite3.DatabaseError as exc:
             raise ValueError(
                 f"embedding cache {str(self.path)!r} is not a usable SQLite database ({exc}); "
@@ -367,6 +374,50 @@ class EmbeddingCache:
                 raise
             self._conn.execute("COMMIT")
         return len(rows)
+
+    def link(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Record that ``(memory_id, content_hash)`` pairs own cached content."""
+        rows = list(dict.fromkeys(pairs))
+        if not rows:
+            return
+        with self._lock:
+            self._conn.executemany("INSERT OR IGNORE INTO owners VALUES (?, ?)", rows)
+
+    def forget_memories(self, memory_ids: Iterable[str]) -> int:
+        """Drop every cached vector (of every model) of content the memories owned.
+
+        Used on erase (crypto-shredding): the plaintext is gone, and so must be anything
+        derived from it. Returns how many vectors were deleted.
+        """
+        ids = list(dict.fromkeys(memory_ids))
+        deleted = 0
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(ids), self._CHUNK):
+                    chunk = ids[start : start + self._CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    cur = self._conn.execute(
+                        "DELETE FROM embeddings WHERE content_hash IN (SELECT content_hash "
+                        f"FROM owners WHERE memory_id IN ({marks}))",
+                        chunk,
+                    )
+                    deleted += max(cur.rowcount, 0)
+                    self._conn.execute(f"DELETE FROM owners WHERE memory_id IN ({marks})", chunk)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return deleted
+
+    def backup(self, dest: str | os.PathLike[str]) -> None:
+        """A consistent copy of the cache (SQLite's online backup), e.g. for a replay."""
+        target = sqlite3.connect(Path(dest))
+        try:
+            with self._lock:
+                self._conn.backup(target)
+        finally:
+            target.close()
 
     def count(self, model_id: str | None = None) -> int:
         """Number of cached vectors, for one model or all."""

@@ -170,6 +170,26 @@ class KeywordIndex:
         index.offset = manifest["offset"]
         return index
 
+    @classmethod
+    def transient(cls, docs: Sequence[tuple[str, str, str]]) -> KeywordIndex:
+        """An in-memory index of ``docs`` (same analyzer and scoring), for one query.
+
+        Used to rank memories that are not in the persistent index (archived ones, or
+        versions as of a past offset) with the same BM25 as live ones. Nothing is written
+        to disk: no manifest, no plaintext.
+        """
+        index = cls.__new__(cls)
+        index._setup(Path("<memory>"), tantivy.Index(_schema()), 15_000_000)
+        if docs:
+            index.upsert(docs)
+            with index._lock:
+                writer = index._get_writer()
+                writer.commit()
+                writer.wait_merging_threads()
+                index._writer = None
+        index._index.reload()
+        return index
+
     @staticmethod
     def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
         """The committed manifest, or :class:`IndexUnusable` if missing or malformed."""

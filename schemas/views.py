@@ -96,3 +96,22 @@ class AuditPage(msgspec.Struct, frozen=True, kw_only=True):
 
     entries: list[AuditEntry]
     next_after: int | None
+
+
+class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
+    """One search result: the memory, its fused score and the two scores it came from.
+
+    ``semantic_score`` is the cosine similarity to the query (``None``: not among the
+    semantic candidates), ``keyword_score`` the BM25 score (``None``: no query term
+    matched, or not among the keyword candidates). ``score`` is the weighted
+    reciprocal-rank fusion of the two rankings (see ``docs/search.md``). The usage
+    indicators are those recorded before this search (not part of replayed state).
+    """
+
+    memory: Memory
+    score: float
+    semantic_score: float | None
+    keyword_score: float | None
+    access_count: int = 0
+    last_access: datetime | None = None
+    heat: float = 0.0

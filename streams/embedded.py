@@ -16,6 +16,7 @@ a writer reads its own writes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import shutil
@@ -25,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from filelock import FileLock, Timeout
 
@@ -51,6 +53,8 @@ SERVER_FILE = "server.json"
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
+log = logging.getLogger("memstream.embedded")
+
 
 class StoreLocked(RuntimeError):
     """Another process holds the store (DuckDB allows one writer)."""
@@ -75,12 +79,36 @@ class ProjectorFailed(RuntimeError):
     """The projector stopped on an error; the store must be reopened (it resumes)."""
 
 
+# -- followers (derived projections fed by the core one; they never decide) -----------------
+
+
+class Follower(Protocol):
+    """A projection that follows the core DuckDB projection (e.g. the search indexes).
+
+    ``sync(duck, upto)`` makes it reflect the core projection up to offset ``upto``;
+    it is called from one follower thread whenever the core advances, and at least every
+    ``Options.follow_interval`` seconds (for time-based saves). ``close()`` saves.
+    """
+
+    name: str
+    checkpoint: int
+
+    def sync(self, duck: DuckStore, upto: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FollowerFailed(RuntimeError):
+    """A follower (e.g. the search indexes) stopped on an error; reopen the store."""
+
+
 @dataclass
 class Options:
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     durability: str = "fsync"
     batch_size: int = 5_000
     read_wait: float = 10.0
+    follow_interval: float = 1.0
 
 
 def read_manifest(root: Path) -> dict:
@@ -104,8 +132,10 @@ class EmbeddedRuntime:
         registry: Registry | None = None,
         options: Options | None = None,
         progress: ProgressFactory | None = None,
+        followers: list[Follower] | None = None,
     ):
         self.root = Path(root)
+        self._followers = list(followers or ())
         self.options = options or Options()
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.root / LOCK_FILE))
@@ -159,6 +189,7 @@ class EmbeddedRuntime:
         self._queue: queue.Queue[list[tuple[Logged, Outcome]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="memstream-projector", daemon=True)
         self._thread.start()
+        self._start_followers()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -170,6 +201,7 @@ class EmbeddedRuntime:
         self._closed = True
         self._queue.put(None)
         self._thread.join()
+        self._stop_followers()
         self.duck.close()
         self.log.close()
         self.keys.close()
@@ -317,6 +349,12 @@ class EmbeddedRuntime:
         return self._projected
 
     @property
+    def projector_alive(self) -> bool:
+        """Whether the store is open and its projector runs (not stopped on an error);
+        a readiness probe reports it without raising."""
+        return not self._closed and self._failure is None and self._thread.is_alive()
+
+    @property
     def head(self) -> int:
         """The last offset in the log (``-1``: empty)."""
         return self.log.next_offset - 1
@@ -343,6 +381,78 @@ class EmbeddedRuntime:
     def flush(self) -> None:
         """Wait until everything appended so far is projected."""
         self.wait_for(self.head, timeout=max(self.options.read_wait, 600.0))
+        if self._followers:
+            self.wait_for_follower(self.head, timeout=max(self.options.read_wait, 600.0))
+
+    # -- followers ------------------------------------------------------------------------------
+
+    def _start_followers(self) -> None:
+        self._followed = -2  # -2: not synced once yet (indexes still loading)
+        self._follower_failure: BaseException | None = None
+        self._following = bool(self._followers)
+        if self._followers:
+            self._follower_thread = threading.Thread(
+                target=self._follow, name="memstream-follower", daemon=True
+            )
+            self._follower_thread.start()
+
+    def _follow(self) -> None:
+        """Call every follower's ``sync`` when the core advances (or the interval passes);
+        after ``close`` one last sync, then stop. An error stops following (reads raise)."""
+        while True:
+            with self._cond:
+                if self._following and self._followed >= self._projected:
+                    self._cond.wait(self.options.follow_interval)
+                stop, upto = not self._following, self._projected
+            try:
+                for f in self._followers:
+                    f.sync(self.duck, upto)
+            except BaseException as e:
+                log.exception("follower %s stopped", getattr(f, "name", f))
+                with self._cond:
+                    self._follower_failure = e
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._followed = upto
+                self._cond.notify_all()
+            if stop:
+                return
+
+    def _stop_followers(self) -> None:
+        if not self._followers:
+            return
+        with self._cond:
+            self._following = False
+            self._cond.notify_all()
+        self._follower_thread.join()
+        for f in self._followers:
+            f.close()
+
+    @property
+    def followed_offset(self) -> int:
+        """The core offset every follower reflects (``-2`` before their first sync)."""
+        return self._followed
+
+    def wait_for_follower(self, min_offset: int | None, timeout: float | None = None) -> None:
+        """Block until the followers reflect ``min_offset`` (or, for ``None``, have loaded)."""
+        self.wait_for(min_offset, timeout)
+        if not self._followers:
+            return
+        wanted = -1 if min_offset is None else min_offset
+        wait = self.options.read_wait if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while self._followed < wanted and self._follower_failure is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise NotCaughtUp(wanted, self._followed, wait)
+                self._cond.wait(left)
+        if self._follower_failure is not None:
+            raise FollowerFailed(
+                f"the search indexes stopped: {self._follower_failure!r}; reopen the store "
+                "to resume (they catch up from their checkpoint, or rebuild)"
+            ) from self._follower_failure
 
     # -- copies -------------------------------------------------------------------------------
 
@@ -356,7 +466,7 @@ class EmbeddedRuntime:
         if dest.exists() and any(dest.iterdir()):
             raise FileExistsError(f"{dest} exists and is not empty; choose a new directory")
         dest.mkdir(parents=True, exist_ok=True)
-        self.log.backup(dest / LOG_FILE, stop=stop)
+        records = self.log.backup(dest / LOG_FILE, stop=stop)
         self.keys.backup(dest / KEYS_FILE)
         _write_manifest(
             dest,
@@ -367,7 +477,7 @@ class EmbeddedRuntime:
                 "origin": origin,
                 "source": str(self.root),
                 "log_id": self.log.log_id,
-                "records": (stop if stop is not None else self.log.next_offset),
+                "records": records,
             },
         )
         return dest

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from memstream import MemoryStore
+
+# Stores opened by tests keep no search indexes unless a test asks for them
+# (MemoryStore.open(semantic=True)): no embedding model in tests that do not search.
+os.environ.setdefault("MEMSTREAM_SEMANTIC", "0")
 
 
 @pytest.fixture

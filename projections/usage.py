@@ -1,0 +1,110 @@
+"""Usage indicators of memories (MemCube usage metadata): access count, last access, heat.
+
+Reads and search hits are *observations*, not events: they are not on the log, are not
+replayed, and differ between a store and its replay. So they live in their own DuckDB
+table (``usage``), outside the tables the core projection writes and that replays
+compare. Recording an access is a dictionary update in memory; the buffer is written in
+one statement per flush (the follower thread flushes it about once a second, and on
+close), never one statement per read.
+
+Heat is an exponentially decayed access count with a half-life of
+:data:`HEAT_HALF_LIFE_S` (one day): each access adds 1, and the total halves every day
+without access. ``heat_now = heat * 2 ** (-(now - last_access) / half_life)``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from .duck import DuckStore
+
+__all__ = ["HEAT_HALF_LIFE_S", "UsageTracker"]
+
+#: Half-life of heat, in seconds (one day).
+HEAT_HALF_LIFE_S = 86_400.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    memory_id VARCHAR PRIMARY KEY, access_count BIGINT, last_access TIMESTAMPTZ, heat DOUBLE
+)
+"""
+
+
+class UsageTracker:
+    """Buffers accesses and writes them to the ``usage`` table in batches (a follower)."""
+
+    name = "usage"
+
+    def __init__(self, half_life: float = HEAT_HALF_LIFE_S) -> None:
+        self.duck: DuckStore | None = None  # set by the first sync (the runtime's store)
+        self.half_life = half_life
+        self.checkpoint = -1
+        self._lock = threading.Lock()
+        self._buffer: dict[str, list[Any]] = {}  # memory_id -> [count, last epoch seconds]
+
+    def record(self, memory_ids: Iterable[str]) -> None:
+        """Count one access of each id now (buffered)."""
+        now = time.time()
+        with self._lock:
+            for memory_id in memory_ids:
+                entry = self._buffer.get(memory_id)
+                if entry is None:
+                    self._buffer[memory_id] = [1, now]
+                else:
+                    entry[0] += 1
+                    entry[1] = now
+
+    def flush(self) -> None:
+        """Write the buffered accesses in one statement."""
+        if self.duck is None:
+            return
+        with self._lock:
+            buffered, self._buffer = self._buffer, {}
+        if not buffered:
+            return
+        rows = [
+            (memory_id, count, datetime.fromtimestamp(last, UTC), float(count))
+            for memory_id, (count, last) in buffered.items()
+        ]
+        with self.duck._write_lock:
+            self.duck.cursor().executemany(
+                "INSERT INTO usage VALUES (?, ?, ?, ?) ON CONFLICT (memory_id) DO UPDATE SET "
+                "access_count = usage.access_count + excluded.access_count, "
+                "heat = usage.heat * pow(2, -(epoch(excluded.last_access) - "
+                f"epoch(usage.last_access)) / {self.half_life!r}) + excluded.heat, "
+                "last_access = excluded.last_access",
+                rows,
+            )
+
+    def get(self, memory_ids: list[str]) -> dict[str, tuple[int, datetime | None, float]]:
+        """``memory_id -> (access_count, last_access, heat now)`` as flushed so far."""
+        if not memory_ids or self.duck is None:
+            return {}
+        rows = (
+            self.duck.cursor()
+            .execute(
+                "SELECT memory_id, access_count, last_access, heat * pow(2, -(epoch(now()) - "
+                f"epoch(last_access)) / {self.half_life!r}) FROM usage "
+                "WHERE list_contains(?, memory_id)",
+                [memory_ids],
+            )
+            .fetchall()
+        )
+        return {r[0]: (int(r[1]), r[2], float(r[3])) for r in rows}
+
+    # -- the follower protocol: flush with the follower's rhythm -----------------------
+
+    def sync(self, duck: DuckStore, upto: int) -> None:
+        if self.duck is None:
+            with duck._write_lock:
+                duck.cursor().execute(_SCHEMA)
+            self.duck = duck
+        self.flush()
+        self.checkpoint = upto
+
+    def close(self) -> None:
+        self.flush()
