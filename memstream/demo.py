@@ -13,18 +13,20 @@ same store.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from rich.console import Console
+from rich.console import Console, Group
 from rich.panel import Panel
 from rich.text import Text
+from rich.tree import Tree
 
 from memstream.client import HttpMemoryStore
 from memstream.errors import Rejected
 from memstream.schemas.memcube import Outcome
+from memstream.schemas.views import AuditEntry, Version
 from memstream.sdk import new_id
 
 __all__ = ["run_demo"]
@@ -68,6 +70,54 @@ class _Narrator:
             self.console.print(*things)
 
 
+def version_tree(memory_id: str, chain: Sequence[Version]) -> Tree:
+    """The version chain as a tree: each version under the one it came from, merges with
+    one branch per parent. Fits an 80-column terminal."""
+    by_key = {(v.memory_id, v.version): v for v in chain}
+
+    def label(v: Version) -> Text:
+        t = Text()
+        t.append(f"{v.memory_id} v{v.version}", style="bold")
+        t.append(f"  {v.op}", style="cyan")
+        t.append(f"  @{v.offset}  by {v.actor}\n", style="dim")
+        t.append(repr(v.text) if v.text is not None else "(erased)")
+        return t
+
+    def grow(node: Tree, v: Version) -> None:
+        for p in v.parents:
+            parent = by_key.get((p.memory_id, p.version))
+            if parent is not None:
+                grow(node.add(label(parent)), parent)
+
+    tops = [v for v in chain if v.memory_id == memory_id]
+    top = max(tops, key=lambda v: v.version)
+    tree = Tree(label(top), guide_style="dim")
+    grow(tree, top)
+    return tree
+
+
+def audit_lines(entries: Sequence[AuditEntry]) -> Group:
+    """The audit trail, one compact block per event: who, what, when, why, outcome."""
+    lines = []
+    for e in entries:
+        head = Text()
+        head.append(f"#{e.offset:<3}", style="dim")
+        head.append(f"{e.recorded_at:%H:%M:%S.%f}"[:-3] + "  ", style="dim")
+        head.append(f"{e.actor} ", style="magenta")
+        head.append(f"{e.type} ", style="bold")
+        head.append(f"{e.memory_id} ")
+        if e.status == "accepted":
+            head.append(f"→ {e.state} v{e.version}", style="green")
+        else:
+            head.append(f"✗ {e.code}", style="red")
+        lines.append(head)
+        if e.why:
+            lines.append(Text(f"      why: {e.why}", style="italic"))
+        if e.status != "accepted" and e.reason:
+            lines.append(Text(f"      {e.reason}", style="red"))
+    return Group(*lines)
+
+
 def run_demo(
     url: str,
     *,
@@ -82,7 +132,6 @@ def run_demo(
     ``console``: where to narrate (None: silent). ``store``: the store directory, for the
     CLI hints. ``serving``: whether the server keeps running afterwards (the hints differ).
     """
-    from memstream.cli import audit_table, history_table
 
     say = _Narrator(console)
     tag = new_id().replace("-", "")[-6:]
@@ -171,12 +220,12 @@ def run_demo(
 
         say.section(f"5. the version chain of {ids['drinks']} (with merge parents)")
         chain = ms.history(ids["drinks"], include_parents=True, min_offset=last)
-        say.print(history_table(chain, f"history {ids['drinks']}"))
+        say.print(version_tree(ids["drinks"], chain))
 
         say.section("6. the audit trail: who, what, when, why, outcome")
         trail = ms.audit(namespace=namespace, after=first - 1, limit=1000, min_offset=last)
         entries = [e for e in trail.entries if e.memory_id in ids.values()]
-        say.print(audit_table(entries, f"audit of {namespace} (this run)"))
+        say.print(audit_lines(entries))
 
         say.section("7. audit verify")
         brk = ms.verify()

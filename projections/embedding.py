@@ -235,7 +235,10 @@ class TransformersEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
+        import transformers
         from transformers import AutoModel, AutoTokenizer
+
+        transformers.logging.disable_progress_bar()  # a server's log is no place for bars
 
         self._torch = torch
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
