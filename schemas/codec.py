@@ -10,23 +10,11 @@ names the field (``$.payload.text``), the event's position in a batch, and the f
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
-from .events import (
-    AwareDatetime,
-    Context,
-    Event,
-    EventId,
-    EventType,
-    MemoryId,
-    Namespace,
-    Payload,
-    Principal,
-    Registry,
-    ShortText,
-)
+from .events import Envelope, Event, EventType, Payload, Registry
 
 #: Default limit on the size of one encoded event (the configurable "oversize" rule).
 DEFAULT_MAX_EVENT_BYTES = 1_048_576
@@ -52,21 +40,9 @@ class MalformedEvent(ValueError):
         return {"error": "malformed", "message": str(self), "field": self.field, "index": self.index}
 
 
-class _WireEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class _WireEvent(Envelope, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The envelope as it arrives, with the payload still undecoded."""
 
-    event_id: EventId
-    type: str
-    schema_version: Annotated[int, msgspec.Meta(ge=1)]
-    namespace: Namespace
-    memory_id: MemoryId
-    occurred_at: AwareDatetime
-    actor: Principal
-    context: Context = Context()
-    expected_version: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    correlation_id: ShortText | None = None
-    causation_id: ShortText | None = None
-    subject: Namespace | None = None
     payload: msgspec.Raw = msgspec.Raw(b"{}")
 
 

@@ -307,12 +307,8 @@ def default_registry() -> Registry:
 # ------------------------------------------------------------------------------- event
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """An event as producers send it and as projectors see it (the payload in plaintext).
-
-    ``payload`` is ``None`` only for an event read back from the log after its subject's
-    key was destroyed (a tombstone); ``clear`` then holds the payload's clear fields.
-    """
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Who did what to which memory, where and when: the readable part of every event."""
 
     event_id: EventId
     type: str
@@ -326,6 +322,15 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     correlation_id: ShortText | None = None
     causation_id: ShortText | None = None
     subject: Namespace | None = None
+
+
+class Event(Envelope, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An event as producers send it and as projectors see it (the payload in plaintext).
+
+    ``payload`` is ``None`` only for an event read back from the log after its subject's
+    key was destroyed (a tombstone); ``clear`` then holds the payload's clear fields.
+    """
+
     payload: Payload | None = None
     clear: dict[str, Any] | None = None
 
@@ -344,17 +349,4 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 #: Envelope fields in wire order (used by the JSON Schema generator and the codecs).
-ENVELOPE_FIELDS: tuple[str, ...] = (
-    "event_id",
-    "type",
-    "schema_version",
-    "namespace",
-    "memory_id",
-    "occurred_at",
-    "actor",
-    "context",
-    "expected_version",
-    "correlation_id",
-    "causation_id",
-    "subject",
-)
+ENVELOPE_FIELDS: tuple[str, ...] = Envelope.__struct_fields__
