@@ -1,0 +1,89 @@
+"""Benchmarks of the embedded store: ``ingest``, ``project`` and ``replay``.
+
+Each suite measures a path of the real store and, in the same run and on the same data, the
+raw operation underneath it (the log's own append, DuckDB's own insert), so its result is a
+rate and a ratio that mean something on any machine. Every suite checks that the store
+really holds what it was sent before it reports a number, repeats each measurement and
+reports the median, and writes ``<out>/<suite>.json`` with the machine, the library
+versions, the parameters and every raw number. :func:`run` also writes ``<out>/summary.md``.
+
+``memstream bench`` and ``python -m memstream.bench`` call :func:`run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import ingest, project, replay, report
+from .common import BenchError, Reporter, Scratch, machine_info, now_iso, write_json
+
+SUITES: dict[str, Callable[..., dict[str, Any]]] = {
+    "ingest": ingest.run,
+    "project": project.run,
+    "replay": replay.run,
+}
+#: Repeats per suite when none are asked for (medians of 3; the replay of 1M events is long).
+DEFAULT_REPEATS = {"ingest": 3, "project": 3, "replay": 3}
+SEED = 20250717
+
+__all__ = ["SUITES", "BenchError", "run"]
+
+
+def run(
+    suites: Sequence[str],
+    out: Path,
+    scale: float = 1.0,
+    *,
+    repeats: int | None = None,
+    workdir: Path | None = None,
+    progress: bool = True,
+    docs: Path | None = None,
+) -> dict[str, Any]:
+    """Run ``suites`` (all when empty) at ``scale`` and write their JSON into ``out``.
+
+    ``scale`` multiplies every suite's event count (1.0: ingest 100,000 events per run,
+    project 200,000, replay 1,000,000). ``workdir`` holds the temporary stores (default:
+    the system's temporary directory; its disk decides what ``fsync`` costs). ``docs``, a
+    markdown file with the summary markers, gets the new table. Returns the suites'
+    results by name, plus the paths written.
+    """
+    names = list(suites) or list(SUITES)
+    unknown = [s for s in names if s not in SUITES]
+    if unknown:
+        raise ValueError(f"unknown suite(s) {unknown}; choose from {sorted(SUITES)}")
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, not {scale}")
+    if repeats is not None and repeats < 1:
+        raise ValueError(f"repeats must be at least 1, not {repeats}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    reporter = Reporter(enabled=progress)
+    results: dict[str, Any] = {}
+    files: dict[str, str] = {}
+    with reporter.running():
+        for name in names:
+            scratch = Scratch(workdir, name)
+            try:
+                n = repeats if repeats is not None else DEFAULT_REPEATS[name]
+                started = now_iso()
+                data = SUITES[name](scratch, reporter, scale, n, SEED)
+                result = {
+                    "suite": name,
+                    "timestamp": started,
+                    "finished": now_iso(),
+                    "scale": scale,
+                    "machine": machine_info(scratch.root),
+                    **data,
+                }
+            finally:
+                scratch.close()
+            path = out / f"{name}.json"
+            write_json(path, result)
+            results[name] = result
+            files[name] = str(path)
+    summary = report.write_summary(out)
+    if docs is not None:
+        report.update_docs(Path(docs), out)
+    return {"suites": results, "files": files, "summary": str(summary)}

@@ -1,0 +1,56 @@
+"""``python -m memstream.bench --suite ingest --scale 0.1 --out DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import SUITES, run
+from .report import table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m memstream.bench",
+        description="Benchmark the embedded store; results go to OUT/<suite>.json and "
+        "OUT/summary.md.",
+    )
+    parser.add_argument(
+        "--suite",
+        action="append",
+        choices=sorted(SUITES),
+        help="a suite to run (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiplies the event counts (default 1.0)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench-results"), help="directory for the results"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="runs per measurement")
+    parser.add_argument("--workdir", type=Path, default=None, help="where the temporary stores go")
+    parser.add_argument(
+        "--update-docs",
+        type=Path,
+        default=None,
+        metavar="MARKDOWN",
+        help="replace the summary block of this file (e.g. docs/benchmarks.md)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    result = run(
+        args.suite or [],
+        args.out,
+        args.scale,
+        repeats=args.repeats,
+        workdir=args.workdir,
+        progress=not args.quiet,
+        docs=args.update_docs,
+    )
+    sys.stdout.write(table(result["suites"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

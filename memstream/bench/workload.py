@@ -1,0 +1,253 @@
+"""The benchmark workload: realistic create/revise events, and a fast way to write a log.
+
+Events look like what an agent stores: a few sentences of text (150-700 bytes), a handful
+of tags, small metadata, a source, a call context, spread over many namespaces (users and
+teams, a few of them much busier than the rest). Revisions target recently created
+memories more often than old ones, and a quarter of them carry ``expected_version`` (the
+optimistic-concurrency check an SDK client uses). Every generated event is valid and is
+accepted, so a suite can check that the store holds exactly what was sent.
+
+:func:`write_log` lays down the log of a store directory without projecting it: validate,
+seal and append, the same calls :meth:`EmbeddedRuntime.append` makes, minus deciding and
+the projector. Opening that directory afterwards decides and projects every record (the
+catch-up path, which is also the replay path).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from memstream.schemas import events as ev
+from memstream.schemas.codec import EventCodec
+from memstream.schemas.events import default_registry
+from memstream.sdk import new_id
+from memstream.streams.embedded import KEYS_FILE, LOG_FILE
+from memstream.streams.keystore import KeyStore
+from memstream.streams.log import EmbeddedLog
+from memstream.streams.sealing import Sealer
+
+_WORDS = """
+about after again agent airport allergy always answer appointment april asked assistant
+august avoid back bakery band before berlin best bike birthday book booked breakfast
+brother budget call calendar cannot car cat chapter child class client coffee colleague
+concert conference contract cook cost could course customer daily data day deadline
+december dentist design diet dinner doctor dog draft during early email english evening
+every exam family favourite february feedback file flight friday friend garden gift gluten
+goal gym has hates hiking holiday home hotel hour invoice italian january job july june
+keeps kitchen laptop late launch lawyer learning likes lisbon london lunch manager march
+may meeting mentioned metric migration mobile monday month morning mother name needs never
+new next night notes office often order paris partner password payment phone plan plans
+prefers presentation priority project python quarter question quick reading recipe release
+remember report review running salary saturday school season seat sister slack sleep
+small soon spanish sprint standup story subscription summer sunday support table talk team
+thursday ticket time today tokyo train travel tuesday usually vacation vegetarian wants
+weather wednesday week weekend window wine work workshop writes year yoga
+""".split()
+_TAGS = """
+preference fact plan contact health travel work family finance food schedule project
+reminder goal constraint opinion location device language hobby
+""".split()
+_SOURCES = ("chat", "email", "calendar", "notes", "voice", "tool:search")
+_PURPOSES = ("conversation", "planning", "support", "summarisation")
+_REASONS = ("user corrected it", "newer information", "consolidated", "clarified", None)
+
+
+def _sentence(rng: random.Random) -> str:
+    words = rng.choices(_WORDS, k=rng.randint(8, 18))
+    return words[0].capitalize() + " " + " ".join(words[1:]) + "."
+
+
+def _text(rng: random.Random) -> str:
+    return " ".join(_sentence(rng) for _ in range(rng.randint(2, 6)))
+
+
+@dataclass
+class _Memory:
+    memory_id: str
+    namespace: str
+    revision: int
+
+
+@dataclass
+class Workload:
+    """A deterministic stream of create/revise events (ids and timestamps are fresh)."""
+
+    seed: int = 20250717
+    namespaces: int = 200
+    revise_share: float = 0.4
+    expected_version_share: float = 0.25
+    #: counts of what was generated so far
+    creates: int = 0
+    revises: int = 0
+    _rng: random.Random = field(init=False, repr=False)
+    _memories: list[_Memory] = field(init=False, repr=False, default_factory=list)
+    _spaces: list[str] = field(init=False, repr=False, default_factory=list)
+    _weights: list[float] = field(init=False, repr=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        users = [f"user/u{i:05d}" for i in range(self.namespaces - self.namespaces // 10)]
+        teams = [f"team/t{i:03d}" for i in range(self.namespaces // 10)]
+        self._spaces = users + teams
+        # A few tenants are much busier than the rest (Zipf-like weights).
+        self._weights = [1.0 / (i + 1) ** 0.8 for i in range(len(self._spaces))]
+
+    @property
+    def spaces(self) -> list[str]:
+        """Every namespace the workload writes to (each is a subject with its own key)."""
+        return list(self._spaces)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "seed": self.seed,
+            "namespaces": self.namespaces,
+            "revise_share": self.revise_share,
+            "expected_version_share": self.expected_version_share,
+            "text_bytes": "150-700 (2-6 sentences)",
+            "tags": "1-4",
+        }
+
+    def _context(self, rng: random.Random) -> ev.Context:
+        return ev.Context(
+            app="assistant",
+            session=f"s-{rng.randrange(10_000):04d}",
+            purpose=rng.choice(_PURPOSES),
+            attributes={"channel": rng.choice(("web", "mobile", "api"))},
+        )
+
+    def _create(self, rng: random.Random, now: datetime) -> ev.Event:
+        ns = rng.choices(self._spaces, weights=self._weights)[0]
+        mid = new_id()
+        self._memories.append(_Memory(mid, ns, 1))
+        self.creates += 1
+        payload = ev.Create(
+            text=_text(rng),
+            tags=rng.sample(_TAGS, k=rng.randint(1, 4)),
+            metadata={
+                "lang": "en",
+                "confidence": round(rng.random(), 3),
+                "turn": rng.randrange(500),
+            },
+            source=rng.choice(_SOURCES),
+            owner=ns.split("/", 1)[1],
+            visibility=rng.choice(("private", "private", "shared")),
+            priority=rng.randrange(3),
+        )
+        return self._event("create", ns, mid, payload, None, rng, now)
+
+    def _revise(self, rng: random.Random, now: datetime) -> ev.Event:
+        n = len(self._memories)
+        # Recent memories are revised more often than old ones.
+        i = (
+            n - 1 - min(n - 1, int(rng.expovariate(1 / 500)))
+            if rng.random() < 0.7
+            else rng.randrange(n)
+        )
+        m = self._memories[i]
+        expected = m.revision if rng.random() < self.expected_version_share else None
+        m.revision += 1
+        self.revises += 1
+        retag = rng.random() < 0.3
+        payload = ev.Revise(
+            text=_text(rng),
+            tags=rng.sample(_TAGS, k=rng.randint(1, 4)) if retag else None,
+            metadata={"lang": "en", "confidence": round(rng.random(), 3)} if retag else None,
+            reason=rng.choice(_REASONS),
+        )
+        return self._event("revise", m.namespace, m.memory_id, payload, expected, rng, now)
+
+    def _event(
+        self,
+        type_: str,
+        ns: str,
+        mid: str,
+        payload: ev.Payload,
+        expected: int | None,
+        rng: random.Random,
+        now: datetime,
+    ) -> ev.Event:
+        return ev.Event(
+            event_id=new_id(),
+            type=type_,
+            schema_version=payload.VERSION,
+            namespace=ns,
+            memory_id=mid,
+            occurred_at=now,
+            actor=f"agent-{rng.randrange(20):02d}",
+            context=self._context(rng),
+            expected_version=expected,
+            payload=payload,
+        )
+
+    def batch(self, n: int) -> list[ev.Event]:
+        """The next ``n`` events."""
+        rng = self._rng
+        now = datetime.now(UTC)
+        out = []
+        for _ in range(n):
+            if self._memories and rng.random() < self.revise_share:
+                out.append(self._revise(rng, now))
+            else:
+                out.append(self._create(rng, now))
+        return out
+
+    def batches(self, total: int, size: int) -> Iterator[list[ev.Event]]:
+        done = 0
+        while done < total:
+            n = min(size, total - done)
+            yield self.batch(n)
+            done += n
+
+
+@dataclass(frozen=True)
+class LogWritten:
+    records: int
+    creates: int
+    revises: int
+    seconds: float
+
+
+def write_log(
+    root: Path,
+    workload: Workload,
+    total: int,
+    batch: int = 5_000,
+    advance: Callable[[int], None] | None = None,
+) -> LogWritten:
+    """Write ``total`` workload events to the log of a new store directory, unprojected.
+
+    The records are exactly what the SDK would store (validated, sealed under per-subject
+    keys from the directory's own key store, chained by the same log code); only deciding
+    and projecting are left for the store to do when it is opened. Durability ``os``.
+    """
+    root.mkdir(parents=True, exist_ok=False)
+    codec = EventCodec(default_registry())
+    keys = KeyStore(root / KEYS_FILE)
+    log = EmbeddedLog(root / LOG_FILE, durability="os")
+    sealer = Sealer(keys, codec)
+    c0, r0 = workload.creates, workload.revises
+    t = time.perf_counter()
+    try:
+        for events in workload.batches(total, batch):
+            valid = codec.validate(events)
+            log.append(
+                [(uuid.UUID(e.event_id).bytes, e.namespace, sealer.seal(e)[0]) for e in valid]
+            )
+            if advance is not None:
+                advance(len(events))
+        n = log.next_offset
+    finally:
+        log.close()
+        keys.close()
+    return LogWritten(
+        records=n,
+        creates=workload.creates - c0,
+        revises=workload.revises - r0,
+        seconds=time.perf_counter() - t,
+    )
