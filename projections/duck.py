@@ -21,7 +21,6 @@ from typing import Any
 import duckdb
 import msgspec
 import pyarrow as pa
-
 from memstream.schemas.memcube import MemState
 
 from .core import (
@@ -90,6 +89,14 @@ _TYPES: dict[str, pa.DataType] = {
 
 CORE = "core"
 
+#: Connection settings. DuckDB checkpoints (writes the WAL's changes into the table data and
+#: the indexes) whenever its WAL reaches ``checkpoint_threshold``, and each checkpoint
+#: rewrites more of ``memories`` as the table grows. At DuckDB's default (16 MB: every 2-3
+#: batches of 5,000 events) the commits of a 1M-event projection cost 63 µs per event;
+#: at 256 MB, 28. The price: up to 256 MB of WAL, replayed when the file is reopened after
+#: a crash (about 2 s) and checkpointed on close.
+DUCKDB_CONFIG: dict[str, str] = {"checkpoint_threshold": "256MB"}
+
 
 def _arrow(names: tuple[str, ...], data: dict[str, list[Any]]) -> pa.Table:
     arrays = []
@@ -113,7 +120,7 @@ class DuckStore:
     def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path)
         self.read_only = read_only
-        self.db = duckdb.connect(str(self.path), read_only=read_only)
+        self.db = duckdb.connect(str(self.path), read_only=read_only, config=dict(DUCKDB_CONFIG))
         if not read_only:
             self.db.execute("SET TimeZone = 'UTC'")
             self.db.execute(SCHEMA)
@@ -164,9 +171,11 @@ class DuckStore:
 
     def offset(self, projector: str = CORE) -> int:
         """The last log offset this store holds (``-1``: none)."""
-        row = self.cursor().execute(
-            'SELECT "offset" FROM projection_offsets WHERE projector = ?', (projector,)
-        ).fetchone()
+        row = (
+            self.cursor()
+            .execute('SELECT "offset" FROM projection_offsets WHERE projector = ?', (projector,))
+            .fetchone()
+        )
         return -1 if row is None else int(row[0])
 
     # -- writing --------------------------------------------------------------------------
@@ -213,10 +222,18 @@ class DuckStore:
         if len(b.artifacts):
             self._insert(cur, "artifacts", ARTIFACT_COLUMNS, b.artifacts.data, mode="OR REPLACE")
         if b.key_generations:
-            cur.executemany(
-                "INSERT INTO subjects VALUES (?, ?, 0) ON CONFLICT (subject) DO UPDATE SET "
-                "key_generation = greatest(subjects.key_generation, excluded.key_generation)",
-                list(b.key_generations.items()),
+            # One statement for the batch, not one per subject (each costs milliseconds
+            # inside a large transaction); the subjects are distinct (a dict's keys).
+            gens = pa.table(  # noqa: F841  (read by name from the SQL below)
+                {
+                    "subject": pa.array(list(b.key_generations), pa.string()),
+                    "generation": pa.array(list(b.key_generations.values()), pa.int32()),
+                }
+            )
+            cur.execute(
+                "INSERT INTO subjects SELECT subject, generation, 0 FROM gens "
+                "ON CONFLICT (subject) DO UPDATE SET "
+                "key_generation = greatest(subjects.key_generation, excluded.key_generation)"
             )
         if b.erased_memories:
             ids = sorted(set(b.erased_memories))
@@ -275,7 +292,11 @@ class DuckStore:
         """The last offset recorded at or before ``when`` (``-1`` if none)."""
         if when.tzinfo is None:
             raise ValueError("as_of must carry a timezone (e.g. 2026-01-01T00:00:00+00:00)")
-        row = self.cursor().execute(
-            'SELECT max("offset") FROM audit WHERE recorded_at <= ?', (when.astimezone(UTC),)
-        ).fetchone()
+        row = (
+            self.cursor()
+            .execute(
+                'SELECT max("offset") FROM audit WHERE recorded_at <= ?', (when.astimezone(UTC),)
+            )
+            .fetchone()
+        )
         return -1 if row[0] is None else int(row[0])

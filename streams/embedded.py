@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Protocol
 
 from filelock import FileLock, Timeout
-
 from memstream.projections.core import CoreBatch, project
 from memstream.projections.decide import DecisionState, decide
 from memstream.projections.duck import DuckStore
@@ -50,6 +49,8 @@ CORE_FILE = "core.duckdb"
 MANIFEST = "store.json"
 LOCK_FILE = ".lock"
 SERVER_FILE = "server.json"
+#: Records decided and projected at a time while catching up (see ``_catch_up``).
+CATCH_UP_SLICE = 500
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
@@ -228,11 +229,14 @@ class EmbeddedRuntime:
         duplicates: list[int] = []
         with self._append_lock:
             placed = self.log.append(
-                [(uuid.UUID(e.event_id).bytes, e.namespace, s[0]) for e, s in zip(events, sealed)]
+                [
+                    (uuid.UUID(e.event_id).bytes, e.namespace, s[0])
+                    for e, s in zip(events, sealed, strict=True)
+                ]
             )
             outcomes: list[Outcome | None] = []
             pairs = []
-            for i, (ev, (_, kid, chash), a) in enumerate(zip(events, sealed, placed)):
+            for i, (ev, (_, kid, chash), a) in enumerate(zip(events, sealed, placed, strict=True)):
                 if a.duplicate:
                     duplicates.append(i)
                     outcomes.append(None)
@@ -318,10 +322,20 @@ class EmbeddedRuntime:
             return
         tick = progress("projecting", total) if progress else None
         limit = self.options.batch_size
-        for pairs in self._decided(self.log.read(start, batch=limit)):
-            self.apply(pairs)
+        # Records are decided and turned into rows a slice at a time, and the rows are
+        # written every ``batch_size`` records. The events of a slice are garbage before the
+        # next one is read, so the collector never promotes a whole batch of them to its
+        # oldest generation (whose every collection also scans all the decision state).
+        batch = CoreBatch()
+        for pairs in self._decided(self.log.read(start, batch=min(limit, CATCH_UP_SLICE))):
+            project(pairs, batch)
+            if len(batch) >= limit:
+                self._write(batch)
+                batch = CoreBatch()
             if tick:
                 tick(len(pairs))
+        if len(batch):
+            self._write(batch)
 
     def _decided(self, batches: Iterable[list[LogRecord]]):
         open_ = self.sealer.open

@@ -86,7 +86,8 @@ def run(
                         f"replay: the replica differs from its source: {counts} != {expected}"
                     )
             finally:
-                replica.close()
+                with Stopwatch() as closing:
+                    replica.close()
             scratch.remove(into)
             copy = (started[0] - t0) if started else 0.0
             runs.append(
@@ -95,6 +96,7 @@ def run(
                     "events_per_s": rate(events, sw.seconds),
                     "copy_seconds": copy,
                     "project_seconds": sw.seconds - copy,
+                    "close_seconds": closing.seconds,
                     "counts": counts,
                 }
             )
@@ -121,6 +123,7 @@ def run(
             "replay_events_per_s": spread([r["events_per_s"] for r in runs]),
             "copy_seconds": spread([r["copy_seconds"] for r in runs]),
             "project_seconds": spread([r["project_seconds"] for r in runs]),
+            "close_seconds": spread([r["close_seconds"] for r in runs]),
             "seconds_per_million_events": per_million,
             "meets_goal": per_million < GOAL_SECONDS_PER_MILLION,
             "runs": runs,

@@ -68,13 +68,6 @@ def _text(rng: random.Random) -> str:
 
 
 @dataclass
-class _Memory:
-    memory_id: str
-    namespace: str
-    revision: int
-
-
-@dataclass
 class Workload:
     """A deterministic stream of create/revise events (ids and timestamps are fresh)."""
 
@@ -86,7 +79,11 @@ class Workload:
     creates: int = 0
     revises: int = 0
     _rng: random.Random = field(init=False, repr=False)
-    _memories: list[_Memory] = field(init=False, repr=False, default_factory=list)
+    # What was created, as parallel lists of plain values: one object per memory would be
+    # scanned by every full garbage collection of the process being measured.
+    _ids: list[str] = field(init=False, repr=False, default_factory=list)
+    _ns: list[str] = field(init=False, repr=False, default_factory=list)
+    _revision: list[int] = field(init=False, repr=False, default_factory=list)
     _spaces: list[str] = field(init=False, repr=False, default_factory=list)
     _weights: list[float] = field(init=False, repr=False, default_factory=list)
 
@@ -124,7 +121,9 @@ class Workload:
     def _create(self, rng: random.Random, now: datetime) -> ev.Event:
         ns = rng.choices(self._spaces, weights=self._weights)[0]
         mid = new_id()
-        self._memories.append(_Memory(mid, ns, 1))
+        self._ids.append(mid)
+        self._ns.append(ns)
+        self._revision.append(1)
         self.creates += 1
         payload = ev.Create(
             text=_text(rng),
@@ -142,16 +141,15 @@ class Workload:
         return self._event("create", ns, mid, payload, None, rng, now)
 
     def _revise(self, rng: random.Random, now: datetime) -> ev.Event:
-        n = len(self._memories)
+        n = len(self._ids)
         # Recent memories are revised more often than old ones.
         i = (
             n - 1 - min(n - 1, int(rng.expovariate(1 / 500)))
             if rng.random() < 0.7
             else rng.randrange(n)
         )
-        m = self._memories[i]
-        expected = m.revision if rng.random() < self.expected_version_share else None
-        m.revision += 1
+        expected = self._revision[i] if rng.random() < self.expected_version_share else None
+        self._revision[i] += 1
         self.revises += 1
         retag = rng.random() < 0.3
         payload = ev.Revise(
@@ -160,7 +158,7 @@ class Workload:
             metadata={"lang": "en", "confidence": round(rng.random(), 3)} if retag else None,
             reason=rng.choice(_REASONS),
         )
-        return self._event("revise", m.namespace, m.memory_id, payload, expected, rng, now)
+        return self._event("revise", self._ns[i], self._ids[i], payload, expected, rng, now)
 
     def _event(
         self,
@@ -191,7 +189,7 @@ class Workload:
         now = datetime.now(UTC)
         out = []
         for _ in range(n):
-            if self._memories and rng.random() < self.revise_share:
+            if self._ids and rng.random() < self.revise_share:
                 out.append(self._revise(rng, now))
             else:
                 out.append(self._create(rng, now))
