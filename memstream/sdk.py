@@ -431,7 +431,9 @@ class MemoryStore(Operations):
         if as_of is None or isinstance(as_of, int):
             return as_of
         if not isinstance(as_of, datetime):
-            raise TypeError(f"as_of must be a datetime or an offset (int), not {type(as_of).__name__}")
+            raise TypeError(
+                f"as_of must be a datetime or an offset (int), not {type(as_of).__name__}"
+            )
         if as_of.tzinfo is None:
             raise ValueError("as_of must carry a timezone, e.g. datetime(..., tzinfo=UTC)")
         return self.runtime.log.offset_at(int(as_of.timestamp() * 1_000_000))

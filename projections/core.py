@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-
 from memstream.schemas.memcube import Logged, MemState, Outcome
 
 #: Bump when the projection's rows change meaning: stores built by another version rebuild.

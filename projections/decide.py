@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import msgspec
-
 from memstream.schemas import lifecycle as lc
 from memstream.schemas.events import Create, Merge
 from memstream.schemas.memcube import Logged, MemState, Outcome
@@ -158,15 +157,16 @@ def decide(state: DecisionState, logged: Logged) -> Outcome:
     op = ev.type
     r = lc.rule(current.state if current else lc.ABSENT, current.frozen if current else False, op)
     if not r.allowed:
-        return _reject(logged, r.code or lc.INVALID, _explain(r.code or "", op, current, ev), current)
+        return _reject(
+            logged, r.code or lc.INVALID, _explain(r.code or "", op, current, ev), current
+        )
 
     if current is not None:
         if current.namespace != ev.namespace:
             return _reject(
                 logged,
                 CROSS_NAMESPACE,
-                f"memory {ev.memory_id} lives in namespace {current.namespace}, "
-                f"not {ev.namespace}",
+                f"memory {ev.memory_id} lives in namespace {current.namespace}, not {ev.namespace}",
                 current,
             )
         if current.subject != subject:

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-
 from memstream.schemas.views import AuditEntry, AuditPage, Memory, Parent, Version
 
 from .duck import DuckStore
@@ -114,7 +113,7 @@ def history(
             continue
         seen.add(mid)
         rows = store.query(
-            'SELECT memory_id, version, op, text, content_hash, tags, metadata, parents, '
+            "SELECT memory_id, version, op, text, content_hash, tags, metadata, parents, "
             'copy_from, event_id, "offset", recorded_at, actor FROM versions '
             'WHERE memory_id = ? AND version <= ? AND "offset" <= ? ORDER BY version',
             [mid, upto if upto is not None else 2**31 - 1, limit],

@@ -37,7 +37,12 @@ class MalformedEvent(ValueError):
         super().__init__(where + message + at)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error": "malformed", "message": str(self), "field": self.field, "index": self.index}
+        return {
+            "error": "malformed",
+            "message": str(self),
+            "field": self.field,
+            "index": self.index,
+        }
 
 
 class _WireEvent(Envelope, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -101,9 +106,7 @@ class EventCodec:
             raise self._locate(raw, e) from None
         except msgspec.DecodeError as e:
             raise MalformedEvent(f"not valid JSON ({e})") from None
-        return [
-            self._finish(w, index=i if batch else None) for i, w in enumerate(wires)
-        ]
+        return [self._finish(w, index=i if batch else None) for i, w in enumerate(wires)]
 
     def _locate(self, raw: bytes, err: msgspec.ValidationError) -> MalformedEvent:
         """Name the failing event's index in a batch (msgspec reports ``$[3].actor``)."""
@@ -173,7 +176,9 @@ class EventCodec:
                 return self._payload_decoders[etype.name].decode(raw)
             data = _json_any.decode(raw) if raw else {}
             if not isinstance(data, dict):
-                raise MalformedEvent("payload must be a JSON object", field="$.payload", index=index)
+                raise MalformedEvent(
+                    "payload must be a JSON object", field="$.payload", index=index
+                )
             if extra:
                 data.update(extra)
             if schema_version != etype.version:
@@ -184,7 +189,9 @@ class EventCodec:
                 _message_of(e), field=_path_of(e, "$.payload") or "$.payload", index=index
             ) from None
         except msgspec.DecodeError as e:
-            raise MalformedEvent(f"payload is not valid JSON ({e})", field="$.payload", index=index) from None
+            raise MalformedEvent(
+                f"payload is not valid JSON ({e})", field="$.payload", index=index
+            ) from None
 
     # -- validating events built in Python -------------------------------------------
 

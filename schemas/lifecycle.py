@@ -63,7 +63,9 @@ def _row(**cells: Rule) -> dict[str, Rule]:
     missing = set(OPERATIONS) - set(cells)
     extra = set(cells) - set(OPERATIONS)
     if missing or extra:
-        raise ValueError(f"lifecycle row incomplete: missing {sorted(missing)}, extra {sorted(extra)}")
+        raise ValueError(
+            f"lifecycle row incomplete: missing {sorted(missing)}, extra {sorted(extra)}"
+        )
     return cells
 
 

@@ -92,7 +92,9 @@ class EmbeddedLog:
                 "INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (str(time.time()),)
             )
             self._db.execute("COMMIT")
-            self.log_id = self._db.execute("SELECT value FROM meta WHERE key='log_id'").fetchone()[0]
+            self.log_id = self._db.execute("SELECT value FROM meta WHERE key='log_id'").fetchone()[
+                0
+            ]
         else:
             self.log_id = row[0]
         last = self._db.execute(
@@ -206,9 +208,11 @@ class EmbeddedLog:
 
     def offset_at(self, recorded_at_us: int) -> int:
         """The last offset recorded at or before a time (``-1`` if none)."""
-        row = self._reader().execute(
-            'SELECT max("offset") FROM records WHERE recorded_at <= ?', (recorded_at_us,)
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute('SELECT max("offset") FROM records WHERE recorded_at <= ?', (recorded_at_us,))
+            .fetchone()
+        )
         return -1 if row[0] is None else int(row[0])
 
     def verify(self, progress=None) -> ChainBreak | None:

@@ -16,7 +16,6 @@ from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Event, Payload
 from memstream.schemas.record import Sealed, StoredEvent

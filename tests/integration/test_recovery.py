@@ -20,11 +20,11 @@ import textwrap
 import time
 
 import pytest
-
-from memstream import MemoryStore
 from memstream.projections import duck as duckmod
 from memstream.projections.decide import DecisionState, decide
 from memstream.schemas.memcube import Logged
+
+from memstream import MemoryStore
 
 CHILD = textwrap.dedent(
     """
@@ -91,9 +91,7 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path, snapshot):
         with s.replay(tmp_path / "rebuilt") as rebuilt:
             assert snapshot(rebuilt) == live
         ids = {e[1] for e in acked}
-        audited = {
-            e.event_id for e in s.audit(namespace="user/crash", limit=10_000).entries
-        }
+        audited = {e.event_id for e in s.audit(namespace="user/crash", limit=10_000).entries}
         assert ids <= audited
 
 

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from memstream.projections.decide import DecisionState, decide
 from memstream.schemas import events as ev
 from memstream.schemas.memcube import Logged

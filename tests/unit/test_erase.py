@@ -6,11 +6,11 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from memstream.projections.decide import decide
+from memstream.schemas.memcube import Logged
 
 from memstream import MemoryStore
 from memstream.errors import MemoryErased, MemoryFrozen
-from memstream.projections.decide import decide
-from memstream.schemas.memcube import Logged
 
 
 def test_erase_shreds_the_subject_everywhere(store: MemoryStore, snapshot, tmp_path):

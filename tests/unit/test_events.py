@@ -7,11 +7,11 @@ from typing import ClassVar
 
 import jsonschema
 import pytest
-
-from memstream import MalformedEvent, MemoryStore
 from memstream.schemas import generate as js
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import EventType, Payload, ShortText, default_registry
+
+from memstream import MalformedEvent, MemoryStore
 
 CODEC = EventCodec(default_registry(), max_event_bytes=10_000)
 
@@ -169,7 +169,14 @@ def test_stored_v1_event_replays_under_v2(tmp_path):
             assert [v.text for v in replica.history(mid)] == ["v1 text", "revised in v1"]
         # ...and new v2 events are accepted beside the old ones.
         out = s.append(
-            [s.event("revise", "user/alice", mid, {"text": "v2", "source": "import", "rationale": "x"})]
+            [
+                s.event(
+                    "revise",
+                    "user/alice",
+                    mid,
+                    {"text": "v2", "source": "import", "rationale": "x"},
+                )
+            ]
         )[0]
         assert out.accepted and out.version == 3
         # A v1 event from an old producer is upcast on the way in.

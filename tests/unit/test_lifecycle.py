@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
+from memstream.schemas.lifecycle import OPERATIONS, STATES
 
 from memstream import MemoryStore
-from memstream.schemas.lifecycle import OPERATIONS, STATES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "lifecycle.md"
 NS = "user/alice"
@@ -97,12 +97,9 @@ def apply(store: MemoryStore, op: str, mid: str, exists: bool):
     return store.append([store.event(op, NS, mid, payload, **kw)])[0]
 
 
-CASES = [
-    (row, op)
-    for row in MATRIX
-    for op in OPERATIONS
-    if row != "frozen"
-] + [("frozen:" + s, op) for s in STATES if s != "erased" for op in OPERATIONS]
+CASES = [(row, op) for row in MATRIX for op in OPERATIONS if row != "frozen"] + [
+    ("frozen:" + s, op) for s in STATES if s != "erased" for op in OPERATIONS
+]
 
 
 @pytest.mark.parametrize(("row", "op"), CASES, ids=[f"{r}-{o}" for r, o in CASES])

@@ -7,10 +7,10 @@ import sqlite3
 import uuid
 
 import pytest
-
-from memstream import MemoryStore
 from memstream.streams import log as logmod
 from memstream.streams.log import EmbeddedLog
+
+from memstream import MemoryStore
 
 
 def rec(i: int, data: bytes | None = None) -> tuple[bytes, str, bytes]:
@@ -127,7 +127,6 @@ def test_a_ciphertext_cannot_be_moved_to_another_record(store: MemoryStore):
     b = store.create("user/alice", "second secret")
     recs = [r for batch in store.runtime.log.read(0) for r in batch]
     import msgspec
-
     from memstream.schemas.record import StoredEvent
     from memstream.streams.sealing import RecordCorrupt
 
