@@ -570,9 +570,11 @@ def _split_events(data: bytes) -> tuple[list[bytes], bool, list[int] | None]:
         EventCodec(default_registry()).decode(stripped)  # raises the codec's own message
         raise MalformedEvent("expected a JSON object, an array of objects, or JSON Lines")
     try:
-        return [bytes(msgspec.json.decode(stripped, type=msgspec.Raw))], True, None
+        single: bytes | None = bytes(msgspec.json.decode(stripped, type=msgspec.Raw))
     except msgspec.DecodeError:
-        pass  # more than one document: JSON Lines
+        single = None  # more than one document: JSON Lines
+    if single is not None:
+        return [single], True, None
     docs: list[bytes] = []
     lines: list[int] = []
     for number, line in enumerate(data.splitlines(), start=1):
