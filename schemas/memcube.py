@@ -19,7 +19,14 @@ from .events import Event
 Status = Literal["accepted", "rejected"]
 
 
-class MemState(msgspec.Struct, frozen=True, kw_only=True):
+# ``gc=False`` on the structs below: the decision state keeps one MemState per memory for
+# the life of the store (millions after a large replay), and every full collection of the
+# interpreter would walk all of them. None of them can be part of a reference cycle: they
+# hold strings, numbers, tuples, events and JSON-decoded dicts, never an object that refers
+# back to them, so reference counting alone frees them (see docs/benchmarks.md).
+
+
+class MemState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     memory_id: str
     namespace: str
     subject: str
@@ -46,7 +53,7 @@ class MemState(msgspec.Struct, frozen=True, kw_only=True):
     updated_offset: int
 
 
-class Logged(msgspec.Struct, frozen=True):
+class Logged(msgspec.Struct, frozen=True, gc=False):
     """An event at its place in a log."""
 
     offset: int
@@ -57,7 +64,7 @@ class Logged(msgspec.Struct, frozen=True):
     content_hash: str | None
 
 
-class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The verdict on one event, plus where it landed.
 
     ``changes`` are the post-states of every memory the event changed (a merge changes its
@@ -80,6 +87,9 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     changes: tuple[MemState, ...] = ()
     destroy_key: tuple[str, str] | None = None
     duplicate: bool = False
+    #: The log partition the event landed in: ``None`` in the embedded store (one log),
+    #: the ``memstream.events`` partition (its namespace's) in the Kafka runtime.
+    partition: int | None = None
 
     @property
     def accepted(self) -> bool:
@@ -101,4 +111,5 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
             "offset": self.offset,
             "recorded_at": self.recorded_at,
             "duplicate": self.duplicate,
+            "partition": self.partition,
         }
