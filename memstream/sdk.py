@@ -13,6 +13,7 @@ import abc
 import asyncio
 import functools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ import uuid_utils
 from memstream.errors import MalformedEvent, UnknownMemory, rejection
 from memstream.projections import reads
 from memstream.schemas import events as ev
+from memstream.schemas.codec import EventCodec, error_path
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
 from memstream.streams.embedded import EmbeddedRuntime, Options, ProgressFactory
@@ -56,6 +58,7 @@ class Operations(abc.ABC):
 
     actor: str
     registry: ev.Registry
+    codec: EventCodec
 
     @abc.abstractmethod
     def append(self, events: Sequence[Any], *, raise_on_reject: bool = False) -> list[Outcome]:
@@ -83,7 +86,13 @@ class Operations(abc.ABC):
         occurred_at: datetime | None = None,
         event_id: str | None = None,
     ) -> ev.Event:
-        """Build (and type-check) one event; ``append`` validates it fully."""
+        """Build and validate one event: a malformed one raises :class:`MalformedEvent`
+        naming the field, here rather than at ``append``.
+
+        The envelope and the payload are checked against the same constraints as wire
+        input. An event built here and handed to ``append`` unchanged is not validated a
+        second time (see :meth:`MemoryStore.append`).
+        """
         etype = self.registry.get(type)
         if etype is None:
             raise MalformedEvent(
@@ -95,22 +104,45 @@ class Operations(abc.ABC):
                 payload = msgspec.convert(payload, etype.payload)
             except msgspec.ValidationError as e:
                 msg = str(e).replace("`$", "`$.payload")
-                raise MalformedEvent(msg, field="$.payload") from None
-        return ev.Event(
-            event_id=event_id or new_id(),
+                raise MalformedEvent(msg, field=error_path(e, "$.payload") or "$.payload") from None
+        else:
+            payload = self.codec.check_payload(etype, payload)
+        envelope = self.codec.check_envelope(
+            {
+                "event_id": event_id or new_id(),
+                "type": type,
+                "schema_version": etype.version,
+                "namespace": namespace,
+                "memory_id": memory_id,
+                "occurred_at": occurred_at or datetime.now(UTC),
+                "actor": actor or self.actor,
+                "context": _context(context),
+                "expected_version": expected_version,
+                "correlation_id": correlation_id,
+                "causation_id": causation_id,
+                "subject": subject,
+            }
+        )
+        event = ev.Event(
+            event_id=envelope.event_id,
             type=type,
             schema_version=etype.version,
-            namespace=namespace,
-            memory_id=memory_id,
-            occurred_at=occurred_at or datetime.now(UTC),
-            actor=actor or self.actor,
-            context=_context(context),
-            expected_version=expected_version,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-            subject=subject,
+            namespace=envelope.namespace,
+            memory_id=envelope.memory_id,
+            occurred_at=envelope.occurred_at,
+            actor=envelope.actor,
+            context=envelope.context,
+            expected_version=envelope.expected_version,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.causation_id,
+            subject=envelope.subject,
             payload=payload,
         )
+        self._built(event)
+        return event
+
+    def _built(self, event: ev.Event) -> None:  # noqa: B027  (a hook; most backends ignore it)
+        """Called with every event :meth:`event` built and validated."""
 
     def _submit(self, event: ev.Event) -> Outcome:
         return self.append([event], raise_on_reject=True)[0]
@@ -278,6 +310,38 @@ def _semantic_default() -> bool:
     return os.environ.get(SEMANTIC_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+class _Validated:
+    """The events :meth:`Operations.event` validated, until they are appended.
+
+    An entry holds the event itself (so its ``id`` cannot be reused while it is here) and
+    its wire JSON at validation time: an event whose lists or dicts were changed in place
+    since then no longer matches and is validated again, so nothing unchecked reaches the
+    log. Bounded: an event forgotten here is simply validated in full when it is appended.
+    """
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self._events: dict[int, tuple[ev.Event, bytes]] = {}
+        self._lock = threading.Lock()
+        self._encode = msgspec.json.Encoder().encode
+
+    def add(self, event: ev.Event) -> int:
+        """Remember ``event``; returns the size of its wire JSON."""
+        entry = (event, self._encode(event))
+        with self._lock:
+            self._events[id(event)] = entry
+            if len(self._events) > self.LIMIT:
+                del self._events[next(iter(self._events))]
+        return len(entry[1])
+
+    def take(self, event: ev.Event) -> bool:
+        """Whether ``event`` is one validated here and unchanged since (then forgotten)."""
+        with self._lock:
+            entry = self._events.pop(id(event), None)
+        return entry is not None and entry[0] is event and self._encode(event) == entry[1]
+
+
 class MemoryStore(Operations):
     """An embedded memory store (one directory; no broker). Use as a context manager."""
 
@@ -291,6 +355,8 @@ class MemoryStore(Operations):
         self.runtime = runtime
         self.actor = actor
         self.registry = runtime.codec.registry
+        self.codec = runtime.codec
+        self._validated = _Validated()
         #: The search indexes (a :class:`SemanticProjection`), or None when disabled.
         self.semantic = semantic
         #: The usage indicators (a :class:`UsageTracker`), or None.
@@ -393,10 +459,36 @@ class MemoryStore(Operations):
             body = raw[0] if len(raw) == 1 else b"[" + b",".join(raw) + b"]"
             validated = codec.decode(body)
         else:
-            validated = codec.validate(built)
+            validated = self._validate(built)
         self._check_vectors(validated)
         outcomes = self.runtime.append(validated, validated=True)
         return _raise_rejections(outcomes, raise_on_reject)
+
+    def _built(self, event: ev.Event) -> None:
+        size = self._validated.add(event)
+        if size > self.codec.max_event_bytes:  # the payload may be: measure it alone
+            try:
+                self.codec.check_size(len(msgspec.json.encode(event.payload)))
+            except MalformedEvent:
+                self._validated.take(event)
+                raise
+
+    def _validate(self, events: list[ev.Event]) -> list[ev.Event]:
+        """Events ready to append: those :meth:`event` built and validated, unchanged since,
+        as they are; every other one (built by hand, ``msgspec.structs.replace``, changed in
+        place) through the codec's full validation, as from the wire."""
+        out = list(events)
+        many = len(events) > 1
+        for i, e in enumerate(events):
+            if self._validated.take(e):
+                continue
+            try:
+                (out[i],) = self.codec.validate([e])
+            except MalformedEvent as err:
+                if not many:
+                    raise
+                raise MalformedEvent(err.detail, field=err.field, index=i) from None
+        return out
 
     def publish_json(self, data: bytes | str, *, raise_on_reject: bool = False) -> list[Outcome]:
         """Append wire JSON: one event object or an array of them."""

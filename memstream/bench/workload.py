@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from memstream.schemas import events as ev
 from memstream.schemas.codec import EventCodec
@@ -31,6 +32,9 @@ from memstream.streams.embedded import KEYS_FILE, LOG_FILE
 from memstream.streams.keystore import KeyStore
 from memstream.streams.log import EmbeddedLog
 from memstream.streams.sealing import Sealer
+
+if TYPE_CHECKING:
+    from memstream.sdk import Operations
 
 _WORDS = """
 about after again agent airport allergy always answer appointment april asked assistant
@@ -125,7 +129,7 @@ class Workload:
         self._ns.append(ns)
         self._revision.append(1)
         self.creates += 1
-        payload = ev.Create(
+        payload = dict(
             text=_text(rng),
             tags=rng.sample(_TAGS, k=rng.randint(1, 4)),
             metadata={
@@ -138,7 +142,7 @@ class Workload:
             visibility=rng.choice(("private", "private", "shared")),
             priority=rng.randrange(3),
         )
-        return self._event("create", ns, mid, payload, None, rng, now)
+        return self._spec("create", ns, mid, payload, None, rng, now)
 
     def _revise(self, rng: random.Random, now: datetime) -> ev.Event:
         n = len(self._ids)
@@ -152,39 +156,39 @@ class Workload:
         self._revision[i] += 1
         self.revises += 1
         retag = rng.random() < 0.3
-        payload = ev.Revise(
+        payload = dict(
             text=_text(rng),
             tags=rng.sample(_TAGS, k=rng.randint(1, 4)) if retag else None,
             metadata={"lang": "en", "confidence": round(rng.random(), 3)} if retag else None,
             reason=rng.choice(_REASONS),
         )
-        return self._event("revise", self._ns[i], self._ids[i], payload, expected, rng, now)
+        return self._spec("revise", self._ns[i], self._ids[i], payload, expected, rng, now)
 
-    def _event(
+    def _spec(
         self,
         type_: str,
         ns: str,
         mid: str,
-        payload: ev.Payload,
+        payload: dict[str, Any],
         expected: int | None,
         rng: random.Random,
         now: datetime,
-    ) -> ev.Event:
-        return ev.Event(
-            event_id=new_id(),
-            type=type_,
-            schema_version=payload.VERSION,
-            namespace=ns,
-            memory_id=mid,
-            occurred_at=now,
-            actor=f"agent-{rng.randrange(20):02d}",
-            context=self._context(rng),
-            expected_version=expected,
-            payload=payload,
+    ) -> Spec:
+        return Spec(
+            type_,
+            ns,
+            mid,
+            payload,
+            {
+                "actor": f"agent-{rng.randrange(20):02d}",
+                "context": self._context(rng),
+                "expected_version": expected,
+                "occurred_at": now,
+            },
         )
 
-    def batch(self, n: int) -> list[ev.Event]:
-        """The next ``n`` events."""
+    def specs(self, n: int) -> list[Spec]:
+        """The next ``n`` events, as the arguments of ``MemoryStore.event``."""
         rng = self._rng
         now = datetime.now(UTC)
         out = []
@@ -195,12 +199,59 @@ class Workload:
                 out.append(self._create(rng, now))
         return out
 
+    def batch(self, n: int) -> list[ev.Event]:
+        """The next ``n`` events, built by hand (not validated: ``EventCodec.validate``)."""
+        return [s.event() for s in self.specs(n)]
+
     def batches(self, total: int, size: int) -> Iterator[list[ev.Event]]:
-        done = 0
-        while done < total:
-            n = min(size, total - done)
+        for n in _sizes(total, size):
             yield self.batch(n)
-            done += n
+
+    def spec_batches(self, total: int, size: int) -> Iterator[list[Spec]]:
+        for n in _sizes(total, size):
+            yield self.specs(n)
+
+
+_REGISTRY = default_registry()
+
+
+def _sizes(total: int, size: int) -> Iterator[int]:
+    done = 0
+    while done < total:
+        n = min(size, total - done)
+        yield n
+        done += n
+
+
+class Spec(NamedTuple):
+    """One event as the arguments of :meth:`memstream.sdk.Operations.event`."""
+
+    type: str
+    namespace: str
+    memory_id: str
+    payload: dict[str, Any]
+    kw: dict[str, Any]
+
+    def event(self) -> ev.Event:
+        """The event built by hand, the way a producer without the SDK would."""
+        kw = self.kw
+        payload_type = _REGISTRY.types[self.type].payload
+        return ev.Event(
+            event_id=new_id(),
+            type=self.type,
+            schema_version=payload_type.VERSION,
+            namespace=self.namespace,
+            memory_id=self.memory_id,
+            occurred_at=kw["occurred_at"],
+            actor=kw["actor"],
+            context=kw["context"],
+            expected_version=kw["expected_version"],
+            payload=payload_type(**self.payload),
+        )
+
+    def build(self, store: Operations) -> ev.Event:
+        """The event built (and validated) by the SDK."""
+        return store.event(self.type, self.namespace, self.memory_id, self.payload, **self.kw)
 
 
 @dataclass(frozen=True)
