@@ -351,6 +351,25 @@ class EmbeddingCache:
                         found[content_hash] = np.frombuffer(blob, dtype=np.float32).copy()
         return found
 
+    def cached_hashes(self, model_id: str, hashes: Iterable[str]) -> set[str]:
+        """The hashes among ``hashes`` that have a well-formed vector for ``model_id``.
+
+        Reads no vectors: a re-embed job uses it to skip what an earlier run computed.
+        """
+        wanted = list(dict.fromkeys(hashes))
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(wanted), self._CHUNK):
+                chunk = wanted[start : start + self._CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    "SELECT content_hash FROM embeddings WHERE model_id = ?"
+                    f" AND content_hash IN ({marks}) AND length(vector) = dim * 4",
+                    [model_id, *chunk],
+                ).fetchall()
+                found.update(r[0] for r in rows)
+        return found
+
     def put_many(
         self,
         model_id: str,

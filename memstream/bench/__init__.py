@@ -1,4 +1,4 @@
-"""Benchmarks of the embedded store: ``ingest``, ``project`` and ``replay``.
+"""Benchmarks of the embedded store: ``ingest``, ``project``, ``replay`` and ``search``.
 
 Each suite measures a path of the real store and, in the same run and on the same data, the
 raw operation underneath it (the log's own append, DuckDB's own insert), so its result is a
@@ -16,18 +16,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import ingest, project, replay, report
+from . import ingest, project, replay, report, search
 from .common import BenchError, Reporter, Scratch, machine_info, now_iso, write_json
 
 SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "ingest": ingest.run,
     "project": project.run,
     "replay": replay.run,
+    "search": search.run,
 }
 #: Repeats per suite when none are asked for: medians of 3, but 2 replays (at scale 1.0 a
 #: replay of 1M events takes minutes, and the source store's own opening is one more
 #: projection of the same log, reported beside them).
-DEFAULT_REPEATS = {"ingest": 3, "project": 3, "replay": 2}
+DEFAULT_REPEATS = {"ingest": 3, "project": 3, "replay": 2, "search": 3}
 SEED = 20250717
 
 __all__ = ["SUITES", "BenchError", "run"]
@@ -42,14 +43,17 @@ def run(
     workdir: Path | None = None,
     progress: bool = True,
     docs: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``suites`` (all when empty) at ``scale`` and write their JSON into ``out``.
 
     ``scale`` multiplies every suite's event count (1.0: ingest 100,000 events per run,
     project 100,000, replay 1,000,000). ``workdir`` holds the temporary stores (default:
     the system's temporary directory; its disk decides what ``fsync`` costs). ``docs``, a
-    markdown file with the summary markers, gets the new table. Returns the suites'
-    results by name, plus the paths written.
+    markdown file with the summary markers, gets the new table. ``cache_dir`` keeps the
+    ``search`` suite's embeddings between runs (default ``$MEMSTREAM_BENCH_CACHE`` or
+    ``~/.cache/memstream/bench``). Returns the suites' results by name, plus the paths
+    written.
     """
     names = list(suites) or list(SUITES)
     unknown = [s for s in names if s not in SUITES]
@@ -70,7 +74,8 @@ def run(
             try:
                 n = repeats if repeats is not None else DEFAULT_REPEATS[name]
                 started = now_iso()
-                data = SUITES[name](scratch, reporter, scale, n, SEED)
+                extra = {"cache_dir": cache_dir} if name == "search" else {}
+                data = SUITES[name](scratch, reporter, scale, n, SEED, **extra)
                 result = {
                     "suite": name,
                     "timestamp": started,

@@ -37,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MARKDOWN",
         help="replace the summary block of this file (e.g. docs/benchmarks.md)",
     )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where the search suite keeps its embeddings between runs (default "
+        "$MEMSTREAM_BENCH_CACHE or ~/.cache/memstream/bench)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     result = run(
@@ -47,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir=args.workdir,
         progress=not args.quiet,
         docs=args.update_docs,
+        cache_dir=args.cache_dir,
     )
     sys.stdout.write(table(result["suites"]))
     return 0

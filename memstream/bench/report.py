@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-SUITE_ORDER = ("ingest", "project", "replay")
+SUITE_ORDER = ("ingest", "project", "replay", "search")
 START = "<!-- bench:summary:start -->"
 END = "<!-- bench:summary:end -->"
 
@@ -75,7 +75,48 @@ def _replay_rows(d: dict[str, Any]) -> list[str]:
     ]
 
 
-_ROWS = {"ingest": _ingest_rows, "project": _project_rows, "replay": _replay_rows}
+def _search_rows(d: dict[str, Any]) -> list[str]:
+    p, r = d["parameters"], d["results"]
+    rec, lat, emb, meets = r["recall"], r["latency_ms"], r["embedding"], r["meets"]
+    build, proj = r["index_build"], r["projection"]
+    n = _n(p["memories"])
+    ms = "{:.2f} ms".format
+    return [
+        f"| search, recall@10 | `MemoryStore.search(vector=)` over {n} MiniLM-embedded "
+        f"memories, {p['questions']} questions: **{rec['recall_at_10']:.3f}**; with a filter "
+        f"held by {p['selective_memories']:,} memories (1%, exact over the candidates): "
+        f"**{rec['filtered_recall_at_10']:.3f}** | exact numpy brute force over the same "
+        f"vectors | — | ≥ {d['goals']['recall_at_10']} | {_ok(meets['recall_at_10'])} / "
+        f"{_ok(meets['filtered_recall_at_10'])} |",
+        f"| search, latency | p50 / p95 with query text (embedding included): "
+        f"{ms(lat['text']['p50_ms']['median'])} / {ms(lat['text']['p95_ms']['median'])}; with a "
+        f"query vector: {ms(lat['vector']['p50_ms']['median'])} / "
+        f"**{ms(lat['vector']['p95_ms']['median'])}**; filtered: "
+        f"{ms(lat['filtered']['p50_ms']['median'])} / {ms(lat['filtered']['p95_ms']['median'])}"
+        f" | raw hnswlib `knn_query` (k {p['search_depth']}, same index): "
+        f"{ms(lat['raw_knn']['p50_ms']['median'])} / {ms(lat['raw_knn']['p95_ms']['median'])}"
+        f" | overhead at p95 **{ms(r['overhead_p95_ms']['median'])}** | overhead ≤ "
+        f"{d['goals']['overhead_p95_ms']:g} ms | {_ok(meets['overhead_p95_ms'])} |",
+        f"| search, embedding | `TransformersEmbedder` (batches of {emb['batch_size']}), "
+        f"{_n(emb['texts'])} texts: **{emb['memstream_texts_per_s']['median']:,.0f} texts/s** "
+        f"| raw transformers (AutoModel + mean pooling), same batches and texts: "
+        f"{emb['raw_texts_per_s']['median']:,.0f} texts/s | {emb['ratio']:.2f} | ratio ≥ "
+        f"{d['goals']['embedding_ratio']} | {_ok(meets['embedding_ratio'])} |",
+        f"| search, index build | semantic projection rebuild of {n} memories from cached "
+        f"vectors (0 model calls): **{_n(proj['events_per_s']['median'])} ev/s**; into "
+        f"hnswlib {_n(build['store_vectors_per_s']['median'])} vectors/s | raw hnswlib "
+        f"`add_items`, same parameters and chunks: "
+        f"{_n(build['raw_hnswlib_vectors_per_s']['median'])} vectors/s | "
+        f"{build['ratio']:.2f} | — | — |",
+    ]
+
+
+_ROWS = {
+    "ingest": _ingest_rows,
+    "project": _project_rows,
+    "replay": _replay_rows,
+    "search": _search_rows,
+}
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
