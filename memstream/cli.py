@@ -76,7 +76,7 @@ EXIT_UNAVAILABLE = 3
 
 DEFAULT_STORE = Path("memstream-data")
 DEFAULT_PORT = 8765
-BENCH_SUITES = ("ingest", "project", "replay")
+BENCH_SUITES = ("ingest", "project", "replay", "search")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -934,6 +934,51 @@ def backup(
 
 
 @app.command()
+def reembed(
+    store_dir: Annotated[Path, typer.Argument(help="The store directory (no server may hold it).")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="Local transformers model folder to switch to (default: all-MiniLM-L6-v2).",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 64,
+    json_out: JsonOpt = False,
+) -> None:
+    """Embed every live memory with a new model, then switch the store to it.
+
+    Resumable: texts already embedded with that model are skipped. The store keeps its old
+    model until every vector is cached; then its vector index is rebuilt for the new one.
+    """
+    from memstream.projections.reembed import StoreBusy
+    from memstream.projections.reembed import reembed as run_reembed
+
+    with _reported(json_out):
+        try:
+            with _progress(not json_out) as progress:
+                result = run_reembed(store_dir, model, batch_size=batch_size, progress=progress)
+        except StoreBusy as e:
+            raise CliError(str(e), EXIT_UNAVAILABLE, {"error": "store_busy"}) from None
+        if json_out:
+            _print_json(result.to_dict())
+            return
+        r = result
+        out.print(
+            f"re-embedded {r.embedded} of {r.texts} texts with {r.model_id} ({r.dim} dims; "
+            f"{r.already_cached} were already cached, {r.model_calls} model batches); the store "
+            f"now searches with it (was {r.previous_model_id or 'the default model'}); "
+            f"vector index: {r.rebuild.get('indexed')} memories"
+            + (f", rebuilt ({r.rebuild['reason']})" if r.rebuild.get("reason") else "")
+        )
+        if r.supplied_wrong_dim:
+            err.print(
+                f"{r.supplied_wrong_dim} memories carry producer vectors of another dimension: "
+                "they are searchable by keywords only until revised"
+            )
+
+
+@app.command()
 def demo(
     store: StoreOpt = DEFAULT_STORE,
     url: UrlOpt = None,
@@ -1001,6 +1046,26 @@ def bench(
         Path, typer.Option("--out", help="Directory for the results (JSON).")
     ] = Path("docs/bench"),
     scale: Annotated[float, typer.Option(min=0.0, help="Multiplier on the workload sizes.")] = 1.0,
+    repeats: Annotated[
+        int | None, typer.Option(min=1, help="Runs per measurement (default per suite).")
+    ] = None,
+    update_docs: Annotated[
+        Path | None,
+        typer.Option(
+            "--update-docs",
+            metavar="MARKDOWN",
+            help="Replace the summary block of this file (e.g. docs/benchmarks.md).",
+        ),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            envvar="MEMSTREAM_BENCH_CACHE",
+            help="Where the search suite keeps its embeddings between runs "
+            "(default ~/.cache/memstream/bench).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the benchmarks (ratios against baselines measured in the same run)."""
@@ -1023,7 +1088,9 @@ def bench(
             )
         if scale <= 0:
             raise typer.BadParameter("must be greater than 0", param_hint="--scale")
-        result = bench_mod.run(suites, out_dir, scale)
+        result = bench_mod.run(
+            suites, out_dir, scale, repeats=repeats, docs=update_docs, cache_dir=cache_dir
+        )
         if json_out:
             _print_json(result)
         else:
@@ -1031,6 +1098,15 @@ def bench(
 
             out.print(Pretty(result))
             out.print(f"results written under {out_dir}")
+
+
+def _kafka_commands() -> None:
+    from memstream.cli_kafka import register
+
+    register(app)
+
+
+_kafka_commands()
 
 
 def main() -> None:

@@ -56,7 +56,16 @@ from .errors import IndexUnusable
 from .keyword import KeywordIndex
 from .vectors import VectorIndex
 
-__all__ = ["LIVE_STATES", "LazyEmbedder", "SemanticProjection", "shared_embedder"]
+__all__ = [
+    "LIVE_STATES",
+    "MODEL_FILE",
+    "LazyEmbedder",
+    "SemanticProjection",
+    "configured_embedder",
+    "read_model_config",
+    "shared_embedder",
+    "write_model_config",
+]
 
 log = logging.getLogger("memstream.semantic")
 
@@ -65,6 +74,9 @@ LIVE_STATES: tuple[str, ...] = ("active", "activated")
 FOLLOWER_FILE = "follower.json"
 FOLLOWER_FORMAT = 1
 EMBEDDINGS_FILE = "embeddings.sqlite"
+#: The store's configured embedding model (written by a re-embed job), beside the cache.
+MODEL_FILE = "model.json"
+MODEL_FORMAT = 1
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
@@ -380,8 +392,85 @@ class SemanticProjection:
         return self.embedder.embed(pairs)
 
 
+def read_model_config(root: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The store's ``model.json`` (its configured embedding model), or None if it has none.
+
+    A store without one embeds with the default model. The file is written by
+    :func:`write_model_config` at the end of a re-embed job, once every live memory's
+    vector for the new model is in the cache.
+    """
+    path = Path(root) / MODEL_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"{path} is unreadable ({exc}); run `memstream reembed` to configure the "
+            "store's embedding model again"
+        ) from None
+    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not a memstream model configuration (format {MODEL_FORMAT})")
+    return config
+
+
+def write_model_config(
+    root: str | os.PathLike[str], model: LazyEmbedder, **extra: Any
+) -> dict[str, Any]:
+    """Make ``model`` the store's embedding model (atomically: temporary file + rename)."""
+    config = {
+        "format": MODEL_FORMAT,
+        "path": str(model.path.resolve()) if model._named else None,
+        "model_id": model.model_id,
+        "dim": model.dim,
+        "max_length": model.max_length,
+        "batch_size": model.batch_size,
+        **extra,
+    }
+    path = Path(root) / MODEL_FILE
+    tmp = path.with_name(MODEL_FILE + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=1, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return config
+
+
+def configured_embedder(root: str | os.PathLike[str]) -> LazyEmbedder:
+    """The store's configured model (``model.json``), or the default one."""
+    config = read_model_config(root)
+    if config is None:
+        return shared_embedder()
+    path = config.get("path")
+    if path is not None and not Path(path).is_dir():
+        raise FileNotFoundError(
+            f"store {str(root)!r} is configured to embed with the model folder {path!r} "
+            f"({MODEL_FILE}), which does not exist; restore that folder, or switch the store "
+            "to another model with `memstream reembed --model PATH`"
+        )
+    model = LazyEmbedder(
+        path,
+        batch_size=int(config.get("batch_size", 64)),
+        max_length=int(config.get("max_length", 256)),
+    )
+    if config.get("model_id") not in (None, model.model_id):
+        log.warning(
+            "the embedding model at %s changed since it was configured (%s, now %s): "
+            "vectors cached for the old files will be recomputed; run `memstream reembed` "
+            "to do that in one batched job",
+            model.path,
+            config.get("model_id"),
+            model.model_id,
+        )
+    return model
+
+
 def open_embedder(root: Path, embedder: Any | None) -> CachedEmbedder:
     """The cached embedder of a store: its cache file lives beside the log, outside the
-    rebuildable ``state/`` folder, so a rebuild of the projections never re-embeds."""
-    model = embedder if embedder is not None else shared_embedder()
+    rebuildable ``state/`` folder, so a rebuild of the projections never re-embeds.
+
+    ``embedder`` (explicit) wins; otherwise the store's configured model (``model.json``,
+    written by a re-embed job), or the default model."""
+    model = embedder if embedder is not None else configured_embedder(root)
     return CachedEmbedder(model, EmbeddingCache(root / EMBEDDINGS_FILE))
