@@ -38,8 +38,11 @@ class KeyDestroyed(LookupError):
 class KeyStore:
     """Data keys by subject, in a SQLite file beside (never inside) the log."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, create_keys: bool = True):
+        """``create_keys=False``: keys come from elsewhere (the Kafka runtime shares them over
+        a topic and :meth:`adopt` s them here); :meth:`current` then refuses to make one."""
         self.path = Path(path)
+        self.create_keys = create_keys
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -73,6 +76,8 @@ class KeyStore:
             ).fetchone()
             if row is not None and row[1] is not None:
                 hit = (row[0], bytes(row[1]))
+            elif not self.create_keys:
+                raise KeyError(f"no live key for subject {subject!r} in {self.path}")
             else:
                 generation = (row[2] + 1) if row is not None else 1
                 kid = f"{subject}#{generation}"
@@ -125,6 +130,63 @@ class KeyStore:
             if cur is not None and cur[0] in kids:
                 del self._current[subject]
             return kids
+
+    def adopt(self, kid: str, subject: str, generation: int, key: bytes | None) -> bool:
+        """Record a key made elsewhere; the first key recorded for ``kid`` wins.
+
+        ``key=None`` records the key as destroyed (and destroys a live copy). Returns whether
+        this call changed the store.
+        """
+        with self._lock:
+            row = self._db.execute("SELECT key FROM keys WHERE kid = ?", (kid,)).fetchone()
+            now = time.time_ns() // 1000
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO keys(kid, subject, generation, key, created_at, destroyed_at) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (kid, subject, generation, key, now, None if key is not None else now),
+                )
+            elif key is None and row[0] is not None:
+                self._db.execute(
+                    "UPDATE keys SET key = NULL, destroyed_at = ? WHERE kid = ?", (now, kid)
+                )
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            else:
+                return False
+            self._by_kid.pop(kid, None)
+            cur = self._current.get(subject)
+            if cur is not None and (cur[0] == kid or key is not None):
+                del self._current[subject]
+            return True
+
+    def known(self, kid: str) -> bool:
+        """Whether ``kid`` was ever recorded here (live or destroyed)."""
+        if self._by_kid.get(kid) is not None:
+            return True
+        return self._db.execute("SELECT 1 FROM keys WHERE kid = ?", (kid,)).fetchone() is not None
+
+    def kids(self, subject: str, up_to_generation: int) -> list[str]:
+        """Every key id of ``subject`` up to a generation, live or destroyed."""
+        rows = self._db.execute(
+            "SELECT kid FROM keys WHERE subject = ? AND generation <= ? ORDER BY generation",
+            (subject, up_to_generation),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def generation(self, subject: str) -> int:
+        """The highest key generation recorded for ``subject``, live or destroyed (0: none)."""
+        row = self._db.execute(
+            "SELECT max(generation) FROM keys WHERE subject = ?", (subject,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def live(self, subject: str) -> str | None:
+        """The id of the current live key of ``subject``, or None (never creates one)."""
+        row = self._db.execute(
+            "SELECT kid, key FROM keys WHERE subject = ? ORDER BY generation DESC LIMIT 1",
+            (subject,),
+        ).fetchone()
+        return row[0] if row is not None and row[1] is not None else None
 
     def is_destroyed(self, kid: str) -> bool:
         try:

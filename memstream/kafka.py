@@ -1,0 +1,192 @@
+"""The SDK on the Kafka runtime: the same operations, published through Kafka.
+
+``KafkaMemoryStore.connect(bootstrap, api=...)`` produces events to the requests topic
+and returns the same :class:`Outcome` objects as the embedded store (or raises the same
+typed :class:`Rejected` errors), once a worker has decided them. Two more errors tell a
+broker failure apart from a slow worker: :class:`NotWritten` (nothing was written: retry
+unchanged) and :class:`OutcomePending` (written; the outcome did not arrive in time).
+
+Reads go to a worker's HTTP API (``api=``, any worker: it forwards to the partition's
+owner) and need the namespace, which names the partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+
+from memstream.errors import MalformedEvent
+from memstream.schemas import events as ev
+from memstream.schemas.codec import EventCodec
+from memstream.schemas.memcube import Outcome
+from memstream.schemas.views import AuditPage, Memory, Version
+from memstream.sdk import Operations, _raise_rejections
+from memstream.streams.kafka.producer import KafkaPublisher, NotWritten, OutcomePending
+from memstream.streams.kafka.settings import KafkaSettings
+
+T = TypeVar("T")
+
+__all__ = ["KafkaMemoryStore", "NotWritten", "OutcomePending"]
+
+
+class KafkaMemoryStore(Operations):
+    """Synchronous SDK over Kafka (an asyncio loop runs the clients in a thread)."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        actor: str = "sdk",
+        api: str | None = None,
+        read_timeout: float = 30.0,
+    ):
+        self.settings = settings
+        self.actor = actor
+        self.registry = ev.default_registry()
+        self.codec = EventCodec(self.registry)
+        self._placements: dict[str, tuple[str, str | None]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="memstream-kafka-sdk", daemon=True
+        )
+        self._thread.start()
+        self._publisher = KafkaPublisher(settings, self.codec)
+        try:
+            self._run(self._publisher.start())
+        except BaseException:
+            self._stop_loop()
+            raise
+        self._http = httpx.Client(base_url=api, timeout=read_timeout) if api else None
+
+    @classmethod
+    def connect(
+        cls, bootstrap: str, *, api: str | None = None, actor: str = "sdk", **settings: Any
+    ) -> KafkaMemoryStore:
+        """Connect to the brokers at ``bootstrap`` (``host:port[,host:port]``)."""
+        return cls(KafkaSettings.from_env(bootstrap=bootstrap, **settings), actor=actor, api=api)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._run(self._publisher.stop())
+        self._stop_loop()
+        if self._http is not None:
+            self._http.close()
+
+    def __enter__(self) -> KafkaMemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def append(
+        self,
+        events: Sequence[ev.Event | dict[str, Any] | bytes],
+        *,
+        raise_on_reject: bool = False,
+        timeout: float | None = None,
+    ) -> list[Outcome]:
+        """Publish a batch; one outcome per event, in order (each event is decided on its
+        own in Kafka mode: a batch is not atomic across partitions)."""
+        built = [e for e in events if isinstance(e, ev.Event)]
+        raw = [e for e in events if not isinstance(e, ev.Event)]
+        if built and raw:
+            raise MalformedEvent("a batch mixes Event objects with dicts/bytes; use one kind")
+        if raw:
+            parts = [
+                r
+                if isinstance(r, bytes)
+                else r.encode()
+                if isinstance(r, str)
+                else msgspec.json.encode(r)
+                for r in raw
+            ]
+            built = self.codec.decode(b"[" + b",".join(parts) + b"]")
+        outcomes = self._run(self._publisher.publish(built, timeout))
+        for e, o in zip(built, outcomes, strict=True):
+            if o.accepted and e.type in ("create", "merge"):
+                self._placements[e.memory_id] = (e.namespace, e.subject or e.namespace)
+        return _raise_rejections(outcomes, raise_on_reject)
+
+    def publish_json(self, data: bytes | str, *, raise_on_reject: bool = False) -> list[Outcome]:
+        return self.append(self.codec.decode(data), raise_on_reject=raise_on_reject)
+
+    def _placement(self, memory_id: str) -> tuple[str, str | None] | None:
+        return self._placements.get(memory_id)
+
+    # -- reads (through a worker's HTTP API) ----------------------------------------------------
+
+    def _get(self, path: str, params: dict[str, Any]) -> Any:
+        if self._http is None:
+            raise RuntimeError(
+                "reads need a worker's HTTP API: connect(..., api='http://host:6066')"
+            )
+        r = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
+        if r.status_code == 404:
+            return None
+        if r.status_code >= 400:
+            body = (
+                r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            )
+            raise RuntimeError(f"{r.status_code} from {r.url}: {body.get('message', r.text)}")
+        return r.json()
+
+    def get(
+        self,
+        memory_id: str,
+        *,
+        namespace: str | None = None,
+        version: int | None = None,
+        as_of: int | None = None,
+        min_offset: int | None = None,
+    ) -> Memory | None:
+        ns = namespace or self._namespace(memory_id)
+        d = self._get(
+            f"/v1/memories/{memory_id}",
+            {"namespace": ns, "version": version, "as_of": as_of, "min_offset": min_offset},
+        )
+        return None if d is None else msgspec.convert(d, Memory, strict=False)
+
+    def history(
+        self, memory_id: str, *, namespace: str | None = None, min_offset: int | None = None
+    ) -> list[Version]:
+        ns = namespace or self._namespace(memory_id)
+        d = self._get(
+            f"/v1/memories/{memory_id}/history", {"namespace": ns, "min_offset": min_offset}
+        )
+        return [] if d is None else msgspec.convert(d["versions"], list[Version], strict=False)
+
+    def audit(
+        self, namespace: str | None = None, *, partition: int | None = None, **filters: Any
+    ) -> AuditPage:
+        """A namespace's audit, or a whole partition's (``partition=``: incidents included)."""
+        if namespace is None and partition is None:
+            raise ValueError(
+                "pass namespace= or partition= (the Kafka runtime reads one partition)"
+            )
+        d = self._get("/v1/audit", {"namespace": namespace, "partition": partition, **filters})
+        return msgspec.convert(d, AuditPage, strict=False)
+
+    def _namespace(self, memory_id: str) -> str:
+        placed = self._placements.get(memory_id)
+        if placed is None:
+            raise ValueError(
+                f"pass namespace= to read memory {memory_id}: in the Kafka runtime the "
+                "namespace names the partition that holds it"
+            )
+        return placed[0]

@@ -1,0 +1,317 @@
+"""One partition of the events topic, projected: the same decide and project as embedded.
+
+A :class:`Shard` owns one DuckDB file (the core projection of its partition) and the
+decision state of the memories in it. :meth:`Shard.apply` takes records in offset order and,
+in one DuckDB transaction, writes their rows together with the offset they reach, so the
+shard's offset is the authority on what it holds: a record at or below it is skipped
+(duplicate delivery by offset); a record beyond ``offset + 1`` means a gap the driver must
+fill from the log first (:class:`Gap`). A record whose event id the shard already holds is a
+duplicate delivery by ``event_id`` (a sequencer re-ran after a crash): it is audited as
+``duplicate`` and changes nothing.
+
+Every record of the partition gets exactly one audit row, chained like the embedded log
+(``sha256(prev | offset | recorded_at | record bytes)``), so ``audit`` over the shard is a
+complete, tamper-evident account of the partition. Records that are not events (incidents
+from the sequencer, garbage or misrouted records written to the events topic by someone
+else) are audited as ``malformed``/``misrouted`` and change no state.
+
+The shard does no Kafka I/O: drivers (the Faust worker, the raw aiokafka benchmark
+consumer, the gap filler) hand it :class:`~.records.KRecord` lists.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+from memstream.projections.core import project
+from memstream.projections.decide import DecisionState, decide, split_kid
+from memstream.projections.duck import DuckStore
+from memstream.schemas.events import Event
+from memstream.schemas.memcube import Logged, Outcome
+from memstream.streams.keystore import KeyStore
+from memstream.streams.log import GENESIS, chain_hash
+from memstream.streams.sealing import RecordCorrupt, Sealer
+
+from .partitioning import partition_of
+from .records import (
+    H_KIND,
+    H_RECORDED_AT,
+    KIND_INCIDENT,
+    Incident,
+    KRecord,
+    decode_incident,
+    incident,
+)
+
+CORE_FILE = "core.duckdb"
+OUTBOX = "outbox"
+DUPLICATE = "duplicate"
+#: Event ids remembered for dedupe by ``event_id`` (the most recent ones of the shard).
+DEDUPE_WINDOW = 200_000
+SYSTEM_ACTOR = "memstream"
+
+
+class Gap(RuntimeError):
+    """Records are missing between the shard's offset and the batch: fill them first."""
+
+    def __init__(self, partition: int, expected: int, got: int):
+        self.partition, self.expected, self.got = partition, expected, got
+        super().__init__(
+            f"partition {partition}: the shard holds up to offset {expected - 1} but was "
+            f"handed offset {got}; read {expected}..{got - 1} from the log first"
+        )
+
+
+class MissingKey(RuntimeError):
+    """A record is sealed under a key this worker has not read from the keys topic yet."""
+
+    def __init__(self, kid: str):
+        self.kid = kid
+        super().__init__(f"key {kid} is not known here yet; catch up with the keys topic")
+
+
+@dataclass
+class Applied:
+    """What one :meth:`Shard.apply` did."""
+
+    outcomes: list[Outcome] = field(default_factory=list)  # to publish (no duplicates)
+    skipped: int = 0  # at or below the shard's offset
+    #: (subject, generation): accepted erases, in log order; every key of the subject up to
+    #: that generation must be destroyed on the keys topic too
+    erased: list[tuple[str, int]] = field(default_factory=list)
+
+
+class Shard:
+    def __init__(
+        self,
+        root: str | Path,
+        topic: str,
+        partition: int,
+        partitions: int,
+        log_id: str,
+        sealer: Sealer,
+        keys: KeyStore,
+        dedupe_window: int = DEDUPE_WINDOW,
+    ):
+        self.topic, self.partition, self.partitions = topic, partition, partitions
+        self.log_id = log_id
+        self.sealer, self.keys = sealer, keys
+        self.dir = Path(root) / f"{topic}-{partition}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / CORE_FILE
+        self.duck = DuckStore(path)
+        ok, why = self.duck.stamp_matches(log_id)
+        self.rebuild_reason = None if ok else why
+        if not ok:  # built from another log or by another projector version: rebuild
+            self.duck.close()
+            shutil.rmtree(self.dir)
+            self.dir.mkdir(parents=True)
+            self.duck = DuckStore(path)
+        self.duck.stamp(log_id, partition=str(partition))
+        self.state = DecisionState()
+        self.state.load(*self.duck.load_states())
+        self.offset = self.duck.offset()
+        self.outbox = self.duck.offset(OUTBOX)
+        rows = self.duck.query(
+            'SELECT epoch_us(recorded_at) AS r, chain_hash FROM audit WHERE "offset" = ?',
+            [self.offset],
+        )
+        self.recorded = int(rows[0]["r"]) if rows else 0
+        self.chain = bytes.fromhex(rows[0]["chain_hash"]) if rows else GENESIS
+        self._window = dedupe_window
+        recent = self.duck.query(
+            'SELECT event_id FROM audit WHERE code IS DISTINCT FROM ? ORDER BY "offset" DESC '
+            "LIMIT ?",
+            [DUPLICATE, dedupe_window],
+        )
+        self._recent_order: deque[str] = deque(r["event_id"] for r in reversed(recent))
+        self._recent = set(self._recent_order)
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.duck.close()
+
+    # -- applying ----------------------------------------------------------------------------
+
+    def apply(self, records: list[KRecord]) -> Applied:
+        """Decide and project ``records`` (one partition, ascending offsets) in one commit.
+
+        On an exception nothing is committed and the shard must be reopened (its in-memory
+        decision state may be ahead of its file).
+        """
+        if self.closed:
+            raise RuntimeError(f"shard {self.topic}-{self.partition} is closed")
+        res = Applied()
+        pairs: list[tuple[Logged, Outcome]] = []
+        last, prev, recorded = self.offset, self.chain, self.recorded
+        seen_now: list[str] = []
+        for r in records:
+            if r.offset <= last:
+                res.skipped += 1
+                continue
+            if r.offset != last + 1:
+                raise Gap(self.partition, last + 1, r.offset)
+            stamped = _int(r.headers.get(H_RECORDED_AT)) or r.timestamp_ms * 1000
+            recorded = max(recorded, stamped)
+            prev = chain_hash(prev, r.offset, recorded, r.value or b"")
+            logged, out = self._decide(r, recorded, prev, seen_now)
+            pairs.append((logged, out))
+            last = r.offset
+            if out.code != DUPLICATE:
+                res.outcomes.append(out)
+                seen_now.append(logged.event.event_id)
+            if out.destroy_key is not None:
+                subject, kid = out.destroy_key
+                res.erased.append((subject, split_kid(kid)[1]))
+        if last == self.offset:
+            return res
+        batch = project(pairs)
+        self.duck.write(batch)
+        self.offset, self.chain, self.recorded = last, prev, recorded
+        self._remember(seen_now)
+        return res
+
+    def _decide(
+        self, r: KRecord, recorded: int, chain: bytes, seen_now: list[str]
+    ) -> tuple[Logged, Outcome]:
+        if r.headers.get(H_KIND) == KIND_INCIDENT:
+            try:
+                return self._incident(decode_incident(r.value or b""), r, recorded, chain)
+            except Exception as e:  # a record that claims to be an incident and is not
+                return self._incident(
+                    self._own("malformed", r, f"bad incident: {e}"), r, recorded, chain
+                )
+        if r.key is None or partition_of(r.key, self.partitions) != self.partition:
+            why = (
+                "an events record without a key"
+                if r.key is None
+                else f"an events record keyed {r.key.decode('utf-8', 'replace')!r} belongs to "
+                f"partition {partition_of(r.key, self.partitions)}"
+            )
+            return self._incident(self._own("misrouted", r, why), r, recorded, chain)
+        try:
+            event, stored = self.sealer.open(r.value or b"")
+        except RecordCorrupt as e:
+            return self._incident(self._own("malformed", r, str(e)), r, recorded, chain)
+        if stored.sealed is not None and not self.keys.known(stored.sealed.kid):
+            raise MissingKey(stored.sealed.kid)
+        if event.namespace.encode() != r.key:
+            why = f"an events record keyed {r.key!r} holds an event of namespace {event.namespace}"
+            return self._incident(self._own("misrouted", r, why), r, recorded, chain)
+        kid = stored.sealed.kid if stored.sealed is not None else None
+        logged = Logged(r.offset, recorded, chain, event, kid, stored.content_hash)
+        if event.event_id in self._recent or event.event_id in seen_now:
+            return logged, Outcome(
+                offset=r.offset,
+                recorded_at=recorded,
+                event_id=event.event_id,
+                type=event.type,
+                namespace=event.namespace,
+                memory_id=event.memory_id,
+                status="rejected",
+                code=DUPLICATE,
+                reason=f"event {event.event_id} is already in the log; this copy changes nothing",
+                partition=self.partition,
+            )
+        out = decide(self.state, logged)
+        self.state.commit(logged, out)
+        if out.destroy_key is not None:
+            self.sealer.forget(self.keys.destroy(*out.destroy_key))
+        return logged, _placed(out, self.partition)
+
+    def _own(self, kind, r: KRecord, error: str) -> Incident:
+        return incident(kind, self.topic, self.partition, r, error)
+
+    def _incident(
+        self, i: Incident, r: KRecord, recorded: int, chain: bytes
+    ) -> tuple[Logged, Outcome]:
+        namespace = i.namespace or i.key or "-"
+        event = Event(
+            event_id=i.incident_id,
+            type=i.incident,
+            schema_version=1,
+            namespace=namespace,
+            memory_id="-",
+            occurred_at=datetime.fromtimestamp(recorded / 1e6, UTC),
+            actor=SYSTEM_ACTOR,
+            payload=None,
+            clear={
+                "reason": f"{i.source_topic}[{i.source_partition}]@{i.source_offset}, "
+                f"raw sha256 {i.raw_sha256}"
+            },
+        )
+        logged = Logged(r.offset, recorded, chain, event, None, None)
+        out = Outcome(
+            offset=r.offset,
+            recorded_at=recorded,
+            event_id=i.incident_id,
+            type=i.incident,
+            namespace=namespace,
+            memory_id="-",
+            status="rejected",
+            code=i.incident,
+            reason=i.error,
+            partition=self.partition,
+        )
+        return logged, out
+
+    def _remember(self, ids: list[str]) -> None:
+        for i in ids:
+            if i not in self._recent:
+                self._recent.add(i)
+                self._recent_order.append(i)
+        while len(self._recent_order) > self._window:
+            self._recent.discard(self._recent_order.popleft())
+
+    # -- the outbox ----------------------------------------------------------------------------
+
+    def pending_outcomes(self) -> list[Outcome]:
+        """Outcomes committed but not yet marked published (after a crash: publish again)."""
+        if self.outbox >= self.offset:
+            return []
+        rows = self.duck.query(
+            'SELECT "offset", epoch_us(recorded_at) AS recorded_at, event_id, type, namespace, '
+            "memory_id, status, code, reason, version, revision, state FROM audit "
+            'WHERE "offset" > ? AND code IS DISTINCT FROM ? ORDER BY "offset"',
+            [self.outbox, DUPLICATE],
+        )
+        return [Outcome(**r, partition=self.partition) for r in rows]
+
+    def pending_erasures(self) -> list[tuple[str, int]]:
+        """Accepted erases committed but not yet marked published: their keys must be
+        destroyed on the keys topic (again; destroying is idempotent)."""
+        if self.outbox >= self.offset:
+            return []
+        rows = self.duck.query(
+            "SELECT DISTINCT a.subject, s.erased_generation FROM audit a JOIN subjects s "
+            "ON s.subject = a.subject WHERE a.\"offset\" > ? AND a.type = 'erase' "
+            "AND a.status = 'accepted'",
+            [self.outbox],
+        )
+        return [(r["subject"], int(r["erased_generation"])) for r in rows]
+
+    def published(self, upto: int) -> None:
+        """Mark outcomes up to ``upto`` as published."""
+        if upto > self.outbox:
+            self.duck.cursor().execute(
+                "INSERT OR REPLACE INTO projection_offsets VALUES (?, ?)", (OUTBOX, upto)
+            )
+            self.outbox = upto
+
+
+def _placed(out: Outcome, partition: int) -> Outcome:
+    return msgspec.structs.replace(out, partition=partition)
+
+
+def _int(b: bytes | None) -> int:
+    try:
+        return int(b) if b else 0
+    except ValueError:
+        return 0

@@ -1,0 +1,612 @@
+"""``memstream worker``: the Faust app that runs the sequencer and the projectors.
+
+Two agents, on co-partitioned topics (same partition count, so Faust's assignor gives
+partition *p* of both to the same worker):
+
+- ``sequence`` reads ``memstream.requests``: validates, seals, and appends to
+  ``memstream.events`` (same partition) with ``acks=all``, before its batch is acknowledged;
+- ``project`` reads ``memstream.events`` and hands each partition's records to its
+  :class:`~.shard.Shard` (the same decide and project as the embedded driver), then
+  publishes the outcomes (outbox) and the key destructions of erases.
+
+The shard's offset, committed with its rows, is the authority, never the group's committed
+offset: Faust seeks a gained partition to the group's offset after the assignment callback
+and acknowledges a batch even when the agent raises, so the worker skips what its shard
+holds and fills any gap with a plain aiokafka reader outside the group. When it cannot
+apply a batch it exits at once, before Faust acknowledges anything; on restart it resumes
+from its shards' offsets.
+
+Every worker serves the read API (Faust's web server) for every namespace: a request for a
+namespace whose partition another worker owns is forwarded there (Faust's router knows the
+assignment), and a partition that is still catching up answers 503 with its lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faust.web import Request, Response, View
+from memstream.projections import reads
+from memstream.schemas.codec import EventCodec
+from memstream.schemas.events import default_registry
+from memstream.streams.keystore import KeyStore
+from memstream.streams.sealing import Sealer
+from yarl import URL
+
+from .keys import SharedKeys
+from .partitioning import partition_of
+from .records import KRecord, encode_outcome
+from .sequencer import Sequencer
+from .settings import KafkaSettings
+from .shard import MissingKey, Shard
+from .topics import ensure_topics
+
+log = logging.getLogger("memstream.worker")
+
+#: Exit status of a worker that stopped because it could not apply a batch.
+EXIT_APPLY_FAILED = 70
+#: Set to a file path to make the projector fail once, mid-batch, when the file exists
+#: (removed as it fires): the recovery tests kill a worker exactly there.
+FAULT_ENV = "MEMSTREAM_FAULT_ONCE"
+FILL_CHUNK = 2_000
+#: Header a worker sets on a read it forwards to the partition's owner.
+FORWARDED = "X-Memstream-Forwarded"
+
+
+def fatal(what: str, exc: BaseException) -> None:
+    """Stop the process now: nothing of the current batch gets acknowledged."""
+    log.critical("%s: %r; the worker stops (it resumes from its shards' offsets)", what, exc)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(EXIT_APPLY_FAILED)
+
+
+class Node:
+    """A worker's state: its shards, the shared keys, its producer and its gap reader."""
+
+    def __init__(self, settings: KafkaSettings, data_dir: Path):
+        self.settings = settings
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.codec = EventCodec(default_registry())
+        self.keystore = KeyStore(self.data_dir / "keys.sqlite", create_keys=False)
+        self.sealer = Sealer(self.keystore, self.codec)
+        self.keys = SharedKeys(settings, self.keystore, on_destroyed=self.sealer.forget)
+        self.sequencer = Sequencer(self.codec, self.sealer, settings.requests, settings.partitions)
+        self.shards: dict[int, Shard] = {}
+        self.locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.owned: set[int] = set()
+        self.catching_up: set[int] = set()
+        self.ends: dict[int, int] = {}
+        self.started = asyncio.Event()
+        self.log_id = ""
+        self.producer: AIOKafkaProducer | None = None
+        self.applied_events = 0
+
+    async def start(self) -> None:
+        s = self.settings
+        await ensure_topics(s)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=s.bootstrap,
+            acks="all",
+            linger_ms=2,
+            request_timeout_ms=int(s.send_timeout * 1000),
+        )
+        await self.producer.start()
+        await self.keys.start()
+        self.log_id = f"kafka:{await self.keys.identity()}:{s.events}"
+        self.started.set()
+        log.info("worker ready: log %s, data in %s", self.log_id, self.data_dir)
+
+    async def stop(self) -> None:
+        for p in list(self.shards):
+            async with self.locks[p]:
+                shard = self.shards.pop(p, None)
+                if shard is not None:
+                    shard.close()
+        await self.keys.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+        self.keystore.close()
+
+    # -- sequencing --------------------------------------------------------------------------
+
+    async def sequence(self, batch: Sequence[Any]) -> None:
+        """Requests → events, appended with acks=all before the batch is acknowledged."""
+        await self.started.wait()
+        assert self.producer is not None
+        parsed = [
+            (e.message.partition, self.sequencer.parse(e.message.partition, KRecord.of(e.message)))
+            for e in batch
+        ]
+        await self.keys.ensure(self.sequencer.subjects([p for _, p in parsed]))
+        now = time.time_ns() // 1000
+        sends = []
+        for partition, p in parsed:
+            for rec in self.sequencer.seal(p, now):
+                sends.append(
+                    await self.producer.send(
+                        self.settings.events,
+                        rec.value,
+                        key=rec.key,
+                        partition=partition,
+                        headers=rec.headers,
+                    )
+                )
+        await asyncio.wait_for(asyncio.gather(*sends), self.settings.send_timeout)
+
+    # -- projecting --------------------------------------------------------------------------
+
+    async def project(self, batch: Sequence[Any]) -> None:
+        await self.started.wait()
+        by_partition: dict[int, list[KRecord]] = defaultdict(list)
+        for e in batch:
+            by_partition[e.message.partition].append(KRecord.of(e.message))
+        fault = os.environ.get(FAULT_ENV)
+        for p, recs in by_partition.items():
+            if p not in self.owned:
+                continue  # revoked while buffered: no longer ours to write
+            async with self.locks[p]:
+                shard = await self._shard(p)
+                if recs[0].offset > shard.offset + 1:
+                    await self._fill(shard, recs[0].offset - 1)
+                if fault and len(recs) > 1 and Path(fault).exists():
+                    Path(fault).unlink()
+                    await self._apply(shard, recs[: len(recs) // 2])
+                    raise RuntimeError(f"injected fault after offset {shard.offset}")
+                await self._apply(shard, recs)
+
+    async def _shard(self, p: int) -> Shard:
+        shard = self.shards.get(p)
+        if shard is None:
+            shard = await asyncio.to_thread(
+                Shard,
+                self.data_dir / "shards",
+                self.settings.events,
+                p,
+                self.settings.partitions,
+                self.log_id,
+                self.sealer,
+                self.keystore,
+            )
+            if shard.rebuild_reason:
+                log.warning("partition %s: rebuilding its shard (%s)", p, shard.rebuild_reason)
+            self.shards[p] = shard
+            await self._publish_pending(shard)
+        return shard
+
+    async def _apply(self, shard: Shard, recs: list[KRecord]) -> None:
+        for attempt in (1, 2):
+            try:
+                res = await asyncio.to_thread(shard.apply, recs)
+                break
+            except MissingKey as e:
+                if attempt == 2:
+                    raise
+                log.info("partition %s: waiting for key %s", shard.partition, e.kid)
+                await self.keys.catch_up()
+                shard = await self._reopen(shard)
+        self.applied_events += len(recs) - res.skipped
+        for subject, generation in res.erased:
+            await self._destroy(subject, generation)
+        await self._publish(shard, res.outcomes)
+
+    async def _reopen(self, shard: Shard) -> Shard:
+        """Drop a shard whose in-memory state may be ahead of its file, and open it again."""
+        shard.close()
+        self.shards.pop(shard.partition, None)
+        return await self._shard(shard.partition)
+
+    async def _destroy(self, subject: str, generation: int) -> None:
+        kids = self.keystore.kids(subject, generation)
+        self.sealer.forget(self.keystore.destroy(subject, f"{subject}#{generation}"))
+        await self.keys.destroy(subject, kids)
+
+    async def _publish(self, shard: Shard, outcomes: list[Any]) -> None:
+        if not outcomes:
+            shard.published(shard.offset)
+            return
+        assert self.producer is not None
+        sends = [
+            await self.producer.send(
+                self.settings.outcomes, encode_outcome(o), key=o.event_id.encode()
+            )
+            for o in outcomes
+        ]
+        await asyncio.wait_for(asyncio.gather(*sends), self.settings.send_timeout)
+        await asyncio.to_thread(shard.published, shard.offset)
+
+    async def _publish_pending(self, shard: Shard) -> None:
+        """The outbox after a restart: erasures and outcomes committed but not published."""
+        for subject, generation in await asyncio.to_thread(shard.pending_erasures):
+            await self._destroy(subject, generation)
+        pending = await asyncio.to_thread(shard.pending_outcomes)
+        if pending:
+            log.info(
+                "partition %s: publishing %d outcomes from the outbox",
+                shard.partition,
+                len(pending),
+            )
+        await self._publish(shard, pending)
+
+    async def _fill(self, shard: Shard, upto: int) -> None:
+        """Read ``shard.offset + 1 .. upto`` with a plain reader (outside the group)."""
+        tp = TopicPartition(self.settings.events, shard.partition)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await reader.start()
+        try:
+            reader.assign([tp])
+            start = shard.offset + 1
+            log.info("partition %s: reading %d..%d from the log", shard.partition, start, upto)
+            reader.seek(tp, start)
+            while shard.offset < upto:
+                got = await reader.getmany(tp, timeout_ms=1000, max_records=FILL_CHUNK)
+                recs = [KRecord.of(r) for r in got.get(tp, []) if r.offset <= upto]
+                if recs:
+                    await self._apply(shard, recs)
+                    shard = self.shards[shard.partition]
+        finally:
+            await reader.stop()
+
+    # -- partitions --------------------------------------------------------------------------
+
+    def assigned(self, tps: set[Any]) -> None:
+        mine = {tp.partition for tp in tps if tp.topic == self.settings.events}
+        gained = mine - self.owned
+        self.owned = mine
+        for p in gained:
+            self.catching_up.add(p)
+            asyncio.ensure_future(self._catch_up(p))
+
+    async def revoked(self, tps: set[Any]) -> None:
+        for tp in tps:
+            if tp.topic != self.settings.events:
+                continue
+            p = tp.partition
+            self.owned.discard(p)
+            async with self.locks[p]:
+                shard = self.shards.pop(p, None)
+                if shard is not None:
+                    await asyncio.to_thread(shard.close)
+
+    async def _catch_up(self, p: int) -> None:
+        """A gained partition: resume from its shard's offset up to the log's end now."""
+        try:
+            await self.started.wait()
+            end = await self.end_offset(p)
+            async with self.locks[p]:
+                if p not in self.owned:
+                    return
+                shard = await self._shard(p)
+                if shard.offset < end - 1:
+                    await self._fill(shard, end - 1)
+        except Exception as e:
+            fatal(f"catching up partition {p}", e)
+        finally:
+            self.catching_up.discard(p)
+
+    async def end_offset(self, p: int) -> int:
+        c = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap)
+        await c.start()
+        try:
+            tp = TopicPartition(self.settings.events, p)
+            end = (await c.end_offsets([tp]))[tp]
+        finally:
+            await c.stop()
+        self.ends[p] = end
+        return end
+
+    async def status(self) -> dict[str, Any]:
+        parts = {}
+        for p in sorted(self.owned):
+            end = await self.end_offset(p)
+            shard = self.shards.get(p)
+            offset = shard.offset if shard is not None else -1
+            parts[str(p)] = {
+                "offset": offset,
+                "end": end,
+                "lag": max(0, end - 1 - offset),
+                "catching_up": p in self.catching_up,
+            }
+        return {
+            "started": self.started.is_set(),
+            "log_id": self.log_id,
+            "partitions": parts,
+            "applied_events": self.applied_events,
+        }
+
+
+# -- the Faust app -----------------------------------------------------------------------------
+
+
+def create_app(
+    settings: KafkaSettings,
+    *,
+    data_dir: Path | None = None,
+    web_host: str = "127.0.0.1",
+    web_port: int = 6066,
+    advertise: str | None = None,
+    batch: int = 2_000,
+) -> faust.App:
+    """The worker app: agents, partition callbacks and the read API."""
+    data_dir = Path(data_dir or settings.data_dir)
+    app = faust.App(
+        settings.group,
+        broker=f"kafka://{settings.bootstrap}",
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_acks=-1,
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout / 5),
+        web_enabled=True,
+        web_host=web_host,
+        web_port=web_port,
+        canonical_url=f"http://{advertise or web_host}:{web_port}",
+        datadir=str(data_dir / "faust"),
+        table_cleanup_interval=3600,
+    )
+    node = Node(settings, data_dir)
+    app.memstream = node  # type: ignore[attr-defined]
+    requests = app.topic(settings.requests, key_serializer="raw", value_serializer="raw")
+    events = app.topic(settings.events, key_serializer="raw", value_serializer="raw")
+
+    @app.task
+    async def _start() -> None:
+        try:
+            await node.start()
+        except Exception as e:
+            fatal("starting the worker", e)
+
+    @app.agent(requests, concurrency=1)
+    async def sequence(stream: Any) -> None:
+        async for batch in stream.take_events(500, within=0.02):
+            try:
+                await node.sequence(batch)
+            except Exception as e:
+                fatal("sequencing a batch of requests", e)
+
+    @app.agent(events, concurrency=1)
+    async def project(stream: Any) -> None:
+        async for events_ in stream.take_events(batch, within=0.05):
+            try:
+                await node.project(events_)
+            except Exception as e:
+                fatal("projecting a batch of events", e)
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: Any, assigned: set[Any], **kw: Any) -> None:
+        node.assigned(assigned)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: Any, revoked: set[Any], **kw: Any) -> None:
+        await node.revoked(revoked)
+
+    @app.on_before_shutdown.connect
+    async def _shutdown(sender: Any, **kw: Any) -> None:
+        await node.stop()  # shards closed after their last commit; keys and producer
+
+    _install_views(app, node, events)
+    return app
+
+
+# -- the read API ------------------------------------------------------------------------------
+
+
+def _jsonable(x: Any) -> Any:
+    return msgspec.to_builtins(x)
+
+
+def _install_views(app: faust.App, node: Node, events: Any) -> None:
+    settings = node.settings
+    read_wait = 10.0
+
+    def owner_url(p: int) -> str | None:
+        for url, topics in app.router.external_topics_metadata().items():
+            if p in topics.get(settings.events, ()):
+                return url
+        return None
+
+    async def forward(url: str, request: Request, view: View) -> Response:
+        target = request.url.with_scheme("http").with_host(URL(url).host).with_port(URL(url).port)
+        async with app.http_client.request(
+            method=request.method, url=target, headers={FORWARDED: "1"}
+        ) as r:
+            return view.text(await r.text(), content_type=r.content_type, status=r.status)
+
+    async def local_or_routed(view: View, request: Request):
+        """The shard that answers ``request`` here, or a Response (forwarded, 503, 400).
+
+        The partition is the namespace's (``namespace=``), or named (``partition=``: to read
+        a partition's audit, incidents included)."""
+        q = request.query
+        namespace, named = q.get("namespace"), q.get("partition")
+        if named not in (None, ""):
+            try:
+                p = int(named)
+                if not 0 <= p < settings.partitions:
+                    raise ValueError
+            except ValueError:
+                msg = f"partition must be 0..{settings.partitions - 1}, not {named!r}"
+                return view.json({"error": "bad_request", "message": msg}, status=400)
+        elif namespace:
+            p = partition_of(namespace.encode(), settings.partitions)
+        else:
+            msg = (
+                "namespace is required in the Kafka runtime (it names the partition that "
+                "holds the memory); or partition= to read one partition's audit"
+            )
+            return view.json({"error": "bad_request", "message": msg}, status=400)
+        if p not in node.owned:
+            url = owner_url(p)
+            if url is None or url.rstrip("/") == str(app.conf.canonical_url).rstrip("/"):
+                return view.json(
+                    {
+                        "error": "unavailable",
+                        "partition": p,
+                        "message": f"partition {p} has no owner right now (a rebalance?); retry",
+                    },
+                    status=503,
+                )
+            if request.headers.get(FORWARDED) is not None:  # never forward twice
+                return view.json(
+                    {"error": "unavailable", "partition": p, "message": "ownership is moving"},
+                    status=503,
+                )
+            return await forward(url, request, view)
+        wanted = int(q["min_offset"]) if q.get("min_offset") not in (None, "") else None
+        deadline = time.monotonic() + read_wait
+        while True:
+            shard = node.shards.get(p)
+            offset = shard.offset if shard is not None else -1
+            behind = p in node.catching_up if wanted is None else offset < wanted
+            if shard is not None and not behind:
+                return shard
+            if time.monotonic() > deadline:
+                end = node.ends.get(p, offset + 1)
+                lag = max(0, (wanted if wanted is not None else end - 1) - offset)
+                return view.json(
+                    {
+                        "error": "catching_up",
+                        "partition": p,
+                        "offset": offset,
+                        "lag": lag,
+                        "message": f"partition {p} is catching up (lag {lag}); retry",
+                    },
+                    status=503,
+                )
+            await asyncio.sleep(0.05)
+
+    @app.page("/v1/memories/{memory_id}")
+    class MemoryView(View):
+        async def get(self, request: Request, memory_id: str) -> Response:
+            got = await local_or_routed(self, request)
+            if not isinstance(got, Shard):
+                return got
+            version = request.query.get("version")
+            as_of = request.query.get("as_of")
+            m = await asyncio.to_thread(
+                reads.get_memory,
+                got.duck,
+                memory_id,
+                int(version) if version else None,
+                int(as_of) if as_of else None,
+            )
+            if m is None:
+                return self.json(
+                    {"error": "not_found", "message": f"memory {memory_id} not found"}, status=404
+                )
+            return self.json(_jsonable(m))
+
+    @app.page("/v1/memories/{memory_id}/history")
+    class HistoryView(View):
+        async def get(self, request: Request, memory_id: str) -> Response:
+            got = await local_or_routed(self, request)
+            if not isinstance(got, Shard):
+                return got
+            vs = await asyncio.to_thread(reads.history, got.duck, memory_id)
+            return self.json({"memory_id": memory_id, "versions": _jsonable(vs)})
+
+    @app.page("/v1/audit")
+    class AuditView(View):
+        async def get(self, request: Request) -> Response:
+            q = request.query
+            got = await local_or_routed(self, request)
+            if not isinstance(got, Shard):
+                return got
+            try:
+                page = await asyncio.to_thread(
+                    reads.audit,
+                    got.duck,
+                    namespace=q.get("namespace") or None,
+                    memory_id=q.get("memory_id") or None,
+                    actor=q.get("actor") or None,
+                    type=q.get("type") or None,
+                    status=q.get("status") or None,
+                    since=datetime.fromisoformat(q["since"]) if q.get("since") else None,
+                    until=datetime.fromisoformat(q["until"]) if q.get("until") else None,
+                    after=int(q["after"]) if q.get("after") else None,
+                    limit=int(q.get("limit", 100)),
+                )
+            except ValueError as e:
+                return self.json({"error": "bad_request", "message": str(e)}, status=400)
+            return self.json(_jsonable(page))
+
+    async def own_status() -> dict[str, Any]:
+        st = await node.status()
+        st["url"] = str(app.conf.canonical_url)
+        st["host"] = socket.gethostname()
+        return st
+
+    @app.page("/v1/status")
+    class StatusView(View):
+        async def get(self, request: Request) -> Response:
+            if not request.query.get("cluster"):
+                return self.json(await own_status())
+            # every member the assignor knows of (including this one), asked in parallel
+            urls = sorted(app.router.external_topics_metadata()) or [str(app.conf.canonical_url)]
+            me = str(app.conf.canonical_url)
+
+            async def ask(url: str) -> dict[str, Any]:
+                if url.rstrip("/") == me.rstrip("/"):
+                    return await own_status()
+                try:
+                    async with app.http_client.get(f"{url.rstrip('/')}/v1/status") as r:
+                        return await r.json()
+                except Exception as e:
+                    return {"url": url, "error": repr(e)}
+
+            return self.json({"workers": list(await asyncio.gather(*(ask(u) for u in urls)))})
+
+    @app.page("/ready")
+    class ReadyView(View):
+        async def get(self, request: Request) -> Response:
+            st = await node.status()
+            ready = st["started"] and not any(v["catching_up"] for v in st["partitions"].values())
+            return self.json({"ready": ready, **st}, status=200 if ready else 503)
+
+    @app.page("/health")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"ok": True})
+
+
+def run_worker(
+    settings: KafkaSettings,
+    *,
+    data_dir: Path | None = None,
+    web_host: str = "127.0.0.1",
+    web_port: int = 6066,
+    advertise: str | None = None,
+    loglevel: str = "info",
+) -> None:
+    """Run a worker in this process until SIGTERM/SIGINT (Faust handles both cleanly)."""
+    app = create_app(
+        settings, data_dir=data_dir, web_host=web_host, web_port=web_port, advertise=advertise
+    )
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+
+
+__all__ = ["EXIT_APPLY_FAILED", "Node", "create_app", "run_worker"]
