@@ -107,9 +107,13 @@ class KafkaPublisher:
         for c in (self._consumer, self._producer):
             if c is not None:
                 try:
-                    await c.stop()
-                except Exception:  # stopping a client that never connected
-                    pass
+                    await asyncio.wait_for(c.stop(), self.settings.send_timeout)
+                except (Exception, asyncio.CancelledError):
+                    # a client of a broker that is gone fails to stop cleanly; unless this
+                    # task itself is being cancelled, that is no reason to fail the caller
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise
         self._consumer = self._producer = None
 
     async def __aenter__(self) -> KafkaPublisher:
