@@ -40,7 +40,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faust.web import Request, Response, View
 from memstream.projections import reads
-from memstream.schemas.codec import EventCodec
+from memstream.schemas.codec import EventCodec, MalformedEvent
 from memstream.schemas.events import default_registry
 from memstream.streams.keystore import KeyStore
 from memstream.streams.sealing import Sealer
@@ -48,6 +48,7 @@ from yarl import URL
 
 from .keys import SharedKeys
 from .partitioning import partition_of
+from .producer import KafkaPublisher, NotWritten, OutcomePending
 from .records import KRecord, encode_outcome
 from .sequencer import Sequencer
 from .settings import KafkaSettings
@@ -94,6 +95,7 @@ class Node:
         self.started = asyncio.Event()
         self.log_id = ""
         self.producer: AIOKafkaProducer | None = None
+        self.publisher = KafkaPublisher(settings, self.codec)
         self.applied_events = 0
 
     async def start(self) -> None:
@@ -108,6 +110,7 @@ class Node:
         await self.producer.start()
         await self.keys.start()
         self.log_id = f"kafka:{await self.keys.identity()}:{s.events}"
+        await self.publisher.start()
         self.started.set()
         log.info("worker ready: log %s, data in %s", self.log_id, self.data_dir)
 
@@ -118,6 +121,7 @@ class Node:
                 if shard is not None:
                     shard.close()
         await self.keys.stop()
+        await self.publisher.stop()
         if self.producer is not None:
             await self.producer.stop()
         self.keystore.close()
@@ -497,6 +501,32 @@ def _install_views(app: faust.App, node: Node, events: Any) -> None:
                     status=503,
                 )
             await asyncio.sleep(0.05)
+
+    @app.page("/v1/events")
+    class EventsView(View):
+        async def post(self, request: Request) -> Response:
+            """Publish one event (an object) or many (an array) and await their outcomes."""
+            body = await request.read()
+            try:
+                events = node.codec.decode(body)
+            except MalformedEvent as e:
+                return self.json(e.to_dict(), status=422)
+            try:
+                outcomes = await node.publisher.publish(events)
+            except NotWritten as e:
+                return self.json({"error": "not_written", "message": str(e)}, status=503)
+            except OutcomePending as e:
+                done = [o.public() for o in e.done]
+                body_ = {"error": "outcome_pending", "message": str(e), "pending": e.pending}
+                return self.json({**body_, "outcomes": done}, status=504)
+            public = [o.public() for o in outcomes]
+            if body.lstrip()[:1] != b"[" and not outcomes[0].accepted:
+                o = outcomes[0]
+                return self.json(
+                    {"error": "rejected", "code": o.code, "message": o.reason, "outcomes": public},
+                    status=409,
+                )
+            return self.json({"outcomes": public})
 
     @app.page("/v1/memories/{memory_id}")
     class MemoryView(View):

@@ -9,6 +9,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from memstream.streams.kafka.partitioning import partition_of
 
@@ -36,11 +37,20 @@ def test_sdk_publishes_a_worker_decides_and_any_worker_reads(deployment) -> None
             "Alice drinks green tea",
             "Alice drinks jasmine tea",
         ]
-        page = store.audit("user/alice")
+        # HTTP publishing on any worker: one event, a rejection, a malformed body
+        doc = _wire("create", "user/alice", "http-1", {"text": "published over HTTP"})
+        r = httpx.post(f"{w.url}/v1/events", content=json.dumps(doc), timeout=60)
+        assert r.status_code == 200 and r.json()["outcomes"][0]["status"] == "accepted"
+        r = httpx.post(
+            f"{w.url}/v1/events", content=json.dumps(doc | {"event_id": str(uuid.uuid4())})
+        )
+        assert r.status_code == 409 and r.json()["code"] == "already_exists"
+        r = httpx.post(f"{w.url}/v1/events", content=b'{"type": "create"}')
+        assert r.status_code == 422 and r.json()["field"]
+        assert store.get("http-1", namespace="user/alice").text == "published over HTTP"
+        page = store.audit("user/alice", type="revise")
         assert [(e.type, e.status) for e in page.entries] == [
-            ("create", "accepted"),
             ("revise", "accepted"),
-            ("archive", "accepted"),
             ("revise", "rejected"),
             ("revise", "rejected"),
         ]
