@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from memstream.projections.decide import split_kid
 from memstream.schemas.memcube import Logged, MemState, Outcome
 
 #: Bump when the projection's rows change meaning: stores built by another version rebuild.
@@ -23,20 +24,30 @@ _json = msgspec.json.Encoder()
 
 @dataclass
 class Columns:
-    """Column-oriented rows of one table."""
+    """The rows of one table, added a row at a time and read as columns.
+
+    A row is kept as the tuple it arrives in (one append per event, not one per column) and
+    the columns are cut out of all the rows at once, in C (``zip(*rows)``), when ``data``
+    is read, which the store does once per batch.
+    """
 
     names: tuple[str, ...]
-    data: dict[str, list[Any]] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.data = {n: [] for n in self.names}
+    rows: list[tuple[Any, ...]] = field(init=False, default_factory=list)
 
     def add(self, *values: Any) -> None:
-        for n, v in zip(self.names, values, strict=True):
-            self.data[n].append(v)
+        if len(values) != len(self.names):
+            raise ValueError(f"a row of {len(self.names)} columns, got {len(values)} values")
+        self.rows.append(values)
+
+    @property
+    def data(self) -> dict[str, list[Any]]:
+        """Column name → the column's values, in row order."""
+        if not self.rows:
+            return {n: [] for n in self.names}
+        return dict(zip(self.names, map(list, zip(*self.rows, strict=True)), strict=True))
 
     def __len__(self) -> int:
-        return len(self.data[self.names[0]])
+        return len(self.rows)
 
 
 MEMORY_COLUMNS = (
@@ -88,11 +99,13 @@ class CoreBatch:
 
 
 def memory_row(m: MemState) -> tuple[Any, ...]:
+    # Lists and structs go to Arrow as tuples (``tags``; ``parents`` as (memory_id, version)
+    # pairs, the struct's fields in order): no copy per row.
     return (
         m.memory_id, m.namespace, m.subject, m.kind, m.state, m.frozen, m.version, m.revision,
-        list(m.tags), _json.encode(m.metadata).decode() if m.metadata else None, m.source,
+        m.tags, _json.encode(m.metadata).decode() if m.metadata else None, m.source,
         m.owner, m.visibility, m.priority, m.ttl_seconds, m.retention_days,
-        [{"memory_id": a, "version": b} for a, b in m.parents], m.created_at, m.updated_at,
+        m.parents, m.created_at, m.updated_at,
         m.created_by, m.updated_by, m.created_offset, m.updated_offset,
     )  # fmt: skip
 
@@ -100,7 +113,13 @@ def memory_row(m: MemState) -> tuple[Any, ...]:
 def project(pairs: list[tuple[Logged, Outcome]], batch: CoreBatch | None = None) -> CoreBatch:
     """Rows for a batch of decided events (appended to ``batch`` if given)."""
     b = batch if batch is not None else CoreBatch()
-    add_audit = b.audit.add
+    # Rows are appended as tuples straight to each table's row list (``Columns.add``
+    # without its call and its check: the tuples below have the columns' arity).
+    add_audit = b.audit.rows.append
+    add_transition = b.transitions.rows.append
+    add_version = b.versions.rows.append
+    encode = _json.encode
+    memories = b.memories
     for logged, out in pairs:
         ev = logged.event
         p = ev.payload
@@ -108,27 +127,26 @@ def project(pairs: list[tuple[Logged, Outcome]], batch: CoreBatch | None = None)
             b.first_offset = logged.offset
         b.last_offset = logged.offset
         why = getattr(p, "reason", None) if p is not None else (ev.clear or {}).get("reason")
-        add_audit(
+        add_audit((
             logged.offset, ev.event_id, ev.type, ev.schema_version, ev.namespace, ev.memory_id,
             ev.effective_subject, logged.key_id, ev.actor,
-            _json.encode(ev.context).decode(), ev.occurred_at, logged.recorded_at,
+            encode(ev.context).decode(), ev.occurred_at, logged.recorded_at,
             ev.expected_version, ev.correlation_id, ev.causation_id, out.status, out.code,
             out.reason, why, out.version, out.revision, out.state, logged.chain_hash.hex(),
             p is None,
-        )  # fmt: skip
+        ))  # fmt: skip
         if logged.key_id is not None:
-            subject, _, gen = logged.key_id.rpartition("#")
-            g = int(gen)
+            subject, g = split_kid(logged.key_id)
             if g > b.key_generations.get(subject, 0):
                 b.key_generations[subject] = g
         if not out.accepted:
             continue
         for m in out.changes:
-            b.memories[m.memory_id] = m
-            b.transitions.add(
+            memories[m.memory_id] = m
+            add_transition((
                 logged.offset, m.memory_id, m.namespace, m.state, m.frozen, m.version,
                 m.revision, logged.recorded_at,
-            )  # fmt: skip
+            ))  # fmt: skip
         target = out.changes[0]
         t = ev.type
         if t in ("create", "merge", "revise", "rollback"):
@@ -138,16 +156,16 @@ def project(pairs: list[tuple[Logged, Outcome]], batch: CoreBatch | None = None)
                 copy_from = ev.ref("to_version")
                 b.rollbacks.append((target.memory_id, target.version))
             if t == "revise" or t == "rollback":
-                parents = [{"memory_id": target.memory_id, "version": target.version - 1}]
+                parents = ((target.memory_id, target.version - 1),)
             else:
-                parents = [{"memory_id": a, "version": v} for a, v in target.parents]
-            b.versions.add(
+                parents = target.parents
+            add_version((
                 target.memory_id, target.version, t, text,
-                logged.content_hash if text is not None else None, list(target.tags),
-                _json.encode(target.metadata).decode() if target.metadata else None, parents,
+                logged.content_hash if text is not None else None, target.tags,
+                encode(target.metadata).decode() if target.metadata else None, parents,
                 copy_from, ev.event_id, logged.offset, logged.recorded_at, ev.actor,
                 getattr(p, "vector", None) if p is not None else None,
-            )  # fmt: skip
+            ))  # fmt: skip
         elif t == "artifact_built":
             b.artifacts.add(
                 ev.ref("artifact_id"), ev.memory_id, ev.namespace, ev.ref("artifact_kind"),

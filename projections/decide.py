@@ -66,9 +66,19 @@ class DecisionState:
                 self.erased_generation[subject] = erased
 
 
+_kids: dict[str, tuple[str, int]] = {}
+
+
 def split_kid(kid: str) -> tuple[str, int]:
-    subject, _, gen = kid.rpartition("#")
-    return subject, int(gen)
+    """(subject, generation) of a key id ``subject#generation`` (remembered: a log holds
+    few distinct key ids, and every event of a catch-up asks for one twice)."""
+    parts = _kids.get(kid)
+    if parts is None:
+        subject, _, gen = kid.rpartition("#")
+        parts = (subject, int(gen))
+        if len(_kids) < 100_000:
+            _kids[kid] = parts
+    return parts
 
 
 def _reject(logged: Logged, code: str, reason: str, current: MemState | None = None) -> Outcome:
@@ -242,15 +252,30 @@ def decide(state: DecisionState, logged: Logged) -> Outcome:
 
 def _new_state(ev, logged: Logged, subject: str, p: Create | Merge | None, **kw) -> MemState:
     t = logged.recorded_at
-    extra = {}
-    if isinstance(p, Create):
-        extra = dict(
+    if isinstance(p, Create):  # the common case, in one call (no keyword dicts to merge)
+        return MemState(
+            memory_id=ev.memory_id,
+            namespace=ev.namespace,
+            subject=subject,
+            kind=p.kind,
+            state="active",
+            version=1,
+            revision=1,
+            tags=tuple(p.tags),
+            metadata=p.metadata,
             source=p.source,
             owner=p.owner,
             visibility=p.visibility,
             priority=p.priority,
             ttl_seconds=p.ttl_seconds,
             retention_days=p.retention_days,
+            created_at=t,
+            updated_at=t,
+            created_by=ev.actor,
+            updated_by=ev.actor,
+            created_offset=logged.offset,
+            updated_offset=logged.offset,
+            **kw,
         )
     return MemState(
         memory_id=ev.memory_id,
@@ -268,7 +293,6 @@ def _new_state(ev, logged: Logged, subject: str, p: Create | Merge | None, **kw)
         updated_by=ev.actor,
         created_offset=logged.offset,
         updated_offset=logged.offset,
-        **extra,
         **kw,
     )
 

@@ -216,8 +216,8 @@ class DuckStore:
                 (memory_id, version),
             )
         if b.memories:
-            rows = [memory_row(m) for m in b.memories.values()]
-            data = {n: [r[i] for r in rows] for i, n in enumerate(MEMORY_COLUMNS)}
+            cols = zip(*map(memory_row, b.memories.values()), strict=True)
+            data = dict(zip(MEMORY_COLUMNS, map(list, cols), strict=True))
             self._insert(cur, "memories", MEMORY_COLUMNS, data, mode="OR REPLACE")
         if len(b.artifacts):
             self._insert(cur, "artifacts", ARTIFACT_COLUMNS, b.artifacts.data, mode="OR REPLACE")
