@@ -89,8 +89,8 @@ class UsageTracker:
             .execute(
                 "SELECT memory_id, access_count, last_access, heat * pow(2, -(epoch(now()) - "
                 f"epoch(last_access)) / {self.half_life!r}) FROM usage "
-                "WHERE list_contains(?, memory_id)",
-                [memory_ids],
+                f"WHERE memory_id IN ({', '.join('?' * len(memory_ids))})",
+                list(memory_ids),
             )
             .fetchall()
         )
