@@ -113,9 +113,9 @@ class Options:
     durability: str = "fsync"
     #: Most records written to DuckDB in one transaction (the projector's batch, and the
     #: catch-up's). Each batch costs a handful of statements and one upsert of the memories
-    #: it touched, whatever its size: 20,000 records per batch catch up about a quarter
-    #: faster than 5,000 (docs/benchmarks.md).
-    batch_size: int = 20_000
+    #: it touched, whatever its size; while catching up, the first batch is decided before
+    #: any write can overlap with it. 10,000 balances the two (docs/benchmarks.md).
+    batch_size: int = 10_000
     read_wait: float = 10.0
     follow_interval: float = 1.0
 

@@ -5,7 +5,7 @@ core projection only). Then, ``repeats`` times:
 
 - **catch-up** (the headline): a copy of that store directory is opened with
   ``MemoryStore.open``. Its projection is empty, so the runtime reads every record, opens
-  it (AES-GCM), decides it and writes the core projection in batches of 20,000: exactly the
+  it (AES-GCM), decides it and writes the core projection in batches of 10,000: exactly the
   path a replay takes. Timed from the call until the store is open and caught up; closing
   it afterwards (DuckDB's final checkpoint) is reported apart.
 - **raw** (the baseline): the rows the catch-up wrote are read back from its DuckDB file as
@@ -56,7 +56,7 @@ from .common import (
 )
 from .workload import LogWritten, Workload, write_log
 
-BATCH = 20_000  # the store's default batch (Options.batch_size)
+BATCH = 10_000  # the store's default batch (Options.batch_size)
 BASE_EVENTS = 100_000
 GOAL_EVENTS_PER_S = 20_000
 
