@@ -76,7 +76,7 @@ EXIT_UNAVAILABLE = 3
 
 DEFAULT_STORE = Path("memstream-data")
 DEFAULT_PORT = 8765
-BENCH_SUITES = ("ingest", "project", "replay", "search")
+BENCH_SUITES = ("ingest", "project", "replay", "search", "kafka")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-SUITE_ORDER = ("ingest", "project", "replay", "search")
+SUITE_ORDER = ("ingest", "project", "replay", "search", "kafka")
 START = "<!-- bench:summary:start -->"
 END = "<!-- bench:summary:end -->"
 
@@ -111,11 +111,31 @@ def _search_rows(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def _kafka_rows(d: dict[str, Any]) -> list[str]:
+    p, r = d["parameters"], d["results"]
+    one, two = r["one_worker_events_per_s"]["median"], r["two_workers_events_per_s"]["median"]
+    noop = r["faust_noop_events_per_s"]["median"]
+    raw = r["raw_aiokafka_projectors_events_per_s"]["median"]
+    return [
+        f"| kafka, end to end | {_n(p['events'])} JSON requests → sequenced, sealed, decided, "
+        f"projected, outcomes back ({p['partitions']} partitions), 1 worker: **{_n(one)} ev/s**"
+        f"; 2 workers: {_n(two)} ev/s (×{r['two_over_one_worker']:.2f}) | a Faust agent "
+        f"doing nothing on the same records: {_n(noop)} ev/s; raw aiokafka consumer + the same "
+        f"projectors: {_n(raw)} ev/s | {r['ratio_to_faust_noop']:.2f} | ≥ "
+        f"{d['goals']['ratio_to_faust_noop']} of the no-op agent | "
+        f"{_ok(r['meets_ratio_goal'])} |",
+        f"| kafka, failover | SIGKILL one of 2 workers → the survivor serves every partition: "
+        f"**{r['failover_s']['median']:.1f} s** | consumer session timeout "
+        f"{p['session_timeout_s']:g} s | — | — | — |",
+    ]
+
+
 _ROWS = {
     "ingest": _ingest_rows,
     "project": _project_rows,
     "replay": _replay_rows,
     "search": _search_rows,
+    "kafka": _kafka_rows,
 }
 
 

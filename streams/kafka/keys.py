@@ -170,21 +170,21 @@ class SharedKeys:
         missing = sorted({s for s in subjects if self.store.live(s) is None})
         if not missing:
             return
-        last = -1
-        for subject in missing:
+        sends = []
+        for subject in missing:  # proposed together, read back once
             gen = self.store.generation(subject) + 1
             kid = f"{subject}#{gen}"
             rec = KeyRecord(kid=kid, subject=subject, generation=gen, key=os.urandom(32))
-            md = await asyncio.wait_for(
-                self._producer.send_and_wait(
+            sends.append(
+                await self._producer.send(
                     self.settings.keys,
                     _enc.encode(rec),
                     key=f"{kid}|{uuid.uuid4().hex}".encode(),
                     partition=0,
-                ),
-                self.settings.send_timeout,
+                )
             )
-            last = max(last, md.offset)
+        placed = await asyncio.wait_for(asyncio.gather(*sends), self.settings.send_timeout)
+        last = max(md.offset for md in placed)
         await self._reached(last, self.settings.send_timeout)
         still = [s for s in missing if self.store.live(s) is None]
         if still:  # destroyed again in between: the next call proposes the next generation

@@ -63,6 +63,7 @@ EXIT_APPLY_FAILED = 70
 #: (removed as it fires): the recovery tests kill a worker exactly there.
 FAULT_ENV = "MEMSTREAM_FAULT_ONCE"
 FILL_CHUNK = 2_000
+PRODUCER_BATCH_BYTES = 1024 * 1024
 #: Header a worker sets on a read it forwards to the partition's owner.
 FORWARDED = "X-Memstream-Forwarded"
 
@@ -105,6 +106,10 @@ class Node:
             bootstrap_servers=s.bootstrap,
             acks="all",
             linger_ms=2,
+            # a batch of the sequencer or the outbox goes out in a few requests, not one per
+            # 16 KiB (aiokafka's default), each waiting for the previous one's round trip
+            max_batch_size=PRODUCER_BATCH_BYTES,
+            max_request_size=PRODUCER_BATCH_BYTES,
             request_timeout_ms=int(s.send_timeout * 1000),
         )
         await self.producer.start()
@@ -155,23 +160,28 @@ class Node:
     # -- projecting --------------------------------------------------------------------------
 
     async def project(self, batch: Sequence[Any]) -> None:
+        """Each partition's records to its shard; partitions in parallel (their DuckDB
+        writes run in threads, outside the interpreter lock, and their outbox round trips
+        overlap)."""
         await self.started.wait()
         by_partition: dict[int, list[KRecord]] = defaultdict(list)
         for e in batch:
             by_partition[e.message.partition].append(KRecord.of(e.message))
-        fault = os.environ.get(FAULT_ENV)
-        for p, recs in by_partition.items():
-            if p not in self.owned:
-                continue  # revoked while buffered: no longer ours to write
-            async with self.locks[p]:
-                shard = await self._shard(p)
-                if recs[0].offset > shard.offset + 1:
-                    await self._fill(shard, recs[0].offset - 1)
-                if fault and len(recs) > 1 and Path(fault).exists():
-                    Path(fault).unlink()
-                    await self._apply(shard, recs[: len(recs) // 2])
-                    raise RuntimeError(f"injected fault after offset {shard.offset}")
-                await self._apply(shard, recs)
+        await asyncio.gather(*(self._project(p, recs) for p, recs in by_partition.items()))
+
+    async def _project(self, p: int, recs: list[KRecord]) -> None:
+        if p not in self.owned:
+            return  # revoked while buffered: no longer ours to write
+        async with self.locks[p]:
+            shard = await self._shard(p)
+            if recs[0].offset > shard.offset + 1:
+                await self._fill(shard, recs[0].offset - 1)
+            fault = os.environ.get(FAULT_ENV)
+            if fault and len(recs) > 1 and Path(fault).exists():
+                Path(fault).unlink()
+                await self._apply(shard, recs[: len(recs) // 2])
+                raise RuntimeError(f"injected fault after offset {shard.offset}")
+            await self._apply(shard, recs)
 
     async def _shard(self, p: int) -> Shard:
         shard = self.shards.get(p)

@@ -1,0 +1,257 @@
+"""``kafka``: events/s through the Kafka runtime, against Faust's and aiokafka's own rates.
+
+Runs a private in-memory Kafka-protocol broker (the test broker) and real worker
+processes (``memstream worker``), as an operator would. What is measured, each repeat on
+fresh topics:
+
+- **end to end, 1 worker and 2 workers**: the workload's events produced as plain JSON
+  requests (a raw aiokafka producer, as fast as it goes), sequenced, sealed, appended to the
+  events topic, decided and projected into the shards, their outcomes published; the
+  clock runs from the first request sent to the last outcome received. Every outcome must
+  be ``accepted`` (the workload is valid), or the suite fails.
+- **Faust's ceiling**: a Faust app whose agent does nothing consumes the same events topic
+  (the same records, batched with ``take_events`` as the worker's agents are): goal, the
+  1-worker end-to-end rate ≥ 0.7 of it.
+- **raw aiokafka + the same projectors**: a plain consumer reads the same events topic and
+  hands each partition's records to fresh shards (the worker's code, minus Faust and the
+  sequencer): the cost of Faust and of sequencing is the gap to the end-to-end rate.
+- **failover**: with two workers serving, one is SIGKILLed; the time until the survivor
+  serves every partition (bounded below by the consumer session timeout, reported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from memstream.schemas.codec import EventCodec
+from memstream.schemas.events import default_registry
+from memstream.streams.kafka.broker import start_broker
+from memstream.streams.kafka.keys import SharedKeys
+from memstream.streams.kafka.local import LocalDeployment
+from memstream.streams.kafka.records import KRecord, decode_outcome
+from memstream.streams.kafka.settings import KafkaSettings
+from memstream.streams.kafka.shard import Shard
+from memstream.streams.keystore import KeyStore
+from memstream.streams.sealing import Sealer
+
+from .common import BenchError, Reporter, Scratch, median, rate, scaled, spread
+from .workload import Workload
+
+BASE_EVENTS = 20_000
+PARTITIONS = 4
+SESSION_TIMEOUT = 6.0
+GOAL_RATIO_TO_FAUST = 0.7
+
+
+def _requests(events: int, seed: int) -> tuple[list[tuple[bytes, bytes, str]], int]:
+    """(key, JSON value, event id) of ``events`` valid requests; and how many creates."""
+    wl = Workload(seed=seed)
+    codec = EventCodec(default_registry())
+    out = []
+    for batch in wl.batches(events, 1_000):
+        for e in codec.validate(batch):
+            out.append((e.namespace.encode(), codec.encode(e), e.event_id))
+    return out, wl.creates
+
+
+async def _publish_and_await(
+    s: KafkaSettings, requests: list[tuple[bytes, bytes, str]], timeout: float
+) -> dict[str, Any]:
+    """Send every request; wait for every outcome. Returns the seconds and the verdicts."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap, enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    try:
+        tps = [TopicPartition(s.outcomes, p) for p in range(s.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        wanted = {eid for _, _, eid in requests}
+        statuses: dict[str, str] = {}
+        t0 = time.perf_counter()
+        sends = [await producer.send(s.requests, v, key=k) for k, v, _ in requests]
+        await asyncio.gather(*sends)
+        sent = time.perf_counter() - t0
+        deadline = time.monotonic() + timeout
+        while len(statuses) < len(wanted):
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"kafka: {len(wanted) - len(statuses)} outcomes missing after {timeout:.0f}s"
+                )
+            got = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for recs in got.values():
+                for r in recs:
+                    o = decode_outcome(r.value)
+                    if o.event_id in wanted:
+                        statuses[o.event_id] = o.status
+        seconds = time.perf_counter() - t0
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    rejected = sum(v != "accepted" for v in statuses.values())
+    if rejected:
+        raise BenchError(f"kafka: {rejected} of {len(requests)} events were rejected")
+    return {"seconds": seconds, "send_seconds": sent, "events": len(requests)}
+
+
+def _end_to_end(
+    broker: str, root: Path, requests: list, workers: int, reporter: Reporter
+) -> tuple[dict[str, Any], LocalDeployment]:
+    d = LocalDeployment(broker, root, partitions=PARTITIONS, session_timeout=SESSION_TIMEOUT)
+    for i in range(workers):
+        d.start_worker(f"w{i + 1}")
+    owners = d.serving()
+    if len({w.name for w in owners.values()}) != workers:
+        raise BenchError(f"kafka: {workers} workers started, {len(set(owners.values()))} serve")
+    with reporter.task(f"kafka end to end, {workers} worker(s)", len(requests)) as advance:
+        res = asyncio.run(_publish_and_await(d.settings, requests, timeout=600))
+        advance(len(requests))
+    res["events_per_s"] = rate(res["events"], res["seconds"])
+    return res, d
+
+
+def _faust_noop(broker: str, topic: str, records: int, root: Path) -> dict[str, Any]:
+    root.mkdir(parents=True, exist_ok=True)
+    out = root / "noop.json"
+    subprocess.run(
+        [sys.executable, "-m", "memstream.bench.kafka_noop", "--bootstrap", broker]
+        + ["--topic", topic, "--expect", str(records), "--out", str(out)]
+        + ["--datadir", str(root / "noop-data")],
+        check=True,
+        timeout=900,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    r = json.loads(out.read_text())
+    return {**r, "events_per_s": rate(r["records"], r["seconds"])}
+
+
+async def _raw_projectors(s: KafkaSettings, root: Path, records: int) -> dict[str, Any]:
+    """A plain consumer reading the events topic into fresh shards (the same code)."""
+    codec = EventCodec(default_registry())
+    keystore = KeyStore(root / "keys.sqlite", create_keys=False)
+    keys = SharedKeys(s, keystore)
+    await keys.start()  # every key the run created, read from the keys topic
+    sealer = Sealer(keystore, codec)
+    log_id = f"kafka:{await keys.identity()}:{s.events}"
+    shards = {
+        p: Shard(root / "shards", s.events, p, s.partitions, log_id, sealer, keystore)
+        for p in range(s.partitions)
+    }
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=s.bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    applied = 0
+    try:
+        tps = [TopicPartition(s.events, p) for p in range(s.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        t0 = time.perf_counter()
+        while applied < records:
+            got = await consumer.getmany(timeout_ms=500, max_records=2_000)
+            for tp, recs in got.items():
+                res = shards[tp.partition].apply([KRecord.of(r) for r in recs])
+                applied += len(recs) - res.skipped
+        seconds = time.perf_counter() - t0
+        accepted = sum(
+            sh.duck.query("SELECT count(*) AS n FROM audit WHERE status = 'accepted'")[0]["n"]
+            for sh in shards.values()
+        )
+    finally:
+        await consumer.stop()
+        await keys.stop()
+        for sh in shards.values():
+            sh.close()
+        keystore.close()
+    if accepted != records:
+        raise BenchError(f"kafka (raw projectors): {accepted} of {records} accepted")
+    return {"records": records, "seconds": seconds, "events_per_s": rate(records, seconds)}
+
+
+def _failover(d: LocalDeployment) -> dict[str, Any]:
+    live = [w for w in d.workers if w.alive()]
+    victim, survivor = live[0], live[1]
+    t0 = time.perf_counter()
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    d.serving([survivor], timeout=120)
+    return {"seconds": time.perf_counter() - t0, "session_timeout_s": SESSION_TIMEOUT}
+
+
+def run(
+    scratch: Scratch, reporter: Reporter, scale: float, repeats: int, seed: int
+) -> dict[str, Any]:
+    events = scaled(BASE_EVENTS, scale, minimum=200)
+    requests, creates = _requests(events, seed)
+    runs = []
+    with start_broker(log=scratch.root / "broker.log") as broker:
+        for i in range(repeats):
+            one, d1 = _end_to_end(broker.bootstrap, scratch.new("one"), requests, 1, reporter)
+            d1.close()
+            s = d1.settings
+            with reporter.task("kafka: Faust no-op agent", events) as advance:
+                noop = _faust_noop(broker.bootstrap, s.events, events, scratch.new("noop"))
+                advance(events)
+            with reporter.task("kafka: raw aiokafka + projectors", events) as advance:
+                raw = asyncio.run(_raw_projectors(s, scratch.new("raw"), events))
+                advance(events)
+            two, d2 = _end_to_end(broker.bootstrap, scratch.new("two"), requests, 2, reporter)
+            try:
+                failover = _failover(d2)
+            finally:
+                d2.close()
+            runs.append(
+                {
+                    "repeat": i,
+                    "one_worker": one,
+                    "two_workers": two,
+                    "faust_noop": noop,
+                    "raw_aiokafka_projectors": raw,
+                    "failover": failover,
+                }
+            )
+
+    def med(key: str, field: str = "events_per_s") -> float:
+        return median([r[key][field] for r in runs])
+
+    one_eps, noop_eps = med("one_worker"), med("faust_noop")
+    return {
+        "parameters": {
+            "events": events,
+            "creates": creates,
+            "partitions": PARTITIONS,
+            "repeats": repeats,
+            "broker": "Tansu (Kafka protocol, in memory), loopback",
+            "session_timeout_s": SESSION_TIMEOUT,
+            "semantic_indexes": False,
+        },
+        "goals": {"ratio_to_faust_noop": GOAL_RATIO_TO_FAUST},
+        "results": {
+            "one_worker_events_per_s": spread([r["one_worker"]["events_per_s"] for r in runs]),
+            "two_workers_events_per_s": spread([r["two_workers"]["events_per_s"] for r in runs]),
+            "faust_noop_events_per_s": spread([r["faust_noop"]["events_per_s"] for r in runs]),
+            "raw_aiokafka_projectors_events_per_s": spread(
+                [r["raw_aiokafka_projectors"]["events_per_s"] for r in runs]
+            ),
+            "failover_s": spread([r["failover"]["seconds"] for r in runs]),
+            "ratio_to_faust_noop": one_eps / noop_eps,
+            "two_over_one_worker": med("two_workers") / one_eps,
+            "meets_ratio_goal": one_eps / noop_eps >= GOAL_RATIO_TO_FAUST,
+        },
+        "runs": runs,
+    }
