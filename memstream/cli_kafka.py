@@ -93,6 +93,14 @@ def worker(
             help="Seconds before a silent worker's partitions move to the others.",
         ),
     ] = None,
+    semantic: Annotated[
+        bool,
+        typer.Option(
+            "--semantic/--no-semantic",
+            envvar="MEMSTREAM_SEMANTIC",
+            help="Keep search indexes (embeddings, hnswlib, BM25) of the partitions served.",
+        ),
+    ] = True,
     loglevel: Annotated[
         str, typer.Option("--loglevel", help="debug, info, warning, error.")
     ] = "info",
@@ -116,6 +124,7 @@ def worker(
         web_port=web_port,
         advertise=advertise,
         loglevel=loglevel,
+        semantic=semantic,
     )
 
 

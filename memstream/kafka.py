@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from memstream.errors import MalformedEvent
 from memstream.schemas import events as ev
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditPage, Memory, Version
+from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
 from memstream.sdk import Operations, _raise_rejections
 from memstream.streams.kafka.producer import KafkaPublisher, NotWritten, OutcomePending
 from memstream.streams.kafka.settings import KafkaSettings
@@ -62,6 +63,7 @@ class KafkaMemoryStore(Operations):
             self._stop_loop()
             raise
         self._http = httpx.Client(base_url=api, timeout=read_timeout) if api else None
+        self._read_timeout = read_timeout
 
     @classmethod
     def connect(
@@ -131,12 +133,22 @@ class KafkaMemoryStore(Operations):
 
     # -- reads (through a worker's HTTP API) ----------------------------------------------------
 
-    def _get(self, path: str, params: dict[str, Any]) -> Any:
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """One read; a 503 (a partition catching up, or moving) is retried until the read
+        timeout, then returned."""
         if self._http is None:
             raise RuntimeError(
                 "reads need a worker's HTTP API: connect(..., api='http://host:6066')"
             )
-        r = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
+        deadline = time.monotonic() + self._read_timeout
+        while True:
+            r = self._http.request(method, path, **kw)
+            if r.status_code != 503 or time.monotonic() > deadline:
+                return r
+            time.sleep(0.2)
+
+    def _get(self, path: str, params: dict[str, Any]) -> Any:
+        r = self._request("GET", path, params={k: v for k, v in params.items() if v is not None})
         if r.status_code == 404:
             return None
         if r.status_code >= 400:
@@ -181,6 +193,37 @@ class KafkaMemoryStore(Operations):
             )
         d = self._get("/v1/audit", {"namespace": namespace, "partition": partition, **filters})
         return msgspec.convert(d, AuditPage, strict=False)
+
+    def search(
+        self,
+        query: str | None = None,
+        *,
+        vector: Sequence[float] | None = None,
+        namespaces: str | Sequence[str] | None = None,
+        k: int = 10,
+        min_offset: int | None = None,
+        **filters: Any,
+    ) -> list[SearchHit]:
+        """Search like :meth:`memstream.MemoryStore.search`; across every partition when no
+        namespace is given (the worker asked gathers from every owner). ``as_of`` is a time
+        (offsets are per partition); ``min_offset`` applies with a single namespace."""
+        if isinstance(namespaces, str):
+            namespaces = [namespaces]
+        body = {
+            "query": query,
+            "vector": list(vector) if vector is not None else None,
+            "namespaces": list(namespaces) if namespaces is not None else None,
+            "k": k,
+            "min_offset": min_offset,
+            **filters,
+        }
+        r = self._request("POST", "/v1/search", content=msgspec.json.encode(body))
+        data = r.json()
+        if r.status_code == 400:
+            raise ValueError(data["message"])
+        if r.status_code != 200:
+            raise RuntimeError(f"{r.status_code} from {r.url}: {data.get('message')}")
+        return msgspec.convert(data["hits"], list[SearchHit], strict=False)
 
     def _namespace(self, memory_id: str) -> str:
         placed = self._placements.get(memory_id)

@@ -77,3 +77,7 @@ class KafkaSettings:
     @property
     def keys(self) -> str:
         return self.topic("keys")
+
+    @property
+    def vectors(self) -> str:
+        return self.topic("vectors")

@@ -57,6 +57,13 @@ def specs(s: KafkaSettings) -> list[TopicSpec]:
             {"cleanup.policy": "delete", "retention.ms": str(s.outcomes_retention_ms)},
             ("cleanup.policy",),
         ),
+        # Vectors by (model, content hash): compacted, the last vector (or tombstone) wins.
+        TopicSpec(
+            s.vectors,
+            s.partitions,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+            ("cleanup.policy",),
+        ),
         # One partition: every worker reads every key, and the order decides which of two
         # keys proposed at once for the same id wins. Compaction drops destroyed keys'
         # bytes; short segments and no compaction lag make it do so soon.

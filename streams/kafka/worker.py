@@ -24,6 +24,7 @@ assignment), and a partition that is still catching up answers 503 with its lag.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -40,8 +41,13 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faust.web import Request, Response, View
 from memstream.projections import reads
+from memstream.projections.embedding import CachedEmbedder
+from memstream.projections.search import DEFAULT_ALPHA, SearchQuery
+from memstream.projections.search import search as run_search
+from memstream.projections.semantic import SemanticProjection, shared_embedder
 from memstream.schemas.codec import EventCodec, MalformedEvent
-from memstream.schemas.events import default_registry
+from memstream.schemas.events import AwareDatetime, default_registry
+from memstream.schemas.views import SearchHit
 from memstream.streams.keystore import KeyStore
 from memstream.streams.sealing import Sealer
 from yarl import URL
@@ -54,6 +60,7 @@ from .sequencer import Sequencer
 from .settings import KafkaSettings
 from .shard import MissingKey, Shard
 from .topics import ensure_topics
+from .vectors import RecordingCache, SharedVectors
 
 log = logging.getLogger("memstream.worker")
 
@@ -76,10 +83,24 @@ def fatal(what: str, exc: BaseException) -> None:
     os._exit(EXIT_APPLY_FAILED)
 
 
+class _Shared:
+    """The worker's one embedding cache, lent to each partition's projection (which closes
+    its cache when it closes: this one stays open for the others)."""
+
+    def __init__(self, cache: RecordingCache):
+        self._cache = cache
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cache, name)
+
+    def close(self) -> None:
+        pass
+
+
 class Node:
     """A worker's state: its shards, the shared keys, its producer and its gap reader."""
 
-    def __init__(self, settings: KafkaSettings, data_dir: Path):
+    def __init__(self, settings: KafkaSettings, data_dir: Path, semantic: bool = True):
         self.settings = settings
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -98,6 +119,19 @@ class Node:
         self.producer: AIOKafkaProducer | None = None
         self.publisher = KafkaPublisher(settings, self.codec)
         self.applied_events = 0
+        # search indexes (one semantic projection per shard), fed after each commit
+        self.semantic = semantic
+        self.projections: dict[int, SemanticProjection] = {}
+        self.followed: dict[int, int] = {}
+        self._kicks: dict[int, asyncio.Event] = {}
+        self._followers: dict[int, asyncio.Task[None]] = {}
+        self._stopping: set[int] = set()
+        self.sync_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.texts_embedded = 0
+        if semantic:
+            self.cache = RecordingCache(self.data_dir / "embeddings.sqlite")
+            self.model = shared_embedder()
+            self.vectors = SharedVectors(settings, self.cache)
 
     async def start(self) -> None:
         s = self.settings
@@ -116,17 +150,24 @@ class Node:
         await self.keys.start()
         self.log_id = f"kafka:{await self.keys.identity()}:{s.events}"
         await self.publisher.start()
+        if self.semantic:
+            await self.vectors.start()
+            await asyncio.to_thread(self.model.model)  # loaded once, before the first search
         self.started.set()
         log.info("worker ready: log %s, data in %s", self.log_id, self.data_dir)
 
     async def stop(self) -> None:
         for p in list(self.shards):
             async with self.locks[p]:
+                await self._close_semantic(p)
                 shard = self.shards.pop(p, None)
                 if shard is not None:
                     shard.close()
         await self.keys.stop()
         await self.publisher.stop()
+        if self.semantic:
+            await self.vectors.stop()
+            self.cache.close()
         if self.producer is not None:
             await self.producer.stop()
         self.keystore.close()
@@ -200,6 +241,8 @@ class Node:
                 log.warning("partition %s: rebuilding its shard (%s)", p, shard.rebuild_reason)
             self.shards[p] = shard
             await self._publish_pending(shard)
+            if self.semantic:
+                await self._open_semantic(shard)
         return shard
 
     async def _apply(self, shard: Shard, recs: list[KRecord]) -> None:
@@ -217,9 +260,13 @@ class Node:
         for subject, generation in res.erased:
             await self._destroy(subject, generation)
         await self._publish(shard, res.outcomes)
+        kick = self._kicks.get(shard.partition)
+        if kick is not None:
+            kick.set()
 
     async def _reopen(self, shard: Shard) -> Shard:
         """Drop a shard whose in-memory state may be ahead of its file, and open it again."""
+        await self._close_semantic(shard.partition)
         shard.close()
         self.shards.pop(shard.partition, None)
         return await self._shard(shard.partition)
@@ -280,6 +327,77 @@ class Node:
         finally:
             await reader.stop()
 
+    # -- search indexes ------------------------------------------------------------------------
+
+    async def _open_semantic(self, shard: Shard) -> None:
+        """Start the partition's search indexes, with every shared vector read first (a
+        rebuild then embeds only what no worker embedded before)."""
+        p = shard.partition
+        await self.vectors.catch_up()
+        embedder = CachedEmbedder(self.model, _Shared(self.cache))
+        self.projections[p] = SemanticProjection(shard.dir / "semantic", embedder)
+        self.followed[p] = -2
+        self._stopping.discard(p)
+        kick = self._kicks[p] = asyncio.Event()
+        kick.set()
+        self._followers[p] = asyncio.create_task(self._follow(p, kick), name=f"index-{p}")
+
+    async def _follow(self, p: int, kick: asyncio.Event) -> None:
+        """Bring partition ``p``'s indexes up to its shard after each commit; then publish
+        the vectors computed (and the erased ones) on the vectors topic."""
+        try:
+            while True:
+                await kick.wait()
+                kick.clear()
+                if p in self._stopping:
+                    return
+                async with self.sync_locks[p]:
+                    shard, proj = self.shards.get(p), self.projections.get(p)
+                    if shard is None or proj is None or shard.closed:
+                        return
+                    upto = shard.offset
+                    await asyncio.to_thread(proj.sync, shard.duck, upto)
+                self.followed[p] = upto
+                await self.vectors.publish()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            fatal(f"indexing partition {p}", e)
+
+    async def _close_semantic(self, p: int) -> None:
+        task = self._followers.pop(p, None)
+        if task is not None:
+            self._stopping.add(p)
+            self._kicks[p].set()
+            await task  # it finishes the sync in progress (a thread cannot be cancelled)
+        proj = self.projections.pop(p, None)
+        if proj is not None:
+            self.texts_embedded += proj.embedder.texts_embedded
+            await asyncio.to_thread(proj.close)
+        self._kicks.pop(p, None)
+        self.followed.pop(p, None)
+
+    async def search_local(
+        self, p: int, q: SearchQuery, as_of: datetime | None, min_offset: int | None
+    ) -> list[SearchHit]:
+        """``q`` over partition ``p`` (owned here), once its indexes reached ``min_offset``."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            shard, proj = self.shards.get(p), self.projections.get(p)
+            if shard is not None and proj is not None:
+                followed = self.followed.get(p, -2)
+                wanted = shard.offset if min_offset is None else min_offset
+                if followed >= 0 and (min_offset is None or followed >= wanted):
+                    break
+                if followed >= -1 and min_offset is None:
+                    break
+            if time.monotonic() > deadline:
+                raise LookupError(f"partition {p}: the search indexes are catching up")
+            await asyncio.sleep(0.05)
+        if as_of is not None:
+            q = dataclasses.replace(q, as_of=shard.duck.offset_at_time(as_of))
+        return await asyncio.to_thread(run_search, shard.duck, proj, q)
+
     # -- partitions --------------------------------------------------------------------------
 
     def assigned(self, tps: set[Any]) -> None:
@@ -297,6 +415,7 @@ class Node:
             p = tp.partition
             self.owned.discard(p)
             async with self.locks[p]:
+                await self._close_semantic(p)
                 shard = self.shards.pop(p, None)
                 if shard is not None:
                     await asyncio.to_thread(shard.close)
@@ -340,12 +459,23 @@ class Node:
                 "lag": max(0, end - 1 - offset),
                 "catching_up": p in self.catching_up,
             }
-        return {
+        for p, v in parts.items():
+            if self.semantic:
+                v["indexed"] = self.followed.get(int(p), -2)
+        out = {
             "started": self.started.is_set(),
             "log_id": self.log_id,
             "partitions": parts,
             "applied_events": self.applied_events,
         }
+        if self.semantic:
+            out["semantic"] = {
+                "texts_embedded": self.texts_embedded
+                + sum(pr.embedder.texts_embedded for pr in self.projections.values()),
+                "vectors_from_topic": self.vectors.received,
+                "model": self.model.model_id if self.model.loaded else None,
+            }
+        return out
 
 
 # -- the Faust app -----------------------------------------------------------------------------
@@ -359,6 +489,7 @@ def create_app(
     web_port: int = 6066,
     advertise: str | None = None,
     batch: int = 2_000,
+    semantic: bool = True,
 ) -> faust.App:
     """The worker app: agents, partition callbacks and the read API."""
     data_dir = Path(data_dir or settings.data_dir)
@@ -381,7 +512,7 @@ def create_app(
         datadir=str(data_dir / "faust"),
         table_cleanup_interval=3600,
     )
-    node = Node(settings, data_dir)
+    node = Node(settings, data_dir, semantic=semantic)
     app.memstream = node  # type: ignore[attr-defined]
     requests = app.topic(settings.requests, key_serializer="raw", value_serializer="raw")
     events = app.topic(settings.events, key_serializer="raw", value_serializer="raw")
@@ -430,6 +561,46 @@ def create_app(
 
 def _jsonable(x: Any) -> Any:
     return msgspec.to_builtins(x)
+
+
+class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The body of ``POST /v1/search`` (see :meth:`memstream.MemoryStore.search`)."""
+
+    query: str | None = None
+    vector: list[float] | None = None
+    namespaces: list[str] | None = None
+    k: int = 10
+    tags_any: list[str] | None = None
+    tags_all: list[str] | None = None
+    states: list[str] | None = None
+    kinds: list[str] | None = None
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+    updated_after: AwareDatetime | None = None
+    updated_before: AwareDatetime | None = None
+    metadata: dict[str, Any] = {}
+    include_archived: bool = False
+    #: a time (per partition, the last offset recorded by then): offsets are per partition
+    as_of: AwareDatetime | None = None
+    exact: bool = False
+    alpha: float = DEFAULT_ALPHA
+    #: with one namespace: wait until its partition's indexes reached this offset
+    min_offset: int | None = None
+    #: which partitions to search (set by the worker that gathers; default from namespaces)
+    partitions: list[int] | None = None
+
+    def query_of(self) -> SearchQuery:
+        return SearchQuery(
+            query=self.query, vector=self.vector, namespaces=self.namespaces, k=self.k,
+            tags_any=self.tags_any, tags_all=self.tags_all, states=self.states,
+            kinds=self.kinds, created_after=self.created_after,
+            created_before=self.created_before, updated_after=self.updated_after,
+            updated_before=self.updated_before, metadata=self.metadata,
+            include_archived=self.include_archived, exact=self.exact, alpha=self.alpha,
+        )  # fmt: skip
+
+
+_search_request = msgspec.json.Decoder(SearchRequest)
 
 
 def _install_views(app: faust.App, node: Node, events: Any) -> None:
@@ -538,6 +709,74 @@ def _install_views(app: faust.App, node: Node, events: Any) -> None:
                 )
             return self.json({"outcomes": public})
 
+    @app.page("/v1/search")
+    class SearchView(View):
+        async def post(self, request: Request) -> Response:
+            """Search the given namespaces (default: all), gathering from every owner."""
+            if not node.semantic:
+                msg = "search is off on these workers (started with MEMSTREAM_SEMANTIC=0)"
+                return self.json({"error": "unavailable", "message": msg}, status=503)
+            try:
+                body = _search_request.decode(await request.read())
+                q = body.query_of()
+                q.check(len(body.vector) if body.vector is not None else 0)  # dim: at the shard
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
+                return self.json({"error": "bad_request", "message": str(e)}, status=400)
+            if body.partitions is not None:
+                parts = sorted(set(body.partitions))
+            elif body.namespaces:
+                parts = sorted(
+                    {partition_of(n.encode(), settings.partitions) for n in body.namespaces}
+                )
+            else:
+                parts = list(range(settings.partitions))
+            if body.vector is None and body.query is not None and q.alpha > 0:
+                # the query is embedded once, here; the owners get its vector
+                vec = await asyncio.to_thread(node.model.embed, [body.query])
+                body = msgspec.structs.replace(body, vector=[float(x) for x in vec[0]])
+                q = body.query_of()
+            me = str(app.conf.canonical_url).rstrip("/")
+            local = [p for p in parts if p in node.owned]
+            remote: dict[str, list[int]] = {}
+            for p in parts:
+                if p in node.owned:
+                    continue
+                url = owner_url(p)
+                if url is None or url.rstrip("/") == me or request.headers.get(FORWARDED):
+                    msg = f"partition {p} has no owner right now (a rebalance?); retry"
+                    return self.json(
+                        {"error": "unavailable", "partition": p, "message": msg}, status=503
+                    )
+                remote.setdefault(url, []).append(p)
+            min_offset = body.min_offset if len(parts) == 1 else None
+
+            async def ask(url: str, ps: list[int]) -> list[dict[str, Any]]:
+                fwd = msgspec.json.encode(msgspec.structs.replace(body, partitions=ps))
+                async with app.http_client.post(
+                    f"{url.rstrip('/')}/v1/search", data=fwd, headers={FORWARDED: "1"}
+                ) as r:
+                    data = await r.json()
+                    if r.status != 200:
+                        raise LookupError(data.get("message", f"{url}: {r.status}"))
+                    return data["hits"]
+
+            try:
+                found = await asyncio.gather(
+                    *(node.search_local(p, q, body.as_of, min_offset) for p in local),
+                    *(ask(u, ps) for u, ps in remote.items()),
+                )
+            except LookupError as e:
+                return self.json({"error": "catching_up", "message": str(e)}, status=503)
+            except ValueError as e:  # e.g. a query vector of another dimension than the model's
+                return self.json({"error": "bad_request", "message": str(e)}, status=400)
+            hits = [_jsonable(h) for group in found[: len(local)] for h in group]
+            hits += [h for group in found[len(local) :] for h in group]
+            # each partition ranked its own memories; merged by fused score, then similarity
+            hits.sort(
+                key=lambda h: (-h["score"], -(h["semantic_score"] or 0.0), h["memory"]["memory_id"])
+            )
+            return self.json({"hits": hits[: q.k], "partitions": parts})
+
     @app.page("/v1/memories/{memory_id}")
     class MemoryView(View):
         async def get(self, request: Request, memory_id: str) -> Response:
@@ -640,10 +879,16 @@ def run_worker(
     web_port: int = 6066,
     advertise: str | None = None,
     loglevel: str = "info",
+    semantic: bool = True,
 ) -> None:
     """Run a worker in this process until SIGTERM/SIGINT (Faust handles both cleanly)."""
     app = create_app(
-        settings, data_dir=data_dir, web_host=web_host, web_port=web_port, advertise=advertise
+        settings,
+        data_dir=data_dir,
+        web_host=web_host,
+        web_port=web_port,
+        advertise=advertise,
+        semantic=semantic,
     )
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
