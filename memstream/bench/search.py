@@ -78,6 +78,14 @@ GOAL_OVERHEAD_MS = 2.0
 GOAL_EMBED_RATIO = 0.9
 
 
+def _shown(path: Path) -> str:
+    """``path`` with the home directory as ``~`` (results are published)."""
+    try:
+        return "~/" + str(path.expanduser().resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
@@ -580,7 +588,7 @@ def run(
             "embedding_texts": n_embed,
             "model_id": model.model_id,
             "dim": model.dim,
-            "cache_dir": str(cache_dir),
+            "cache_dir": _shown(cache_dir),
             "index": {
                 "M": index.M,
                 "ef_construction": index.ef_construction,
