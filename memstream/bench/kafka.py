@@ -4,10 +4,11 @@ Runs a private in-memory Kafka-protocol broker (the test broker) and real worker
 processes (``memstream worker``), as an operator would. What is measured, each repeat on
 fresh topics:
 
-- **end to end, 1 worker and 2 workers**: the workload's events produced as plain JSON
-  requests (a raw aiokafka producer, as fast as it goes), sequenced, sealed, appended to the
-  events topic, decided and projected into the shards, their outcomes published; the
-  clock runs from the first request sent to the last outcome received. Every outcome must
+- **end to end, 1 worker and 2 workers**: the workload's events published through the
+  SDK's publisher (validated, produced as JSON requests, one record per run of events of a
+  namespace), sequenced, sealed, appended to the events topic (one record per event),
+  decided and projected into the shards, their outcomes published; the clock runs from
+  the publish call to the last outcome received. Every outcome must
   be ``accepted`` (the workload is valid), or the suite fails.
 - **Faust's ceiling**: a Faust app whose agent does nothing consumes the same events topic
   (the same records, batched with ``take_events`` as the worker's agents are): goal, the
@@ -30,14 +31,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from memstream.schemas.codec import EventCodec
-from memstream.schemas.events import default_registry
+from memstream.schemas.events import Event, default_registry
 from memstream.streams.kafka.broker import start_broker
 from memstream.streams.kafka.keys import SharedKeys
 from memstream.streams.kafka.local import LocalDeployment
-from memstream.streams.kafka.records import KRecord, decode_outcome
+from memstream.streams.kafka.producer import KafkaPublisher
+from memstream.streams.kafka.records import KRecord
 from memstream.streams.kafka.settings import KafkaSettings
 from memstream.streams.kafka.shard import Shard
 from memstream.streams.keystore import KeyStore
@@ -52,61 +54,32 @@ SESSION_TIMEOUT = 6.0
 GOAL_RATIO_TO_FAUST = 0.7
 
 
-def _requests(events: int, seed: int) -> tuple[list[tuple[bytes, bytes, str]], int]:
-    """(key, JSON value, event id) of ``events`` valid requests; and how many creates."""
+def _events(events: int, seed: int) -> tuple[list[Event], int]:
+    """``events`` valid events of the workload; and how many are creates."""
     wl = Workload(seed=seed)
     codec = EventCodec(default_registry())
-    out = []
+    out: list[Event] = []
     for batch in wl.batches(events, 1_000):
-        for e in codec.validate(batch):
-            out.append((e.namespace.encode(), codec.encode(e), e.event_id))
+        out += codec.validate(batch)
     return out, wl.creates
 
 
 async def _publish_and_await(
-    s: KafkaSettings, requests: list[tuple[bytes, bytes, str]], timeout: float
+    s: KafkaSettings, events: list[Event], timeout: float
 ) -> dict[str, Any]:
-    """Send every request; wait for every outcome. Returns the seconds and the verdicts."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap, enable_auto_commit=False)
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, acks="all", linger_ms=5)
-    await consumer.start()
-    await producer.start()
-    try:
-        tps = [TopicPartition(s.outcomes, p) for p in range(s.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)
-        wanted = {eid for _, _, eid in requests}
-        statuses: dict[str, str] = {}
+    """Publish every event through the SDK's publisher; wait for every outcome."""
+    async with KafkaPublisher(s) as pub:
         t0 = time.perf_counter()
-        sends = [await producer.send(s.requests, v, key=k) for k, v, _ in requests]
-        await asyncio.gather(*sends)
-        sent = time.perf_counter() - t0
-        deadline = time.monotonic() + timeout
-        while len(statuses) < len(wanted):
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"kafka: {len(wanted) - len(statuses)} outcomes missing after {timeout:.0f}s"
-                )
-            got = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            for recs in got.values():
-                for r in recs:
-                    o = decode_outcome(r.value)
-                    if o.event_id in wanted:
-                        statuses[o.event_id] = o.status
+        outcomes = await pub.publish(events, timeout=timeout)
         seconds = time.perf_counter() - t0
-    finally:
-        await producer.stop()
-        await consumer.stop()
-    rejected = sum(v != "accepted" for v in statuses.values())
-    if rejected:
-        raise BenchError(f"kafka: {rejected} of {len(requests)} events were rejected")
-    return {"seconds": seconds, "send_seconds": sent, "events": len(requests)}
+    rejected = sum(not o.accepted for o in outcomes)
+    if rejected or len(outcomes) != len(events):
+        raise BenchError(f"kafka: {rejected} of {len(events)} events were rejected")
+    return {"seconds": seconds, "events": len(events)}
 
 
 def _end_to_end(
-    broker: str, root: Path, requests: list, workers: int, reporter: Reporter
+    broker: str, root: Path, events: list[Event], workers: int, reporter: Reporter
 ) -> tuple[dict[str, Any], LocalDeployment]:
     d = LocalDeployment(broker, root, partitions=PARTITIONS, session_timeout=SESSION_TIMEOUT)
     for i in range(workers):
@@ -115,9 +88,9 @@ def _end_to_end(
     owners = d.serving()
     if len({w.name for w in owners.values()}) != workers:
         raise BenchError(f"kafka: {workers} workers started, {len(set(owners.values()))} serve")
-    with reporter.task(f"kafka end to end, {workers} worker(s)", len(requests)) as advance:
-        res = asyncio.run(_publish_and_await(d.settings, requests, timeout=600))
-        advance(len(requests))
+    with reporter.task(f"kafka end to end, {workers} worker(s)", len(events)) as advance:
+        res = asyncio.run(_publish_and_await(d.settings, events, timeout=600))
+        advance(len(events))
     res["events_per_s"] = rate(res["events"], res["seconds"])
     return res, d
 
@@ -198,11 +171,11 @@ def run(
     scratch: Scratch, reporter: Reporter, scale: float, repeats: int, seed: int
 ) -> dict[str, Any]:
     events = scaled(BASE_EVENTS, scale, minimum=200)
-    requests, creates = _requests(events, seed)
+    evs, creates = _events(events, seed)
     runs = []
     with start_broker(log=scratch.root / "broker.log") as broker:
         for i in range(repeats):
-            one, d1 = _end_to_end(broker.bootstrap, scratch.new("one"), requests, 1, reporter)
+            one, d1 = _end_to_end(broker.bootstrap, scratch.new("one"), evs, 1, reporter)
             d1.close()
             s = d1.settings
             with reporter.task("kafka: Faust no-op agent", events) as advance:
@@ -211,7 +184,7 @@ def run(
             with reporter.task("kafka: raw aiokafka + projectors", events) as advance:
                 raw = asyncio.run(_raw_projectors(s, scratch.new("raw"), events))
                 advance(events)
-            two, d2 = _end_to_end(broker.bootstrap, scratch.new("two"), requests, 2, reporter)
+            two, d2 = _end_to_end(broker.bootstrap, scratch.new("two"), evs, 2, reporter)
             try:
                 failover = _failover(d2)
             finally:

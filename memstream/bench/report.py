@@ -117,7 +117,7 @@ def _kafka_rows(d: dict[str, Any]) -> list[str]:
     noop = r["faust_noop_events_per_s"]["median"]
     raw = r["raw_aiokafka_projectors_events_per_s"]["median"]
     return [
-        f"| kafka, end to end | {_n(p['events'])} JSON requests → sequenced, sealed, decided, "
+        f"| kafka, end to end | {_n(p['events'])} events published (SDK) → sequenced, sealed, decided, "
         f"projected, outcomes back ({p['partitions']} partitions), 1 worker: **{_n(one)} ev/s**"
         f"; 2 workers: {_n(two)} ev/s (×{r['two_over_one_worker']:.2f}) | a Faust agent "
         f"doing nothing on the same records: {_n(noop)} ev/s; raw aiokafka consumer + the same "

@@ -24,10 +24,48 @@ from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Event, default_registry
 from memstream.schemas.memcube import Outcome
 
-from .records import H_EVENT_ID, H_TYPE, H_VERSION, decode_outcome
+from .records import H_COUNT, H_EVENT_ID, H_TYPE, H_VERSION, decode_outcome
 from .settings import KafkaSettings
 
 log = logging.getLogger("memstream.kafka.producer")
+
+
+#: A batch of events of one namespace travels as one request record (a JSON array) up to
+#: this many events or bytes: the sequencer then handles one record, not one per event.
+MAX_RECORD_EVENTS = 500
+MAX_RECORD_BYTES = 900 * 1024
+
+
+def _records(
+    items: list[tuple[bytes, bytes, Event]],
+) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """Request records for ``items``: per namespace, in order, runs of events as arrays."""
+    groups: dict[bytes, list[tuple[bytes, Event]]] = {}
+    for key, value, e in items:
+        groups.setdefault(key, []).append((value, e))
+    out = []
+    for key, evs in groups.items():
+        run: list[tuple[bytes, Event]] = []
+        size = 0
+        for value, e in [*evs, (b"", None)]:  # a sentinel flushes the last run
+            full = len(run) >= MAX_RECORD_EVENTS or size + len(value) > MAX_RECORD_BYTES
+            if run and (e is None or full):
+                if len(run) == 1:
+                    v, ev = run[0]
+                    headers = [
+                        (H_TYPE, ev.type.encode()),
+                        (H_VERSION, str(ev.schema_version).encode()),
+                        (H_EVENT_ID, ev.event_id.encode()),
+                    ]
+                    out.append((key, v, headers))
+                else:
+                    body = b"[" + b",".join(v for v, _ in run) + b"]"
+                    out.append((key, body, [(H_COUNT, str(len(run)).encode())]))
+                run, size = [], 0
+            if e is not None:
+                run.append((value, e))
+                size += len(value) + 1
+    return out
 
 
 class NotWritten(ConnectionError):
@@ -65,6 +103,8 @@ class KafkaPublisher:
             request_timeout_ms=int(s.send_timeout * 1000),
             retry_backoff_ms=200,
             linger_ms=2,
+            max_batch_size=MAX_RECORD_BYTES + 64 * 1024,
+            max_request_size=MAX_RECORD_BYTES + 64 * 1024,
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap, enable_auto_commit=False, auto_offset_reset="latest"
@@ -72,12 +112,20 @@ class KafkaPublisher:
         try:
             await asyncio.wait_for(self._producer.start(), s.send_timeout)
             await asyncio.wait_for(self._consumer.start(), s.send_timeout)
-            parts = await asyncio.wait_for(self._partitions(), s.send_timeout)
         except (TimeoutError, KafkaError, OSError) as e:
             await self.stop()
             raise NotWritten(
                 f"no Kafka broker answered at {s.bootstrap} within {s.send_timeout:.0f}s "
                 f"({e!r}); nothing was written",
+                [],
+            ) from None
+        try:
+            parts = await asyncio.wait_for(self._partitions(), s.send_timeout)
+        except (TimeoutError, KafkaError, OSError):
+            await self.stop()
+            raise NotWritten(
+                f"the broker at {s.bootstrap} has no topic {s.outcomes}: start a worker, or "
+                "create the topics with `memstream topics` (same --prefix); nothing was written",
                 [],
             ) from None
         tps = [TopicPartition(s.outcomes, p) for p in parts]
@@ -155,17 +203,8 @@ class KafkaPublisher:
         try:
             try:
                 sends = [
-                    await self._producer.send(
-                        s.requests,
-                        value,
-                        key=key,
-                        headers=[
-                            (H_TYPE, e.type.encode()),
-                            (H_VERSION, str(e.schema_version).encode()),
-                            (H_EVENT_ID, e.event_id.encode()),
-                        ],
-                    )
-                    for key, value, e in items
+                    await self._producer.send(s.requests, value, key=key, headers=headers)
+                    for key, value, headers in _records(items)
                 ]
                 await asyncio.wait_for(asyncio.gather(*sends), s.send_timeout)
             except (TimeoutError, KafkaError, OSError) as e:

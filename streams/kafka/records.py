@@ -1,7 +1,8 @@
 """What travels on the runtime's topics, and the headers that describe it.
 
 - requests: the wire JSON of an event (as the JSON Schema in ``schemas/jsonschema``
-  describes it), keyed by its namespace. Headers are optional for producers.
+  describes it), or an array of events of one namespace, keyed by that namespace.
+  Headers are optional for producers.
 - events: the stored record (:class:`memstream.schemas.record.StoredEvent`: envelope in
   clear, payload sealed) — the same bytes the embedded log stores — or an
   :class:`Incident` when a request could not become an event. Headers carry the record
@@ -25,6 +26,7 @@ H_TYPE = "memstream-type"
 H_VERSION = "memstream-schema-version"
 H_EVENT_ID = "memstream-event-id"
 H_RECORDED_AT = "memstream-recorded-at"
+H_COUNT = "memstream-count"  # events in a request record that holds a JSON array
 
 KIND_EVENT = b"event"
 KIND_INCIDENT = b"incident"

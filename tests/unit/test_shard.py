@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Create, Erase, Event, Revise, default_registry
 from memstream.streams.kafka.partitioning import partition_of
@@ -235,3 +234,25 @@ def test_a_shard_of_another_log_is_rebuilt(rig: Rig) -> None:
     other.close()
     rig.shard = rig.open()  # and back: built from log-2 now, so log-1's is rebuilt too
     assert rig.shard.offset == -1
+
+
+def test_the_sdk_publisher_batches_a_namespace_s_events_into_records_in_order() -> None:
+    from memstream.streams.kafka.producer import MAX_RECORD_EVENTS, _records
+
+    codec = EventCodec(default_registry())
+    evs = [ev("create", f"a{i}", Create(text=str(i))) for i in range(MAX_RECORD_EVENTS + 3)]
+    evs.insert(5, ev("create", "b0", Create(text="other"), ns=OTHER_NS))
+    items = [(e.namespace.encode(), codec.encode(e), e) for e in evs]
+    recs = _records(items)
+    by_key: dict[bytes, list[str]] = {}
+    for key, value, _headers in recs:
+        by_key.setdefault(key, []).extend(e.event_id for e in codec.decode(value))
+    # every event once, each namespace in its original order, runs bounded in size
+    assert by_key[NS.encode()] == [e.event_id for e in evs if e.namespace == NS]
+    assert by_key[OTHER_NS.encode()] == [evs[5].event_id]
+    assert [len(codec.decode(v)) for k, v, _ in recs if k == NS.encode()] == [MAX_RECORD_EVENTS, 3]
+    # and the sequencer takes such a record as the events it holds
+    seq = Sequencer(codec, None, "memstream.requests", PARTS)  # type: ignore[arg-type]
+    first = next(v for k, v, _ in recs if k == NS.encode())
+    parsed = seq.parse(P, KRecord(offset=0, key=NS.encode(), value=first))
+    assert parsed.incident is None and len(parsed.events) == MAX_RECORD_EVENTS
