@@ -171,6 +171,10 @@ def _classify(e: BaseException) -> CliError | None:
     )  # fmt: skip
     if isinstance(e, unavailable):
         return CliError(str(e), EXIT_UNAVAILABLE, {"error": type(e).__name__})
+    from memstream.streams.kafka.producer import NotWritten, OutcomePending
+
+    if isinstance(e, NotWritten | OutcomePending):  # the Kafka runtime: broker or workers
+        return CliError(str(e), EXIT_UNAVAILABLE, {"error": type(e).__name__})
     if isinstance(e, StoreReadOnly):
         return CliError(str(e), EXIT_BAD_INPUT, {"error": "read_only"})
     if isinstance(e, FileExistsError | FileNotFoundError | NotADirectoryError | PermissionError):
@@ -282,6 +286,15 @@ def _open(
         return
     with embedded:
         yield embedded
+
+
+@contextlib.contextmanager
+def _kafka_store(bootstrap: str, actor: str = "cli") -> Iterator[Any]:
+    """The Kafka runtime as a publishing target (its workers decide; outcomes awaited)."""
+    from memstream.kafka import KafkaMemoryStore
+
+    with KafkaMemoryStore.connect(bootstrap, actor=actor) as target:
+        yield target
 
 
 @contextlib.contextmanager
@@ -611,6 +624,14 @@ def publish(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Events per append (each batch is atomic).")
     ] = 1000,
+    kafka: Annotated[
+        str | None,
+        typer.Option(
+            "--kafka",
+            envvar="MEMSTREAM_KAFKA_BOOTSTRAP",
+            help="Publish to the Kafka runtime at these brokers (host:port) instead of a store.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Append events; print their outcomes. Exit 1 if any was rejected, 2 if malformed."""
@@ -640,7 +661,12 @@ def publish(
             except MalformedEvent as e:
                 raise _relocate(e, start, lines) from None
         outcomes: list[Outcome] = []
-        with _open(store, url, create=True, max_event_bytes=max_event_bytes) as target:
+        opened = (
+            _kafka_store(kafka)
+            if kafka
+            else _open(store, url, create=True, max_event_bytes=max_event_bytes)
+        )
+        with opened as target:
             with _progress(enabled=len(chunks) > 1) as progress:
                 tick = progress("publishing", len(docs))
                 for start, body in chunks:

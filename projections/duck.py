@@ -180,8 +180,9 @@ class DuckStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def write(self, b: CoreBatch) -> None:
-        """Write a batch and its offset in one transaction."""
+    def write(self, b: CoreBatch, offsets: dict[str, int] | None = None) -> None:
+        """Write a batch and its offset in one transaction (with ``offsets`` of other
+        projectors kept in the same file, e.g. an outbox cursor, when given)."""
         if len(b) == 0:
             return
         with self._write_lock:
@@ -189,8 +190,9 @@ class DuckStore:
             cur.execute("BEGIN TRANSACTION")
             try:
                 self._write(cur, b)
-                cur.execute(
-                    "INSERT OR REPLACE INTO projection_offsets VALUES (?, ?)", (CORE, b.last_offset)
+                cur.executemany(
+                    "INSERT OR REPLACE INTO projection_offsets VALUES (?, ?)",
+                    [(CORE, b.last_offset), *(offsets or {}).items()],
                 )
                 cur.execute("COMMIT")
             except BaseException:

@@ -117,6 +117,7 @@ class Shard:
         self.state.load(*self.duck.load_states())
         self.offset = self.duck.offset()
         self.outbox = self.duck.offset(OUTBOX)
+        self._outbox_unsaved = False
         rows = self.duck.query(
             'SELECT epoch_us(recorded_at) AS r, chain_hash FROM audit WHERE "offset" = ?',
             [self.offset],
@@ -136,6 +137,7 @@ class Shard:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self._save_outbox()
             self.duck.close()
 
     # -- applying ----------------------------------------------------------------------------
@@ -173,7 +175,9 @@ class Shard:
         if last == self.offset:
             return res
         batch = project(pairs)
-        self.duck.write(batch)
+        # the outbox cursor rides along with the next commit (one commit per batch, not two)
+        self.duck.write(batch, {OUTBOX: self.outbox} if self._outbox_unsaved else None)
+        self._outbox_unsaved = False
         self.offset, self.chain, self.recorded = last, prev, recorded
         self._remember(seen_now)
         return res
@@ -298,12 +302,20 @@ class Shard:
         return [(r["subject"], int(r["erased_generation"])) for r in rows]
 
     def published(self, upto: int) -> None:
-        """Mark outcomes up to ``upto`` as published."""
+        """Mark outcomes up to ``upto`` as published.
+
+        The mark is written with the next batch's commit (or on close), so after a crash the
+        outcomes of the last batch may be published again: at least once, never lost."""
         if upto > self.outbox:
-            self.duck.cursor().execute(
-                "INSERT OR REPLACE INTO projection_offsets VALUES (?, ?)", (OUTBOX, upto)
-            )
             self.outbox = upto
+            self._outbox_unsaved = True
+
+    def _save_outbox(self) -> None:
+        if self._outbox_unsaved:
+            self.duck.cursor().execute(
+                "INSERT OR REPLACE INTO projection_offsets VALUES (?, ?)", (OUTBOX, self.outbox)
+            )
+            self._outbox_unsaved = False
 
 
 def _placed(out: Outcome, partition: int) -> Outcome:

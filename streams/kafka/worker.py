@@ -288,7 +288,7 @@ class Node:
             for o in outcomes
         ]
         await asyncio.wait_for(asyncio.gather(*sends), self.settings.send_timeout)
-        await asyncio.to_thread(shard.published, shard.offset)
+        shard.published(shard.offset)
 
     async def _publish_pending(self, shard: Shard) -> None:
         """The outbox after a restart: erasures and outcomes committed but not published."""

@@ -48,6 +48,29 @@ def test_sdk_publishes_a_worker_decides_and_any_worker_reads(deployment) -> None
         r = httpx.post(f"{w.url}/v1/events", content=b'{"type": "create"}')
         assert r.status_code == 422 and r.json()["field"]
         assert store.get("http-1", namespace="user/alice").text == "published over HTTP"
+        # the CLI publishes JSON Lines to the Kafka runtime and prints the outcomes
+        lines = "\n".join(
+            json.dumps(_wire("create", "user/cli", f"cli-{i}", {"text": f"from the CLI {i}"}))
+            for i in range(3)
+        )
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "memstream",
+                "publish",
+                "--kafka",
+                deployment.settings.bootstrap,
+                "--json",
+            ],
+            input=lines.encode(),
+            capture_output=True,
+            env=deployment.env(),
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        assert json.loads(done.stdout)["accepted"] == 3
+        assert store.get("cli-2", namespace="user/cli").text == "from the CLI 2"
         page = store.audit("user/alice", type="revise")
         assert [(e.type, e.status) for e in page.entries] == [
             ("revise", "accepted"),
