@@ -83,6 +83,14 @@ def fatal(what: str, exc: BaseException) -> None:
     os._exit(EXIT_APPLY_FAILED)
 
 
+def _fatal_on_error(what: str):  # type: ignore[no-untyped-def]
+    def check(task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            fatal(what, task.exception())  # type: ignore[arg-type]
+
+    return check
+
+
 class _Shared:
     """The worker's one embedding cache, lent to each partition's projection (which closes
     its cache when it closes: this one stays open for the others)."""
@@ -127,6 +135,7 @@ class Node:
         self._followers: dict[int, asyncio.Task[None]] = {}
         self._stopping: set[int] = set()
         self.sync_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._acks: dict[int, asyncio.Future[None]] = {}
         self.texts_embedded = 0
         if semantic:
             self.cache = RecordingCache(self.data_dir / "embeddings.sqlite")
@@ -159,6 +168,7 @@ class Node:
     async def stop(self) -> None:
         for p in list(self.shards):
             async with self.locks[p]:
+                await self._acknowledged(p)
                 await self._close_semantic(p)
                 shard = self.shards.pop(p, None)
                 if shard is not None:
@@ -266,6 +276,7 @@ class Node:
 
     async def _reopen(self, shard: Shard) -> Shard:
         """Drop a shard whose in-memory state may be ahead of its file, and open it again."""
+        await self._acknowledged(shard.partition)
         await self._close_semantic(shard.partition)
         shard.close()
         self.shards.pop(shard.partition, None)
@@ -277,9 +288,10 @@ class Node:
         await self.keys.destroy(subject, kids)
 
     async def _publish(self, shard: Shard, outcomes: list[Any]) -> None:
-        if not outcomes:
-            shard.published(shard.offset)
-            return
+        """Send the outcomes of a committed batch; the outbox cursor moves once the broker
+        acknowledged them (in order per partition). The next batch does not wait for that
+        round trip; a failure stops the worker, whose outbox publishes them again."""
+        p, upto = shard.partition, shard.offset
         assert self.producer is not None
         sends = [
             await self.producer.send(
@@ -287,8 +299,24 @@ class Node:
             )
             for o in outcomes
         ]
-        await asyncio.wait_for(asyncio.gather(*sends), self.settings.send_timeout)
-        shard.published(shard.offset)
+        before = self._acks.get(p)
+
+        async def acknowledged() -> None:
+            if before is not None:
+                await before
+            if sends:
+                await asyncio.wait_for(asyncio.gather(*sends), self.settings.send_timeout)
+            shard.published(upto)
+
+        task = asyncio.ensure_future(acknowledged())
+        task.add_done_callback(_fatal_on_error(f"publishing the outcomes of partition {p}"))
+        self._acks[p] = task
+
+    async def _acknowledged(self, p: int) -> None:
+        """Wait for partition ``p``'s outcomes in flight (before its shard closes)."""
+        task = self._acks.pop(p, None)
+        if task is not None:
+            await task
 
     async def _publish_pending(self, shard: Shard) -> None:
         """The outbox after a restart: erasures and outcomes committed but not published."""
@@ -415,6 +443,7 @@ class Node:
             p = tp.partition
             self.owned.discard(p)
             async with self.locks[p]:
+                await self._acknowledged(p)
                 await self._close_semantic(p)
                 shard = self.shards.pop(p, None)
                 if shard is not None:
