@@ -31,10 +31,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Event, default_registry
+from memstream.streams.kafka import clients
 from memstream.streams.kafka.broker import start_broker
 from memstream.streams.kafka.keys import SharedKeys
 from memstream.streams.kafka.local import LocalDeployment
@@ -123,12 +124,7 @@ async def _raw_projectors(s: KafkaSettings, root: Path, records: int) -> dict[st
         p: Shard(root / "shards", s.events, p, s.partitions, log_id, sealer, keystore)
         for p in range(s.partitions)
     }
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=s.bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
+    consumer = clients.reader(s)
     await consumer.start()
     applied = 0
     try:

@@ -28,9 +28,10 @@ import uuid
 from collections.abc import Callable, Iterable
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from memstream.streams.keystore import KeyStore
 
+from . import clients
 from .settings import KafkaSettings
 
 log = logging.getLogger("memstream.kafka.keys")
@@ -75,12 +76,8 @@ class SharedKeys:
 
     async def start(self) -> None:
         s = self.settings
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap, acks="all", request_timeout_ms=int(s.send_timeout * 1000)
-        )
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
+        self._producer = clients.producer(s)
+        self._consumer = clients.reader(s)
         await self._producer.start()
         await self._consumer.start()
         self._consumer.assign([self._tp])
@@ -91,14 +88,7 @@ class SharedKeys:
         self._task = asyncio.create_task(self._follow(), name="memstream-keys")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-        await self._consumer.stop()
-        await self._producer.stop()
+        await clients.stop(self._task, self._consumer, self._producer)
 
     async def _follow(self) -> None:
         try:

@@ -24,6 +24,7 @@ from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Event, default_registry
 from memstream.schemas.memcube import Outcome
 
+from . import clients
 from .records import H_COUNT, H_EVENT_ID, H_TYPE, H_VERSION, decode_outcome
 from .settings import KafkaSettings
 
@@ -97,18 +98,8 @@ class KafkaPublisher:
 
     async def start(self) -> None:
         s = self.settings
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap,
-            acks="all",
-            request_timeout_ms=int(s.send_timeout * 1000),
-            retry_backoff_ms=200,
-            linger_ms=2,
-            max_batch_size=MAX_RECORD_BYTES + 64 * 1024,
-            max_request_size=MAX_RECORD_BYTES + 64 * 1024,
-        )
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap, enable_auto_commit=False, auto_offset_reset="latest"
-        )
+        self._producer = clients.producer(s)
+        self._consumer = clients.reader(s, from_end=True)
         try:
             await asyncio.wait_for(self._producer.start(), s.send_timeout)
             await asyncio.wait_for(self._consumer.start(), s.send_timeout)
@@ -145,23 +136,8 @@ class KafkaPublisher:
             await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
-        for c in (self._consumer, self._producer):
-            if c is not None:
-                try:
-                    await asyncio.wait_for(c.stop(), self.settings.send_timeout)
-                except (Exception, asyncio.CancelledError):
-                    # a client of a broker that is gone fails to stop cleanly; unless this
-                    # task itself is being cancelled, that is no reason to fail the caller
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        raise
+        task, self._task = self._task, None
+        await clients.stop(task, self._consumer, self._producer, timeout=self.settings.send_timeout)
         self._consumer = self._producer = None
 
     async def __aenter__(self) -> KafkaPublisher:

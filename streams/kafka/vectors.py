@@ -19,9 +19,10 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import numpy.typing as npt
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from memstream.projections.embedding import EmbeddingCache
 
+from . import clients
 from .settings import KafkaSettings
 
 log = logging.getLogger("memstream.kafka.vectors")
@@ -96,20 +97,8 @@ class SharedVectors:
 
     async def start(self) -> None:
         s = self.settings
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap,
-            acks="all",
-            linger_ms=5,
-            max_batch_size=1024 * 1024,
-            max_request_size=1024 * 1024,
-            request_timeout_ms=int(s.send_timeout * 1000),
-        )
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-        )
+        self._producer = clients.producer(s, linger_ms=5)
+        self._consumer = clients.reader(s)
         await self._producer.start()
         await self._consumer.start()
         self._consumer.assign(self._tps)
@@ -118,14 +107,7 @@ class SharedVectors:
         self._task = asyncio.create_task(self._follow(), name="memstream-vectors")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-        await self._consumer.stop()
-        await self._producer.stop()
+        await clients.stop(self._task, self._consumer, self._producer)
 
     async def _follow(self) -> None:
         while True:

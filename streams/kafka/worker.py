@@ -38,7 +38,7 @@ from typing import Any
 
 import faust
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from faust.web import Request, Response, View
 from memstream.projections import reads
 from memstream.projections.embedding import CachedEmbedder
@@ -52,6 +52,7 @@ from memstream.streams.keystore import KeyStore
 from memstream.streams.sealing import Sealer
 from yarl import URL
 
+from . import clients
 from .keys import SharedKeys
 from .partitioning import partition_of
 from .producer import KafkaPublisher, NotWritten, OutcomePending
@@ -70,7 +71,6 @@ EXIT_APPLY_FAILED = 70
 #: (removed as it fires): the recovery tests kill a worker exactly there.
 FAULT_ENV = "MEMSTREAM_FAULT_ONCE"
 FILL_CHUNK = 2_000
-PRODUCER_BATCH_BYTES = 1024 * 1024
 #: Header a worker sets on a read it forwards to the partition's owner.
 FORWARDED = "X-Memstream-Forwarded"
 
@@ -145,16 +145,7 @@ class Node:
     async def start(self) -> None:
         s = self.settings
         await ensure_topics(s)
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap,
-            acks="all",
-            linger_ms=2,
-            # a batch of the sequencer or the outbox goes out in a few requests, not one per
-            # 16 KiB (aiokafka's default), each waiting for the previous one's round trip
-            max_batch_size=PRODUCER_BATCH_BYTES,
-            max_request_size=PRODUCER_BATCH_BYTES,
-            request_timeout_ms=int(s.send_timeout * 1000),
-        )
+        self.producer = clients.producer(s)
         await self.producer.start()
         await self.keys.start()
         self.log_id = f"kafka:{await self.keys.identity()}:{s.events}"
@@ -334,12 +325,7 @@ class Node:
     async def _fill(self, shard: Shard, upto: int) -> None:
         """Read ``shard.offset + 1 .. upto`` with a plain reader (outside the group)."""
         tp = TopicPartition(self.settings.events, shard.partition)
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-        )
+        reader = clients.reader(self.settings)
         await reader.start()
         try:
             reader.assign([tp])
@@ -466,7 +452,7 @@ class Node:
             self.catching_up.discard(p)
 
     async def end_offset(self, p: int) -> int:
-        c = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap)
+        c = clients.reader(self.settings)
         await c.start()
         try:
             tp = TopicPartition(self.settings.events, p)

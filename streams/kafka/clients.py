@@ -1,0 +1,64 @@
+"""The Kafka clients every part of the runtime uses, configured once.
+
+- :func:`producer`: ``acks=all`` (a record counts as written once every in-sync replica
+  has it), bounded by ``send_timeout``, and batches of up to 1 MiB: a sequencer batch or an
+  outbox goes out in a few requests rather than one per 16 KiB (aiokafka's default), each
+  waiting for the previous one's round trip.
+- :func:`reader`: a consumer outside any group (assign + seek), never committing, with
+  large fetches; it reads topics as logs (keys, vectors, outcomes, gaps of the events).
+- :func:`stop`: stops a background task and clients, bounded; a client whose broker is
+  gone does not hang or fail the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from .settings import KafkaSettings
+
+#: Largest produce batch and request (a request record of the SDK stays below it).
+BATCH_BYTES = 1024 * 1024
+
+
+def producer(s: KafkaSettings, *, linger_ms: int = 2) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=s.bootstrap,
+        acks="all",
+        linger_ms=linger_ms,
+        retry_backoff_ms=200,
+        max_batch_size=BATCH_BYTES,
+        max_request_size=BATCH_BYTES,
+        request_timeout_ms=int(s.send_timeout * 1000),
+    )
+
+
+def reader(s: KafkaSettings, *, from_end: bool = False) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=s.bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="latest" if from_end else "earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+
+
+async def stop(task: asyncio.Task[Any] | None, *clients: Any, timeout: float = 15.0) -> None:
+    """Cancel ``task`` and stop ``clients`` (None entries are skipped)."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    for c in clients:
+        if c is None:
+            continue
+        try:
+            await asyncio.wait_for(c.stop(), timeout)
+        except (Exception, asyncio.CancelledError):
+            # a client of a broker that is gone fails to stop cleanly; unless this task
+            # itself is being cancelled, that is no reason to fail the caller
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
