@@ -13,6 +13,7 @@ import abc
 import asyncio
 import functools
 import os
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -652,8 +653,20 @@ class MemoryStore(Operations):
 
     def backup(self, dest: str | Path) -> Path:
         """A consistent copy of log and keys, safe while the store is written; open the
-        copy with ``MemoryStore.open`` to restore (its projections are rebuilt from the log)."""
-        return self.runtime.backup(dest)
+        copy with ``MemoryStore.open`` to restore (its projections are rebuilt from the log).
+
+        The store's embedding model choice (``model.json``) goes with it, and, when the
+        search indexes are open, the embedding cache, so the restored store searches with
+        the same model and embeds nothing again."""
+        from memstream.projections.semantic import EMBEDDINGS_FILE, MODEL_FILE
+
+        dest = self.runtime.backup(dest)
+        model = self.runtime.root / MODEL_FILE
+        if model.exists():
+            shutil.copy2(model, dest / MODEL_FILE)
+        if self.semantic is not None:
+            self.semantic.embedder.cache.backup(dest / EMBEDDINGS_FILE)
+        return dest
 
     def replay(
         self,

@@ -232,3 +232,22 @@ def test_cli_reembeds_and_reports_json(
     assert body["dim"] == 32 and body["embedded"] == 11 and body["model_calls"] == 2
     assert body["rebuild"]["indexed"] == 11
     assert np.isclose(calls.texts(), 11)
+
+
+def test_a_backup_keeps_the_model_and_its_vectors(
+    filled: tuple[Path, list[str]], tiny_model: Path, calls: Calls, tmp_path: Path
+) -> None:
+    root, ids = filled
+    reembed(root, tiny_model, batch_size=4)
+    calls.batches.clear()
+    with MemoryStore.open(root, durability="os", semantic=True) as store:
+        store.flush()
+        dest = store.backup(tmp_path / "copy")
+    assert (dest / MODEL_FILE).read_bytes() == (root / MODEL_FILE).read_bytes()
+    with MemoryStore.open(dest, durability="os", semantic=True) as restored:
+        restored.flush()
+        assert restored.semantic is not None
+        assert restored.semantic.embedder.model_id == TransformersEmbedder(tiny_model).model_id
+        assert len(restored.semantic.vectors) == 11
+    # the restored store rebuilt its index from the copied cache: no memory embedded again
+    assert calls.texts() == 0
