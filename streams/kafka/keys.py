@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterable
 
 import msgspec
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from memstream.streams.keystore import KeyStore
 
 from . import clients
@@ -70,6 +70,8 @@ class SharedKeys:
         self._proposals: dict[str, set[bytes]] = {}
         self._applied = -1
         self._advanced = asyncio.Condition()
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self.log_id: str | None = None
@@ -78,14 +80,26 @@ class SharedKeys:
         s = self.settings
         self._producer = clients.producer(s)
         self._consumer = clients.reader(s)
-        await self._producer.start()
-        await self._consumer.start()
-        self._consumer.assign([self._tp])
-        await self._consumer.seek_to_beginning(self._tp)
-        end = (await self._consumer.end_offsets([self._tp]))[self._tp]
+        await self._p.start()
+        await self._c.start()
+        self._c.assign([self._tp])
+        await self._c.seek_to_beginning(self._tp)
+        end = (await self._c.end_offsets([self._tp]))[self._tp]
         while self._applied < end - 1:  # every key known now, before anything is sealed
             await self._poll(1.0)
         self._task = asyncio.create_task(self._follow(), name="memstream-keys")
+
+    @property
+    def _c(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._consumer
+
+    @property
+    def _p(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._producer
 
     async def stop(self) -> None:
         await clients.stop(self._task, self._consumer, self._producer)
@@ -103,7 +117,7 @@ class SharedKeys:
                 self._advanced.notify_all()
 
     async def _poll(self, timeout: float) -> None:
-        got = await self._consumer.getmany(self._tp, timeout_ms=int(timeout * 1000))
+        got = await self._c.getmany(self._tp, timeout_ms=int(timeout * 1000))
         recs = got.get(self._tp, [])
         if not recs:
             return
@@ -142,7 +156,7 @@ class SharedKeys:
     async def identity(self) -> str:
         """The log identity, recording one if the deployment has none yet."""
         if self.log_id is None:
-            md = await self._producer.send_and_wait(
+            md = await self._p.send_and_wait(
                 self.settings.keys, uuid.uuid4().hex.encode(), key=LOG_ID_KEY, partition=0
             )
             await self._reached(md.offset, self.settings.send_timeout)
@@ -151,7 +165,7 @@ class SharedKeys:
 
     async def catch_up(self) -> None:
         """Wait until every key record in the topic now has been applied here."""
-        end = (await self._consumer.end_offsets([self._tp]))[self._tp]
+        end = (await self._c.end_offsets([self._tp]))[self._tp]
         if end > 0:
             await self._reached(end - 1, self.settings.send_timeout)
 
@@ -166,7 +180,7 @@ class SharedKeys:
             kid = f"{subject}#{gen}"
             rec = KeyRecord(kid=kid, subject=subject, generation=gen, key=os.urandom(32))
             sends.append(
-                await self._producer.send(
+                await self._p.send(
                     self.settings.keys,
                     _enc.encode(rec),
                     key=f"{kid}|{uuid.uuid4().hex}".encode(),
@@ -188,7 +202,7 @@ class SharedKeys:
             rec = KeyRecord(kid=kid, subject=subject, generation=gen, key=None)
             for pkey in sorted(self._proposals.get(kid, {f"{kid}|".encode()})):
                 md = await asyncio.wait_for(
-                    self._producer.send_and_wait(
+                    self._p.send_and_wait(
                         self.settings.keys, _enc.encode(rec), key=pkey, partition=0
                     ),
                     self.settings.send_timeout,

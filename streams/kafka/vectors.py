@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import numpy.typing as npt
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from memstream.projections.embedding import EmbeddingCache
 
 from . import clients
@@ -91,6 +91,8 @@ class SharedVectors:
         self.settings = settings
         self.cache = cache
         self._tps = [TopicPartition(settings.vectors, p) for p in range(settings.partitions)]
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._read = asyncio.Lock()
         self.received = 0
@@ -99,12 +101,24 @@ class SharedVectors:
         s = self.settings
         self._producer = clients.producer(s, linger_ms=5)
         self._consumer = clients.reader(s)
-        await self._producer.start()
-        await self._consumer.start()
-        self._consumer.assign(self._tps)
-        await self._consumer.seek_to_beginning(*self._tps)
+        await self._p.start()
+        await self._c.start()
+        self._c.assign(self._tps)
+        await self._c.seek_to_beginning(*self._tps)
         await self.catch_up()
         self._task = asyncio.create_task(self._follow(), name="memstream-vectors")
+
+    @property
+    def _c(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._consumer
+
+    @property
+    def _p(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._producer
 
     async def stop(self) -> None:
         await clients.stop(self._task, self._consumer, self._producer)
@@ -115,7 +129,7 @@ class SharedVectors:
 
     async def _poll(self, timeout_ms: int) -> int:
         async with self._read:
-            got = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=10_000)
+            got = await self._c.getmany(timeout_ms=timeout_ms, max_records=10_000)
         by_model: dict[str, list[tuple[str, npt.NDArray[np.float32]]]] = {}
         n = 0
         for recs in got.values():
@@ -133,9 +147,9 @@ class SharedVectors:
 
     async def catch_up(self) -> None:
         """Read every vector in the topic now into the local cache."""
-        ends = await self._consumer.end_offsets(self._tps)
+        ends = await self._c.end_offsets(self._tps)
         while True:
-            behind = [tp for tp, end in ends.items() if await self._consumer.position(tp) < end]
+            behind = [tp for tp, end in ends.items() if await self._c.position(tp) < end]
             if not behind:
                 return
             await self._poll(200)
@@ -144,11 +158,11 @@ class SharedVectors:
         """Publish what the cache computed or erased since the last call."""
         fresh, gone = self.cache.drain()
         sends = [
-            await self._producer.send(self.settings.vectors, vec, key=_key(m, h))
+            await self._p.send(self.settings.vectors, vec, key=_key(m, h))
             for m, h, vec in fresh
         ]
         sends += [
-            await self._producer.send(self.settings.vectors, None, key=_key(m, h)) for m, h in gone
+            await self._p.send(self.settings.vectors, None, key=_key(m, h)) for m, h in gone
         ]
         if sends:
             await asyncio.wait_for(asyncio.gather(*sends), self.settings.send_timeout)

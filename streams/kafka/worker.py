@@ -503,7 +503,7 @@ def create_app(
     web_host: str = "127.0.0.1",
     web_port: int = 6066,
     advertise: str | None = None,
-    batch: int = 2_000,
+    batch: int = 5_000,
     semantic: bool = True,
 ) -> faust.App:
     """The worker app: agents, partition callbacks and the read API."""
