@@ -452,20 +452,28 @@ class Node:
             self.catching_up.discard(p)
 
     async def end_offset(self, p: int) -> int:
+        return (await self.end_offsets([p]))[p]
+
+    async def end_offsets(self, ps: Sequence[int]) -> dict[int, int]:
+        """The events topic's end offsets of partitions ``ps`` (one request)."""
+        if not ps:
+            return {}
         c = clients.reader(self.settings)
         await c.start()
         try:
-            tp = TopicPartition(self.settings.events, p)
-            end = (await c.end_offsets([tp]))[tp]
+            tps = [TopicPartition(self.settings.events, p) for p in ps]
+            ends = {tp.partition: end for tp, end in (await c.end_offsets(tps)).items()}
         finally:
             await c.stop()
-        self.ends[p] = end
-        return end
+        self.ends.update(ends)
+        return ends
 
     async def status(self) -> dict[str, Any]:
         parts = {}
-        for p in sorted(self.owned):
-            end = await self.end_offset(p)
+        owned = sorted(self.owned)
+        ends = await self.end_offsets(owned)
+        for p in owned:
+            end = ends[p]
             shard = self.shards.get(p)
             offset = shard.offset if shard is not None else -1
             parts[str(p)] = {
