@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import shutil
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,7 +154,7 @@ class Shard:
         res = Applied()
         pairs: list[tuple[Logged, Outcome]] = []
         last, prev, recorded = self.offset, self.chain, self.recorded
-        seen_now: list[str] = []
+        seen_now: dict[str, None] = {}  # event ids of this batch, in order (a set that keeps it)
         for r in records:
             if r.offset <= last:
                 res.skipped += 1
@@ -168,7 +169,7 @@ class Shard:
             last = r.offset
             if out.code != DUPLICATE:
                 res.outcomes.append(out)
-                seen_now.append(logged.event.event_id)
+                seen_now[logged.event.event_id] = None
             if out.destroy_key is not None:
                 subject, kid = out.destroy_key
                 res.erased.append((subject, split_kid(kid)[1]))
@@ -183,7 +184,7 @@ class Shard:
         return res
 
     def _decide(
-        self, r: KRecord, recorded: int, chain: bytes, seen_now: list[str]
+        self, r: KRecord, recorded: int, chain: bytes, seen_now: dict[str, None]
     ) -> tuple[Logged, Outcome]:
         if r.headers.get(H_KIND) == KIND_INCIDENT:
             try:
@@ -266,7 +267,7 @@ class Shard:
         )
         return logged, out
 
-    def _remember(self, ids: list[str]) -> None:
+    def _remember(self, ids: Iterable[str]) -> None:
         for i in ids:
             if i not in self._recent:
                 self._recent.add(i)
