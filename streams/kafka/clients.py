@@ -62,3 +62,27 @@ async def stop(task: asyncio.Task[Any] | None, *clients: Any, timeout: float = 1
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
+
+
+class TopicFollower:
+    """A producer, a group-less reader and the background task that follows a topic with
+    it (the keys and vectors topics): created by the subclass's ``start``, stopped here."""
+
+    _producer: AIOKafkaProducer | None = None
+    _consumer: AIOKafkaConsumer | None = None
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def _c(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._consumer
+
+    @property
+    def _p(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._producer
+
+    async def stop(self) -> None:
+        await stop(self._task, self._consumer, self._producer)

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterable
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from memstream.streams.keystore import KeyStore
 
 from . import clients
@@ -54,7 +54,7 @@ _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder(KeyRecord)
 
 
-class SharedKeys:
+class SharedKeys(clients.TopicFollower):
     """A worker's view of the keys topic, applied into its local key store."""
 
     def __init__(
@@ -70,9 +70,6 @@ class SharedKeys:
         self._proposals: dict[str, set[bytes]] = {}
         self._applied = -1
         self._advanced = asyncio.Condition()
-        self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self.log_id: str | None = None
 
@@ -88,21 +85,6 @@ class SharedKeys:
         while self._applied < end - 1:  # every key known now, before anything is sealed
             await self._poll(1.0)
         self._task = asyncio.create_task(self._follow(), name="memstream-keys")
-
-    @property
-    def _c(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        return self._consumer
-
-    @property
-    def _p(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        return self._producer
-
-    async def stop(self) -> None:
-        await clients.stop(self._task, self._consumer, self._producer)
 
     async def _follow(self) -> None:
         try:

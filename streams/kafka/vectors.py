@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import numpy.typing as npt
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from memstream.projections.embedding import EmbeddingCache
 
 from . import clients
@@ -84,16 +84,13 @@ def _key(model_id: str, content_hash: str) -> bytes:
     return f"{model_id}|{content_hash}".encode()
 
 
-class SharedVectors:
+class SharedVectors(clients.TopicFollower):
     """A worker's reader and writer of the vectors topic."""
 
     def __init__(self, settings: KafkaSettings, cache: RecordingCache):
         self.settings = settings
         self.cache = cache
         self._tps = [TopicPartition(settings.vectors, p) for p in range(settings.partitions)]
-        self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
         self._read = asyncio.Lock()
         self.received = 0
 
@@ -107,21 +104,6 @@ class SharedVectors:
         await self._c.seek_to_beginning(*self._tps)
         await self.catch_up()
         self._task = asyncio.create_task(self._follow(), name="memstream-vectors")
-
-    @property
-    def _c(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        return self._consumer
-
-    @property
-    def _p(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        return self._producer
-
-    async def stop(self) -> None:
-        await clients.stop(self._task, self._consumer, self._producer)
 
     async def _follow(self) -> None:
         while True:
@@ -158,12 +140,9 @@ class SharedVectors:
         """Publish what the cache computed or erased since the last call."""
         fresh, gone = self.cache.drain()
         sends = [
-            await self._p.send(self.settings.vectors, vec, key=_key(m, h))
-            for m, h, vec in fresh
+            await self._p.send(self.settings.vectors, vec, key=_key(m, h)) for m, h, vec in fresh
         ]
-        sends += [
-            await self._p.send(self.settings.vectors, None, key=_key(m, h)) for m, h in gone
-        ]
+        sends += [await self._p.send(self.settings.vectors, None, key=_key(m, h)) for m, h in gone]
         if sends:
             await asyncio.wait_for(asyncio.gather(*sends), self.settings.send_timeout)
         return len(sends)
