@@ -600,7 +600,9 @@ class MemoryStore(Operations):
         )  # fmt: skip
         q.check(self.semantic.embedder.dim)
         self.runtime.wait_for_follower(min_offset)
-        return run(self.runtime.duck, self.semantic, q, self.usage_tracker)
+        return run(
+            self.runtime.duck, self.semantic, q, self.usage_tracker, self.runtime.state.memories
+        )
 
     def history(
         self,

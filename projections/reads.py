@@ -32,6 +32,42 @@ WHERE m.memory_id = ?
 """
 
 
+#: The columns of a :class:`Memory` view, in field order.
+VIEW_COLUMNS = (
+    "memory_id", "namespace", "subject", "kind", "state", "frozen", "version", "revision",
+    "text", "content_hash", "tags", "metadata", "source", "owner", "visibility", "priority",
+    "ttl_seconds", "retention_days", "parents", "created_at", "updated_at", "created_by",
+    "updated_by", "offset",
+)  # fmt: skip
+
+#: The FROM clause of memories at their current version (aliases ``m`` and ``v``).
+CURRENT_SOURCE = (
+    "memories m LEFT JOIN versions v ON v.memory_id = m.memory_id AND v.version = m.version"
+)
+
+#: Column expressions over :data:`CURRENT_SOURCE` that differ from ``m.<name>``.
+CURRENT_EXPRESSIONS = {"offset": "m.updated_offset"}
+
+
+def view_select(exprs: dict[str, str]) -> str:
+    """The select list of :data:`VIEW_COLUMNS`, with ``exprs`` for the columns they name."""
+    cols = []
+    for c in VIEW_COLUMNS:
+        if c in exprs:
+            cols.append(f'{exprs[c]} AS "{c}"')
+        elif c in ("text", "content_hash", "tags", "metadata"):
+            cols.append(f"v.{c}")
+        else:
+            cols.append(f"m.{c}")
+    return ", ".join(cols)
+
+
+def view_from_row(row: tuple[Any, ...] | list[Any]) -> Memory:
+    """A :class:`Memory` from a row selected with :func:`view_select`."""
+    d = dict(zip(VIEW_COLUMNS, row, strict=True))
+    return _memory(d)
+
+
 def _memory(row: dict[str, Any]) -> Memory:
     row["tags"] = list(row["tags"] or [])
     row["metadata"] = _meta(row["metadata"])

@@ -41,10 +41,12 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 from memstream.schemas.lifecycle import STATES
-from memstream.schemas.views import Memory, Parent, SearchHit
+from memstream.schemas.memcube import MemState
+from memstream.schemas.views import Memory, SearchHit
 
 from .duck import DuckStore
 from .keyword import KeywordIndex
+from .reads import CURRENT_EXPRESSIONS, CURRENT_SOURCE, view_from_row, view_select
 from .semantic import LIVE_STATES, SemanticProjection
 from .usage import UsageTracker
 
@@ -170,24 +172,16 @@ def fuse(
 
 # -- DuckDB ------------------------------------------------------------------------------------
 
-_MEMORY_COLS = (
-    "memory_id", "namespace", "subject", "kind", "state", "frozen", "version", "revision",
-    "text", "content_hash", "tags", "metadata", "source", "owner", "visibility", "priority",
-    "ttl_seconds", "retention_days", "parents", "created_at", "updated_at", "created_by",
-    "updated_by", "offset",
-)  # fmt: skip
-
 
 def _source(as_of: int | None) -> tuple[str, dict[str, str], list[Any]]:
     """FROM clause, expressions of the time-varying columns, and its parameters."""
     if as_of is None:
         return (
-            "memories m LEFT JOIN versions v ON v.memory_id = m.memory_id "
-            "AND v.version = m.version",
+            CURRENT_SOURCE,
             {
                 "state": "m.state", "namespace": "m.namespace", "frozen": "m.frozen",
                 "version": "m.version", "revision": "m.revision", "updated_at": "m.updated_at",
-                "updated_by": "m.updated_by", "offset": "m.updated_offset",
+                "updated_by": "m.updated_by", **CURRENT_EXPRESSIONS,
             },
             [],
         )  # fmt: skip
@@ -264,14 +258,6 @@ def _memories(duck: DuckStore, ids: list[str], as_of: int | None) -> dict[str, M
     if not ids:
         return {}
     source, e, params = _source(as_of)
-    cols = []
-    for c in _MEMORY_COLS:
-        if c in e:
-            cols.append(f'{e[c]} AS "{c}"')
-        elif c in ("text", "content_hash", "tags", "metadata"):
-            cols.append(f"v.{c}")
-        else:
-            cols.append(f"m.{c}")
     ids = list(dict.fromkeys(ids))
     if len(ids) <= _IN_LIST_MAX:
         # A constant IN list is a filter DuckDB's optimizer plans around (measured 4-5x
@@ -280,16 +266,32 @@ def _memories(duck: DuckStore, ids: list[str], as_of: int | None) -> dict[str, M
     else:
         where, more = "list_contains(?, m.memory_id)", [ids]
     res = duck.cursor().execute(
-        f"SELECT {', '.join(cols)} FROM {source} WHERE {where}", params + more
+        f"SELECT {view_select(e)} FROM {source} WHERE {where}", params + more
     )
-    out = {}
-    for row in res.fetchall():
-        d = dict(zip(_MEMORY_COLS, row, strict=True))
-        d["tags"] = list(d["tags"] or [])
-        d["metadata"] = _dec.decode(d["metadata"]) if d["metadata"] else {}
-        d["parents"] = [Parent(p["memory_id"], p["version"]) for p in d["parents"] or ()]
-        out[d["memory_id"]] = Memory(**d)
-    return out
+    return {m.memory_id: m for m in map(view_from_row, res.fetchall())}
+
+
+def _views(
+    duck: DuckStore,
+    proj: SemanticProjection,
+    ids: list[str],
+    as_of: int | None,
+    current: Mapping[str, MemState] | None,
+) -> dict[str, Memory]:
+    """The views of ``ids`` now (from memory where current) or as of an offset (DuckDB)."""
+    if as_of is not None or current is None:
+        return _memories(duck, ids, as_of)
+
+    def offset_of(memory_id: str) -> int | None:
+        state = current.get(memory_id)
+        return None if state is None else state.updated_offset
+
+    found, missing = proj.rows.get(ids, offset_of)
+    if missing:
+        read = _memories(duck, missing, None)
+        proj.rows.put(read.values())
+        found.update(read)
+    return found
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -340,8 +342,14 @@ def search(
     proj: SemanticProjection,
     q: SearchQuery,
     usage: UsageTracker | None = None,
+    current: Mapping[str, MemState] | None = None,
 ) -> list[SearchHit]:
-    """Run ``q`` (see the module docstring for how); records the hits' usage if given."""
+    """Run ``q`` (see the module docstring for how); records the hits' usage if given.
+
+    ``current`` is the core's decision state (memory id -> :class:`MemState`): with it,
+    the hits' current views come from the follower's in-memory rows while they match
+    that state (see :mod:`~memstream.projections.rows`), and only the others from DuckDB.
+    """
     q.check(proj.embedder.dim)
     vectors, keywords = proj.vectors, proj.keywords
     assert vectors is not None and keywords is not None, "the semantic projection is not open"
@@ -389,7 +397,7 @@ def search(
         batch = fused[start : start + size]
         start += len(batch)
         size = len(fused)
-        rows = _memories(duck, [m for m, *_ in batch], q.as_of)
+        rows = _views(duck, proj, [m for m, *_ in batch], q.as_of, current)
         for memory_id, score, ss, ks in batch:
             m = rows.get(memory_id)
             if m is None or m.state not in wanted:  # the index lags the state: never leak

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from memstream.schemas.views import Memory
 
 from .core import PROJECTOR_VERSION
 from .duck import DuckStore
@@ -54,6 +55,8 @@ from .embedding import (
 )
 from .errors import IndexUnusable
 from .keyword import KeywordIndex
+from .reads import CURRENT_EXPRESSIONS, CURRENT_SOURCE, view_from_row, view_select
+from .rows import DEFAULT_CAPACITY, CurrentRows
 from .vectors import VectorIndex
 
 __all__ = [
@@ -155,6 +158,9 @@ class SemanticProjection:
         save_changes: changed memories that trigger a save regardless of time.
         progress: a progress factory for rebuilds (``label, total -> tick(n)``).
         vector_options: :class:`VectorIndex` keywords (``num_threads``, ``exact_limit``...).
+        row_capacity: current views of live memories kept in memory for searches
+            (:class:`~memstream.projections.rows.CurrentRows`); 0 reads every hit's row
+            from DuckDB.
     """
 
     name = "semantic"
@@ -168,6 +174,7 @@ class SemanticProjection:
         save_changes: int = 5_000,
         progress: ProgressFactory | None = None,
         vector_options: dict[str, Any] | None = None,
+        row_capacity: int = DEFAULT_CAPACITY,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -184,6 +191,8 @@ class SemanticProjection:
         self.problems: dict[str, str] = {}
         self.vectors: VectorIndex | None = None
         self.keywords: KeywordIndex | None = None
+        #: Current views of the indexed memories, so searches answer without DuckDB.
+        self.rows = CurrentRows(row_capacity)
         self._lock = threading.RLock()
         self._dirty = 0
         self._last_save = time.monotonic()
@@ -245,6 +254,7 @@ class SemanticProjection:
         self.vectors = VectorIndex(self.embedder.dim, self.embedder.model_id, **self.vector_options)
         self.keywords = KeywordIndex(self.directory / "keywords", overwrite=True)
         self.problems.clear()
+        self.rows.clear()
         ids = [r[0] for r in duck.cursor().execute(
             "SELECT memory_id FROM memories WHERE list_contains(?, state) ORDER BY memory_id",
             [list(LIVE_STATES)],
@@ -291,23 +301,32 @@ class SemanticProjection:
         rows = (
             duck.cursor()
             .execute(
-                "SELECT m.memory_id, m.namespace, m.state, v.text, v.content_hash, v.vector "
-                "FROM memories m JOIN (SELECT unnest(?::VARCHAR[]) AS memory_id) c USING (memory_id) "
-                "LEFT JOIN versions v ON v.memory_id = m.memory_id AND v.version = m.version",
+                f"SELECT {view_select(CURRENT_EXPRESSIONS)}, v.vector "
+                f"FROM {CURRENT_SOURCE} JOIN (SELECT unnest(?::VARCHAR[]) AS memory_id) c "
+                "ON c.memory_id = m.memory_id",
                 [ids],
             )
             .fetchall()
         )
         live: list[tuple[str, str, str, str, list[float] | None]] = []
+        views: list[Memory] = []
         gone: list[str] = []
         erased: list[str] = []
-        for memory_id, namespace, state, text, content_hash, vector in rows:
-            if state in LIVE_STATES and text is not None and content_hash is not None:
-                live.append((memory_id, namespace, text, content_hash, vector))
+        for row in rows:
+            view, vector = view_from_row(row[:-1]), row[-1]
+            if (
+                view.state in LIVE_STATES
+                and view.text is not None
+                and view.content_hash is not None
+            ):
+                live.append((view.memory_id, view.namespace, view.text, view.content_hash, vector))
+                views.append(view)
             else:
-                gone.append(memory_id)
-                if state == "erased":
-                    erased.append(memory_id)
+                gone.append(view.memory_id)
+                if view.state == "erased":
+                    erased.append(view.memory_id)
+        self.rows.drop(gone)
+        self.rows.put(views)
         if gone:
             self.vectors.remove(gone)
             self.keywords.remove(gone)

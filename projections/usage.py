@@ -5,7 +5,8 @@ replayed, and differ between a store and its replay. So they live in their own D
 table (``usage``), outside the tables the core projection writes and that replays
 compare. Recording an access is a dictionary update in memory; the buffer is written in
 one statement per flush (the follower thread flushes it about once a second, and on
-close), never one statement per read.
+close), never one statement per read. Reads of the indicators come from memory too: the
+table is mirrored there, so a search does not query DuckDB for its hits' usage.
 
 Heat is an exponentially decayed access count with a half-life of
 :data:`HEAT_HALF_LIFE_S` (one day): each access adds 1, and the total halves every day
@@ -35,7 +36,12 @@ CREATE TABLE IF NOT EXISTS usage (
 
 
 class UsageTracker:
-    """Buffers accesses and writes them to the ``usage`` table in batches (a follower)."""
+    """Counts accesses in memory and writes them to the ``usage`` table in batches (a follower).
+
+    Reads of the indicators (:meth:`get`) never touch DuckDB: the tracker mirrors the
+    table in memory (loaded once, on the first sync) and adds what is buffered, exactly as
+    the next flush will merge it.
+    """
 
     name = "usage"
 
@@ -45,6 +51,8 @@ class UsageTracker:
         self.checkpoint = -1
         self._lock = threading.Lock()
         self._buffer: dict[str, list[Any]] = {}  # memory_id -> [count, last epoch seconds]
+        # memory_id -> (count, last epoch seconds, heat at last access): the table's rows
+        self._flushed: dict[str, tuple[int, float, float]] = {}
 
     def record(self, memory_ids: Iterable[str]) -> None:
         """Count one access of each id now (buffered)."""
@@ -57,6 +65,15 @@ class UsageTracker:
                 else:
                     entry[0] += 1
                     entry[1] = now
+
+    def _merged(
+        self, flushed: tuple[int, float, float] | None, count: int, last: float
+    ) -> tuple[int, float, float]:
+        """A table row merged with buffered accesses (what the flush's upsert computes)."""
+        if flushed is None:
+            return count, last, float(count)
+        f_count, f_last, f_heat = flushed
+        return f_count + count, last, f_heat * 2.0 ** (-(last - f_last) / self.half_life) + count
 
     def flush(self) -> None:
         """Write the buffered accesses in one statement."""
@@ -79,22 +96,30 @@ class UsageTracker:
                 "last_access = excluded.last_access",
                 rows,
             )
+        with self._lock:
+            flushed = self._flushed
+            for memory_id, (count, last) in buffered.items():
+                flushed[memory_id] = self._merged(flushed.get(memory_id), count, last)
 
     def get(self, memory_ids: list[str]) -> dict[str, tuple[int, datetime | None, float]]:
-        """``memory_id -> (access_count, last_access, heat now)`` as flushed so far."""
-        if not memory_ids or self.duck is None:
-            return {}
-        rows = (
-            self.duck.cursor()
-            .execute(
-                "SELECT memory_id, access_count, last_access, heat * pow(2, -(epoch(now()) - "
-                f"epoch(last_access)) / {self.half_life!r}) FROM usage "
-                f"WHERE memory_id IN ({', '.join('?' * len(memory_ids))})",
-                list(memory_ids),
-            )
-            .fetchall()
-        )
-        return {r[0]: (int(r[1]), r[2], float(r[3])) for r in rows}
+        """``memory_id -> (access_count, last_access, heat now)``, buffered accesses included
+        (ids never accessed are left out)."""
+        now = time.time()
+        out = {}
+        with self._lock:
+            for memory_id in memory_ids:
+                flushed = self._flushed.get(memory_id)
+                buffered = self._buffer.get(memory_id)
+                row = flushed if buffered is None else self._merged(flushed, *buffered)
+                if row is None:
+                    continue
+                count, last, heat = row
+                out[memory_id] = (
+                    count,
+                    datetime.fromtimestamp(last, UTC),
+                    heat * 2.0 ** (-(now - last) / self.half_life),
+                )
+        return out
 
     # -- the follower protocol: flush with the follower's rhythm -----------------------
 
@@ -102,6 +127,13 @@ class UsageTracker:
         if self.duck is None:
             with duck._write_lock:
                 duck.cursor().execute(_SCHEMA)
+            rows = (
+                duck.cursor()
+                .execute("SELECT memory_id, access_count, epoch(last_access), heat FROM usage")
+                .fetchall()
+            )
+            with self._lock:
+                self._flushed = {m: (int(c), float(t), float(h)) for m, c, t, h in rows}
             self.duck = duck
         self.flush()
         self.checkpoint = upto

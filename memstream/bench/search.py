@@ -331,6 +331,7 @@ def _latency(
     queries: npt.NDArray[np.float32],
     graph: Any,
     depth: int,
+    ef: int,
 ) -> dict[str, Any]:
     """One pass over the queries: every path timed per query, interleaved (same noise)."""
     times: dict[str, list[float]] = {
@@ -344,6 +345,7 @@ def _latency(
         store.search(vector=vec, k=K)
         t2 = time.perf_counter()
         store.search(vector=vec, k=K, tags_any=[SELECTIVE_TAG])
+        graph.set_ef(ef)  # what the store's search used (same graph, same list)
         t3 = time.perf_counter()
         graph.knn_query(q, k=depth, num_threads=1)
         t4 = time.perf_counter()
@@ -509,6 +511,7 @@ def run(
         index.exact_limit = min(index.exact_limit, max(len(selective), n // 10))
         counter = _GraphCounter(index)
         depth = max(5 * K, 50) + 10  # what the search path asks the graph for
+        ef = max(index.effective_ef, 2 * depth)  # and the list it searches with
         store.search(questions[0], k=K)  # loads the model for query embedding
         recall = _recall(store, ids, vectors, queries, selective, counter)
         if n > index.exact_limit and recall["graph_searches"] < len(queries):
@@ -518,7 +521,7 @@ def run(
         with reporter.task("search: latency", repeats) as tick:
             for _ in range(repeats):
                 with clean_heap():
-                    latencies.append(_latency(store, corpus, queries, index._graph, depth))
+                    latencies.append(_latency(store, corpus, queries, index._graph, depth, ef))
                 tick(1)
         final_counts = store_counts(store)
     finally:
@@ -593,6 +596,7 @@ def run(
                 "M": index.M,
                 "ef_construction": index.ef_construction,
                 "ef_search": index.ef_search,
+                "effective_ef": ef,
                 "exact_limit": index.exact_limit,
                 "threads": index._threads(),
                 "chunk": 2_048,

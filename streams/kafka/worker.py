@@ -410,7 +410,7 @@ class Node:
             await asyncio.sleep(0.05)
         if as_of is not None:
             q = dataclasses.replace(q, as_of=shard.duck.offset_at_time(as_of))
-        return await asyncio.to_thread(run_search, shard.duck, proj, q)
+        return await asyncio.to_thread(run_search, shard.duck, proj, q, None, shard.state.memories)
 
     # -- partitions --------------------------------------------------------------------------
 

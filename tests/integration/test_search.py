@@ -283,22 +283,69 @@ def test_erase_removes_from_both_indexes_and_the_cache(store: MemoryStore) -> No
     assert gone.memory_id not in ids(store.search("passport", exact=True, states=["erased"]))
 
 
+# -- hits served from memory ------------------------------------------------------------------------
+
+
+def test_hits_come_from_current_rows_in_memory_and_never_stale(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import memstream.projections.search as search_module
+
+    bike = store.create("user/alice", "The user's bike is a green Brompton")
+    car = store.create("user/alice", "The user's car is a red Fiat 500")
+    store.search("bike", k=2, min_offset=car.offset)  # the follower indexed both
+    reads: list[list[str]] = []
+    original = search_module._memories
+
+    def counted(duck, ids, as_of):  # type: ignore[no-untyped-def]
+        reads.append(list(ids))
+        return original(duck, ids, as_of)
+
+    monkeypatch.setattr(search_module, "_memories", counted)
+    hits = store.search("bike", k=2)
+    assert {h.memory.memory_id for h in hits} == {bike.memory_id, car.memory_id}
+    assert reads == []  # both views came from memory, none from DuckDB
+    assert hits[0].memory == store.get(bike.memory_id)
+
+    old_view = hits[0].memory
+    revised = store.revise(bike.memory_id, "The user's bike is a blue Brompton")
+    store.search("bike", k=1, min_offset=revised.offset)
+    # A follower lagging behind the core puts the old view back: it must not be served.
+    store.semantic.rows.put([old_view])
+    top = store.search("bike", k=1, min_offset=revised.offset)[0]
+    assert top.memory.text == "The user's bike is a blue Brompton" and top.memory.version == 2
+    assert reads == [[bike.memory_id]]  # the stale view was read again from DuckDB
+
+    car_view = next(h.memory for h in hits if h.memory.memory_id == car.memory_id)
+    archived = store.archive(car.memory_id)
+    store.semantic.rows.put([car_view])  # the same, for a memory no longer live
+    found = store.search("car", k=2, min_offset=archived.offset)
+    assert car.memory_id not in {h.memory.memory_id for h in found}
+
+
 # -- usage ----------------------------------------------------------------------------------------
 
 
-def test_usage_indicators_are_counted_in_batches(store: MemoryStore) -> None:
+def test_usage_indicators_are_counted_in_batches(store: MemoryStore, model: LazyEmbedder) -> None:
     m = store.create("user/alice", "The user's bike is a green Brompton")
     first = store.search("bike", k=1, min_offset=m.offset)[0]
     assert first.access_count == 0
     store.get(m.memory_id)
+    buffered = store.search("bike", k=1)[0]  # accesses not flushed yet are counted too
+    assert buffered.access_count == 2 and buffered.heat > 1.9
     store.usage_tracker.flush()
     again = store.search("bike", k=1)[0]
-    assert again.access_count == 2 and again.last_access is not None and again.heat > 1.9
-    tables = {
-        r["name"]
-        for r in store.runtime.duck.query("SELECT table_name AS name FROM duckdb_tables()")
-    }
-    assert "usage" in tables
+    assert again.access_count == 3 and again.last_access is not None and again.heat > 2.9
+    rows = store.runtime.duck.query(
+        "SELECT access_count FROM usage WHERE memory_id = ?", [m.memory_id]
+    )
+    assert rows == [{"access_count": 3}]  # flushed in one batch to the usage table
+    store.close()
+    reopened = open_store(store.path, model)
+    try:
+        assert reopened.search("bike", k=1)[0].access_count == 4  # mirrored from the table
+    finally:
+        reopened.close()
 
 
 # -- HTTP and CLI ---------------------------------------------------------------------------------

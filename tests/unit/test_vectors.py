@@ -268,6 +268,32 @@ def test_ef_search_override_on_load(tmp_path: Path, data: np.ndarray) -> None:
     assert loaded.graph_ef == 150
 
 
+def test_ef_search_grows_with_the_index(
+    tmp_path: Path, data: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import memstream.projections.vectors as vectors
+
+    monkeypatch.setattr(vectors, "EF_MIN", 20)
+    monkeypatch.setattr(vectors, "EF_MAX", 60)
+    monkeypatch.setattr(vectors, "EF_PER_VECTORS", 10)
+    index = VectorIndex(DIM, MODEL, num_threads=1, **GRAPH)
+    assert index.ef_search is None and index.effective_ef == 20
+    index.upsert(ids_of(300), data[:300])
+    assert index.effective_ef == 30
+    index.search(data[0], 5)
+    assert index.graph_ef == 30  # the search ran with the list sized for 300 vectors
+    index.upsert(ids_of(700, "n"), data[300:1000])
+    assert index.effective_ef == 60  # capped
+    index.search(data[0], 5)
+    assert index.graph_ef == 60
+    index.save(tmp_path, offset=3)
+    assert json.loads((tmp_path / MANIFEST_NAME).read_text())["ef_search"] is None
+    loaded = VectorIndex.load(tmp_path, DIM, MODEL)
+    assert loaded.ef_search is None and loaded.graph_ef == 60
+    index.ef_search = 25  # an explicit list wins over the size rule
+    assert index.effective_ef == 25 and index.graph_ef == 25
+
+
 def saved(tmp_path: Path, data: np.ndarray) -> tuple[Path, dict]:
     index = VectorIndex(DIM, MODEL, num_threads=1)
     index.upsert(ids_of(500), data[:500])
