@@ -32,6 +32,7 @@ text, tags and metadata come from that version.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -152,6 +153,13 @@ def fuse(
     are deterministic. Memories whose fused score is 0 (only in a list of weight 0) are
     dropped.
     """
+    if not keyword:
+        # One list: its order is the fused order (a search's common case, kept cheap).
+        ids = [m for m, _ in semantic]
+        if alpha > 0.0 and len(set(ids)) == len(ids):
+            return [
+                (m, alpha / (rrf_k + rank), s, None) for rank, (m, s) in enumerate(semantic[:k], 1)
+            ]
     sem = {m: (rank, s) for rank, (m, s) in enumerate(semantic, 1)}
     kw = {m: (rank, s) for rank, (m, s) in enumerate(keyword, 1)}
     big = len(sem) + len(kw) + 1
@@ -329,10 +337,12 @@ def _query_vector(proj: SemanticProjection, q: SearchQuery) -> npt.NDArray[np.fl
         return None
     if q.vector is not None:
         v = np.asarray(q.vector, dtype=np.float32)
-        norm = float(np.linalg.norm(v))
-        if not np.isfinite(norm) or norm == 0:
-            raise ValueError("vector must be finite and not all zeros")
-        return v / norm
+        norm = math.sqrt(float(np.dot(v, v)))
+        if not math.isfinite(norm) or norm == 0:
+            norm = float(np.linalg.norm(v))  # overflowing squares: measure it scaled
+            if not math.isfinite(norm) or norm == 0:
+                raise ValueError("vector must be finite and not all zeros")
+        return v / np.float32(norm)
     assert q.query is not None
     return proj.embed_query(q.query)
 

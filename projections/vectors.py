@@ -370,6 +370,11 @@ class VectorIndex:
                 f"query vector has dimension {query.shape[0]}, expected {self.dim} "
                 f"(model {self.model_id!r})"
             )
+        # One dot product instead of normalize_rows' checks (a search's fixed cost); a zero,
+        # non-finite or overflowing norm goes through them for its error or rescaling.
+        norm = math.sqrt(float(np.dot(query, query)))
+        if norm > 0.0 and math.isfinite(norm):
+            return query / np.float32(norm)
         return normalize_rows(query, what="query vector")[0]
 
     @staticmethod
