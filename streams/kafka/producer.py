@@ -25,7 +25,7 @@ from memstream.schemas.events import Event, default_registry
 from memstream.schemas.memcube import Outcome
 
 from . import clients
-from .records import H_COUNT, H_EVENT_ID, H_TYPE, H_VERSION, decode_outcome
+from .records import H_COUNT, H_EVENT_ID, H_TYPE, H_VERSION, decode_outcomes
 from .settings import KafkaSettings
 
 log = logging.getLogger("memstream.kafka.producer")
@@ -153,12 +153,15 @@ class KafkaPublisher:
             batches = await self._consumer.getmany(timeout_ms=500)
             for recs in batches.values():
                 for r in recs:
-                    fut = self._waiting.get(r.key.decode()) if r.key else None
-                    if fut is not None and not fut.done():
-                        try:
-                            fut.set_result(decode_outcome(r.value))
-                        except Exception as e:  # a garbled outcome: fail that caller
-                            fut.set_exception(e)
+                    try:
+                        outcomes = decode_outcomes(r.value)
+                    except Exception:  # a garbled record: nobody's verdict can be read
+                        log.warning("unreadable record at %s offset %s", r.topic, r.offset)
+                        continue
+                    for o in outcomes:
+                        fut = self._waiting.get(o.event_id)
+                        if fut is not None and not fut.done():
+                            fut.set_result(o)
 
     async def publish(self, events: Sequence[Event], timeout: float | None = None) -> list[Outcome]:
         """Validate, produce and await one outcome per event, in order."""

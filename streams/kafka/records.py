@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -120,12 +121,27 @@ def decode_incident(data: bytes) -> Incident:
 
 _outcome_encoder = msgspec.json.Encoder()
 _outcome_decoder = msgspec.json.Decoder(Outcome)
+_outcomes_decoder = msgspec.json.Decoder(list[Outcome])
+
+#: Outcomes per record on the outcomes topic (a JSON array of about 250 bytes each).
+OUTCOMES_PER_RECORD = 500
 
 
-def encode_outcome(o: Outcome) -> bytes:
-    """An outcome without its change list (post-states are read from the projections)."""
-    return _outcome_encoder.encode(msgspec.structs.replace(o, changes=(), destroy_key=None))
+def encode_outcomes(outcomes: Sequence[Outcome]) -> list[bytes]:
+    """Record values for ``outcomes``: JSON arrays of at most :data:`OUTCOMES_PER_RECORD`,
+    each outcome without its change list (post-states are read from the projections).
+
+    A batch's verdicts travel in a few records rather than one per event: a produce costs
+    tens of microseconds of the worker's interpreter whatever its size."""
+    bare = [msgspec.structs.replace(o, changes=(), destroy_key=None) for o in outcomes]
+    return [
+        _outcome_encoder.encode(bare[i : i + OUTCOMES_PER_RECORD])
+        for i in range(0, len(bare), OUTCOMES_PER_RECORD)
+    ]
 
 
-def decode_outcome(data: bytes) -> Outcome:
-    return _outcome_decoder.decode(data)
+def decode_outcomes(data: bytes) -> list[Outcome]:
+    """The outcomes of one record (an array; a single object is read as one outcome)."""
+    if data[:1] == b"[":
+        return _outcomes_decoder.decode(data)
+    return [_outcome_decoder.decode(data)]

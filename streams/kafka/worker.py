@@ -56,7 +56,7 @@ from . import clients
 from .keys import SharedKeys
 from .partitioning import partition_of
 from .producer import KafkaPublisher, NotWritten, OutcomePending
-from .records import KRecord, encode_outcome
+from .records import KRecord, encode_outcomes
 from .sequencer import Sequencer
 from .settings import KafkaSettings
 from .shard import MissingKey, Shard
@@ -284,11 +284,10 @@ class Node:
         round trip; a failure stops the worker, whose outbox publishes them again."""
         p, upto = shard.partition, shard.offset
         assert self.producer is not None
+        key = str(p).encode()  # a partition's verdicts stay in order on one partition
         sends = [
-            await self.producer.send(
-                self.settings.outcomes, encode_outcome(o), key=o.event_id.encode()
-            )
-            for o in outcomes
+            await self.producer.send(self.settings.outcomes, value, key=key)
+            for value in encode_outcomes(outcomes)
         ]
         before = self._acks.get(p)
 

@@ -256,3 +256,26 @@ def test_the_sdk_publisher_batches_a_namespace_s_events_into_records_in_order() 
     first = next(v for k, v, _ in recs if k == NS.encode())
     parsed = seq.parse(P, KRecord(offset=0, key=NS.encode(), value=first))
     assert parsed.incident is None and len(parsed.events) == MAX_RECORD_EVENTS
+
+
+def test_a_batch_s_outcomes_travel_in_few_records_without_their_changes(rig: Rig) -> None:
+    from memstream.streams.kafka.records import (
+        OUTCOMES_PER_RECORD,
+        decode_outcomes,
+        encode_outcomes,
+    )
+
+    events = [
+        ev("create", f"m{i}", Create(text=f"fact {i}")) for i in range(OUTCOMES_PER_RECORD + 7)
+    ]
+    res = rig.shard.apply(rig.publish(*events))
+    assert len(res.outcomes) == len(events) and res.outcomes[0].changes
+    values = encode_outcomes(res.outcomes)
+    assert len(values) == 2  # 500 in the first record, 7 in the second
+    back = [o for v in values for o in decode_outcomes(v)]
+    assert [o.event_id for o in back] == [e.event_id for e in events]
+    assert all(o.changes == () and o.status == "accepted" for o in back)
+    assert back[3].offset == res.outcomes[3].offset and back[3].partition == P
+    one = decode_outcomes(values[0][1 : values[0].index(b"},{") + 1])  # a lone object
+    assert [o.event_id for o in one] == [events[0].event_id]
+    assert encode_outcomes([]) == []
