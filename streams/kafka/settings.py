@@ -33,11 +33,23 @@ class KafkaSettings:
     group: str = "memstream-workers"
     #: Faust's consumer session timeout: how soon a dead worker's partitions move.
     session_timeout: float = 10.0
+    #: Seconds a worker's projector waits to fill a batch. Each batch costs every shard it
+    #: touches one DuckDB transaction (about 30 ms whatever its size), so a short window
+    #: spends the worker on commits; a long one delays outcomes by up to the window.
+    project_window: float = 0.25
     data_dir: Path = field(default_factory=lambda: Path("memstream-kafka-data"))
 
     @classmethod
     def from_env(cls, **overrides: object) -> KafkaSettings:
-        """Settings from ``MEMSTREAM_KAFKA_*`` environment variables, then ``overrides``."""
+        """Settings from ``MEMSTREAM_KAFKA_*`` environment variables, then ``overrides``.
+
+        The variables are the fields' names in capitals: ``MEMSTREAM_KAFKA_BOOTSTRAP``,
+        ``MEMSTREAM_KAFKA_PREFIX``, ``MEMSTREAM_KAFKA_PARTITIONS``,
+        ``MEMSTREAM_KAFKA_REPLICATION``, ``MEMSTREAM_KAFKA_GROUP``,
+        ``MEMSTREAM_KAFKA_SESSION_TIMEOUT``, ``MEMSTREAM_KAFKA_SEND_TIMEOUT``,
+        ``MEMSTREAM_KAFKA_OUTCOME_TIMEOUT``, ``MEMSTREAM_KAFKA_PROJECT_WINDOW`` and
+        ``MEMSTREAM_KAFKA_DATA_DIR``.
+        """
         env = os.environ
         s = cls()
         conv = {
@@ -49,13 +61,17 @@ class KafkaSettings:
             "session_timeout": float,
             "send_timeout": float,
             "outcome_timeout": float,
+            "project_window": float,
             "data_dir": Path,
         }
-        found = {
-            name: f(env[f"MEMSTREAM_KAFKA_{name.upper()}"])
-            for name, f in conv.items()
-            if f"MEMSTREAM_KAFKA_{name.upper()}" in env
-        }
+        found = {}
+        for name, f in conv.items():
+            var = f"MEMSTREAM_KAFKA_{name.upper()}"
+            if var in env:
+                try:
+                    found[name] = f(env[var])
+                except ValueError:
+                    raise ValueError(f"{var}={env[var]!r} is not a valid {f.__name__}") from None
         found.update({k: v for k, v in overrides.items() if v is not None})
         return replace(s, **found)  # type: ignore[arg-type]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -71,3 +72,19 @@ def test_the_broker_is_kraft_and_creates_no_topic_by_itself() -> None:
     assert "controller" in env["KAFKA_PROCESS_ROLES"] and "broker" in env["KAFKA_PROCESS_ROLES"]
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert "healthcheck" in _services()["kafka"]
+
+
+def test_kafka_settings_come_from_the_environment_then_overrides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from memstream.streams.kafka.settings import KafkaSettings
+
+    monkeypatch.setenv("MEMSTREAM_KAFKA_PARTITIONS", "3")
+    monkeypatch.setenv("MEMSTREAM_KAFKA_PROJECT_WINDOW", "0.5")
+    monkeypatch.setenv("MEMSTREAM_KAFKA_DATA_DIR", "/srv/shards")
+    s = KafkaSettings.from_env(bootstrap="broker:9092", group=None)
+    assert s.partitions == 3 and s.project_window == 0.5 and str(s.data_dir) == "/srv/shards"
+    assert s.bootstrap == "broker:9092" and s.group == KafkaSettings().group
+    monkeypatch.setenv("MEMSTREAM_KAFKA_PARTITIONS", "many")
+    with pytest.raises(ValueError, match="MEMSTREAM_KAFKA_PARTITIONS='many' is not a valid int"):
+        KafkaSettings.from_env()
