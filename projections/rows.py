@@ -42,8 +42,6 @@ class CurrentRows:
         self.capacity = capacity
         self._rows: dict[str, tuple[int, bytes]] = {}  # memory_id -> (offset, view)
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -95,8 +93,6 @@ class CurrentRows:
                     if rows.get(memory_id) is entry:
                         del rows[memory_id]
             missing.append(memory_id)
-        self.hits += len(found)
-        self.misses += len(missing)
         return found, missing
 
 

@@ -262,9 +262,11 @@ def test_ef_search_override_on_load(tmp_path: Path, data: np.ndarray) -> None:
     index = VectorIndex(DIM, MODEL)
     index.upsert(ids_of(100), data[:100])
     index.save(tmp_path, offset=1)
-    loaded = VectorIndex.load(tmp_path, DIM, MODEL, ef_search=150)
+    loaded = VectorIndex.load(tmp_path, DIM, MODEL, ef_search=150, **GRAPH)
     assert loaded.graph_ef == 150
-    loaded.search(data[0], 120)  # a larger k raises ef for that query only
+    loaded.search(data[0], 90)  # a larger k searches with ef = 2k
+    assert loaded.graph_ef == 180
+    loaded.search(data[0], 5)  # and a small k with ef_search again
     assert loaded.graph_ef == 150
 
 
