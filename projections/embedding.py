@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "unit_vector",
     "CachedEmbedder",
     "Embedder",
     "EmbeddingCache",
@@ -66,6 +68,19 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Return float32 vectors of shape ``(len(texts), dim)`` with L2-normalised rows."""
         ...
+
+
+def unit_vector(vector: npt.ArrayLike, *, what: str = "vector") -> npt.NDArray[np.float32]:
+    """``vector`` as a 1-d float32 unit vector (a query's; one dot product, not the row
+    checks of :func:`normalize_rows`, since a search pays for it every time).
+
+    A vector that is all zeros or not finite has no direction: ``ValueError`` names it.
+    """
+    v = np.asarray(vector, dtype=np.float32).reshape(-1)
+    norm = math.sqrt(float(np.dot(v, v)))
+    if not (norm > 0.0 and math.isfinite(norm)):
+        raise ValueError(f"{what} must be finite and not all zeros")
+    return v / np.float32(norm)
 
 
 def normalize_rows(vectors: npt.ArrayLike, *, what: str = "vector") -> npt.NDArray[np.float32]:

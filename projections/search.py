@@ -32,7 +32,6 @@ text, tags and metadata come from that version.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +45,7 @@ from memstream.schemas.memcube import MemState
 from memstream.schemas.views import Memory, SearchHit
 
 from .duck import DuckStore
+from .embedding import unit_vector
 from .keyword import KeywordIndex
 from .reads import CURRENT_EXPRESSIONS, CURRENT_SOURCE, view_from_row, view_select
 from .semantic import LIVE_STATES, SemanticProjection
@@ -336,13 +336,7 @@ def _query_vector(proj: SemanticProjection, q: SearchQuery) -> npt.NDArray[np.fl
     if q.alpha == 0.0:
         return None
     if q.vector is not None:
-        v = np.asarray(q.vector, dtype=np.float32)
-        norm = math.sqrt(float(np.dot(v, v)))
-        if not math.isfinite(norm) or norm == 0:
-            norm = float(np.linalg.norm(v))  # overflowing squares: measure it scaled
-            if not math.isfinite(norm) or norm == 0:
-                raise ValueError("vector must be finite and not all zeros")
-        return v / np.float32(norm)
+        return unit_vector(q.vector)
     assert q.query is not None
     return proj.embed_query(q.query)
 

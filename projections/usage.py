@@ -79,27 +79,24 @@ class UsageTracker:
         """Write the buffered accesses in one statement."""
         if self.duck is None:
             return
+        # This tracker is the table's only writer, so its mirror holds the rows as they
+        # stand: the merged totals (one formula, in _merged) are written as they are. The
+        # mirror moves with the buffer, under one lock, so reads never miss an access.
         with self._lock:
             buffered, self._buffer = self._buffer, {}
-        if not buffered:
+            merged = {
+                memory_id: self._merged(self._flushed.get(memory_id), count, last)
+                for memory_id, (count, last) in buffered.items()
+            }
+            self._flushed.update(merged)
+        if not merged:
             return
         rows = [
-            (memory_id, count, datetime.fromtimestamp(last, UTC), float(count))
-            for memory_id, (count, last) in buffered.items()
+            (memory_id, count, datetime.fromtimestamp(last, UTC), heat)
+            for memory_id, (count, last, heat) in merged.items()
         ]
         with self.duck._write_lock:
-            self.duck.cursor().executemany(
-                "INSERT INTO usage VALUES (?, ?, ?, ?) ON CONFLICT (memory_id) DO UPDATE SET "
-                "access_count = usage.access_count + excluded.access_count, "
-                "heat = usage.heat * pow(2, -(epoch(excluded.last_access) - "
-                f"epoch(usage.last_access)) / {self.half_life!r}) + excluded.heat, "
-                "last_access = excluded.last_access",
-                rows,
-            )
-        with self._lock:
-            flushed = self._flushed
-            for memory_id, (count, last) in buffered.items():
-                flushed[memory_id] = self._merged(flushed.get(memory_id), count, last)
+            self.duck.cursor().executemany("INSERT OR REPLACE INTO usage VALUES (?, ?, ?, ?)", rows)
 
     def get(self, memory_ids: list[str]) -> dict[str, tuple[int, datetime | None, float]]:
         """``memory_id -> (access_count, last_access, heat now)``, buffered accesses included

@@ -43,7 +43,7 @@ from typing import Any
 import hnswlib
 import numpy as np
 import numpy.typing as npt
-from memstream.projections.embedding import normalize_rows
+from memstream.projections.embedding import normalize_rows, unit_vector
 from memstream.projections.errors import IndexUnusable
 
 __all__ = ["IndexUnusable", "VectorIndex"]
@@ -370,12 +370,7 @@ class VectorIndex:
                 f"query vector has dimension {query.shape[0]}, expected {self.dim} "
                 f"(model {self.model_id!r})"
             )
-        # One dot product instead of normalize_rows' checks (a search's fixed cost); a zero,
-        # non-finite or overflowing norm goes through them for its error or rescaling.
-        norm = math.sqrt(float(np.dot(query, query)))
-        if norm > 0.0 and math.isfinite(norm):
-            return query / np.float32(norm)
-        return normalize_rows(query, what="query vector")[0]
+        return unit_vector(query, what="query vector")
 
     @staticmethod
     def _check_k(k: int) -> None:
