@@ -313,9 +313,7 @@ class Shard:
 
     def _save_outbox(self) -> None:
         if self._outbox_unsaved:
-            self.duck.cursor().execute(
-                "INSERT OR REPLACE INTO projection_offsets VALUES (?, ?)", (OUTBOX, self.outbox)
-            )
+            self.duck.set_offsets({OUTBOX: self.outbox})
             self._outbox_unsaved = False
 
 

@@ -1,0 +1,104 @@
+"""DuckStore.write: new memories inserted, changed ones updated in place, offsets and key
+generations written only when they move, and a batch that contradicts the table refused
+whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+from memstream.projections.core import AUDIT_COLUMNS, CoreBatch
+from memstream.projections.duck import DuckStore
+from memstream.schemas.memcube import MemState
+
+
+def _state(mid: str, version: int, created: int, updated: int, **kw) -> MemState:
+    return MemState(
+        memory_id=mid, namespace="user/a", subject="user/a", kind="plaintext", state="active",
+        version=version, revision=version, tags=kw.pop("tags", ()), created_at=created,
+        updated_at=updated, created_by="t", updated_by="t", created_offset=created,
+        updated_offset=updated, **kw,
+    )  # fmt: skip
+
+
+def _batch(first: int, last: int, *states: MemState, gens: dict[str, int] | None = None):
+    b = CoreBatch(first_offset=first, last_offset=last)
+    for off in range(first, last + 1):
+        row = dict.fromkeys(AUDIT_COLUMNS)
+        row.update(offset=off, event_id=f"e{off}", type="create", status="accepted")
+        b.audit.add(*row.values())
+    b.memories = {m.memory_id: m for m in states}
+    b.key_generations = dict(gens or {})
+    return b
+
+
+def _memories(duck: DuckStore) -> dict[str, tuple]:
+    rows = duck.query("SELECT memory_id, version, tags, updated_offset FROM memories")
+    return {r["memory_id"]: (r["version"], r["tags"], r["updated_offset"]) for r in rows}
+
+
+def test_new_memories_are_inserted_and_changed_ones_updated(tmp_path: Path) -> None:
+    duck = DuckStore(tmp_path / "core.duckdb")
+    try:
+        duck.write(_batch(0, 1, _state("a", 1, 0, 0), _state("b", 1, 1, 1)))
+        # "a" revised, "c" created: one UPDATE and one INSERT in the same transaction
+        duck.write(
+            _batch(2, 3, _state("a", 2, 0, 2, tags=("x", "y")), _state("c", 1, 3, 3)),
+            offsets={"outbox": 1},
+        )
+        assert _memories(duck) == {
+            "a": (2, ["x", "y"], 2),
+            "b": (1, [], 1),
+            "c": (1, [], 3),
+        }
+        assert duck.offset() == 3 and duck.offset("outbox") == 1
+        duck.set_offsets({"outbox": 3})
+        rows = duck.query("SELECT projector, \"offset\" FROM projection_offsets ORDER BY 1")
+        assert rows == [{"projector": "core", "offset": 3}, {"projector": "outbox", "offset": 3}]
+    finally:
+        duck.close()
+
+
+def test_a_batch_updating_a_memory_the_table_lacks_is_refused_whole(tmp_path: Path) -> None:
+    duck = DuckStore(tmp_path / "core.duckdb")
+    try:
+        duck.write(_batch(0, 0, _state("a", 1, 0, 0)))
+        # "ghost" claims to have been created before this batch, but the table never saw it
+        bad = _batch(1, 2, _state("a", 2, 0, 1), _state("ghost", 2, 0, 2))
+        with pytest.raises(RuntimeError, match="updates 2 memories, of which only 1"):
+            duck.write(bad)
+        assert duck.offset() == 0
+        assert _memories(duck) == {"a": (1, [], 0)}
+        assert duck.query("SELECT count(*) AS n FROM audit")[0]["n"] == 1
+        # a memory inserted twice breaks the key: refused too, not silently replaced
+        with pytest.raises(Exception, match="(?i)duplicate key|constraint"):
+            duck.write(_batch(1, 1, _state("a", 1, 1, 1)))
+        assert duck.offset() == 0
+    finally:
+        duck.close()
+
+
+def test_key_generations_survive_a_rolled_back_batch(tmp_path: Path) -> None:
+    path = tmp_path / "core.duckdb"
+    duck = DuckStore(path)
+    try:
+        duck.write(_batch(0, 0, _state("a", 1, 0, 0), gens={"user/a": 1}))
+        failing = _batch(1, 1, _state("ghost", 2, 0, 1), gens={"user/a": 2, "user/b": 1})
+        with pytest.raises(RuntimeError):
+            duck.write(failing)  # rolled back after the generations were computed
+        # the same generations again: they must be written now, not taken as known
+        duck.write(_batch(1, 1, _state("b", 1, 1, 1), gens={"user/a": 2, "user/b": 1}))
+        # an older generation never lowers what is stored
+        duck.write(_batch(2, 2, msgspec.structs.replace(_state("b", 2, 1, 2)), gens={"user/a": 1}))
+    finally:
+        duck.close()
+    duck = DuckStore(path)
+    try:
+        rows = duck.query("SELECT subject, key_generation FROM subjects ORDER BY 1")
+        assert rows == [
+            {"subject": "user/a", "key_generation": 2},
+            {"subject": "user/b", "key_generation": 1},
+        ]
+    finally:
+        duck.close()
