@@ -33,10 +33,6 @@ class KafkaSettings:
     group: str = "memstream-workers"
     #: Faust's consumer session timeout: how soon a dead worker's partitions move.
     session_timeout: float = 10.0
-    #: Seconds a worker's projector waits to fill a batch. Each batch costs every shard it
-    #: touches one DuckDB transaction (about 30 ms whatever its size), so a short window
-    #: spends the worker on commits; a long one delays outcomes by up to the window.
-    project_window: float = 0.25
     data_dir: Path = field(default_factory=lambda: Path("memstream-kafka-data"))
 
     @classmethod
@@ -47,8 +43,7 @@ class KafkaSettings:
         ``MEMSTREAM_KAFKA_PREFIX``, ``MEMSTREAM_KAFKA_PARTITIONS``,
         ``MEMSTREAM_KAFKA_REPLICATION``, ``MEMSTREAM_KAFKA_GROUP``,
         ``MEMSTREAM_KAFKA_SESSION_TIMEOUT``, ``MEMSTREAM_KAFKA_SEND_TIMEOUT``,
-        ``MEMSTREAM_KAFKA_OUTCOME_TIMEOUT``, ``MEMSTREAM_KAFKA_PROJECT_WINDOW`` and
-        ``MEMSTREAM_KAFKA_DATA_DIR``.
+        ``MEMSTREAM_KAFKA_OUTCOME_TIMEOUT`` and ``MEMSTREAM_KAFKA_DATA_DIR``.
         """
         env = os.environ
         s = cls()
@@ -61,7 +56,6 @@ class KafkaSettings:
             "session_timeout": float,
             "send_timeout": float,
             "outcome_timeout": float,
-            "project_window": float,
             "data_dir": Path,
         }
         found = {}

@@ -1,20 +1,29 @@
 """``memstream worker``: the Faust app that runs the sequencer and the projectors.
 
-Two agents, on co-partitioned topics (same partition count, so Faust's assignor gives
-partition *p* of both to the same worker):
+A worker owns partition *p* when Faust's consumer group assigns it partition *p* of
+``memstream.requests``; the events topic has the same partition count and the same keys,
+so partition *p* of the log is its own too.
 
-- ``sequence`` reads ``memstream.requests``: validates, seals, and appends to
-  ``memstream.events`` (same partition) with ``acks=all``, before its batch is acknowledged;
-- ``project`` reads ``memstream.events`` and hands each partition's records to its
+- The ``sequence`` agent reads ``memstream.requests``: validates, seals, and appends to
+  ``memstream.events`` (same partition) with ``acks=all``, before its batch is acknowledged.
+- The projector follows the owned partitions of ``memstream.events`` with a plain
+  aiokafka reader (no group) and hands each partition's records to its
   :class:`~.shard.Shard` (the same decide and project as the embedded driver), then
-  publishes the outcomes (outbox) and the key destructions of erases.
+  publishes the outcomes (outbox) and the key destructions of erases. A fetch returns
+  whatever arrived while the previous batch was being written (up to ``PROJECT_BATCH``), so
+  batches grow with the load by themselves: group commit, with no window to tune.
 
-The shard's offset, committed with its rows, is the authority, never the group's committed
-offset: Faust seeks a gained partition to the group's offset after the assignment callback
-and acknowledges a batch even when the agent raises, so the worker skips what its shard
-holds and fills any gap with a plain aiokafka reader outside the group. When it cannot
-apply a batch it exits at once, before Faust acknowledges anything; on restart it resumes
-from its shards' offsets.
+Why the projector is not a Faust agent: an agent costs the worker Faust's per-message
+handling (about 130 µs of interpreter time per record here), and a second agent on the
+events topic paid it for every event a second time: with it, one worker reached about 0.4
+of a no-op agent's rate, CPU-bound in Faust's consumer; without it, about 0.7 (see
+docs/benchmarks.md). The group still decides who owns what, through the requests topic.
+
+The shard's offset, committed with its rows, is the authority; nothing else records how far
+the projection got. The reader starts each gained partition at its shard's offset, records
+the shard already holds are skipped, and a gap (a partition lost and regained meanwhile) is
+filled from the log first. When the worker cannot apply a batch it exits at once; on
+restart it resumes from its shards' offsets.
 
 Every worker serves the read API (Faust's web server) for every namespace: a request for a
 namespace whose partition another worker owns is forwarded there (Faust's router knows the
@@ -70,6 +79,8 @@ EXIT_APPLY_FAILED = 70
 #: Set to a file path to make the projector fail once, mid-batch, when the file exists
 #: (removed as it fires): the recovery tests kill a worker exactly there.
 FAULT_ENV = "MEMSTREAM_FAULT_ONCE"
+#: the most records the projector takes from the events topic in one fetch
+PROJECT_BATCH = 10_000
 FILL_CHUNK = 2_000
 #: Header a worker sets on a read it forwards to the partition's owner.
 FORWARDED = "X-Memstream-Forwarded"
@@ -137,6 +148,7 @@ class Node:
         self.sync_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._acks: dict[int, asyncio.Future[None]] = {}
         self.texts_embedded = 0
+        self._projector: asyncio.Task[None] | None = None
         if semantic:
             self.cache = RecordingCache(self.data_dir / "embeddings.sqlite")
             self.model = shared_embedder()
@@ -153,10 +165,14 @@ class Node:
         if self.semantic:
             await self.vectors.start()
             await asyncio.to_thread(self.model.model)  # loaded once, before the first search
+        self._projector = asyncio.create_task(self._follow_events(), name="projector")
+        self._projector.add_done_callback(_fatal_on_error("projecting the events topic"))
         self.started.set()
         log.info("worker ready: log %s, data in %s", self.log_id, self.data_dir)
 
     async def stop(self) -> None:
+        await clients.stop(self._projector)
+        self._projector = None
         for p in list(self.shards):
             async with self.locks[p]:
                 await self._acknowledged(p)
@@ -199,15 +215,42 @@ class Node:
 
     # -- projecting --------------------------------------------------------------------------
 
-    async def project(self, batch: Sequence[Any]) -> None:
-        """Each partition's records to its shard; partitions in parallel (their DuckDB
-        writes run in threads, outside the interpreter lock, and their outbox round trips
-        overlap)."""
-        await self.started.wait()
-        by_partition: dict[int, list[KRecord]] = defaultdict(list)
-        for e in batch:
-            by_partition[e.message.partition].append(KRecord.of(e.message))
-        await asyncio.gather(*(self._project(p, recs) for p, recs in by_partition.items()))
+    async def _follow_events(self) -> None:
+        """Project the owned partitions of the events topic as they grow.
+
+        A partition is followed once its shard is open and caught up (``_catch_up``),
+        from the shard's offset; the reader is assigned again whenever that set changes.
+        Partitions are applied in parallel (their DuckDB writes run in threads, outside the
+        interpreter lock), and a fetch takes what arrived meanwhile."""
+        reader = clients.reader(self.settings)
+        await reader.start()
+        following: dict[int, int] = {}
+        try:
+            while True:
+                ready = {
+                    p: shard.offset
+                    for p, shard in self.shards.items()
+                    if p in self.owned and p not in self.catching_up
+                }
+                if ready.keys() != following.keys():
+                    tps = [TopicPartition(self.settings.events, p) for p in ready]
+                    reader.assign(tps)
+                    for p, offset in ready.items():
+                        reader.seek(TopicPartition(self.settings.events, p), offset + 1)
+                    following = ready
+                if not following:
+                    await asyncio.sleep(0.05)
+                    continue
+                got = await reader.getmany(timeout_ms=200, max_records=PROJECT_BATCH)
+                if got:
+                    await asyncio.gather(
+                        *(
+                            self._project(tp.partition, [KRecord.of(r) for r in recs])
+                            for tp, recs in got.items()
+                        )
+                    )
+        finally:
+            await reader.stop()
 
     async def _project(self, p: int, recs: list[KRecord]) -> None:
         if p not in self.owned:
@@ -412,7 +455,7 @@ class Node:
     # -- partitions --------------------------------------------------------------------------
 
     def assigned(self, tps: set[Any]) -> None:
-        mine = {tp.partition for tp in tps if tp.topic == self.settings.events}
+        mine = {tp.partition for tp in tps if tp.topic == self.settings.requests}
         gained = mine - self.owned
         self.owned = mine
         for p in gained:
@@ -421,7 +464,7 @@ class Node:
 
     async def revoked(self, tps: set[Any]) -> None:
         for tp in tps:
-            if tp.topic != self.settings.events:
+            if tp.topic != self.settings.requests:
                 continue
             p = tp.partition
             self.owned.discard(p)
@@ -508,15 +551,10 @@ def create_app(
     web_host: str = "127.0.0.1",
     web_port: int = 6066,
     advertise: str | None = None,
-    batch: int = 5_000,
     semantic: bool = True,
 ) -> faust.App:
-    """The worker app: agents, partition callbacks and the read API.
-
-    The projector takes up to ``batch`` events, or what arrived within
-    ``settings.project_window`` seconds, at a time. In a profile of a saturated worker
-    with four partitions and a window of 0.05 s, DuckDB commits (80 a second) took half of
-    its samples; at 0.25 s it projected about 1.3 times as many events per second."""
+    """The worker app: the sequencer agent, the projector, partition callbacks and the
+    read API."""
     data_dir = Path(data_dir or settings.data_dir)
     app = faust.App(
         settings.group,
@@ -540,7 +578,6 @@ def create_app(
     node = Node(settings, data_dir, semantic=semantic)
     app.memstream = node  # type: ignore[attr-defined]
     requests = app.topic(settings.requests, key_serializer="raw", value_serializer="raw")
-    events = app.topic(settings.events, key_serializer="raw", value_serializer="raw")
 
     @app.task
     async def _start() -> None:
@@ -557,14 +594,6 @@ def create_app(
             except Exception as e:
                 fatal("sequencing a batch of requests", e)
 
-    @app.agent(events, concurrency=1)
-    async def project(stream: Any) -> None:
-        async for events_ in stream.take_events(batch, within=settings.project_window):
-            try:
-                await node.project(events_)
-            except Exception as e:
-                fatal("projecting a batch of events", e)
-
     @app.on_partitions_assigned.connect
     async def _assigned(sender: Any, assigned: set[Any], **kw: Any) -> None:
         node.assigned(assigned)
@@ -577,7 +606,7 @@ def create_app(
     async def _shutdown(sender: Any, **kw: Any) -> None:
         await node.stop()  # shards closed after their last commit; keys and producer
 
-    _install_views(app, node, events)
+    _install_views(app, node)
     return app
 
 
@@ -628,13 +657,13 @@ class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 _search_request = msgspec.json.Decoder(SearchRequest)
 
 
-def _install_views(app: faust.App, node: Node, events: Any) -> None:
+def _install_views(app: faust.App, node: Node) -> None:
     settings = node.settings
     read_wait = 10.0
 
     def owner_url(p: int) -> str | None:
         for url, topics in app.router.external_topics_metadata().items():
-            if p in topics.get(settings.events, ()):
+            if p in topics.get(settings.requests, ()):
                 return url
         return None
 

@@ -80,10 +80,10 @@ def test_kafka_settings_come_from_the_environment_then_overrides(
     from memstream.streams.kafka.settings import KafkaSettings
 
     monkeypatch.setenv("MEMSTREAM_KAFKA_PARTITIONS", "3")
-    monkeypatch.setenv("MEMSTREAM_KAFKA_PROJECT_WINDOW", "0.5")
+    monkeypatch.setenv("MEMSTREAM_KAFKA_SEND_TIMEOUT", "2.5")
     monkeypatch.setenv("MEMSTREAM_KAFKA_DATA_DIR", "/srv/shards")
     s = KafkaSettings.from_env(bootstrap="broker:9092", group=None)
-    assert s.partitions == 3 and s.project_window == 0.5 and str(s.data_dir) == "/srv/shards"
+    assert s.partitions == 3 and s.send_timeout == 2.5 and str(s.data_dir) == "/srv/shards"
     assert s.bootstrap == "broker:9092" and s.group == KafkaSettings().group
     monkeypatch.setenv("MEMSTREAM_KAFKA_PARTITIONS", "many")
     with pytest.raises(ValueError, match="MEMSTREAM_KAFKA_PARTITIONS='many' is not a valid int"):
