@@ -142,10 +142,15 @@ def _cols(names: tuple[str, ...]) -> str:
 class DuckStore:
     """A DuckDB file holding the core projection. One writer; readers use cursors."""
 
-    def __init__(self, path: str | Path, read_only: bool = False):
+    def __init__(
+        self, path: str | Path, read_only: bool = False, config: dict[str, str] | None = None
+    ):
+        """``config`` adds DuckDB settings to (or overrides) :data:`DUCKDB_CONFIG`."""
         self.path = Path(path)
         self.read_only = read_only
-        self.db = duckdb.connect(str(self.path), read_only=read_only, config=dict(DUCKDB_CONFIG))
+        self.db = duckdb.connect(
+            str(self.path), read_only=read_only, config={**DUCKDB_CONFIG, **(config or {})}
+        )
         if not read_only:
             self.db.execute("SET TimeZone = 'UTC'")
             self.db.execute(SCHEMA)

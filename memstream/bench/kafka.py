@@ -10,9 +10,12 @@ fresh topics:
   decided and projected into the shards, their outcomes published; the clock runs from
   the publish call to the last outcome received. Every outcome must
   be ``accepted`` (the workload is valid), or the suite fails.
+- **a record per event, 1 worker**: the same, with each event in a request record of its
+  own, as a producer outside the SDK (kcat, any client) sends them: the sequencer agent
+  then handles as many Faust messages as there are events.
 - **Faust's ceiling**: a Faust app whose agent does nothing consumes the same events topic
-  (the same records, batched with ``take_events`` as the worker's agents are): goal, the
-  1-worker end-to-end rate ≥ 0.7 of it.
+  (the same records, batched with ``take_events`` as the worker's sequencer agent is):
+  goal, the 1-worker end-to-end rate ≥ 0.7 of it.
 - **raw aiokafka + the same projectors**: a plain consumer reads the same events topic and
   hands each partition's records to fresh shards (the worker's code, minus Faust and the
   sequencer): the cost of Faust and of sequencing is the gap to the end-to-end rate.
@@ -39,7 +42,7 @@ from memstream.streams.kafka import clients
 from memstream.streams.kafka.broker import start_broker
 from memstream.streams.kafka.keys import SharedKeys
 from memstream.streams.kafka.local import LocalDeployment
-from memstream.streams.kafka.producer import KafkaPublisher
+from memstream.streams.kafka.producer import MAX_RECORD_EVENTS, KafkaPublisher
 from memstream.streams.kafka.records import KRecord
 from memstream.streams.kafka.settings import KafkaSettings
 from memstream.streams.kafka.shard import Shard
@@ -67,10 +70,11 @@ def _events(events: int, seed: int) -> tuple[list[Event], int]:
 
 
 async def _publish_and_await(
-    s: KafkaSettings, events: list[Event], timeout: float
+    s: KafkaSettings, events: list[Event], timeout: float, per_record: int
 ) -> dict[str, Any]:
-    """Publish every event through the SDK's publisher; wait for every outcome."""
-    async with KafkaPublisher(s) as pub:
+    """Publish every event through the SDK's publisher (at most ``per_record`` events per
+    request record); wait for every outcome."""
+    async with KafkaPublisher(s, max_record_events=per_record) as pub:
         t0 = time.perf_counter()
         outcomes = await pub.publish(events, timeout=timeout)
         seconds = time.perf_counter() - t0
@@ -81,7 +85,12 @@ async def _publish_and_await(
 
 
 def _end_to_end(
-    broker: str, root: Path, events: list[Event], workers: int, reporter: Reporter
+    broker: str,
+    root: Path,
+    events: list[Event],
+    workers: int,
+    reporter: Reporter,
+    per_record: int = MAX_RECORD_EVENTS,
 ) -> tuple[dict[str, Any], LocalDeployment]:
     d = LocalDeployment(broker, root, partitions=PARTITIONS, session_timeout=SESSION_TIMEOUT)
     for i in range(workers):
@@ -90,8 +99,9 @@ def _end_to_end(
     owners = d.serving()
     if len({w.name for w in owners.values()}) != workers:
         raise BenchError(f"kafka: {workers} workers started, {len(set(owners.values()))} serve")
-    with reporter.task(f"kafka end to end, {workers} worker(s)", len(events)) as advance:
-        res = asyncio.run(_publish_and_await(d.settings, events, timeout=600))
+    what = f"kafka end to end, {workers} worker(s), up to {per_record} event(s) per record"
+    with reporter.task(what, len(events)) as advance:
+        res = asyncio.run(_publish_and_await(d.settings, events, 600, per_record))
         advance(len(events))
     res["events_per_s"] = rate(res["events"], res["seconds"])
     return res, d
@@ -180,6 +190,10 @@ def run(
             one, d1 = _end_to_end(broker.bootstrap, scratch.new("one"), evs, 1, reporter)
             d1.close()
             s = d1.settings
+            single, d1s = _end_to_end(
+                broker.bootstrap, scratch.new("single"), evs, 1, reporter, per_record=1
+            )
+            d1s.close()
             with reporter.task("kafka: Faust no-op agent", events) as advance:
                 noop = _faust_noop(broker.bootstrap, s.events, events, scratch.new("noop"))
                 advance(events)
@@ -195,6 +209,7 @@ def run(
                 {
                     "repeat": i,
                     "one_worker": one,
+                    "one_worker_record_per_event": single,
                     "two_workers": two,
                     "faust_noop": noop,
                     "raw_aiokafka_projectors": raw,
@@ -219,6 +234,10 @@ def run(
         "goals": {"ratio_to_faust_noop": GOAL_RATIO_TO_FAUST},
         "results": {
             "one_worker_events_per_s": spread([r["one_worker"]["events_per_s"] for r in runs]),
+            "one_worker_record_per_event_events_per_s": spread(
+                [r["one_worker_record_per_event"]["events_per_s"] for r in runs]
+            ),
+            "ratio_record_per_event_to_faust_noop": med("one_worker_record_per_event") / noop_eps,
             "two_workers_events_per_s": spread([r["two_workers"]["events_per_s"] for r in runs]),
             "faust_noop_events_per_s": spread([r["faust_noop"]["events_per_s"] for r in runs]),
             "raw_aiokafka_projectors_events_per_s": spread(

@@ -124,6 +124,11 @@ def _kafka_rows(d: dict[str, Any]) -> list[str]:
         f"projectors: {_n(raw)} ev/s | {r['ratio_to_faust_noop']:.2f} | ≥ "
         f"{d['goals']['ratio_to_faust_noop']} of the no-op agent | "
         f"{_ok(r['meets_ratio_goal'])} |",
+        f"| kafka, a record per event | the same events, each in a request record of its own "
+        f"(as a producer outside the SDK sends them), 1 worker: "
+        f"**{_n(r['one_worker_record_per_event_events_per_s']['median'])} ev/s** | the "
+        f"no-op agent above: {_n(noop)} ev/s | "
+        f"{r['ratio_record_per_event_to_faust_noop']:.2f} | — | — |",
         f"| kafka, failover | SIGKILL one of 2 workers → the survivor serves every partition: "
         f"**{r['failover_s']['median']:.1f} s** | consumer session timeout "
         f"{p['session_timeout_s']:g} s | — | — | — |",

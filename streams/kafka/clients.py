@@ -62,12 +62,22 @@ async def send_batches(
     return futures
 
 
+#: How long the broker may hold a fetch that finds nothing new. A record that arrives
+#: meanwhile should end the wait, but not every broker ends it at once, and every follower
+#: here waits on such fetches: a new subject's key read back, an outcome, the next events
+#: of an owned partition. Measured with the test broker, a record produced while a fetch
+#: waited reached the reader about 150 ms later at aiokafka's default (500 ms), 2-8 ms
+#: later at 50 ms. The price is at most 20 empty fetches a second per idle reader.
+FETCH_MAX_WAIT_MS = 50
+
+
 def reader(s: KafkaSettings, *, from_end: bool = False) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=s.bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="latest" if from_end else "earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
 
 

@@ -38,9 +38,10 @@ MAX_RECORD_BYTES = 900 * 1024
 
 
 def _records(
-    items: list[tuple[bytes, bytes, Event]],
+    items: list[tuple[bytes, bytes, Event]], max_events: int = MAX_RECORD_EVENTS
 ) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
-    """Request records for ``items``: per namespace, in order, runs of events as arrays."""
+    """Request records for ``items``: per namespace, in order, runs of up to ``max_events``
+    events as arrays."""
     groups: dict[bytes, list[tuple[bytes, Event]]] = {}
     for key, value, e in items:
         groups.setdefault(key, []).append((value, e))
@@ -49,7 +50,7 @@ def _records(
         run: list[tuple[bytes, Event]] = []
         size = 0
         for value, e in [*evs, (b"", None)]:  # a sentinel flushes the last run
-            full = len(run) >= MAX_RECORD_EVENTS or size + len(value) > MAX_RECORD_BYTES
+            full = len(run) >= max_events or size + len(value) > MAX_RECORD_BYTES
             if run and (e is None or full):
                 if len(run) == 1:
                     v, ev = run[0]
@@ -88,7 +89,18 @@ class OutcomePending(TimeoutError):
 class KafkaPublisher:
     """Produce events and await their outcomes (asyncio)."""
 
-    def __init__(self, settings: KafkaSettings, codec: EventCodec | None = None):
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        codec: EventCodec | None = None,
+        *,
+        max_record_events: int = MAX_RECORD_EVENTS,
+    ):
+        """``max_record_events``: the most events one request record carries (1: a record
+        per event, as a producer outside the SDK sends them)."""
+        if max_record_events < 1:
+            raise ValueError(f"max_record_events must be at least 1, not {max_record_events}")
+        self.max_record_events = max_record_events
         self.settings = settings
         self.codec = codec or EventCodec(default_registry())
         self._waiting: dict[str, asyncio.Future[Outcome]] = {}
@@ -183,7 +195,7 @@ class KafkaPublisher:
             try:
                 sends = [
                     await self._producer.send(s.requests, value, key=key, headers=headers)
-                    for key, value, headers in _records(items)
+                    for key, value, headers in _records(items, self.max_record_events)
                 ]
                 await asyncio.wait_for(asyncio.gather(*sends), s.send_timeout)
             except (TimeoutError, KafkaError, OSError) as e:
