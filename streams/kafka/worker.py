@@ -81,6 +81,8 @@ EXIT_APPLY_FAILED = 70
 FAULT_ENV = "MEMSTREAM_FAULT_ONCE"
 #: the most records the projector takes from the events topic in one fetch
 PROJECT_BATCH = 10_000
+#: the longest the projector waits for records before it looks at its partitions again
+PROJECT_FETCH_WAIT = 0.2
 FILL_CHUNK = 2_000
 #: Header a worker sets on a read it forwards to the partition's owner.
 FORWARDED = "X-Memstream-Forwarded"
@@ -149,6 +151,7 @@ class Node:
         self._acks: dict[int, asyncio.Future[None]] = {}
         self.texts_embedded = 0
         self._projector: asyncio.Task[None] | None = None
+        self._stop_projecting = asyncio.Event()
         if semantic:
             self.cache = RecordingCache(self.data_dir / "embeddings.sqlite")
             self.model = shared_embedder()
@@ -171,8 +174,13 @@ class Node:
         log.info("worker ready: log %s, data in %s", self.log_id, self.data_dir)
 
     async def stop(self) -> None:
-        await clients.stop(self._projector)
-        self._projector = None
+        if self._projector is not None:
+            # The batch in hand is written and its outcomes sent; then the loop ends (a
+            # fetch waits at most PROJECT_FETCH_WAIT). Cancelling it instead could close a
+            # shard under a write still running in its thread.
+            self._stop_projecting.set()
+            await self._projector
+            self._projector = None
         for p in list(self.shards):
             async with self.locks[p]:
                 await self._acknowledged(p)
@@ -226,7 +234,7 @@ class Node:
         await reader.start()
         following: dict[int, int] = {}
         try:
-            while True:
+            while not self._stop_projecting.is_set():
                 ready = {
                     p: shard.offset
                     for p, shard in self.shards.items()
@@ -241,7 +249,9 @@ class Node:
                 if not following:
                     await asyncio.sleep(0.05)
                     continue
-                got = await reader.getmany(timeout_ms=200, max_records=PROJECT_BATCH)
+                got = await reader.getmany(
+                    timeout_ms=int(PROJECT_FETCH_WAIT * 1000), max_records=PROJECT_BATCH
+                )
                 if got:
                     await asyncio.gather(
                         *(
@@ -253,9 +263,9 @@ class Node:
             await reader.stop()
 
     async def _project(self, p: int, recs: list[KRecord]) -> None:
-        if p not in self.owned:
-            return  # revoked while buffered: no longer ours to write
         async with self.locks[p]:
+            if p not in self.owned:
+                return  # revoked while fetched or while waiting for the lock: not ours
             shard = await self._shard(p)
             if recs[0].offset > shard.offset + 1:
                 await self._fill(shard, recs[0].offset - 1)
