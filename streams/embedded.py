@@ -55,6 +55,23 @@ SERVER_FILE = "server.json"
 CATCH_UP_SLICE = 500
 #: Records between two young-generation collections while catching up (see ``_catch_up``).
 CATCH_UP_COLLECT = 250_000
+#: DuckDB's row group. An insert of at least this many rows is written straight to the
+#: database file; a smaller one goes to the WAL first and is written again by a checkpoint.
+DUCKDB_ROW_GROUP = 122_880
+
+
+def catch_up_batch(pending: int, batch_size: int) -> int:
+    """Records per transaction when catching up on ``pending`` records.
+
+    Live batches are small (``batch_size``: an append waits for its batch). A long catch-up
+    (a replay, a rebuild) writes up to a row group per transaction instead: each batch
+    then updates ``memories`` with one scan of the table, and its rows skip the WAL. Measured
+    on 1,000,000 events: 72-90 s in batches of 10,000, 52 s in batches of 131,072 (the
+    COMMITs, WAL writes and checkpoints, fell from 21-25 s to 3 s; the updates from 13-16 s
+    to 2 s). A catch-up is still cut into about eight batches, so that deciding the next one
+    overlaps with writing this one (100,000 events: 4.1 s in batches of 10,000, 5.2 s as one).
+    """
+    return max(batch_size, min(DUCKDB_ROW_GROUP, pending // 8))
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
@@ -329,11 +346,11 @@ class EmbeddedRuntime:
         if total <= 0:
             return
         tick = progress("projecting", total) if progress else None
-        limit = self.options.batch_size
+        limit = catch_up_batch(total, self.options.batch_size)
         # Records are decided and turned into rows a slice at a time, and the rows are
-        # written every ``batch_size`` records. The events of a slice are garbage before the
-        # next one is read, so the collector never promotes a whole batch of them to its
-        # oldest generation.
+        # written every ``limit`` records (``catch_up_batch``). The events of a slice are
+        # garbage before the next one is read, so the collector never promotes a whole
+        # batch of them to its oldest generation.
         #
         # A writer thread writes batch n to DuckDB while this thread reads, opens and
         # decides batch n + 1: DuckDB releases the interpreter lock while it executes, so
