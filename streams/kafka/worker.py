@@ -14,10 +14,11 @@ so partition *p* of the log is its own too.
   batches grow with the load by themselves: group commit, with no window to tune.
 
 Why the projector is not a Faust agent: an agent costs the worker Faust's per-message
-handling (about 130 µs of interpreter time per record here), and a second agent on the
-events topic paid it for every event a second time: with it, one worker reached about 0.4
-of a no-op agent's rate, CPU-bound in Faust's consumer; without it, about 0.7 (see
-docs/benchmarks.md). The group still decides who owns what, through the requests topic.
+handling (100-200 µs of interpreter time per record here), and a second agent on the
+events topic paid it once more for every event. With it, one worker fed by the SDK reached
+0.39 of a no-op agent's rate, about half of its interpreter time in Faust's consumer;
+without it, 0.98 (docs/benchmarks.md). The group still decides who owns what, through the
+requests topic.
 
 The shard's offset, committed with its rows, is the authority; nothing else records how far
 the projection got. The reader starts each gained partition at its shard's offset, records
