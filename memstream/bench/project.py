@@ -6,7 +6,8 @@ core projection only). Then, ``repeats`` times:
 - **catch-up** (the headline): a copy of that store directory is opened with
   ``MemoryStore.open``. Its projection is empty, so the runtime reads every record, opens
   it (AES-GCM), decides it and writes the core projection in the batches a catch-up uses
-  (``catch_up_batch``: 12,500 records at 100,000 events): exactly the
+  (``catch_up_batch``: 10,000 records at 100,000 events, a DuckDB row group on logs of
+  about 500,000 records and more): exactly the
   path a replay takes. Timed from the call until the store is open and caught up; closing
   it afterwards (DuckDB's final checkpoint) is reported apart.
 - **raw** (the baseline): the rows the catch-up wrote are read back from its DuckDB file as
