@@ -956,6 +956,10 @@ def run_worker(
         semantic=semantic,
     )
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # Faust keeps a terminal spinner at levels from WARNING up, and to feed it sets the root
+    # logger to DEBUG: every library's debug call then builds a log record (aiokafka's, per
+    # batch sent, showed in the worker's profile). A service has no terminal to spin on.
+    worker.spinner = None
     worker.execute_from_commandline()
 
 
