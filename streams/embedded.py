@@ -74,6 +74,7 @@ def catch_up_batch(pending: int, batch_size: int) -> int:
     """
     return DUCKDB_ROW_GROUP if pending >= 4 * DUCKDB_ROW_GROUP else batch_size
 
+
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 log = logging.getLogger("memstream.embedded")

@@ -17,8 +17,8 @@ Why the projector is not a Faust agent: an agent costs the worker Faust's per-me
 handling (100-200 µs of interpreter time per record here), and a second agent on the
 events topic paid it once more for every event. With it, one worker fed by the SDK reached
 0.39 of a no-op agent's rate, about half of its interpreter time in Faust's consumer;
-without it, 0.98 (docs/benchmarks.md). The group still decides who owns what, through the
-requests topic.
+without it, 0.93-0.98 (docs/benchmarks.md). The group still decides who owns what,
+through the requests topic.
 
 The shard's offset, committed with its rows, is the authority; nothing else records how far
 the projection got. The reader starts each gained partition at its shard's offset, records

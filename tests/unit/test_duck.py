@@ -54,7 +54,7 @@ def test_new_memories_are_inserted_and_changed_ones_updated(tmp_path: Path) -> N
         }
         assert duck.offset() == 3 and duck.offset("outbox") == 1
         duck.set_offsets({"outbox": 3})
-        rows = duck.query("SELECT projector, \"offset\" FROM projection_offsets ORDER BY 1")
+        rows = duck.query('SELECT projector, "offset" FROM projection_offsets ORDER BY 1')
         assert rows == [{"projector": "core", "offset": 3}, {"projector": "outbox", "offset": 3}]
     finally:
         duck.close()
