@@ -180,7 +180,11 @@ class Node:
             # fetch waits at most PROJECT_FETCH_WAIT). Cancelling it instead could close a
             # shard under a write still running in its thread.
             self._stop_projecting.set()
-            await self._projector
+            try:
+                await asyncio.wait_for(asyncio.shield(self._projector), self.settings.send_timeout)
+            except TimeoutError:  # stuck on a broker that is gone: its shards resume anyway
+                log.warning("the projector did not finish its batch in time; stopping it")
+                await clients.stop(self._projector)
             self._projector = None
         for p in list(self.shards):
             async with self.locks[p]:
