@@ -32,6 +32,7 @@ from .core import (
     PROJECTOR_VERSION,
     TRANSITION_COLUMNS,
     VERSION_COLUMNS,
+    Columns,
     CoreBatch,
     memory_row,
 )
@@ -274,15 +275,13 @@ class DuckStore:
         table (measured: 12 ms for 100 rows into 1,000 memories, 67 ms into 600,000).
         A memory missing from the table, or present too early, fails the batch.
         """
-        new, old = [], []
+        new, old = Columns(MEMORY_COLUMNS), Columns(MEMORY_COLUMNS)
         for m in b.memories.values():
-            (new if m.created_offset >= b.first_offset else old).append(memory_row(m))
-        if new:
-            data = dict(zip(MEMORY_COLUMNS, map(list, zip(*new, strict=True)), strict=True))
-            self._insert(cur, "memories", MEMORY_COLUMNS, data)
-        if old:
-            data = dict(zip(MEMORY_COLUMNS, map(list, zip(*old, strict=True)), strict=True))
-            with _registered(cur, "changed", _arrow(MEMORY_COLUMNS, data)):
+            (new if m.created_offset >= b.first_offset else old).rows.append(memory_row(m))
+        if len(new):
+            self._insert(cur, "memories", MEMORY_COLUMNS, new.data)
+        if len(old):
+            with _registered(cur, "changed", _arrow(MEMORY_COLUMNS, old.data)):
                 (n,) = cur.execute(_UPDATE_MEMORIES).fetchone()
             if n != len(old):
                 raise RuntimeError(

@@ -77,7 +77,8 @@ def unit_vector(vector: npt.ArrayLike, *, what: str = "vector") -> npt.NDArray[n
     A vector that is all zeros or not finite has no direction: ``ValueError`` names it.
     """
     v = np.asarray(vector, dtype=np.float32).reshape(-1)
-    norm = math.sqrt(float(np.dot(v, v)))
+    wide = v.astype(np.float64)  # float32 squares overflow from about 1.8e19 on
+    norm = math.sqrt(float(np.dot(wide, wide)))
     if not (norm > 0.0 and math.isfinite(norm)):
         raise ValueError(f"{what} must be finite and not all zeros")
     return v / np.float32(norm)

@@ -237,19 +237,15 @@ class Node:
         interpreter lock), and a fetch takes what arrived meanwhile."""
         reader = clients.reader(self.settings)
         await reader.start()
-        following: dict[int, int] = {}
+        following: set[int] = set()
         try:
             while not self._stop_projecting.is_set():
-                ready = {
-                    p: shard.offset
-                    for p, shard in self.shards.items()
-                    if p in self.owned and p not in self.catching_up
-                }
-                if ready.keys() != following.keys():
+                ready = {p for p in self.shards if p in self.owned and p not in self.catching_up}
+                if ready != following:
                     tps = [TopicPartition(self.settings.events, p) for p in ready]
                     reader.assign(tps)
-                    for p, offset in ready.items():
-                        reader.seek(TopicPartition(self.settings.events, p), offset + 1)
+                    for tp in tps:
+                        reader.seek(tp, self.shards[tp.partition].offset + 1)
                     following = ready
                 if not following:
                     await asyncio.sleep(0.05)

@@ -225,6 +225,16 @@ def test_wrong_dimension_is_rejected_with_both_numbers() -> None:
         index.search(np.ones(DIM), 0)
 
 
+def test_a_query_vector_is_measured_scaled_when_its_squares_overflow() -> None:
+    from memstream.projections.embedding import unit_vector
+
+    big = np.full(DIM, 1e30, dtype=np.float32)  # finite, but its squares are not in float32
+    assert np.allclose(unit_vector(big), np.full(DIM, 1 / np.sqrt(DIM)), atol=1e-6)
+    for bad in (np.zeros(DIM), np.full(DIM, np.nan)):
+        with pytest.raises(ValueError, match="finite and not all zeros"):
+            unit_vector(bad)
+
+
 def test_save_and_load_roundtrip(tmp_path: Path, data: np.ndarray) -> None:
     index = VectorIndex(DIM, MODEL, ef_search=77, num_threads=1, compact_threshold=None)
     index.upsert(ids_of(1000), data[:1000])
