@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import functools
 import os
 import shutil
@@ -29,7 +30,7 @@ from memstream.schemas import events as ev
 from memstream.schemas.codec import EventCodec, error_path
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
-from memstream.streams.embedded import EmbeddedRuntime, Options, ProgressFactory
+from memstream.streams.embedded import EmbeddedRuntime, LogPrefix, Options, ProgressFactory
 from memstream.streams.log import ChainBreak
 
 if TYPE_CHECKING:
@@ -373,6 +374,7 @@ class MemoryStore(Operations):
         progress: ProgressFactory | None = None,
         semantic: bool | None = None,
         embedder: Any | None = None,
+        prefix: LogPrefix | None = None,
         **options: Any,
     ) -> MemoryStore:
         """Open (or create) the store in ``path``.
@@ -386,6 +388,9 @@ class MemoryStore(Operations):
         (``embedder``: any :class:`~memstream.projections.embedding.Embedder`; default
         all-MiniLM-L6-v2) loads only when a text must be embedded; vectors are cached in
         ``<path>/embeddings.sqlite`` and never recomputed by a rebuild or a replay.
+
+        ``prefix`` is for :meth:`replay`: records of the source's log to project while the
+        copy of that log is written.
         """
         from memstream.projections.usage import UsageTracker
 
@@ -404,7 +409,7 @@ class MemoryStore(Operations):
         try:
             rt = EmbeddedRuntime(
                 path, registry=registry, options=Options(**options), progress=progress,
-                followers=followers,
+                followers=followers, prefix=prefix,
             )  # fmt: skip
         except BaseException:
             if proj is not None:
@@ -681,24 +686,34 @@ class MemoryStore(Operations):
 
         ``to`` (a time or an offset, inclusive) stops the replay there: the new store
         answers ``get``/``history``/``audit`` as this one stood at that point.
-        """
-        stop = None
-        if to is not None:
-            stop = self._as_of(to) + 1  # type: ignore[operator]
-        dest = self.runtime.backup(
-            into, stop=stop, origin=f"replay to {to}" if to is not None else "replay"
-        )
-        embedder = None
-        if self.semantic is not None:
-            # The cache is derived data the replay may reuse: it never re-embeds.
-            from memstream.projections.semantic import EMBEDDINGS_FILE
 
-            self.semantic.embedder.cache.backup(dest / EMBEDDINGS_FILE)
-            embedder = self.semantic.embedder.embedder
-        return MemoryStore.open(
-            into, actor=self.actor, registry=self.registry, progress=progress,
-            semantic=self.semantic is not None, embedder=embedder,
+        The log is copied into ``into`` on a thread while the new store projects the same
+        records from this store's log, so the copy costs no time of its own; the new store
+        then checks that its copy ends in the chain hash it projected.
+        """
+        head = self.runtime.head
+        stop = head + 1 if to is None else min(max(self._as_of(to) + 1, 0), head + 1)  # type: ignore[operator]
+        prefix = self.runtime.replay_copy(
+            into, stop, origin=f"replay to {to}" if to is not None else "replay",
+            progress=progress,
         )  # fmt: skip
+        try:
+            embedder = None
+            if self.semantic is not None:
+                # The cache is derived data the replay may reuse: it never re-embeds.
+                from memstream.projections.semantic import EMBEDDINGS_FILE
+
+                self.semantic.embedder.cache.backup(Path(into) / EMBEDDINGS_FILE)
+                embedder = self.semantic.embedder.embedder
+            return MemoryStore.open(
+                into, actor=self.actor, registry=self.registry, progress=progress,
+                semantic=self.semantic is not None, embedder=embedder, prefix=prefix,
+            )  # fmt: skip
+        finally:
+            # Never return (or raise) with the copy still writing into ``into``; its own
+            # error, if any, reached the caller through the store's opening.
+            with contextlib.suppress(Exception):
+                prefix.copied()
 
 
 class AsyncMemoryStore:

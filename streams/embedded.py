@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -139,6 +139,22 @@ class Options:
     follow_interval: float = 1.0
 
 
+@dataclass(frozen=True)
+class LogPrefix:
+    """The first ``stop`` records of ``log``, which the store being opened will also hold
+    once ``copied()`` returns: a replay projects from its source's log while a copy of that
+    log is still being written into the new store (see :meth:`EmbeddedRuntime.replay_copy`).
+
+    ``copied()`` waits for the copy and raises its error. The store then opens its own log,
+    checks that its record ``stop - 1`` carries the chain hash the source's did (so the
+    copy holds the very bytes that were projected), and catches up on whatever follows.
+    """
+
+    log: EmbeddedLog
+    stop: int
+    copied: Callable[[], None]
+
+
 def read_manifest(root: Path) -> dict:
     p = root / MANIFEST
     return json.loads(p.read_text()) if p.exists() else {}
@@ -161,7 +177,10 @@ class EmbeddedRuntime:
         options: Options | None = None,
         progress: ProgressFactory | None = None,
         followers: list[Follower] | None = None,
+        prefix: LogPrefix | None = None,
     ):
+        """``prefix``: project these records of another log first (a replay; see
+        :class:`LogPrefix`)."""
         self.root = Path(root)
         self._followers = list(followers or ())
         self.options = options or Options()
@@ -172,12 +191,19 @@ class EmbeddedRuntime:
         except Timeout:
             raise StoreLocked(_locked_message(self.root)) from None
         try:
-            self._open(registry or default_registry(), progress)
+            self._open(registry or default_registry(), progress, prefix)
         except BaseException:
+            for part in ("duck", "log", "keys"):  # whatever was opened before the error
+                f = getattr(self, part, None)
+                if f is not None:
+                    with suppress(Exception):  # the original error is what matters
+                        f.close()
             self._lock.release()
             raise
 
-    def _open(self, registry: Registry, progress: ProgressFactory | None) -> None:
+    def _open(
+        self, registry: Registry, progress: ProgressFactory | None, prefix: LogPrefix | None
+    ) -> None:
         manifest = read_manifest(self.root)
         if not manifest:
             manifest = {"format": STORE_FORMAT, "created_at": time.time(), "read_only": False}
@@ -190,13 +216,17 @@ class EmbeddedRuntime:
         self.read_only = bool(manifest.get("read_only"))
         self.manifest = manifest
         self.codec = EventCodec(registry, self.options.max_event_bytes)
-        self.log = EmbeddedLog(self.root / LOG_FILE, durability=self.options.durability)
+        if prefix is None:
+            self.log = self._open_log()
+            log_id = self.log.log_id
+        else:
+            log_id = prefix.log.log_id  # a copy keeps its source's identity
         self.keys = KeyStore(self.root / KEYS_FILE)
         self.sealer = Sealer(self.keys, self.codec)
         (self.root / STATE_DIR).mkdir(exist_ok=True)
         core = self.root / STATE_DIR / CORE_FILE
         self.duck = DuckStore(core)
-        ok, why = self.duck.stamp_matches(self.log.log_id)
+        ok, why = self.duck.stamp_matches(log_id)
         if not ok:
             self.duck.close()
             for p in core.parent.glob(CORE_FILE + "*"):
@@ -205,7 +235,7 @@ class EmbeddedRuntime:
             self.duck = DuckStore(core)
         else:
             self.rebuild_reason = None
-        self.duck.stamp(self.log.log_id)
+        self.duck.stamp(log_id)
         self.state = DecisionState()
         self.state.load(*self.duck.load_states())
         self._append_lock = threading.Lock()
@@ -213,11 +243,39 @@ class EmbeddedRuntime:
         self._projected = self.duck.offset()
         self._failure: BaseException | None = None
         self._closed = False
-        self._catch_up(progress)
+        if prefix is not None:
+            self._catch_up(progress, prefix.log, prefix.stop)
+            prefix.copied()
+            self.log = self._open_log()
+            self._check_copy(prefix)
+        self._catch_up(progress, self.log, self.log.next_offset)
         self._queue: queue.Queue[list[tuple[Logged, Outcome]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="memstream-projector", daemon=True)
         self._thread.start()
         self._start_followers()
+
+    def _open_log(self) -> EmbeddedLog:
+        return EmbeddedLog(self.root / LOG_FILE, durability=self.options.durability)
+
+    def _check_copy(self, prefix: LogPrefix) -> None:
+        """The copied log must hold the records that were projected from the source: same
+        identity, at least ``stop`` records, and the same chain hash at ``stop - 1`` (which
+        covers the bytes of every record before it)."""
+        mine, theirs = self.log, prefix.log
+        if mine.log_id != theirs.log_id or mine.next_offset < prefix.stop:
+            raise RuntimeError(
+                f"the copy of log {theirs.log_id} in {self.root} holds {mine.next_offset} "
+                f"records of log {mine.log_id}; {prefix.stop} were projected from the source"
+            )
+        if prefix.stop > 0:
+            at = prefix.stop - 1
+            (a,) = next(mine.read(at, at + 1))
+            (b,) = next(theirs.read(at, at + 1))
+            if a.chain_hash != b.chain_hash:
+                raise RuntimeError(
+                    f"the copy of log {theirs.log_id} in {self.root} differs from its source "
+                    f"at or before record {at}"
+                )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -341,10 +399,11 @@ class EmbeddedRuntime:
         if fresh:
             self._write(project(fresh))
 
-    def _catch_up(self, progress: ProgressFactory | None) -> None:
-        """Decide and project the log's records the projection does not hold yet."""
+    def _catch_up(self, progress: ProgressFactory | None, log: EmbeddedLog, end: int) -> None:
+        """Decide and project the records of ``log`` up to ``end`` (exclusive) that the
+        projection does not hold yet."""
         start = self._projected + 1
-        total = self.log.next_offset - start
+        total = end - start
         if total <= 0:
             return
         tick = progress("projecting", total) if progress else None
@@ -370,7 +429,7 @@ class EmbeddedRuntime:
             try:
                 batch = CoreBatch()
                 uncollected = 0
-                slices = self.log.read(start, batch=min(limit, CATCH_UP_SLICE))
+                slices = log.read(start, end, batch=min(limit, CATCH_UP_SLICE))
                 for pairs in self._decided(slices):
                     project(pairs, batch)
                     uncollected += len(pairs)
@@ -528,12 +587,53 @@ class EmbeddedRuntime:
         The log is copied first, the keys after: every key a copied record needs is in the
         copy, unless an erase destroyed it in between, which is what the erase asked for.
         """
-        dest = Path(dest)
-        if dest.exists() and any(dest.iterdir()):
-            raise FileExistsError(f"{dest} exists and is not empty; choose a new directory")
-        dest.mkdir(parents=True, exist_ok=True)
+        dest = _empty_dir(dest)
         records = self.log.backup(dest / LOG_FILE, stop=stop)
         self.keys.backup(dest / KEYS_FILE)
+        self._write_copy_manifest(dest, origin, records)
+        return dest
+
+    def replay_copy(
+        self, dest: str | Path, stop: int, origin: str, progress: ProgressFactory | None = None
+    ) -> LogPrefix:
+        """Start copying the log's first ``stop`` records into a new directory, on a thread
+        of its own; the store opened there with the returned prefix projects them from this
+        log meanwhile (``EmbeddedRuntime(dest, prefix=...)``).
+
+        The keys are copied first, before the thread starts: each record before ``stop``
+        was sealed under a key committed before the record was appended, so the copy holds
+        every key the copied records need (unless an erase destroyed it since, which is
+        what the erase asked for). The copy of a 1,000,000-record log takes about 9 s; the
+        projection, which would otherwise wait for it, needs a minute.
+        """
+        if not 0 <= stop <= self.log.next_offset:
+            raise ValueError(f"stop must be within 0..{self.log.next_offset}, not {stop}")
+        dest = _empty_dir(dest)
+        self.keys.backup(dest / KEYS_FILE)
+        self._write_copy_manifest(dest, origin, stop)
+        tick = progress("copying the log", stop) if progress else None
+        errors: list[BaseException] = []
+
+        def copy() -> None:
+            try:
+                self.log.backup(dest / LOG_FILE, stop=stop)
+            except BaseException as e:  # raised to the caller by ``copied``
+                errors.append(e)
+            else:
+                if tick:
+                    tick(stop)
+
+        thread = threading.Thread(target=copy, name="memstream-copy", daemon=True)
+        thread.start()
+
+        def copied() -> None:
+            thread.join()
+            if errors:
+                raise errors[0]
+
+        return LogPrefix(self.log, stop, copied)
+
+    def _write_copy_manifest(self, dest: Path, origin: str, records: int) -> None:
         _write_manifest(
             dest,
             {
@@ -546,7 +646,15 @@ class EmbeddedRuntime:
                 "records": records,
             },
         )
-        return dest
+
+
+def _empty_dir(dest: str | Path) -> Path:
+    """``dest``, created if need be; refused unless it is empty (a copy never mixes)."""
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise FileExistsError(f"{dest} exists and is not empty; choose a new directory")
+    dest.mkdir(parents=True, exist_ok=True)
+    return dest
 
 
 _gc_lock = threading.Lock()

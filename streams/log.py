@@ -248,9 +248,10 @@ class EmbeddedLog:
         try:
             self._reader().backup(target)
             if stop is not None:
-                target.execute('DELETE FROM records WHERE "offset" >= ?', (stop,))
+                deleted = target.execute('DELETE FROM records WHERE "offset" >= ?', (stop,))
                 target.commit()
-                target.execute("VACUUM")
+                if deleted.rowcount:  # no free pages may keep the later records' bytes
+                    target.execute("VACUUM")
             (count,) = target.execute("SELECT count(*) FROM records").fetchone()
         finally:
             target.close()

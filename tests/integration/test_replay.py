@@ -100,3 +100,82 @@ def test_backup_under_write_load_restores_to_the_same_state(tmp_path, snapshot, 
         # A restored backup is a full store: it takes writes again.
         assert restored.create("user/alice", "after restore").accepted
     src.close()
+
+
+def test_a_replay_under_write_load_holds_the_log_as_it_started(tmp_path, snapshot, workload):
+    # The replay projects the source's log while its copy is written; appends keep coming
+    # meanwhile, and neither the copy nor the projection may take any of them.
+    src = MemoryStore.open(tmp_path / "src", durability="os")
+    workload(src, random.Random(4), 200)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        rng = random.Random(6)
+        try:
+            while not stop.is_set():
+                workload(src, rng, 20)
+        except BaseException as e:  # surfaced by the assertion below
+            errors.append(e)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        time.sleep(0.2)
+        replica = src.replay(tmp_path / "replica")
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        t.join()
+    assert not errors
+    with replica:
+        head = replica.head
+        assert 200 <= head < src.head
+        assert replica.runtime.projected_offset == head
+        assert replica.verify() is None
+        with src.replay(tmp_path / "reference", to=head) as reference:
+            assert snapshot(replica) == snapshot(reference)
+    src.close()
+
+
+def test_a_failed_copy_fails_the_replay_and_leaves_the_source_working(
+    tmp_path, monkeypatch, workload
+):
+    from memstream.streams.log import EmbeddedLog
+
+    with MemoryStore.open(tmp_path / "live", durability="os") as live:
+        workload(live, random.Random(8), 100)
+
+        def full_disk(self, dest, stop=None):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(EmbeddedLog, "backup", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            live.replay(tmp_path / "replica")
+        monkeypatch.undo()
+        # Nothing holds the half-made replica open, and the source goes on.
+        assert live.create("user/alice", "still writable").accepted
+        with live.replay(tmp_path / "second") as replica:
+            assert replica.head == live.head
+
+
+def test_a_copy_that_differs_from_what_was_projected_is_refused(tmp_path, monkeypatch, workload):
+    import sqlite3
+
+    from memstream.streams.log import EmbeddedLog
+
+    real = EmbeddedLog.backup
+
+    def tampered(self, dest, stop=None):
+        n = real(self, dest, stop)
+        db = sqlite3.connect(dest)
+        db.execute('UPDATE records SET hash = zeroblob(32) WHERE "offset" = ?', (n - 1,))
+        db.commit()
+        db.close()
+        return n
+
+    with MemoryStore.open(tmp_path / "live", durability="os") as live:
+        workload(live, random.Random(9), 50)
+        monkeypatch.setattr(EmbeddedLog, "backup", tampered)
+        with pytest.raises(RuntimeError, match="differs from its source"):
+            live.replay(tmp_path / "replica")
