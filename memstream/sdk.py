@@ -688,8 +688,8 @@ class MemoryStore(Operations):
         answers ``get``/``history``/``audit`` as this one stood at that point.
 
         The log is copied into ``into`` on a thread while the new store projects the same
-        records from this store's log, so the copy costs no time of its own; the new store
-        then checks that its copy ends in the chain hash it projected.
+        records from this store's log, so the projection does not wait for the copy; the new
+        store then checks that its copy ends in the very record it projected last.
         """
         head = self.runtime.head
         stop = head + 1 if to is None else min(max(self._as_of(to) + 1, 0), head + 1)  # type: ignore[operator]

@@ -146,8 +146,8 @@ class LogPrefix:
     log is still being written into the new store (see :meth:`EmbeddedRuntime.replay_copy`).
 
     ``copied()`` waits for the copy and raises its error. The store then opens its own log,
-    checks that its record ``stop - 1`` carries the chain hash the source's did (so the
-    copy holds the very bytes that were projected), and catches up on whatever follows.
+    checks that its record ``stop - 1`` is the source's (the same bytes and chain hash), and
+    catches up on whatever follows.
     """
 
     log: EmbeddedLog
@@ -259,8 +259,8 @@ class EmbeddedRuntime:
 
     def _check_copy(self, prefix: LogPrefix) -> None:
         """The copied log must hold the records that were projected from the source: same
-        identity, at least ``stop`` records, and the same chain hash at ``stop - 1`` (which
-        covers the bytes of every record before it)."""
+        identity, at least ``stop`` records, and the same record at ``stop - 1`` (bytes,
+        time and chain hash, which the log computed over every record before it)."""
         mine, theirs = self.log, prefix.log
         if mine.log_id != theirs.log_id or mine.next_offset < prefix.stop:
             raise RuntimeError(
@@ -271,7 +271,7 @@ class EmbeddedRuntime:
             at = prefix.stop - 1
             (a,) = next(mine.read(at, at + 1))
             (b,) = next(theirs.read(at, at + 1))
-            if a.chain_hash != b.chain_hash:
+            if a != b:
                 raise RuntimeError(
                     f"the copy of log {theirs.log_id} in {self.root} differs from its source "
                     f"at or before record {at}"

@@ -98,7 +98,8 @@ def test_replay_reaches_the_source_state(results):
     (run,) = r["runs"]
     assert run["counts"]["audit_rows"] == run["counts"]["log_records"] == 1_000
     assert run["counts"]["memories"] == p["creates"]
-    assert 0 <= run["copy_seconds"] <= run["seconds"]
+    assert 0 < run["copy_seconds"] <= run["seconds"]
+    assert 0 < run["project_seconds"] <= run["seconds"]
     assert r["seconds_per_million_events"] == pytest.approx(r["replay_seconds"]["median"] * 1_000)
 
 
