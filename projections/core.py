@@ -40,11 +40,12 @@ class Columns:
         self.rows.append(values)
 
     @property
-    def data(self) -> dict[str, list[Any]]:
-        """Column name → the column's values, in row order."""
+    def data(self) -> dict[str, tuple[Any, ...]]:
+        """Column name → the column's values, in row order (the tuples ``zip`` cuts: Arrow
+        takes them as they are)."""
         if not self.rows:
-            return {n: [] for n in self.names}
-        return dict(zip(self.names, map(list, zip(*self.rows, strict=True)), strict=True))
+            return {n: () for n in self.names}
+        return dict(zip(self.names, zip(*self.rows, strict=True), strict=True))
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -14,7 +14,7 @@ The store is stamped with the projector version and the id of the log it was bui
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,7 +108,7 @@ _UPDATE_MEMORIES = (
 )
 
 
-def _arrow(names: tuple[str, ...], data: dict[str, list[Any]]) -> pa.Table:
+def _arrow(names: tuple[str, ...], data: dict[str, Sequence[Any]]) -> pa.Table:
     arrays = []
     for n in names:
         t = _TYPES.get(n)

@@ -203,7 +203,8 @@ class EmbeddedLog:
             ).fetchall()
             if not rows:
                 return
-            yield [LogRecord(r[0], r[1], bytes(r[2]), bytes(r[3])) for r in rows]
+            # (offset, recorded_at, data, hash): SQLite hands BLOBs back as bytes
+            yield [LogRecord(*r) for r in rows]
             pos = rows[-1][0] + 1
 
     def offset_at(self, recorded_at_us: int) -> int:
