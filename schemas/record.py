@@ -18,7 +18,11 @@ from .events import AwareDatetime, Context
 RECORD_FORMAT = 1
 
 
-class Sealed(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+# ``gc=False``: one of each per record read or written, holding only strings, bytes and
+# JSON data, so never part of a reference cycle (see ``events``).
+
+
+class Sealed(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """A payload encrypted with AES-256-GCM under the data key ``kid`` (``subject#generation``).
 
     ``nonce`` and ``ct`` (ciphertext with its tag) travel as base64 in JSON.
@@ -29,7 +33,7 @@ class Sealed(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ct: bytes
 
 
-class StoredEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class StoredEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     """One record of the log, as bytes are laid down."""
 
     format: Annotated[int, msgspec.Meta(ge=1)] = RECORD_FORMAT
@@ -52,7 +56,7 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     sealed: Sealed | None = None
 
 
-class LogRecord(msgspec.Struct, frozen=True):
+class LogRecord(msgspec.Struct, frozen=True, gc=False):
     """A record as read back from a log: where it is, when it was recorded, its bytes."""
 
     offset: int

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 from memstream.schemas.record import LogRecord
 
 _SCHEMA = """
@@ -51,9 +52,11 @@ def chain_hash(prev: bytes, offset: int, recorded_at: int, data: bytes) -> bytes
     return h.digest()
 
 
-@dataclass(frozen=True)
-class Appended:
-    """Where one record landed. ``duplicate`` marks an event id the log already held."""
+class Appended(msgspec.Struct, frozen=True, gc=False):
+    """Where one record landed. ``duplicate`` marks an event id the log already held.
+
+    A Struct rather than a frozen dataclass: one is made per appended record, in a tenth of
+    the time, and the garbage collector need not track it (it holds no container)."""
 
     offset: int
     recorded_at: int
