@@ -709,11 +709,17 @@ class MemoryStore(Operations):
                 into, actor=self.actor, registry=self.registry, progress=progress,
                 semantic=self.semantic is not None, embedder=embedder, prefix=prefix,
             )  # fmt: skip
-        finally:
-            # Never return (or raise) with the copy still writing into ``into``; its own
-            # error, if any, reached the caller through the store's opening.
+        except BaseException:
+            # Never leave the copy writing into ``into``, nor a half-made store there (its
+            # error, if it failed, is what the store's opening raised).
             with contextlib.suppress(Exception):
                 prefix.copied()
+            for p in Path(into).iterdir():
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+            raise
 
 
 class AsyncMemoryStore:

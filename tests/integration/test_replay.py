@@ -153,7 +153,8 @@ def test_a_failed_copy_fails_the_replay_and_leaves_the_source_working(
         with pytest.raises(OSError, match="No space left"):
             live.replay(tmp_path / "replica")
         monkeypatch.undo()
-        # Nothing holds the half-made replica open, and the source goes on.
+        # No half-made replica is left, and the source goes on.
+        assert list((tmp_path / "replica").iterdir()) == []
         assert live.create("user/alice", "still writable").accepted
         with live.replay(tmp_path / "second") as replica:
             assert replica.head == live.head
@@ -179,3 +180,4 @@ def test_a_copy_that_differs_from_what_was_projected_is_refused(tmp_path, monkey
         monkeypatch.setattr(EmbeddedLog, "backup", tampered)
         with pytest.raises(RuntimeError, match="differs from its source"):
             live.replay(tmp_path / "replica")
+        assert list((tmp_path / "replica").iterdir()) == []
