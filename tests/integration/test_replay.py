@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -26,6 +28,30 @@ def views(store: MemoryStore, ids: list[str]) -> dict:
         )
     out["*audit"] = store.audit(limit=10_000).entries
     return out
+
+
+@contextmanager
+def writes_meanwhile(store: MemoryStore, workload, seed: int) -> Iterator[None]:
+    """Appends batches to ``store`` on a thread until the block ends; its errors fail it."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        rng = random.Random(seed)
+        try:
+            while not stop.is_set():
+                workload(store, rng, 20)
+        except BaseException as e:  # surfaced by the assertion below
+            errors.append(e)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+    assert not errors
 
 
 def test_replaying_twice_gives_identical_projections(tmp_path, snapshot, workload):
@@ -69,28 +95,11 @@ def test_replay_to_a_past_point_answers_as_the_store_stood(tmp_path, workload):
 
 def test_backup_under_write_load_restores_to_the_same_state(tmp_path, snapshot, workload):
     src = MemoryStore.open(tmp_path / "src", durability="os")
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def writer() -> None:
-        rng = random.Random(3)
-        try:
-            while not stop.is_set():
-                workload(src, rng, 20)
-        except BaseException as e:  # surfaced by the assertion below
-            errors.append(e)
-
     workload(src, random.Random(2), 100)
-    t = threading.Thread(target=writer)
-    t.start()
-    try:
+    with writes_meanwhile(src, workload, seed=3):
         time.sleep(0.3)
         src.backup(tmp_path / "backup")
         time.sleep(0.2)
-    finally:
-        stop.set()
-        t.join()
-    assert not errors
     with MemoryStore.open(tmp_path / "backup") as restored:
         head = restored.head
         assert 100 <= head < src.head
@@ -107,27 +116,10 @@ def test_a_replay_under_write_load_holds_the_log_as_it_started(tmp_path, snapsho
     # meanwhile, and neither the copy nor the projection may take any of them.
     src = MemoryStore.open(tmp_path / "src", durability="os")
     workload(src, random.Random(4), 200)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def writer() -> None:
-        rng = random.Random(6)
-        try:
-            while not stop.is_set():
-                workload(src, rng, 20)
-        except BaseException as e:  # surfaced by the assertion below
-            errors.append(e)
-
-    t = threading.Thread(target=writer)
-    t.start()
-    try:
+    with writes_meanwhile(src, workload, seed=6):
         time.sleep(0.2)
         replica = src.replay(tmp_path / "replica")
         time.sleep(0.2)
-    finally:
-        stop.set()
-        t.join()
-    assert not errors
     with replica:
         head = replica.head
         assert 200 <= head < src.head
