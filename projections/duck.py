@@ -14,8 +14,7 @@ The store is stamped with the projector version and the id of the log it was bui
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -118,22 +117,6 @@ def _arrow(names: tuple[str, ...], data: dict[str, Sequence[Any]]) -> pa.Table:
         else:
             arrays.append(pa.array(col, type=t if t is not None else pa.string()))
     return pa.Table.from_arrays(arrays, names=list(names))
-
-
-@contextmanager
-def _registered(cur: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
-    """``table`` readable by ``name`` in the cursor's statements meanwhile (a registered
-    view: cheaper than DuckDB finding a Python variable of that name by itself)."""
-    cur.register(name, table)
-    try:
-        yield
-    except BaseException:
-        # In an aborted transaction even this fails; the original error is what matters,
-        # and the next ``register`` of the name replaces the view.
-        with suppress(duckdb.Error):
-            cur.unregister(name)
-        raise
-    cur.unregister(name)
 
 
 def _cols(names: tuple[str, ...]) -> str:
@@ -252,9 +235,11 @@ class DuckStore:
             if n == 0:
                 cur.execute("INSERT INTO projection_offsets VALUES (?, ?)", (name, value))
 
-    def _insert(self, cur, table: str, names: tuple[str, ...], data: dict, mode: str = "") -> None:
-        with _registered(cur, "batch_rows", _arrow(names, data)):
-            cur.execute(f"INSERT {mode} INTO {table} ({_cols(names)}) SELECT * FROM batch_rows")
+    def _insert(self, cur, table: str, names: tuple[str, ...], data: dict) -> None:
+        """Append rows to ``table`` straight from Arrow, as a relation: no view is created
+        and dropped per statement (about 1.5 ms each way on a live store's small batches).
+        ``names`` are the table's columns in its own order (a test holds them to it)."""
+        cur.from_arrow(_arrow(names, data)).insert_into(table)
 
     def _raised_generations(self, cur, b: CoreBatch) -> dict[str, int]:
         gens = self._generations
@@ -281,8 +266,8 @@ class DuckStore:
         if len(new):
             self._insert(cur, "memories", MEMORY_COLUMNS, new.data)
         if len(old):
-            with _registered(cur, "changed", _arrow(MEMORY_COLUMNS, old.data)):
-                (n,) = cur.execute(_UPDATE_MEMORIES).fetchone()
+            changed = _arrow(MEMORY_COLUMNS, old.data)  # noqa: F841 (read by name, see _write)
+            (n,) = cur.execute(_UPDATE_MEMORIES).fetchone()
             if n != len(old):
                 raise RuntimeError(
                     f"batch at offsets {b.first_offset}..{b.last_offset} updates {len(old)} "
@@ -290,6 +275,11 @@ class DuckStore:
                 )
 
     def _write(self, cur, b: CoreBatch) -> None:
+        # Statements that join Arrow rows (the memories' update, the artifacts' and
+        # subjects' upserts) name a local variable holding them, which DuckDB's replacement
+        # scan finds in the calling frame; the names are not those of catalog tables,
+        # which would win. A registered view costs a catalog change to create and another
+        # to drop, a few milliseconds per batch (docs/benchmarks.md).
         self._insert(cur, "audit", AUDIT_COLUMNS, b.audit.data)
         if len(b.transitions):
             self._insert(cur, "transitions", TRANSITION_COLUMNS, b.transitions.data)
@@ -306,24 +296,26 @@ class DuckStore:
         if b.memories:
             self._write_memories(cur, b)
         if len(b.artifacts):
-            self._insert(cur, "artifacts", ARTIFACT_COLUMNS, b.artifacts.data, mode="OR REPLACE")
+            built = _arrow(ARTIFACT_COLUMNS, b.artifacts.data)  # noqa: F841 (read by name)
+            cur.execute(
+                f"INSERT OR REPLACE INTO artifacts ({_cols(ARTIFACT_COLUMNS)}) SELECT * FROM built"
+            )
         # Only generations above what the table holds: most batches raise none, and
         # then write nothing here (an upsert costs milliseconds even when it changes
         # nothing). ``_generations`` mirrors the table; a rollback drops it.
         raised = self._raised_generations(cur, b)
         if raised:
-            gens = pa.table(
+            gens = pa.table(  # noqa: F841 (read by name)
                 {
                     "subject": pa.array(list(raised), pa.string()),
                     "generation": pa.array(list(raised.values()), pa.int32()),
                 }
             )
-            with _registered(cur, "gens", gens):
-                cur.execute(
-                    "INSERT INTO subjects SELECT subject, generation, 0 FROM gens "
-                    "ON CONFLICT (subject) DO UPDATE SET "
-                    "key_generation = greatest(subjects.key_generation, excluded.key_generation)"
-                )
+            cur.execute(
+                "INSERT INTO subjects SELECT subject, generation, 0 FROM gens "
+                "ON CONFLICT (subject) DO UPDATE SET "
+                "key_generation = greatest(subjects.key_generation, excluded.key_generation)"
+            )
         if b.erased_memories:
             ids = sorted(set(b.erased_memories))
             cur.execute(

@@ -1,6 +1,6 @@
-"""DuckStore.write: new memories inserted, changed ones updated in place, offsets and key
-generations written only when they move, and a batch that contradicts the table refused
-whole."""
+"""DuckStore.write: new memories inserted, changed ones updated in place, artifacts
+upserted, offsets and key generations written only when they move, and a batch that
+contradicts the table refused whole."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from memstream.projections.core import AUDIT_COLUMNS, CoreBatch
+from memstream.projections.core import (
+    ARTIFACT_COLUMNS,
+    AUDIT_COLUMNS,
+    MEMORY_COLUMNS,
+    TRANSITION_COLUMNS,
+    VERSION_COLUMNS,
+    CoreBatch,
+)
 from memstream.projections.duck import DuckStore
 from memstream.schemas.memcube import MemState
 
@@ -99,6 +106,44 @@ def test_key_generations_survive_a_rolled_back_batch(tmp_path: Path) -> None:
         assert rows == [
             {"subject": "user/a", "key_generation": 2},
             {"subject": "user/b", "key_generation": 1},
+        ]
+    finally:
+        duck.close()
+
+
+def test_row_columns_are_in_the_tables_own_order(tmp_path: Path) -> None:
+    # Rows are appended by position (an Arrow relation inserted as it is): a column list
+    # out of the table's order would put values in the wrong columns.
+    duck = DuckStore(tmp_path / "core.duckdb")
+    try:
+        for table, names in (
+            ("audit", AUDIT_COLUMNS),
+            ("transitions", TRANSITION_COLUMNS),
+            ("versions", VERSION_COLUMNS),
+            ("memories", MEMORY_COLUMNS),
+            ("artifacts", ARTIFACT_COLUMNS),
+        ):
+            info = duck.query(f"SELECT name FROM pragma_table_info('{table}') ORDER BY cid")
+            assert tuple(r["name"] for r in info) == names, table
+    finally:
+        duck.close()
+
+
+def test_artifacts_are_upserted_by_id(tmp_path: Path) -> None:
+    def artifact(b: CoreBatch, status: str, size: int, offset: int) -> CoreBatch:
+        b.artifacts.add(
+            "art-1", "a", "user/a", "kv_cache", "tiny", "/x/kv.pt", "sha256:00", size,
+            status, 1, None, f"e{offset}", offset, offset,
+        )  # fmt: skip
+        return b
+
+    duck = DuckStore(tmp_path / "core.duckdb")
+    try:
+        duck.write(artifact(_batch(0, 0, _state("a", 1, 0, 0)), "building", 10, 0))
+        duck.write(artifact(_batch(1, 1), "ready", 2048, 1))
+        rows = duck.query('SELECT artifact_id, status, size_bytes, "offset" FROM artifacts')
+        assert rows == [
+            {"artifact_id": "art-1", "status": "ready", "size_bytes": 2048, "offset": 1}
         ]
     finally:
         duck.close()
