@@ -9,11 +9,19 @@ is stamped here and never goes backwards; each row carries its chain hash
 
 Any number of readers can read from any offset (:meth:`EmbeddedLog.read`): the projector,
 a replay, later the subscriptions.
+
+SQLite copies its WAL back into the database file (a checkpoint) every 1,000 pages by
+default, inside the commit that crosses the mark: one append in thirty waited for 4 MB to be
+copied (and, with ``fsync``, synced). Here a thread of its own does that copy, while appends
+go on; the appending connection then finishes the pass itself, which leaves only the last
+few batches' pages to copy, so that the WAL starts over from its beginning instead of
+growing (see :class:`_Checkpointer`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import threading
 import time
@@ -38,6 +46,11 @@ CREATE TABLE IF NOT EXISTS records (
 """
 
 GENESIS = b"\x00" * 32
+
+#: Bytes appended between two checkpoints (SQLite's own default is 1,000 pages, about 4 MB).
+CHECKPOINT_BYTES = 4 << 20
+
+_log = logging.getLogger("memstream.log")
 
 #: ``fsync``: a committed append survives power loss; ``os``: it survives the process
 #: being killed (the OS holds it), not a power cut. Both are atomic per batch.
@@ -64,6 +77,60 @@ class Appended(msgspec.Struct, frozen=True, gc=False):
     duplicate: bool = False
 
 
+class _Checkpointer:
+    """Copies the log's WAL into its database file on a thread of its own, one pass per
+    :meth:`request`, with a connection of its own (SQLite releases the interpreter lock
+    while it copies and syncs). A pass does not block appends, so it rarely catches up
+    with the last pages: :meth:`EmbeddedLog._checkpoint` finishes it.
+
+    ``idle``: no pass requested or running; ``done``: a pass finished since the last
+    request; ``failed``: the last pass raised (logged)."""
+
+    def __init__(self, connect, synchronous: str):
+        self._connect = connect
+        self._synchronous = synchronous
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.idle, self.done, self.failed = True, False, False
+
+    def request(self) -> None:
+        self.idle, self.done = False, False
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="memstream-checkpoint", daemon=True
+            )
+            self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stopping = True
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        db = self._connect()
+        try:
+            db.execute(f"PRAGMA synchronous={self._synchronous}")
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    return
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as e:
+                    _log.warning("background checkpoint failed: %s", e)
+                    self.failed = True
+                else:
+                    self.done = True
+                self.idle = True
+        finally:
+            db.close()
+
+
 @dataclass(frozen=True)
 class ChainBreak:
     offset: int
@@ -73,7 +140,13 @@ class ChainBreak:
 class EmbeddedLog:
     """A file-backed append-only log. One process appends; any thread may read."""
 
-    def __init__(self, path: str | Path, durability: str = "fsync", create: bool = True):
+    def __init__(
+        self,
+        path: str | Path,
+        durability: str = "fsync",
+        create: bool = True,
+        checkpoint_bytes: int = CHECKPOINT_BYTES,
+    ):
         self.path = Path(path)
         if not create and not self.path.exists():
             raise FileNotFoundError(f"no log at {self.path}")
@@ -83,6 +156,11 @@ class EmbeddedLog:
         self._db = self._connect()
         self._db.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
         self._db.executescript(_SCHEMA)
+        # Checkpoints are this class's (see the module's docstring), not the commits'.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = _Checkpointer(self._connect, DURABILITY[durability])
+        self._checkpoint_bytes = checkpoint_bytes
+        self._unchecked = 0  # bytes appended since the WAL last started over
         self._lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -124,6 +202,7 @@ class EmbeddedLog:
 
     def close(self) -> None:
         """Close every connection; the last one to close checkpoints the WAL into the file."""
+        self._checkpointer.stop()
         with self._lock:
             for db in self._readers:
                 db.close()
@@ -186,7 +265,36 @@ class EmbeddedLog:
                     db.execute("ROLLBACK")
                     raise
                 self._next, self._last_time, self._last_hash = offset, now, prev
+                self._unchecked += sum(len(r[4]) for r in rows)
+                if self._unchecked >= self._checkpoint_bytes:
+                    self._checkpoint()
             return result
+
+    def _checkpoint(self) -> None:
+        """Called with the lock held, after a commit, once enough was appended since the WAL
+        last started over: ask the checkpointer for a pass; once it has made one, finish it
+        here. Nothing else writes meanwhile, so this pass can copy every page the WAL holds,
+        and the next append starts the WAL over. A failing checkpoint never fails an append
+        (the records are committed): it is logged, and tried again after the next one."""
+        ck = self._checkpointer
+        if ck.failed:
+            ck.failed = False
+            ck.request()
+            return
+        if not ck.idle:
+            return  # a pass is under way: the next append looks again
+        if not ck.done:
+            ck.request()
+            return
+        ck.done = False
+        try:
+            busy, frames, copied = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as e:
+            _log.warning("checkpoint of %s failed: %s", self.path, e)
+            return
+        if not busy and frames == copied:
+            self._unchecked = 0
+        # else a reader still holds older pages: a new pass starts after the next append
 
     # -- reading --------------------------------------------------------------------------
 

@@ -135,3 +135,45 @@ def test_a_ciphertext_cannot_be_moved_to_another_record(store: MemoryStore):
     forged = msgspec.json.encode(msgspec.structs.replace(sb, sealed=sa.sealed))
     with pytest.raises(RecordCorrupt, match="authentication"):
         store.runtime.sealer.open(forged)
+
+
+def _wal_bytes(path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def test_the_wal_is_checkpointed_off_the_append_path_and_starts_over(tmp_path):
+    """Appends never checkpoint inside their commit; a thread copies the WAL into the
+    database file, the log finishes each pass, and the WAL starts over instead of growing."""
+    import threading
+
+    path = tmp_path / "log.sqlite"
+    log = EmbeddedLog(path, checkpoint_bytes=64 * 1024)
+    blob = bytes(range(256)) * 16  # 4 KB per record, 400 KB per batch
+    peak = 0
+    for b in range(40):  # 16 MB in all
+        log.append([rec(b * 100 + i, blob + b"%d" % i) for i in range(100)])
+        peak = max(peak, _wal_bytes(path))
+    assert any(t.name == "memstream-checkpoint" for t in threading.enumerate())
+    # the database file holds most of what was appended, while the log is open
+    assert path.stat().st_size > 8 * 1024 * 1024
+    # SQLite would keep every page in the WAL with no checkpoint at all (16 MB and more)
+    assert peak < 6 * 1024 * 1024, peak
+    log.close()
+    assert not any(t.name == "memstream-checkpoint" for t in threading.enumerate())
+    log = EmbeddedLog(path)
+    assert log.next_offset == 4000 and log.verify() is None
+    log.close()
+
+
+def test_a_log_that_only_reads_starts_no_checkpointer(tmp_path):
+    import threading
+
+    path = tmp_path / "log.sqlite"
+    log = EmbeddedLog(path)
+    log.append([rec(0)])
+    log.close()
+    log = EmbeddedLog(path, create=False)
+    assert [r.offset for b in log.read(0) for r in b] == [0]
+    assert not any(t.name == "memstream-checkpoint" for t in threading.enumerate())
+    log.close()
