@@ -470,6 +470,11 @@ class EmbeddedRuntime:
             raise RuntimeError("the store is closed")
 
     @property
+    def projector_native_id(self) -> int | None:
+        """The projector thread's id in the OS (to account its CPU time apart)."""
+        return self._thread.native_id
+
+    @property
     def projected_offset(self) -> int:
         return self._projected
 

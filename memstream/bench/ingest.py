@@ -6,7 +6,10 @@ durable log append, deciding, and handing the batch to the projector thread, whi
 for the interpreter while it writes DuckDB). The events' plain values (texts, tags,
 metadata, context) are generated beforehand. Each append has returned durably, so the rate
 is of acknowledged events. Separately: how long ``flush()`` takes after the last append
-returns (the projector's lag: zero when it keeps up).
+returns (the projector's lag: zero when it keeps up), and the CPU time per event of the
+append thread, of the projector thread and of the process's other threads (DuckDB's, the
+log's checkpointer, the progress bar's) from the appends' start to the flush's end: the two
+cores' budget is what bounds the rate.
 
 The baseline, measured in the same run on the same data: the record bytes the SDK run
 wrote, read back from its log, appended by :meth:`EmbeddedLog.append` to a fresh log with
@@ -20,6 +23,8 @@ so the per-event costs that bound the SDK rate are in the results too.
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,7 @@ from .common import (
     scaled,
     spread,
     store_counts,
+    thread_cpu_seconds,
 )
 from .workload import Workload
 
@@ -76,12 +82,17 @@ def _sdk_run(
     outcomes = []
     try:
         with reporter.task(f"ingest sdk ({durability})", events) as advance, clean_heap():
+            threads0, process0 = thread_cpu_seconds(), time.process_time()
             with Stopwatch() as append:
                 for b in batches:
                     outcomes.append(store.append([s.build(store) for s in b]))
                     advance(len(b))
             with Stopwatch() as flush:
                 store.flush()
+            threads1, process1 = thread_cpu_seconds(), time.process_time()
+        cpu = _cpu_split(
+            threads0, threads1, process1 - process0, store.runtime.projector_native_id, events
+        )
         accepted = sum(o.accepted for out in outcomes for o in out)
         if accepted != events:
             raise BenchError(f"ingest: {events - accepted} of {events} events were rejected")
@@ -95,10 +106,35 @@ def _sdk_run(
         "events_per_s": rate(events, append.seconds),
         "flush_seconds": flush.seconds,
         "end_to_end_events_per_s": rate(events, append.seconds + flush.seconds),
+        "cpu_us_per_event": cpu,
         "creates": wl.creates,
         "revises": wl.revises,
         "counts": counts,
     }, path
+
+
+def _cpu_split(
+    before: dict[int, float] | None,
+    after: dict[int, float] | None,
+    process: float,
+    projector: int | None,
+    events: int,
+) -> dict[str, float | None]:
+    """µs of CPU per event: the whole process, the append (calling) thread, the projector
+    thread, and the rest (DuckDB's threads, the log's checkpointer, ...)."""
+    us = 1e6 / events
+    out: dict[str, float | None] = {"process": process * us}
+    if before is None or after is None:
+        return {**out, "append_thread": None, "projector_thread": None, "other_threads": None}
+    used = {tid: t - before.get(tid, 0.0) for tid, t in after.items()}
+    main = used.get(threading.get_native_id(), 0.0)
+    proj = used.get(projector, 0.0) if projector is not None else 0.0
+    return {
+        **out,
+        "append_thread": main * us,
+        "projector_thread": proj * us,
+        "other_threads": max(0.0, process - main - proj) * us,
+    }
 
 
 def _raw_run(
@@ -195,6 +231,12 @@ def run(
             "ratio_per_run": [r["ratio"] for r in rs],
             "flush_after_last_append_s": spread([r["sdk"]["flush_seconds"] for r in rs]),
             "end_to_end_events_per_s": spread([r["sdk"]["end_to_end_events_per_s"] for r in rs]),
+            "cpu_us_per_event": {
+                k: median([r["sdk"]["cpu_us_per_event"][k] for r in rs])
+                if rs[0]["sdk"]["cpu_us_per_event"][k] is not None
+                else None
+                for k in rs[0]["sdk"]["cpu_us_per_event"]
+            },
             "meets_required": sdk_eps >= GOAL_EVENTS_PER_S,
             "meets_aim": sdk_eps >= AIM_EVENTS_PER_S,
             "meets_ratio_goal": sdk_eps / raw_eps >= GOAL_RATIO,

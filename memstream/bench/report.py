@@ -39,10 +39,18 @@ def _ingest_rows(d: dict[str, Any]) -> list[str]:
     for durability, r in d["results"].items():
         sdk, raw = r["sdk_events_per_s"]["median"], r["raw_log_events_per_s"]["median"]
         lag = r["flush_after_last_append_s"]["median"]
+        cpu = r.get("cpu_us_per_event") or {}
+        split = (
+            f"; CPU per event {cpu['process']:.0f} µs: append thread "
+            f"{cpu['append_thread']:.0f}, projector {cpu['projector_thread']:.0f}, "
+            f"other threads {cpu['other_threads']:.0f}"
+            if cpu.get("append_thread") is not None
+            else ""
+        )
         rows.append(
             f"| ingest, durability `{durability}` | SDK `append`, {_n(p['events'])} events in "
             f"batches of {p['batch_size']}: **{_n(sdk)} ev/s** (projector done "
-            f"{lag:.2f} s after the last append) | raw `EmbeddedLog.append` of the same "
+            f"{lag:.2f} s after the last append{split}) | raw `EmbeddedLog.append` of the same "
             f"bytes: {_n(raw)} ev/s | {r['ratio']:.2f} | ≥ 25,000 ev/s (aim 50,000), "
             f"ratio ≥ 0.3 | {_ok(r['meets_required'])} / {_ok(r['meets_ratio_goal'])} |"
         )

@@ -64,6 +64,9 @@ def test_ingest_measures_what_the_store_holds(results):
             r["sdk_events_per_s"]["median"] / r["raw_log_events_per_s"]["median"]
         )
         assert r["flush_after_last_append_s"]["median"] >= 0
+        cpu = r["cpu_us_per_event"]  # per thread from /proc: 10 ms ticks, coarse here
+        assert cpu["process"] > 0
+        assert min(cpu["append_thread"], cpu["projector_thread"], cpu["other_threads"]) >= 0
         (run,) = r["runs"]
         counts = run["sdk"]["counts"]
         assert counts["log_records"] == counts["audit_rows"] == counts["accepted"] == events
@@ -127,3 +130,43 @@ def test_docs_table_is_replaced_between_markers(results, tmp_path):
     text = doc.read_text()
     assert "old table" not in text and "| replay |" in text
     assert text.startswith("# Benchmarks\n\nprose\n") and text.endswith("\nmore prose\n")
+
+
+def test_thread_cpu_seconds_charges_each_thread_its_own_time():
+    import threading
+    import time
+
+    from memstream.bench.common import thread_cpu_seconds
+
+    stop, ids = threading.Event(), {}
+
+    def burn() -> None:
+        ids["worker"] = threading.get_native_id()
+        while not stop.is_set():
+            pass
+
+    main = threading.get_native_id()
+    before = thread_cpu_seconds()
+    worker = threading.Thread(target=burn)
+    worker.start()
+    time.sleep(0.5)  # the main thread sleeps: its CPU time hardly moves
+    during = thread_cpu_seconds()  # the worker is alive, so /proc still lists it
+    stop.set()
+    worker.join()
+    assert before is not None and during is not None
+    assert during[ids["worker"]] >= 0.1
+    assert during[main] - before[main] < 0.1
+
+
+def test_cpu_split_attributes_threads_and_leaves_the_rest_to_others():
+    from memstream.bench.ingest import _cpu_split
+
+    main = __import__("threading").get_native_id()
+    before = {main: 1.0, 7: 2.0, 8: 0.5}
+    after = {main: 1.4, 7: 2.2, 8: 0.6, 9: 0.1}  # thread 9 started meanwhile
+    split = _cpu_split(before, after, process=0.8, projector=7, events=1000)
+    assert split["process"] == pytest.approx(800.0)
+    assert split["append_thread"] == pytest.approx(400.0)
+    assert split["projector_thread"] == pytest.approx(200.0)
+    assert split["other_threads"] == pytest.approx(200.0)  # 8, 9 and any that ended
+    assert _cpu_split(None, None, 0.5, 7, 1000)["append_thread"] is None
