@@ -111,15 +111,17 @@ class _Checkpointer:
             self._thread = None
 
     def _run(self) -> None:
-        db = self._connect()
+        db: sqlite3.Connection | None = None
         try:
-            db.execute(f"PRAGMA synchronous={self._synchronous}")
             while True:
                 self._wake.wait()
                 self._wake.clear()
                 if self._stopping:
                     return
                 try:
+                    if db is None:
+                        db = self._connect()
+                        db.execute(f"PRAGMA synchronous={self._synchronous}")
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as e:
                     _log.warning("background checkpoint failed: %s", e)
@@ -128,7 +130,8 @@ class _Checkpointer:
                     self.done = True
                 self.idle = True
         finally:
-            db.close()
+            if db is not None:
+                db.close()
 
 
 @dataclass(frozen=True)
@@ -277,13 +280,10 @@ class EmbeddedLog:
         and the next append starts the WAL over. A failing checkpoint never fails an append
         (the records are committed): it is logged, and tried again after the next one."""
         ck = self._checkpointer
-        if ck.failed:
-            ck.failed = False
-            ck.request()
-            return
         if not ck.idle:
             return  # a pass is under way: the next append looks again
-        if not ck.done:
+        if ck.failed or not ck.done:
+            ck.failed = False
             ck.request()
             return
         ck.done = False

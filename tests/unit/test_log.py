@@ -166,6 +166,35 @@ def test_the_wal_is_checkpointed_off_the_append_path_and_starts_over(tmp_path):
     log.close()
 
 
+def test_a_failing_checkpoint_never_fails_an_append(tmp_path, caplog):
+    import time
+
+    path = tmp_path / "log.sqlite"
+    log = EmbeddedLog(path, checkpoint_bytes=64 * 1024)
+    connect = log._checkpointer._connect
+
+    def broken():
+        raise sqlite3.OperationalError("disk I/O error")
+
+    log._checkpointer._connect = broken
+    blob = b"x" * 4096
+    for b in range(20):  # 8 MB; every pass fails
+        assert len(log.append([rec(b * 100 + i, blob) for i in range(100)])) == 100
+        time.sleep(0.01)
+    assert "background checkpoint failed: disk I/O error" in caplog.text
+    stuck = _wal_bytes(path)
+    assert stuck > 6 * 1024 * 1024  # nothing was copied out of the WAL
+    log._checkpointer._connect = connect  # the disk is back: checkpoints resume
+    for b in range(20, 40):
+        log.append([rec(b * 100 + i, blob) for i in range(100)])
+        time.sleep(0.01)
+    assert path.stat().st_size > 8 * 1024 * 1024
+    log.close()
+    log = EmbeddedLog(path)
+    assert log.next_offset == 4000 and log.verify() is None
+    log.close()
+
+
 def test_a_log_that_only_reads_starts_no_checkpointer(tmp_path):
     import threading
 
