@@ -4,13 +4,16 @@ and reports counts read back from the stores it measured (not from its own count
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from memstream import bench
 from memstream.bench import report
-from memstream.bench.common import BenchError, expect_counts
+from memstream.bench.common import BenchError, expect_counts, thread_cpu_seconds
+from memstream.bench.ingest import _cpu_split
 
 #: ingest: 1 batch of 100 per run; project and replay: their minimum of 1,000 events.
 SCALE = 0.001
@@ -133,11 +136,6 @@ def test_docs_table_is_replaced_between_markers(results, tmp_path):
 
 
 def test_thread_cpu_seconds_charges_each_thread_its_own_time():
-    import threading
-    import time
-
-    from memstream.bench.common import thread_cpu_seconds
-
     stop, ids = threading.Event(), {}
 
     def burn() -> None:
@@ -159,9 +157,7 @@ def test_thread_cpu_seconds_charges_each_thread_its_own_time():
 
 
 def test_cpu_split_attributes_threads_and_leaves_the_rest_to_others():
-    from memstream.bench.ingest import _cpu_split
-
-    main = __import__("threading").get_native_id()
+    main = threading.get_native_id()
     before = {main: 1.0, 7: 2.0, 8: 0.5}
     after = {main: 1.4, 7: 2.2, 8: 0.6, 9: 0.1}  # thread 9 started meanwhile
     split = _cpu_split(before, after, process=0.8, projector=7, events=1000)

@@ -4,6 +4,8 @@ hash chain, and sealing: no plaintext on disk, tombstones after a key is destroy
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 import uuid
 
 import pytest
@@ -145,8 +147,6 @@ def _wal_bytes(path) -> int:
 def test_the_wal_is_checkpointed_off_the_append_path_and_starts_over(tmp_path):
     """Appends never checkpoint inside their commit; a thread copies the WAL into the
     database file, the log finishes each pass, and the WAL starts over instead of growing."""
-    import threading
-
     path = tmp_path / "log.sqlite"
     log = EmbeddedLog(path, checkpoint_bytes=64 * 1024)
     blob = bytes(range(256)) * 16  # 4 KB per record, 400 KB per batch
@@ -167,8 +167,6 @@ def test_the_wal_is_checkpointed_off_the_append_path_and_starts_over(tmp_path):
 
 
 def test_a_failing_checkpoint_never_fails_an_append(tmp_path, caplog):
-    import time
-
     path = tmp_path / "log.sqlite"
     log = EmbeddedLog(path, checkpoint_bytes=64 * 1024)
     connect = log._checkpointer._connect
@@ -196,8 +194,6 @@ def test_a_failing_checkpoint_never_fails_an_append(tmp_path, caplog):
 
 
 def test_a_log_that_only_reads_starts_no_checkpointer(tmp_path):
-    import threading
-
     path = tmp_path / "log.sqlite"
     log = EmbeddedLog(path)
     log.append([rec(0)])
