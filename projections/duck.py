@@ -100,13 +100,6 @@ CORE = "core"
 DUCKDB_CONFIG: dict[str, str] = {"checkpoint_threshold": "256MB"}
 
 
-_UPDATE_MEMORIES = (
-    "UPDATE memories SET "
-    + ", ".join(f'"{c}" = changed."{c}"' for c in MEMORY_COLUMNS if c != "memory_id")
-    + " FROM changed WHERE memories.memory_id = changed.memory_id"
-)
-
-
 def _arrow(names: tuple[str, ...], data: dict[str, Sequence[Any]]) -> pa.Table:
     arrays = []
     for n in names:
@@ -253,29 +246,36 @@ class DuckStore:
     def _write_memories(self, cur, b: CoreBatch) -> None:
         """The batch's last state of every memory it touched.
 
-        A memory created in this batch (``created_offset`` at or after the batch's first
-        offset) cannot be in the table yet: it is inserted. The others are there (the
-        table holds every memory created before the batch) and are updated by a join on
-        the key. An upsert of both kinds costs several times as much, and grows with the
-        table (measured: 12 ms for 100 rows into 1,000 memories, 67 ms into 600,000).
-        A memory missing from the table, or present too early, fails the batch.
+        A memory created before the batch (``created_offset`` before the batch's first
+        offset) is in the table: its row is deleted, and every touched memory's row is then
+        inserted, in one statement. DuckDB's ``UPDATE`` of these columns costs several times
+        as much: the list columns (``tags``, ``parents``) make it rewrite each row, and its
+        join grows with the table (400 memories of 600,000: 70-100 ms by ``UPDATE``, 22-28
+        ms by delete and insert; docs/benchmarks.md). An upsert costs more still.
+
+        A memory created earlier but missing from the table, or created in this batch but
+        already there (the key's constraint), fails the batch.
         """
-        new, old = Columns(MEMORY_COLUMNS), Columns(MEMORY_COLUMNS)
+        rows = Columns(MEMORY_COLUMNS)
+        old = []
         for m in b.memories.values():
-            (new if m.created_offset >= b.first_offset else old).rows.append(memory_row(m))
-        if len(new):
-            self._insert(cur, "memories", MEMORY_COLUMNS, new.data)
-        if len(old):
-            changed = _arrow(MEMORY_COLUMNS, old.data)  # noqa: F841 (read by name, see _write)
-            (n,) = cur.execute(_UPDATE_MEMORIES).fetchone()
+            rows.rows.append(memory_row(m))
+            if m.created_offset < b.first_offset:
+                old.append(m.memory_id)
+        if old:
+            gone = pa.table({"memory_id": pa.array(old, pa.string())})  # noqa: F841 (by name)
+            (n,) = cur.execute(
+                "DELETE FROM memories WHERE memory_id IN (SELECT memory_id FROM gone)"
+            ).fetchone()
             if n != len(old):
                 raise RuntimeError(
-                    f"batch at offsets {b.first_offset}..{b.last_offset} updates {len(old)} "
-                    f"memories, of which only {n} are in the projection"
+                    f"batch at offsets {b.first_offset}..{b.last_offset} changes {len(old)} "
+                    f"memories created before it, of which only {n} are in the projection"
                 )
+        self._insert(cur, "memories", MEMORY_COLUMNS, rows.data)
 
     def _write(self, cur, b: CoreBatch) -> None:
-        # Statements that join Arrow rows (the memories' update, the artifacts' and
+        # Statements that read Arrow rows by name (the memories' delete, the artifacts' and
         # subjects' upserts) name a local variable holding them, which DuckDB's replacement
         # scan finds in the calling frame; the names are not those of catalog tables,
         # which would win. A registered view costs a catalog change to create and another

@@ -73,7 +73,9 @@ def test_a_batch_updating_a_memory_the_table_lacks_is_refused_whole(tmp_path: Pa
         duck.write(_batch(0, 0, _state("a", 1, 0, 0)))
         # "ghost" claims to have been created before this batch, but the table never saw it
         bad = _batch(1, 2, _state("a", 2, 0, 1), _state("ghost", 2, 0, 2))
-        with pytest.raises(RuntimeError, match="updates 2 memories, of which only 1"):
+        with pytest.raises(
+            RuntimeError, match="changes 2 memories created before it, of which only 1"
+        ):
             duck.write(bad)
         assert duck.offset() == 0
         assert _memories(duck) == {"a": (1, [], 0)}
