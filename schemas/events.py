@@ -346,6 +346,12 @@ class Event(Envelope, frozen=True, kw_only=True, forbid_unknown_fields=True):
         """Whose key seals the payload: the named subject, else the namespace."""
         return self.subject or self.namespace
 
+    @property
+    def id_bytes(self) -> bytes:
+        """The event id's 16 bytes (the log's key). The id is validated lower-case hex with
+        dashes, so this reads the hex directly: a fifth of the cost of ``uuid.UUID``."""
+        return bytes.fromhex(self.event_id.replace("-", ""))
+
     def ref(self, name: str) -> Any:
         """A clear (structural) payload field, readable even from a tombstone."""
         if self.payload is not None:

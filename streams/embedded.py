@@ -23,7 +23,6 @@ import queue
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -310,14 +309,11 @@ class EmbeddedRuntime:
         self._check()
         if not validated:
             events = self.codec.validate(events)
-        sealed = [self.sealer.seal(e) for e in events]
+        sealed = self.sealer.seal_all(events)
         duplicates: list[int] = []
         with self._append_lock:
             placed = self.log.append(
-                [
-                    (uuid.UUID(e.event_id).bytes, e.namespace, s[0])
-                    for e, s in zip(events, sealed, strict=True)
-                ]
+                [(e.id_bytes, e.namespace, s[0]) for e, s in zip(events, sealed, strict=True)]
             )
             outcomes: list[Outcome | None] = []
             pairs = []

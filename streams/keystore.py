@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 _SCHEMA = """
@@ -63,33 +64,53 @@ class KeyStore:
     def current(self, subject: str) -> tuple[str, bytes]:
         """The live key of ``subject`` (creating and durably storing it on first use)."""
         hit = self._current.get(subject)
-        if hit is not None:
-            return hit
+        if hit is None:
+            self.ensure((subject,))
+            hit = self._current[subject]
+        return hit
+
+    def ensure(self, subjects: Iterable[str]) -> None:
+        """Give every one of ``subjects`` a live key: the missing ones are created together,
+        in one durable commit (a batch that brings fifty new subjects syncs the file once,
+        not fifty times), before :meth:`current` hands any of them out."""
+        if all(s in self._current for s in subjects):
+            return
         with self._lock:
-            hit = self._current.get(subject)
-            if hit is not None:
-                return hit
-            row = self._db.execute(
-                "SELECT kid, key, generation FROM keys WHERE subject = ? "
-                "ORDER BY generation DESC LIMIT 1",
-                (subject,),
-            ).fetchone()
-            if row is not None and row[1] is not None:
-                hit = (row[0], bytes(row[1]))
-            elif not self.create_keys:
-                raise KeyError(f"no live key for subject {subject!r} in {self.path}")
-            else:
+            found: dict[str, tuple[str, bytes]] = {}
+            made = []
+            now = time.time_ns() // 1000
+            for subject in sorted(set(subjects)):
+                if subject in self._current:
+                    continue
+                row = self._db.execute(
+                    "SELECT kid, key, generation FROM keys WHERE subject = ? "
+                    "ORDER BY generation DESC LIMIT 1",
+                    (subject,),
+                ).fetchone()
+                if row is not None and row[1] is not None:
+                    found[subject] = (row[0], bytes(row[1]))
+                    continue
+                if not self.create_keys:
+                    raise KeyError(f"no live key for subject {subject!r} in {self.path}")
                 generation = (row[2] + 1) if row is not None else 1
-                kid = f"{subject}#{generation}"
-                key = os.urandom(32)
-                self._db.execute(
-                    "INSERT INTO keys(kid, subject, generation, key, created_at) VALUES (?,?,?,?,?)",
-                    (kid, subject, generation, key, time.time_ns() // 1000),
-                )
-                hit = (kid, key)
-            self._current[subject] = hit
-            self._by_kid[hit[0]] = hit[1]
-            return hit
+                kid, key = f"{subject}#{generation}", os.urandom(32)
+                made.append((kid, subject, generation, key, now))
+                found[subject] = (kid, key)
+            if made:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "INSERT INTO keys(kid, subject, generation, key, created_at) "
+                        "VALUES (?,?,?,?,?)",
+                        made,
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            for subject, hit in found.items():
+                self._current[subject] = hit
+                self._by_kid[hit[0]] = hit[1]
 
     def get(self, kid: str) -> bytes:
         """The key ``kid``; raises :class:`KeyDestroyed` when it was destroyed or never existed."""

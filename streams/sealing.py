@@ -23,6 +23,7 @@ from memstream.schemas.record import Sealed, StoredEvent
 from .keystore import KeyDestroyed, KeyStore
 
 _record_encoder = msgspec.json.Encoder()
+_payload_encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(StoredEvent)
 
 
@@ -38,7 +39,6 @@ class Sealer:
         self.codec = codec
         self._aead: dict[str, AESGCM] = {}
         self._hash_keys: dict[str, bytes] = {}
-        self._encoder = msgspec.json.Encoder()
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -64,19 +64,18 @@ class Sealer:
 
     def seal(self, event: Event) -> tuple[bytes, str | None, str | None]:
         """Record bytes of ``event``, its key id and its content hash."""
-        payload = event.payload
-        if payload is None:
-            raise ValueError(f"event {event.event_id} has no payload to seal")
-        clear_names = payload.CLEAR
-        clear: dict[str, Any] = {}
-        if clear_names:
-            body = msgspec.to_builtins(payload)
-            for name in clear_names:
-                if name in body:
-                    clear[name] = body.pop(name)
-            plain = self._encoder.encode(body) if body else b""
-        else:
-            plain = self._encoder.encode(payload)
+        return self.seal_all([event])[0]
+
+    def seal_all(self, events: list[Event]) -> list[tuple[bytes, str | None, str | None]]:
+        """:meth:`seal` of each event. The subjects' keys the batch needs and lacks are
+        created first, all in one durable commit of the key store."""
+        parts = list(zip(events, map(_split, events), strict=True))
+        self.keys.ensure({e.effective_subject for e, (plain, _) in parts if plain})
+        return [self._seal(e, plain, clear) for e, (plain, clear) in parts]
+
+    def _seal(
+        self, event: Event, plain: bytes, clear: dict[str, Any]
+    ) -> tuple[bytes, str | None, str | None]:
         sealed = None
         kid = None
         content_hash = None
@@ -86,7 +85,7 @@ class Sealer:
             nonce = os.urandom(12)
             ct = cipher.encrypt(nonce, plain, _aad(event.event_id, kid))
             sealed = Sealed(kid=kid, nonce=nonce, ct=ct)
-            text = getattr(payload, "text", None)
+            text = getattr(event.payload, "text", None)
             if text is not None:
                 content_hash = self.content_hash(kid, text)
         stored = StoredEvent(
@@ -163,6 +162,19 @@ class Sealer:
             clear=clear if payload is None else None,
         )
         return event, stored
+
+
+def _split(event: Event) -> tuple[bytes, dict[str, Any]]:
+    """An event's payload as the plaintext to seal (``b""``: nothing) and its clear fields."""
+    payload = event.payload
+    if payload is None:
+        raise ValueError(f"event {event.event_id} has no payload to seal")
+    clear_names = payload.CLEAR
+    if not clear_names:
+        return _payload_encoder.encode(payload), {}
+    body = msgspec.to_builtins(payload)
+    clear = {name: body.pop(name) for name in clear_names if name in body}
+    return (_payload_encoder.encode(body) if body else b""), clear
 
 
 def _aad(event_id: str, kid: str) -> bytes:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -179,11 +178,8 @@ def _stages(scratch: Scratch, events: int, seed: int) -> dict[str, float]:
                 with sw["build"]:  # MemoryStore.event, and append's check of what it built
                     valid = store._validate([s.build(store) for s in b])
                 with sw["seal"]:
-                    sealed = [rt.sealer.seal(e) for e in valid]
-                recs = [
-                    (uuid.UUID(e.event_id).bytes, e.namespace, s[0])
-                    for e, s in zip(valid, sealed, strict=True)
-                ]
+                    sealed = rt.sealer.seal_all(valid)
+                recs = [(e.id_bytes, e.namespace, s[0]) for e, s in zip(valid, sealed, strict=True)]
                 with sw["log_fsync"]:
                     logs["fsync"].append(recs)
                 with sw["log_os"]:

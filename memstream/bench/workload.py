@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -285,8 +284,9 @@ def write_log(
     try:
         for events in workload.batches(total, batch):
             valid = codec.validate(events)
+            sealed = sealer.seal_all(valid)
             log.append(
-                [(uuid.UUID(e.event_id).bytes, e.namespace, sealer.seal(e)[0]) for e in valid]
+                [(e.id_bytes, e.namespace, s[0]) for e, s in zip(valid, sealed, strict=True)]
             )
             if advance is not None:
                 advance(len(events))

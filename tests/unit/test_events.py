@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import ClassVar
 
 import jsonschema
@@ -37,6 +38,13 @@ def wire(**over):
 
 def decode(ev) -> list:
     return CODEC.decode(json.dumps(ev).encode())
+
+
+def test_an_events_id_bytes_are_its_uuids_bytes() -> None:
+    """The log's 16-byte key is read from the id's hex, the same bytes ``uuid`` gives."""
+    for eid in ("01a204d8-ab18-77f4-8e51-38ae95b98781", str(uuid.uuid4()), str(uuid.UUID(int=0))):
+        (ev,) = decode(wire(event_id=eid))
+        assert ev.id_bytes == uuid.UUID(eid).bytes
 
 
 def test_valid_event_decodes_to_typed_payload():
