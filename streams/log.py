@@ -20,6 +20,7 @@ growing (see :class:`_Checkpointer`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import sqlite3
@@ -63,6 +64,33 @@ def chain_hash(prev: bytes, offset: int, recorded_at: int, data: bytes) -> bytes
     h.update(recorded_at.to_bytes(8, "big", signed=True))
     h.update(data)
     return h.digest()
+
+
+#: Most rows in one ``INSERT`` (6 values each: far below SQLite's limit of 32,766).
+INSERT_ROWS = 256
+
+
+@functools.cache
+def _insert_sql(n: int) -> str:
+    return "INSERT INTO records VALUES " + ",".join(["(?,?,?,?,?,?)"] * n)
+
+
+def _inserts(rows: list[tuple]) -> Iterator[tuple[str, list]]:
+    """The statements that insert ``rows``: a few multi-row ``INSERT`` s, of power-of-two
+    sizes up to :data:`INSERT_ROWS` (100 rows: 64 + 32 + 4), so that a handful of texts
+    are ever prepared.
+
+    Not ``executemany``: SQLite runs each row as a step of its own, and Python releases
+    the interpreter lock around every step. Beside a busy Python thread (the projector, a
+    web server's event loop, the application's own work) each step then waits up to the
+    interpreter's switch interval (5 ms) to take the lock back: measured, 100-record
+    batches fell from 34,000 to 117-742 records/s; with these statements, 2,530-12,245.
+    """
+    i, n = 0, len(rows)
+    while i < n:
+        size = min(INSERT_ROWS, 1 << ((n - i).bit_length() - 1))
+        yield _insert_sql(size), [v for r in rows[i : i + size] for v in r]
+        i += size
 
 
 class Appended(msgspec.Struct, frozen=True, gc=False):
@@ -262,7 +290,8 @@ class EmbeddedLog:
             if rows:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    db.executemany("INSERT INTO records VALUES (?,?,?,?,?,?)", rows)
+                    for stmt, values in _inserts(rows):
+                        db.execute(stmt, values)
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
