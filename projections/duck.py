@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,60 @@ def _cols(names: tuple[str, ...]) -> str:
     return ", ".join(f'"{n}"' for n in names)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A batch's rows as Arrow tables, the columns in each table's own order (rows go in by
+    position; a test holds them to it), ready for :meth:`DuckStore.write`.
+
+    Building them is Python work holding the interpreter lock, writing them is DuckDB's,
+    which releases it. A catch-up prepares each batch on the thread that decides (which
+    holds the lock anyway) and writes it on another: the writing thread then holds the lock
+    only between statements, so it seldom keeps the deciding thread waiting, and the
+    deciding thread's log reads (one lock round trip per record) are not stalled behind it.
+    """
+
+    batch: CoreBatch
+    audit: pa.Table
+    transitions: pa.Table | None
+    versions: pa.Table | None
+    #: the last state of every memory the batch touched
+    memories: pa.Table | None
+    #: the ids of those created before the batch: their rows are in the table, and are
+    #: deleted before ``memories`` is inserted. DuckDB's ``UPDATE`` of these columns costs
+    #: several times as much: the list columns (``tags``, ``parents``) make it rewrite each
+    #: row, and its join grows with the table (400 memories of 600,000: 70-100 ms by
+    #: ``UPDATE``, 22-28 ms by delete and insert; docs/benchmarks.md). A memory created
+    #: earlier but missing from the table, or created in this batch but already there (the
+    #: key's constraint), fails the batch.
+    changed: pa.Table | None
+    artifacts: pa.Table | None
+
+
+def prepare(b: CoreBatch) -> Prepared | None:
+    """The Arrow tables of a batch (``None`` for an empty one). Pure: no I/O."""
+    if len(b) == 0:
+        return None
+    memories = Columns(MEMORY_COLUMNS)
+    changed = []
+    for m in b.memories.values():
+        memories.rows.append(memory_row(m))
+        if m.created_offset < b.first_offset:
+            changed.append(m.memory_id)
+
+    def table(names: tuple[str, ...], cols: Columns) -> pa.Table | None:
+        return _arrow(names, cols.data) if len(cols) else None
+
+    return Prepared(
+        batch=b,
+        audit=_arrow(AUDIT_COLUMNS, b.audit.data),
+        transitions=table(TRANSITION_COLUMNS, b.transitions),
+        versions=table(VERSION_COLUMNS, b.versions),
+        memories=table(MEMORY_COLUMNS, memories),
+        changed=pa.table({"memory_id": pa.array(changed, pa.string())}) if changed else None,
+        artifacts=table(ARTIFACT_COLUMNS, b.artifacts),
+    )
+
+
 class DuckStore:
     """A DuckDB file holding the core projection. One writer; readers use cursors."""
 
@@ -189,17 +244,20 @@ class DuckStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def write(self, b: CoreBatch, offsets: dict[str, int] | None = None) -> None:
+    def write(self, b: CoreBatch | Prepared, offsets: dict[str, int] | None = None) -> None:
         """Write a batch and its offset in one transaction (with ``offsets`` of other
-        projectors kept in the same file, e.g. an outbox cursor, when given)."""
-        if len(b) == 0:
+        projectors kept in the same file, e.g. an outbox cursor, when given).
+
+        ``b`` may be :func:`prepare` d already, on another thread: see :class:`Prepared`."""
+        p = b if isinstance(b, Prepared) else prepare(b)
+        if p is None:
             return
         with self._write_lock:
             cur = self.cursor()
             cur.execute("BEGIN TRANSACTION")
             try:
-                self._write(cur, b)
-                self._set_offsets(cur, {CORE: b.last_offset, **(offsets or {})})
+                self._write(cur, p)
+                self._set_offsets(cur, {CORE: p.batch.last_offset, **(offsets or {})})
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -228,12 +286,6 @@ class DuckStore:
             if n == 0:
                 cur.execute("INSERT INTO projection_offsets VALUES (?, ?)", (name, value))
 
-    def _insert(self, cur, table: str, names: tuple[str, ...], data: dict) -> None:
-        """Append rows to ``table`` straight from Arrow, as a relation: no view is created
-        and dropped per statement (about 1.5 ms each way on a live store's small batches).
-        ``names`` are the table's columns in its own order (a test holds them to it)."""
-        cur.from_arrow(_arrow(names, data)).insert_into(table)
-
     def _raised_generations(self, cur, b: CoreBatch) -> dict[str, int]:
         gens = self._generations
         if gens is None:
@@ -243,48 +295,21 @@ class DuckStore:
         gens.update(raised)  # undone by a rollback (``write`` drops the whole cache)
         return raised
 
-    def _write_memories(self, cur, b: CoreBatch) -> None:
-        """The batch's last state of every memory it touched.
-
-        A memory created before the batch (``created_offset`` before the batch's first
-        offset) is in the table: its row is deleted, and every touched memory's row is then
-        inserted, in one statement. DuckDB's ``UPDATE`` of these columns costs several times
-        as much: the list columns (``tags``, ``parents``) make it rewrite each row, and its
-        join grows with the table (400 memories of 600,000: 70-100 ms by ``UPDATE``, 22-28
-        ms by delete and insert; docs/benchmarks.md). An upsert costs more still.
-
-        A memory created earlier but missing from the table, or created in this batch but
-        already there (the key's constraint), fails the batch.
-        """
-        rows = Columns(MEMORY_COLUMNS)
-        old = []
-        for m in b.memories.values():
-            rows.rows.append(memory_row(m))
-            if m.created_offset < b.first_offset:
-                old.append(m.memory_id)
-        if old:
-            gone = pa.table({"memory_id": pa.array(old, pa.string())})  # noqa: F841 (by name)
-            (n,) = cur.execute(
-                "DELETE FROM memories WHERE memory_id IN (SELECT memory_id FROM gone)"
-            ).fetchone()
-            if n != len(old):
-                raise RuntimeError(
-                    f"batch at offsets {b.first_offset}..{b.last_offset} changes {len(old)} "
-                    f"memories created before it, of which only {n} are in the projection"
-                )
-        self._insert(cur, "memories", MEMORY_COLUMNS, rows.data)
-
-    def _write(self, cur, b: CoreBatch) -> None:
+    def _write(self, cur, p: Prepared) -> None:
+        # Rows are appended straight from Arrow, as relations: no view is created and
+        # dropped per statement (about 1.5 ms each way on a live store's small batches).
         # Statements that read Arrow rows by name (the memories' delete, the artifacts' and
         # subjects' upserts) name a local variable holding them, which DuckDB's replacement
         # scan finds in the calling frame; the names are not those of catalog tables,
-        # which would win. A registered view costs a catalog change to create and another
-        # to drop, a few milliseconds per batch (docs/benchmarks.md).
-        self._insert(cur, "audit", AUDIT_COLUMNS, b.audit.data)
-        if len(b.transitions):
-            self._insert(cur, "transitions", TRANSITION_COLUMNS, b.transitions.data)
-        if len(b.versions):
-            self._insert(cur, "versions", VERSION_COLUMNS, b.versions.data)
+        # which would win.
+        b = p.batch
+        for table, rows in (
+            ("audit", p.audit),
+            ("transitions", p.transitions),
+            ("versions", p.versions),
+        ):
+            if rows is not None:
+                cur.from_arrow(rows).insert_into(table)
         for memory_id, version in b.rollbacks:
             cur.execute(
                 "UPDATE versions SET text = src.text, content_hash = src.content_hash, "
@@ -293,10 +318,23 @@ class DuckStore:
                 "AND src.memory_id = versions.memory_id AND src.version = versions.copy_from",
                 (memory_id, version),
             )
-        if b.memories:
-            self._write_memories(cur, b)
-        if len(b.artifacts):
-            built = _arrow(ARTIFACT_COLUMNS, b.artifacts.data)  # noqa: F841 (read by name)
+        if p.changed is not None:
+            # Memories created before the batch are in the table: their rows are deleted
+            # and inserted again with the others (see :func:`prepare`).
+            gone = p.changed  # noqa: F841 (read by name)
+            (n,) = cur.execute(
+                "DELETE FROM memories WHERE memory_id IN (SELECT memory_id FROM gone)"
+            ).fetchone()
+            if n != len(p.changed):
+                raise RuntimeError(
+                    f"batch at offsets {b.first_offset}..{b.last_offset} changes "
+                    f"{len(p.changed)} memories created before it, of which only {n} are in "
+                    "the projection"
+                )
+        if p.memories is not None:
+            cur.from_arrow(p.memories).insert_into("memories")
+        if p.artifacts is not None:
+            built = p.artifacts  # noqa: F841 (read by name)
             cur.execute(
                 f"INSERT OR REPLACE INTO artifacts ({_cols(ARTIFACT_COLUMNS)}) SELECT * FROM built"
             )

@@ -32,7 +32,7 @@ from typing import Protocol
 from filelock import FileLock, Timeout
 from memstream.projections.core import CoreBatch, project
 from memstream.projections.decide import DecisionState, decide
-from memstream.projections.duck import DuckStore
+from memstream.projections.duck import DuckStore, Prepared, prepare
 from memstream.schemas.codec import DEFAULT_MAX_EVENT_BYTES, EventCodec
 from memstream.schemas.events import Event, Registry, default_registry
 from memstream.schemas.memcube import Logged, Outcome
@@ -380,10 +380,10 @@ class EmbeddedRuntime:
             if stop:
                 return
 
-    def _write(self, batch: CoreBatch) -> None:
+    def _write(self, batch: CoreBatch | Prepared) -> None:
         self.duck.write(batch)
         with self._cond:
-            self._projected = batch.last_offset
+            self._projected = (batch.batch if isinstance(batch, Prepared) else batch).last_offset
             self._cond.notify_all()
 
     def apply(self, pairs: list[tuple[Logged, Outcome]]) -> None:
@@ -411,9 +411,10 @@ class EmbeddedRuntime:
         #
         # A writer thread writes batch n to DuckDB while this thread reads, opens and
         # decides batch n + 1: DuckDB releases the interpreter lock while it executes, so
-        # the two overlap on two cores. Batches are written in order, each in its own
-        # transaction with its offset, exactly as without the thread; the first error stops
-        # both.
+        # the two overlap on two cores. This thread also turns each batch into its Arrow
+        # tables (``prepare``), so that the writer holds the lock only between statements
+        # (see ``Prepared``). Batches are written in order, each in its own transaction
+        # with its offset, exactly as without the thread; the first error stops both.
         #
         # The collector's automatic passes are paused meanwhile (see ``_collector_paused``):
         # every object of a batch lives until the batch is written, so each automatic pass
@@ -430,7 +431,7 @@ class EmbeddedRuntime:
                     project(pairs, batch)
                     uncollected += len(pairs)
                     if len(batch) >= limit:
-                        writer.put(batch)
+                        writer.put(prepare(batch))
                         batch = CoreBatch()
                         if uncollected >= CATCH_UP_COLLECT:
                             gc.collect(1)
@@ -438,7 +439,7 @@ class EmbeddedRuntime:
                     if tick:
                         tick(len(pairs))
                 if len(batch):
-                    writer.put(batch)
+                    writer.put(prepare(batch))
             except BaseException:
                 writer.stop()
                 raise
@@ -692,9 +693,9 @@ class _BatchWriter:
     prepares the next ones (at most ``depth`` wait). An error in a write is raised to the
     caller by its next ``put`` or by ``close``; no later batch is written after it."""
 
-    def __init__(self, write: Callable[[CoreBatch], None], depth: int = 1):
+    def __init__(self, write: Callable[[Prepared], None], depth: int = 1):
         self._write = write
-        self._queue: queue.Queue[CoreBatch | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[Prepared | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="memstream-writer", daemon=True)
         self._thread.start()
@@ -714,7 +715,7 @@ class _BatchWriter:
         if self._error is not None:
             raise self._error
 
-    def put(self, batch: CoreBatch) -> None:
+    def put(self, batch: Prepared) -> None:
         self._raise()
         self._queue.put(batch)
 

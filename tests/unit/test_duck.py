@@ -1,9 +1,10 @@
-"""DuckStore.write: new memories inserted, changed ones updated in place, artifacts
+"""DuckStore.write: new memories inserted, changed ones replaced, artifacts
 upserted, offsets and key generations written only when they move, and a batch that
 contradicts the table refused whole."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import msgspec
@@ -16,7 +17,7 @@ from memstream.projections.core import (
     VERSION_COLUMNS,
     CoreBatch,
 )
-from memstream.projections.duck import DuckStore
+from memstream.projections.duck import DuckStore, prepare
 from memstream.schemas.memcube import MemState
 
 
@@ -149,3 +150,31 @@ def test_artifacts_are_upserted_by_id(tmp_path: Path) -> None:
         ]
     finally:
         duck.close()
+
+
+def test_a_batch_prepared_on_one_thread_is_written_on_another(tmp_path: Path) -> None:
+    """A catch-up builds a batch's Arrow tables on its deciding thread and writes them on
+    its writer thread: the store ends as if each batch had been written directly."""
+    batches = [
+        _batch(0, 1, _state("a", 1, 0, 0), _state("b", 1, 1, 1), gens={"user/a": 1}),
+        _batch(2, 3, _state("a", 2, 0, 2, tags=("x",)), _state("c", 1, 3, 3)),
+        _batch(4, 4, _state("b", 3, 1, 4), gens={"user/a": 2}),
+    ]
+    assert prepare(CoreBatch()) is None
+    direct, split = DuckStore(tmp_path / "direct.duckdb"), DuckStore(tmp_path / "split.duckdb")
+    try:
+        for b in batches:
+            direct.write(b)
+        prepared = [prepare(b) for b in batches]
+        writer = threading.Thread(target=lambda: [split.write(p) for p in prepared])
+        writer.start()
+        writer.join()
+        for duck in (direct, split):
+            assert _memories(duck) == {"a": (2, ["x"], 2), "b": (3, [], 4), "c": (1, [], 3)}
+            assert duck.offset() == 4
+        for table in ("memories", "audit", "subjects"):
+            q = f"SELECT * FROM {table} ORDER BY ALL"
+            assert direct.query(q) == split.query(q), table
+    finally:
+        direct.close()
+        split.close()
