@@ -66,7 +66,8 @@ def chain_hash(prev: bytes, offset: int, recorded_at: int, data: bytes) -> bytes
     return h.digest()
 
 
-#: Most rows in one ``INSERT`` (6 values each: far below SQLite's limit of 32,766).
+#: Most rows in one ``INSERT`` (6 values each: far below SQLite's limit of 32,766). The
+#: connection keeps a prepared statement for each size up to it.
 INSERT_ROWS = 256
 
 
@@ -75,22 +76,20 @@ def _insert_sql(n: int) -> str:
     return "INSERT INTO records VALUES " + ",".join(["(?,?,?,?,?,?)"] * n)
 
 
-def _inserts(rows: list[tuple]) -> Iterator[tuple[str, list]]:
-    """The statements that insert ``rows``: a few multi-row ``INSERT`` s, of power-of-two
-    sizes up to :data:`INSERT_ROWS` (100 rows: 64 + 32 + 4), so that a handful of texts
-    are ever prepared.
+def _inserts(rows: list[tuple]) -> list[tuple[str, list]]:
+    """The statements that insert ``rows``: one multi-row ``INSERT`` per
+    :data:`INSERT_ROWS` rows (a batch of 100: one statement).
 
     Not ``executemany``: SQLite runs each row as a step of its own, and Python releases
     the interpreter lock around every step. Beside a busy Python thread (the projector, a
     web server's event loop, the application's own work) each step then waits up to the
     interpreter's switch interval (5 ms) to take the lock back: measured, 100-record
-    batches fell from 34,000 to 117-742 records/s; with these statements, 2,530-12,245.
+    batches fell from 34,000 to 117-742 records/s (docs/benchmarks.md).
     """
-    i, n = 0, len(rows)
-    while i < n:
-        size = min(INSERT_ROWS, 1 << ((n - i).bit_length() - 1))
-        yield _insert_sql(size), [v for r in rows[i : i + size] for v in r]
-        i += size
+    return [
+        (_insert_sql(len(chunk)), [v for r in chunk for v in r])
+        for chunk in (rows[i : i + INSERT_ROWS] for i in range(0, len(rows), INSERT_ROWS))
+    ]
 
 
 class Appended(msgspec.Struct, frozen=True, gc=False):
@@ -218,7 +217,12 @@ class EmbeddedLog:
             self._next, self._last_time, self._last_hash = last[0] + 1, last[1], bytes(last[2])
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db = sqlite3.connect(
+            self.path,
+            check_same_thread=False,
+            isolation_level=None,
+            cached_statements=INSERT_ROWS + 32,
+        )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA busy_timeout=10000")
         return db
@@ -288,14 +292,18 @@ class EmbeddedLog:
                 prev = h
                 offset += 1
             if rows:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    for stmt, values in _inserts(rows):
-                        db.execute(stmt, values)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
+                inserts = _inserts(rows)
+                if len(inserts) == 1:  # one statement is atomic by itself: fewer steps
+                    db.execute(*inserts[0])
+                else:
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        for stmt, values in inserts:
+                            db.execute(stmt, values)
+                        db.execute("COMMIT")
+                    except BaseException:
+                        db.execute("ROLLBACK")
+                        raise
                 self._next, self._last_time, self._last_hash = offset, now, prev
                 self._unchecked += sum(len(r[4]) for r in rows)
                 if self._unchecked >= self._checkpoint_bytes:

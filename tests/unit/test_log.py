@@ -32,13 +32,14 @@ def test_offsets_are_dense_and_survive_reopen(tmp_path):
     assert [r.offset for batch in log.read(2, 4) for r in batch] == [2, 3]
 
 
-@pytest.mark.parametrize("bad", [3, 299])
-def test_a_failed_batch_leaves_nothing(tmp_path, bad):
-    """A row that fails inside the transaction (NOT NULL) rolls back the whole batch, also
-    when it is in a later statement than rows already inserted (300 rows: 256 + 32 + ...)."""
+@pytest.mark.parametrize(("size", "bad"), [(5, 3), (300, 3), (300, 299)])
+def test_a_failed_batch_leaves_nothing(tmp_path, size, bad):
+    """A row that fails (NOT NULL) fails the whole batch: in a batch of one statement, and
+    in one of several (300 rows: 256 + 44), also when the failing row is in a later
+    statement than rows already inserted."""
     log = EmbeddedLog(tmp_path / "log.sqlite")
     log.append([rec(0)])
-    batch = [rec(i) for i in range(1, 301)]
+    batch = [rec(i) for i in range(1, size + 1)]
     batch[bad] = (batch[bad][0], None, batch[bad][2])  # type: ignore[assignment]
     with pytest.raises(sqlite3.IntegrityError):
         log.append(batch)
