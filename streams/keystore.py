@@ -73,13 +73,14 @@ class KeyStore:
         """Give every one of ``subjects`` a live key: the missing ones are created together,
         in one durable commit (a batch that brings fifty new subjects syncs the file once,
         not fifty times), before :meth:`current` hands any of them out."""
-        if all(s in self._current for s in subjects):
+        wanted = set(subjects)
+        if wanted.issubset(self._current):
             return
         with self._lock:
             found: dict[str, tuple[str, bytes]] = {}
             made = []
             now = time.time_ns() // 1000
-            for subject in sorted(set(subjects)):
+            for subject in sorted(wanted):
                 if subject in self._current:
                     continue
                 row = self._db.execute(

@@ -39,7 +39,8 @@ def test_an_erased_subject_gets_its_next_generation(tmp_path: Path) -> None:
     ks = KeyStore(tmp_path / "keys.sqlite")
     assert ks.current("user/a")[0] == "user/a#1"
     ks.destroy("user/a")
-    ks.ensure(["user/a", "user/b"])
+    ks.ensure(s for s in ("user/a", "user/b"))  # any iterable, read once
+    assert (ks.generation("user/a"), ks.generation("user/b")) == (2, 1)
     assert ks.current("user/a")[0] == "user/a#2"
     assert ks.current("user/b")[0] == "user/b#1"
     ks.close()
