@@ -145,6 +145,10 @@ class Prepared:
     changed: pa.Table | None
     artifacts: pa.Table | None
 
+    @property
+    def last_offset(self) -> int:
+        return self.batch.last_offset
+
 
 def prepare(b: CoreBatch) -> Prepared | None:
     """The Arrow tables of a batch (``None`` for an empty one). Pure: no I/O."""
@@ -257,7 +261,7 @@ class DuckStore:
             cur.execute("BEGIN TRANSACTION")
             try:
                 self._write(cur, p)
-                self._set_offsets(cur, {CORE: p.batch.last_offset, **(offsets or {})})
+                self._set_offsets(cur, {CORE: p.last_offset, **(offsets or {})})
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")

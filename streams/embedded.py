@@ -383,7 +383,7 @@ class EmbeddedRuntime:
     def _write(self, batch: CoreBatch | Prepared) -> None:
         self.duck.write(batch)
         with self._cond:
-            self._projected = (batch.batch if isinstance(batch, Prepared) else batch).last_offset
+            self._projected = batch.last_offset
             self._cond.notify_all()
 
     def apply(self, pairs: list[tuple[Logged, Outcome]]) -> None:
