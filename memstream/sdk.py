@@ -395,7 +395,7 @@ class MemoryStore(Operations):
         from memstream.projections.usage import UsageTracker
 
         usage = UsageTracker()
-        followers: list[Any] = [usage]
+        processors: list[Any] = [usage]
         proj = None
         if semantic if semantic is not None else _semantic_default():
             from memstream.projections.semantic import SemanticProjection, open_embedder
@@ -405,11 +405,11 @@ class MemoryStore(Operations):
             proj = SemanticProjection(
                 root / "state" / "semantic", open_embedder(root, embedder), progress=progress
             )
-            followers.insert(0, proj)
+            processors.insert(0, proj)
         try:
             rt = EmbeddedRuntime(
                 path, registry=registry, options=Options(**options), progress=progress,
-                followers=followers, prefix=prefix,
+                processors=processors, prefix=prefix,
             )  # fmt: skip
         except BaseException:
             if proj is not None:

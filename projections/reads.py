@@ -3,15 +3,17 @@ its version chain with merge ancestors; the audit trail, filtered and paginated.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+from memstream.schemas.memcube import MemState
 from memstream.schemas.views import AuditEntry, AuditPage, Memory, Parent, Version
 
 from .duck import DuckStore
 
 _dec = msgspec.json.Decoder()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _meta(v: str | None) -> dict[str, Any]:
@@ -73,6 +75,25 @@ def _memory(row: dict[str, Any]) -> Memory:
     row["metadata"] = _meta(row["metadata"])
     row["parents"] = _parents(row["parents"])
     return Memory(**row)
+
+
+def memory_view(m: MemState, text: str | None, content_hash: str | None) -> Memory:
+    """The view of a memory at a decided post-state, with its current content: the same
+    :class:`Memory` a read of the projection returns once that state is committed."""
+    return Memory(
+        memory_id=m.memory_id, namespace=m.namespace, subject=m.subject, kind=m.kind,
+        state=m.state, frozen=m.frozen, version=m.version, revision=m.revision, text=text,
+        content_hash=content_hash, tags=list(m.tags), metadata=dict(m.metadata),
+        source=m.source, owner=m.owner, visibility=m.visibility, priority=m.priority,
+        ttl_seconds=m.ttl_seconds, retention_days=m.retention_days,
+        parents=[Parent(memory_id, version) for memory_id, version in m.parents],
+        created_at=_time(m.created_at), updated_at=_time(m.updated_at),
+        created_by=m.created_by, updated_by=m.updated_by, offset=m.updated_offset,
+    )  # fmt: skip
+
+
+def _time(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
 
 
 def get_memory(

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from memstream.schemas.memcube import MemState
 from memstream.schemas.views import Memory
 
 from .core import PROJECTOR_VERSION
@@ -55,7 +56,14 @@ from .embedding import (
 )
 from .errors import IndexUnusable
 from .keyword import KeywordIndex
-from .reads import CURRENT_EXPRESSIONS, CURRENT_SOURCE, view_from_row, view_select
+from .processor import Decided, ProcessorContext
+from .reads import (
+    CURRENT_EXPRESSIONS,
+    CURRENT_SOURCE,
+    memory_view,
+    view_from_row,
+    view_select,
+)
 from .rows import DEFAULT_CAPACITY, CurrentRows
 from .vectors import VectorIndex
 
@@ -82,6 +90,9 @@ MODEL_FILE = "model.json"
 MODEL_FORMAT = 1
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+#: (text, content hash, producer vector) of one version.
+_Content = tuple[str | None, str | None, list[float] | None]
 
 _models: dict[tuple[str, int, int], TransformersEmbedder] = {}
 _models_lock = threading.Lock()
@@ -194,6 +205,7 @@ class SemanticProjection:
         #: Current views of the indexed memories, so searches answer without DuckDB.
         self.rows = CurrentRows(row_capacity)
         self._lock = threading.RLock()
+        self._duck: DuckStore | None = None
         self._dirty = 0
         self._last_save = time.monotonic()
 
@@ -271,6 +283,82 @@ class SemanticProjection:
         tmp.write_text(json.dumps(identity, indent=1, sort_keys=True), encoding="utf-8")
         os.replace(tmp, self.directory / FOLLOWER_FILE)
 
+    # -- the processor protocol ------------------------------------------------------------
+
+    def start(self, ctx: ProcessorContext) -> int:
+        """Load both indexes and catch up with the core projection's current state (or
+        rebuild them from it); the checkpoint they reflect."""
+        with self._lock:
+            self._duck = ctx.duck
+            self._open(ctx.duck, ctx.head)
+            self._save()
+            return self.checkpoint
+
+    def process(self, batch: Sequence[Decided]) -> None:
+        """Reflect a batch of decided events: each memory an accepted event changed is
+        indexed at its post-state (its content from the event that made it, or, for a
+        memory that became live again or was rolled back, from its version), or removed."""
+        with self._lock:
+            latest: dict[str, tuple[MemState, _Content | None]] = {}
+            for logged, out in batch:
+                if out.status != "accepted":
+                    continue
+                ev = logged.event
+                p = ev.payload
+                text = getattr(p, "text", None) if p is not None else None
+                for m in out.changes:
+                    content: _Content | None = None
+                    if text is not None and m.memory_id == ev.memory_id:
+                        content = (text, logged.content_hash, getattr(p, "vector", None))
+                    else:
+                        prev = latest.get(m.memory_id)
+                        if prev is not None and prev[0].version == m.version:
+                            content = prev[1]
+                    latest[m.memory_id] = (m, content)
+            missing = [
+                (memory_id, m.version)
+                for memory_id, (m, content) in latest.items()
+                if content is None and m.state in LIVE_STATES
+            ]
+            found = self._contents(missing)
+            entries = []
+            for memory_id, (m, content) in latest.items():
+                text, content_hash, vector = content or found.get(
+                    (memory_id, m.version), (None, None, None)
+                )
+                entries.append((memory_view(m, text, content_hash), vector))
+            if entries:
+                self._index(entries)
+            assert self.keywords is not None
+            last = batch[-1][0].offset
+            if entries:
+                self.keywords.commit(last)
+            self.checkpoint = last
+            self._dirty += len(entries)
+
+    def _contents(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], _Content]:
+        """(text, content hash, producer vector) of the versions ``keys`` name (content is
+        immutable per version: the core projection holds it once the event is decided)."""
+        if not keys:
+            return {}
+        assert self._duck is not None
+        rows = (
+            self._duck.cursor()
+            .execute(
+                "SELECT v.memory_id, v.version, v.text, v.content_hash, v.vector FROM versions v "
+                "JOIN (SELECT unnest(?::VARCHAR[]) AS memory_id, unnest(?::INTEGER[]) AS version)"
+                " k ON k.memory_id = v.memory_id AND k.version = v.version",
+                [[k[0] for k in keys], [k[1] for k in keys]],
+            )
+            .fetchall()
+        )
+        return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
+
+    def tick(self) -> None:
+        """Save the vector index when enough changed or enough time passed."""
+        with self._lock:
+            self._save()
+
     # -- following -----------------------------------------------------------------------
 
     def sync(self, duck: DuckStore, upto: int) -> None:
@@ -297,7 +385,6 @@ class SemanticProjection:
 
     def _apply(self, duck: DuckStore, ids: list[str]) -> None:
         """Upsert the live ones among ``ids`` at their current version; remove the rest."""
-        assert self.vectors is not None and self.keywords is not None
         rows = (
             duck.cursor()
             .execute(
@@ -308,12 +395,17 @@ class SemanticProjection:
             )
             .fetchall()
         )
+        self._index([(view_from_row(row[:-1]), row[-1]) for row in rows])
+
+    def _index(self, entries: list[tuple[Memory, list[float] | None]]) -> None:
+        """Index the live memories among ``entries`` (views with their producer vectors,
+        if any) and remove the rest."""
+        assert self.vectors is not None and self.keywords is not None
         live: list[tuple[str, str, str, str, list[float] | None]] = []
         views: list[Memory] = []
         gone: list[str] = []
         erased: list[str] = []
-        for row in rows:
-            view, vector = view_from_row(row[:-1]), row[-1]
+        for view, vector in entries:
             if (
                 view.state in LIVE_STATES
                 and view.text is not None

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from .duck import DuckStore
+from .processor import Decided, ProcessorContext
 
 __all__ = ["HEAT_HALF_LIFE_S", "UsageTracker"]
 
@@ -46,9 +47,8 @@ class UsageTracker:
     name = "usage"
 
     def __init__(self, half_life: float = HEAT_HALF_LIFE_S) -> None:
-        self.duck: DuckStore | None = None  # set by the first sync (the runtime's store)
+        self.duck: DuckStore | None = None  # set by start (the runtime's store)
         self.half_life = half_life
-        self.checkpoint = -1
         self._lock = threading.Lock()
         self._buffer: dict[str, list[Any]] = {}  # memory_id -> [count, last epoch seconds]
         # memory_id -> (count, last epoch seconds, heat at last access): the table's rows
@@ -118,22 +118,29 @@ class UsageTracker:
                 )
         return out
 
-    # -- the follower protocol: flush with the follower's rhythm -----------------------
+    # -- the processor protocol: flush with the runner's rhythm ---------------------------
 
-    def sync(self, duck: DuckStore, upto: int) -> None:
-        if self.duck is None:
-            with duck._write_lock:
-                duck.cursor().execute(_SCHEMA)
-            rows = (
-                duck.cursor()
-                .execute("SELECT memory_id, access_count, epoch(last_access), heat FROM usage")
-                .fetchall()
-            )
-            with self._lock:
-                self._flushed = {m: (int(c), float(t), float(h)) for m, c, t, h in rows}
-            self.duck = duck
+    def start(self, ctx: ProcessorContext) -> int:
+        """Load the table into the mirror. Usage is observed, not decided: the tracker
+        reflects every event as it is, so its checkpoint is the core's."""
+        duck = ctx.duck
+        with duck._write_lock:
+            duck.cursor().execute(_SCHEMA)
+        rows = (
+            duck.cursor()
+            .execute("SELECT memory_id, access_count, epoch(last_access), heat FROM usage")
+            .fetchall()
+        )
+        with self._lock:
+            self._flushed = {m: (int(c), float(t), float(h)) for m, c, t, h in rows}
+        self.duck = duck
+        return ctx.head
+
+    def process(self, batch: Sequence[Decided]) -> None:
+        """Nothing to do per event (accesses are recorded by the reads)."""
+
+    def tick(self) -> None:
         self.flush()
-        self.checkpoint = upto
 
     def close(self) -> None:
         self.flush()

@@ -27,19 +27,22 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from filelock import FileLock, Timeout
 from memstream.projections.core import CoreBatch, project
+from memstream.projections.decided import read_outcomes
 from memstream.projections.decide import DecisionState, decide
 from memstream.projections.duck import DuckStore, Prepared, prepare
+from memstream.projections.processor import Decided, Processor
 from memstream.schemas.codec import DEFAULT_MAX_EVENT_BYTES, EventCodec
 from memstream.schemas.events import Event, Registry, default_registry
 from memstream.schemas.memcube import Logged, Outcome
 from memstream.schemas.record import LogRecord
 
 from .keystore import KeyStore
+from .feed import DecidedFeed
 from .log import EmbeddedLog
+from .runner import ProcessorFailed, ProcessorRunner
 from .sealing import Sealer
 
 STORE_FORMAT = 1
@@ -102,27 +105,8 @@ class ProjectorFailed(RuntimeError):
     """The projector stopped on an error; the store must be reopened (it resumes)."""
 
 
-# -- followers (derived projections fed by the core one; they never decide) -----------------
-
-
-class Follower(Protocol):
-    """A projection that follows the core DuckDB projection (e.g. the search indexes).
-
-    ``sync(duck, upto)`` makes it reflect the core projection up to offset ``upto``;
-    it is called from one follower thread whenever the core advances, and at least every
-    ``Options.follow_interval`` seconds (for time-based saves). ``close()`` saves.
-    """
-
-    name: str
-    checkpoint: int
-
-    def sync(self, duck: DuckStore, upto: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class FollowerFailed(RuntimeError):
-    """A follower (e.g. the search indexes) stopped on an error; reopen the store."""
+#: A processor (the search indexes, ...) stopped on an error; reopen the store.
+FollowerFailed = ProcessorFailed
 
 
 @dataclass
@@ -175,13 +159,15 @@ class EmbeddedRuntime:
         registry: Registry | None = None,
         options: Options | None = None,
         progress: ProgressFactory | None = None,
-        followers: list[Follower] | None = None,
+        processors: list[Processor] | None = None,
         prefix: LogPrefix | None = None,
     ):
-        """``prefix``: project these records of another log first (a replay; see
+        """``processors``: what follows the decided events besides the core projection
+        (the search indexes, ...), each on a lane of :class:`ProcessorRunner`.
+        ``prefix``: project these records of another log first (a replay; see
         :class:`LogPrefix`)."""
         self.root = Path(root)
-        self._followers = list(followers or ())
+        self._processors = list(processors or ())
         self.options = options or Options()
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.root / LOCK_FILE))
@@ -249,9 +235,14 @@ class EmbeddedRuntime:
             self._check_copy(prefix)
         self._catch_up(progress, self.log, self.log.next_offset)
         self._queue: queue.Queue[list[tuple[Logged, Outcome]] | None] = queue.Queue()
+        #: Decided events as the core commits them, for every reader from any offset.
+        self.feed = DecidedFeed(self._read_decided, self._projected)
+        self.runner = ProcessorRunner(
+            self.feed, self.duck, self._processors, interval=self.options.follow_interval
+        )
         self._thread = threading.Thread(target=self._run, name="memstream-projector", daemon=True)
         self._thread.start()
-        self._start_followers()
+        self.runner.start()
 
     def _open_log(self) -> EmbeddedLog:
         return EmbeddedLog(self.root / LOG_FILE, durability=self.options.durability)
@@ -286,7 +277,7 @@ class EmbeddedRuntime:
         self._closed = True
         self._queue.put(None)
         self._thread.join()
-        self._stop_followers()
+        self.runner.close()
         self.duck.close()
         self.log.close()
         self.keys.close()
@@ -360,6 +351,7 @@ class EmbeddedRuntime:
                 return
             batch = CoreBatch()
             project(item, batch)
+            pairs = list(item)
             stop = False
             while len(batch) < limit:
                 try:
@@ -370,9 +362,11 @@ class EmbeddedRuntime:
                     stop = True
                     break
                 project(more, batch)
+                pairs.extend(more)
             try:
                 if self._failure is None:
                     self._write(batch)
+                    self.feed.publish(pairs)
             except BaseException as e:  # the projector stops; reads report it
                 with self._cond:
                     self._failure = e
@@ -394,6 +388,7 @@ class EmbeddedRuntime:
         fresh = [p for p in pairs if p[0].offset > self._projected]
         if fresh:
             self._write(project(fresh))
+            self.feed.publish(fresh)
 
     def _catch_up(self, progress: ProgressFactory | None, log: EmbeddedLog, end: int) -> None:
         """Decide and project the records of ``log`` up to ``end`` (exclusive) that the
@@ -445,16 +440,32 @@ class EmbeddedRuntime:
                 raise
             writer.close()
 
+    def _logged(self, r: LogRecord) -> Logged:
+        ev, stored = self.sealer.open(r.data)
+        kid = stored.sealed.kid if stored.sealed is not None else None
+        return Logged(r.offset, r.recorded_at, r.chain_hash, ev, kid, stored.content_hash)
+
     def _decided(self, batches: Iterable[list[LogRecord]]):
-        open_ = self.sealer.open
+        logged = self._logged
         for recs in batches:
             pairs = []
             for r in recs:
-                ev, stored = open_(r.data)
-                kid = stored.sealed.kid if stored.sealed is not None else None
-                logged = Logged(r.offset, r.recorded_at, r.chain_hash, ev, kid, stored.content_hash)
-                pairs.append((logged, self._decide(logged)))
+                one = logged(r)
+                pairs.append((one, self._decide(one)))
             yield pairs
+
+    def _read_decided(self, after: int, upto: int) -> list[Decided]:
+        """The decided events ``after < offset <= upto`` from storage: the log's records,
+        opened, with the outcomes the core projection stored (``upto`` is committed)."""
+        outcomes = read_outcomes(self.duck, after, upto)
+        records = [r for batch in self.log.read(after + 1, upto + 1) for r in batch]
+        if len(records) != len(outcomes):
+            raise RuntimeError(
+                f"store {self.root}: the log holds {len(records)} records in offsets "
+                f"{after + 1}..{upto}, the projection {len(outcomes)} outcomes; rebuild it "
+                "(memstream replay)"
+            )
+        return [(self._logged(r), o) for r, o in zip(records, outcomes, strict=True)]
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -506,80 +517,29 @@ class EmbeddedRuntime:
         self._check()
 
     def flush(self) -> None:
-        """Wait until everything appended so far is projected."""
-        self.wait_for(self.head, timeout=max(self.options.read_wait, 600.0))
-        if self._followers:
-            self.wait_for_follower(self.head, timeout=max(self.options.read_wait, 600.0))
+        """Wait until everything appended so far is projected, and processed by every
+        processor."""
+        wait = max(self.options.read_wait, 600.0)
+        self.wait_for(self.head, timeout=wait)
+        self.wait_for_processors(self.head, timeout=wait)
 
-    # -- followers ------------------------------------------------------------------------------
-
-    def _start_followers(self) -> None:
-        self._followed = -2  # -2: not synced once yet (indexes still loading)
-        self._follower_failure: BaseException | None = None
-        self._following = bool(self._followers)
-        if self._followers:
-            self._follower_thread = threading.Thread(
-                target=self._follow, name="memstream-follower", daemon=True
-            )
-            self._follower_thread.start()
-
-    def _follow(self) -> None:
-        """Call every follower's ``sync`` when the core advances (or the interval passes);
-        after ``close`` one last sync, then stop. An error stops following (reads raise)."""
-        while True:
-            with self._cond:
-                if self._following and self._followed >= self._projected:
-                    self._cond.wait(self.options.follow_interval)
-                stop, upto = not self._following, self._projected
-            try:
-                for f in self._followers:
-                    f.sync(self.duck, upto)
-            except BaseException as e:
-                log.exception("follower %s stopped", getattr(f, "name", f))
-                with self._cond:
-                    self._follower_failure = e
-                    self._cond.notify_all()
-                return
-            with self._cond:
-                self._followed = upto
-                self._cond.notify_all()
-            if stop:
-                return
-
-    def _stop_followers(self) -> None:
-        if not self._followers:
-            return
-        with self._cond:
-            self._following = False
-            self._cond.notify_all()
-        self._follower_thread.join()
-        for f in self._followers:
-            f.close()
+    # -- processors -----------------------------------------------------------------------------
 
     @property
     def followed_offset(self) -> int:
-        """The core offset every follower reflects (``-2`` before their first sync)."""
-        return self._followed
+        """The offset every processor reflects (``-2`` before each has started)."""
+        return self.runner.checkpoint
 
-    def wait_for_follower(self, min_offset: int | None, timeout: float | None = None) -> None:
-        """Block until the followers reflect ``min_offset`` (or, for ``None``, have loaded)."""
+    def wait_for_processors(self, min_offset: int | None, timeout: float | None = None) -> None:
+        """Block until every processor reflects ``min_offset`` (or, for ``None``, has
+        started); raise the failure of one that stopped."""
         self.wait_for(min_offset, timeout)
-        if not self._followers:
-            return
         wanted = -1 if min_offset is None else min_offset
         wait = self.options.read_wait if timeout is None else timeout
-        deadline = time.monotonic() + wait
-        with self._cond:
-            while self._followed < wanted and self._follower_failure is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise NotCaughtUp(wanted, self._followed, wait)
-                self._cond.wait(left)
-        if self._follower_failure is not None:
-            raise FollowerFailed(
-                f"the search indexes stopped: {self._follower_failure!r}; reopen the store "
-                "to resume (they catch up from their checkpoint, or rebuild)"
-            ) from self._follower_failure
+        self.runner.wait_for(wanted, wait, lambda reached: NotCaughtUp(wanted, reached, wait))
+
+    #: The search indexes are processors: a search waits for them.
+    wait_for_follower = wait_for_processors
 
     # -- copies -------------------------------------------------------------------------------
 
