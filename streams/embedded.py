@@ -30,8 +30,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 from memstream.projections.core import CoreBatch, project
-from memstream.projections.decided import read_outcomes
 from memstream.projections.decide import DecisionState, decide
+from memstream.projections.decided import read_outcomes
 from memstream.projections.duck import DuckStore, Prepared, prepare
 from memstream.projections.processor import Decided, Processor
 from memstream.schemas.codec import DEFAULT_MAX_EVENT_BYTES, EventCodec
@@ -39,8 +39,8 @@ from memstream.schemas.events import Event, Registry, default_registry
 from memstream.schemas.memcube import Logged, Outcome
 from memstream.schemas.record import LogRecord
 
-from .keystore import KeyStore
 from .feed import DecidedFeed
+from .keystore import KeyStore
 from .log import EmbeddedLog
 from .runner import ProcessorFailed, ProcessorRunner
 from .sealing import Sealer
