@@ -15,16 +15,12 @@ a writer reads its own writes.
 
 from __future__ import annotations
 
-import gc
-import json
 import logging
-import os
 import queue
-import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,62 +28,38 @@ from filelock import FileLock, Timeout
 from memstream.projections.core import CoreBatch, project
 from memstream.projections.decide import DecisionState, decide
 from memstream.projections.decided import read_outcomes
-from memstream.projections.duck import DuckStore, Prepared, prepare
+from memstream.projections.duck import DuckStore, Prepared
 from memstream.projections.processor import Decided, Processor
 from memstream.schemas.codec import DEFAULT_MAX_EVENT_BYTES, EventCodec
 from memstream.schemas.events import Event, Registry, default_registry
 from memstream.schemas.memcube import Logged, Outcome
 from memstream.schemas.record import LogRecord
 
-from .feed import DecidedFeed
-from .keystore import KeyStore
-from .log import EmbeddedLog
-from .runner import ProcessorFailed, ProcessorRunner
-from .sealing import Sealer
-
-STORE_FORMAT = 1
-LOG_FILE = "log.sqlite"
-KEYS_FILE = "keys.sqlite"
-STATE_DIR = "state"
-CORE_FILE = "core.duckdb"
-MANIFEST = "store.json"
-LOCK_FILE = ".lock"
-SERVER_FILE = "server.json"
-#: Records decided and projected at a time while catching up (see ``_catch_up``).
-CATCH_UP_SLICE = 500
-#: Records between two young-generation collections while catching up (see ``_catch_up``).
-CATCH_UP_COLLECT = 250_000
-#: DuckDB's row group. An insert of at least this many rows is written straight to the
-#: database file; a smaller one goes to the WAL first and is written again by a checkpoint.
-DUCKDB_ROW_GROUP = 122_880
-
-
-def catch_up_batch(pending: int, batch_size: int) -> int:
-    """Records per transaction when catching up on ``pending`` records.
-
-    Live batches are small (``batch_size``: an append waits for its batch), and so are the
-    batches of a short catch-up, whose first batch nothing overlaps (100,000 events: 4.1 s
-    in batches of 10,000, 4.5 s in batches of 25,000, 5.2 s as one). A long catch-up (a
-    replay, a rebuild, from four row groups on) writes a row group per transaction
-    instead: each batch then updates ``memories`` with one scan of a table that has grown
-    large, and its rows skip the WAL. Measured on 1,000,000 events: 72-90 s in batches of
-    10,000, 58 s in batches of 65,536, 52 s in batches of 131,072 (COMMITs, with their WAL
-    writes and checkpoints, fell from 21-25 s to 3 s; the updates from 13-16 s to 2 s).
-    """
-    return DUCKDB_ROW_GROUP if pending >= 4 * DUCKDB_ROW_GROUP else batch_size
-
+from ..feed import DecidedFeed
+from ..keystore import KeyStore
+from ..log import EmbeddedLog
+from ..runner import ProcessorFailed, ProcessorRunner
+from ..sealing import Sealer
+from . import copies
+from .catchup import catch_up
+from .copies import LogPrefix
+from .layout import (
+    CORE_FILE,
+    KEYS_FILE,
+    LOCK_FILE,
+    LOG_FILE,
+    STATE_DIR,
+    STORE_FORMAT,
+    StoreLocked,
+    StoreReadOnly,
+    locked_message,
+    read_manifest,
+    write_manifest,
+)
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 log = logging.getLogger("memstream.embedded")
-
-
-class StoreLocked(RuntimeError):
-    """Another process holds the store (DuckDB allows one writer)."""
-
-
-class StoreReadOnly(RuntimeError):
-    """The store is a replay or a backup being inspected: it takes no appends."""
 
 
 class NotCaughtUp(TimeoutError):
@@ -122,33 +94,6 @@ class Options:
     follow_interval: float = 1.0
 
 
-@dataclass(frozen=True)
-class LogPrefix:
-    """The first ``stop`` records of ``log``, which the store being opened will also hold
-    once ``copied()`` returns: a replay projects from its source's log while a copy of that
-    log is still being written into the new store (see :meth:`EmbeddedRuntime.replay_copy`).
-
-    ``copied()`` waits for the copy and raises its error. The store then opens its own log,
-    checks that its record ``stop - 1`` is the source's (the same bytes and chain hash), and
-    catches up on whatever follows.
-    """
-
-    log: EmbeddedLog
-    stop: int
-    copied: Callable[[], None]
-
-
-def read_manifest(root: Path) -> dict:
-    p = root / MANIFEST
-    return json.loads(p.read_text()) if p.exists() else {}
-
-
-def _write_manifest(root: Path, data: dict) -> None:
-    tmp = root / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, root / MANIFEST)
-
-
 class EmbeddedRuntime:
     """Log, key store, decision state and projector of one store directory."""
 
@@ -174,7 +119,7 @@ class EmbeddedRuntime:
         try:
             self._lock.acquire(timeout=0)
         except Timeout:
-            raise StoreLocked(_locked_message(self.root)) from None
+            raise StoreLocked(locked_message(self.root)) from None
         try:
             self._open(registry or default_registry(), progress, prefix)
         except BaseException:
@@ -192,7 +137,7 @@ class EmbeddedRuntime:
         manifest = read_manifest(self.root)
         if not manifest:
             manifest = {"format": STORE_FORMAT, "created_at": time.time(), "read_only": False}
-            _write_manifest(self.root, manifest)
+            write_manifest(self.root, manifest)
         if manifest.get("format", 1) > STORE_FORMAT:
             raise RuntimeError(
                 f"store {self.root} has format {manifest['format']}; this memstream reads "
@@ -232,7 +177,7 @@ class EmbeddedRuntime:
             self._catch_up(progress, prefix.log, prefix.stop)
             prefix.copied()
             self.log = self._open_log()
-            self._check_copy(prefix)
+            copies.check_copy(self.root, self.log, prefix)
         self._catch_up(progress, self.log, self.log.next_offset)
         self._queue: queue.Queue[list[tuple[Logged, Outcome]] | None] = queue.Queue()
         #: Decided events as the core commits them, for every reader from any offset.
@@ -246,26 +191,6 @@ class EmbeddedRuntime:
 
     def _open_log(self) -> EmbeddedLog:
         return EmbeddedLog(self.root / LOG_FILE, durability=self.options.durability)
-
-    def _check_copy(self, prefix: LogPrefix) -> None:
-        """The copied log must hold the records that were projected from the source: same
-        identity, at least ``stop`` records, and the same record at ``stop - 1`` (bytes,
-        time and chain hash, which the log computed over every record before it)."""
-        mine, theirs = self.log, prefix.log
-        if mine.log_id != theirs.log_id or mine.next_offset < prefix.stop:
-            raise RuntimeError(
-                f"the copy of log {theirs.log_id} in {self.root} holds {mine.next_offset} "
-                f"records of log {mine.log_id}; {prefix.stop} were projected from the source"
-            )
-        if prefix.stop > 0:
-            at = prefix.stop - 1
-            (a,) = next(mine.read(at, at + 1))
-            (b,) = next(theirs.read(at, at + 1))
-            if a != b:
-                raise RuntimeError(
-                    f"the copy of log {theirs.log_id} in {self.root} differs from its source "
-                    f"at or before record {at}"
-                )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -393,52 +318,10 @@ class EmbeddedRuntime:
     def _catch_up(self, progress: ProgressFactory | None, log: EmbeddedLog, end: int) -> None:
         """Decide and project the records of ``log`` up to ``end`` (exclusive) that the
         projection does not hold yet."""
-        start = self._projected + 1
-        total = end - start
-        if total <= 0:
-            return
-        tick = progress("projecting", total) if progress else None
-        limit = catch_up_batch(total, self.options.batch_size)
-        # Records are decided and turned into rows a slice at a time, and the rows are
-        # written every ``limit`` records (``catch_up_batch``). The events of a slice are
-        # garbage before the next one is read, so the collector never promotes a whole
-        # batch of them to its oldest generation.
-        #
-        # A writer thread writes batch n to DuckDB while this thread reads, opens and
-        # decides batch n + 1: DuckDB releases the interpreter lock while it executes, so
-        # the two overlap on two cores. This thread also turns each batch into its Arrow
-        # tables (``prepare``), so that the writer holds the lock only between statements
-        # (see ``Prepared``). Batches are written in order, each in its own transaction
-        # with its offset, exactly as without the thread; the first error stops both.
-        #
-        # The collector's automatic passes are paused meanwhile (see ``_collector_paused``):
-        # every object of a batch lives until the batch is written, so each automatic pass
-        # would scan it again, and this path makes no reference cycles for them to find.
-        # In case an upcaster or a library does, a young-generation pass runs every
-        # ``CATCH_UP_COLLECT`` records (it scans the objects of the batches in flight).
-        writer = _BatchWriter(self._write)
-        with _collector_paused():
-            try:
-                batch = CoreBatch()
-                uncollected = 0
-                slices = log.read(start, end, batch=min(limit, CATCH_UP_SLICE))
-                for pairs in self._decided(slices):
-                    project(pairs, batch)
-                    uncollected += len(pairs)
-                    if len(batch) >= limit:
-                        writer.put(prepare(batch))
-                        batch = CoreBatch()
-                        if uncollected >= CATCH_UP_COLLECT:
-                            gc.collect(1)
-                            uncollected = 0
-                    if tick:
-                        tick(len(pairs))
-                if len(batch):
-                    writer.put(prepare(batch))
-            except BaseException:
-                writer.stop()
-                raise
-            writer.close()
+        catch_up(
+            log.read, self._projected + 1, end, self.options.batch_size, self._decided,
+            self._write, progress,
+        )  # fmt: skip
 
     def _logged(self, r: LogRecord) -> Logged:
         ev, stored = self.sealer.open(r.data)
@@ -543,167 +426,17 @@ class EmbeddedRuntime:
 
     # -- copies -------------------------------------------------------------------------------
 
-    def backup(self, dest: str | Path, stop: int | None = None, origin: str = "backup") -> Path:
-        """A consistent copy of the log and the key store into a new directory.
+    # -- copies -------------------------------------------------------------------------------
 
-        The log is copied first, the keys after: every key a copied record needs is in the
-        copy, unless an erase destroyed it in between, which is what the erase asked for.
-        """
-        dest = _empty_dir(dest)
-        records = self.log.backup(dest / LOG_FILE, stop=stop)
-        self.keys.backup(dest / KEYS_FILE)
-        self._write_copy_manifest(dest, origin, records)
-        return dest
+    def backup(self, dest: str | Path, stop: int | None = None, origin: str = "backup") -> Path:
+        """A consistent copy of the log and the key store into a new directory (see
+        :func:`~memstream.streams.embedded.copies.backup`)."""
+        return copies.backup(self.root, self.log, self.keys, dest, stop, origin)
 
     def replay_copy(
         self, dest: str | Path, stop: int, origin: str, progress: ProgressFactory | None = None
     ) -> LogPrefix:
-        """Start copying the log's first ``stop`` records into a new directory, on a thread
-        of its own; the store opened there with the returned prefix projects them from this
-        log meanwhile (``EmbeddedRuntime(dest, prefix=...)``).
-
-        The keys are copied first, before the thread starts: each record before ``stop``
-        was sealed under a key committed before the record was appended, so the copy holds
-        every key the copied records need (unless an erase destroyed it since, which is
-        what the erase asked for). The copy of a 1,000,000-record log takes about 9 s; the
-        projection, which would otherwise wait for it, needs a minute.
-        """
-        if not 0 <= stop <= self.log.next_offset:
-            raise ValueError(f"stop must be within 0..{self.log.next_offset}, not {stop}")
-        dest = _empty_dir(dest)
-        self.keys.backup(dest / KEYS_FILE)
-        self._write_copy_manifest(dest, origin, stop)
-        tick = progress("copying the log", stop) if progress else None
-        errors: list[BaseException] = []
-
-        def copy() -> None:
-            try:
-                self.log.backup(dest / LOG_FILE, stop=stop)
-            except BaseException as e:  # raised to the caller by ``copied``
-                errors.append(e)
-            else:
-                if tick:
-                    tick(stop)
-
-        thread = threading.Thread(target=copy, name="memstream-copy", daemon=True)
-        thread.start()
-
-        def copied() -> None:
-            thread.join()
-            if errors:
-                raise errors[0]
-
-        return LogPrefix(self.log, stop, copied)
-
-    def _write_copy_manifest(self, dest: Path, origin: str, records: int) -> None:
-        _write_manifest(
-            dest,
-            {
-                "format": STORE_FORMAT,
-                "created_at": time.time(),
-                "read_only": origin != "backup",
-                "origin": origin,
-                "source": str(self.root),
-                "log_id": self.log.log_id,
-                "records": records,
-            },
-        )
-
-
-def _empty_dir(dest: str | Path) -> Path:
-    """``dest``, created if need be; refused unless it is empty (a copy never mixes)."""
-    dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise FileExistsError(f"{dest} exists and is not empty; choose a new directory")
-    dest.mkdir(parents=True, exist_ok=True)
-    return dest
-
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the garbage collector's automatic passes (process-wide) for a bulk job.
-
-    Reference counting still frees everything that is not part of a cycle; the caller runs
-    ``gc.collect(1)`` at intervals for the rest. Nested and concurrent pauses (two stores
-    catching up at once) are counted: the collector comes back, if it was on, when the
-    last one ends.
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
-
-
-class _BatchWriter:
-    """Writes batches on a thread of its own, in the order they are put, while the caller
-    prepares the next ones (at most ``depth`` wait). An error in a write is raised to the
-    caller by its next ``put`` or by ``close``; no later batch is written after it."""
-
-    def __init__(self, write: Callable[[Prepared], None], depth: int = 1):
-        self._write = write
-        self._queue: queue.Queue[Prepared | None] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="memstream-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            batch = self._queue.get()
-            if batch is None:
-                return
-            if self._error is None:
-                try:
-                    self._write(batch)
-                except BaseException as e:  # raised in the caller's thread
-                    self._error = e
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def put(self, batch: Prepared) -> None:
-        self._raise()
-        self._queue.put(batch)
-
-    def stop(self) -> None:
-        """Wait for the batches already put, without raising (the caller is failing)."""
-        self._queue.put(None)
-        self._thread.join()
-
-    def close(self) -> None:
-        """Wait for every batch put; raise the first write error."""
-        self.stop()
-        self._raise()
-
-
-def _locked_message(root: Path) -> str:
-    info = root / SERVER_FILE
-    if info.exists():
-        try:
-            s = json.loads(info.read_text())
-            return (
-                f"store {root} is held by a memstream server (pid {s.get('pid')}) at "
-                f"{s.get('url')}; send requests there (the CLI does so by itself) or stop it"
-            )
-        except (OSError, ValueError):
-            pass
-    return f"store {root} is open in another process; close it first (DuckDB allows one writer)"
-
-
-def remove_store(root: str | Path) -> None:
-    """Delete a store directory (used by replay's scratch stores and tests)."""
-    shutil.rmtree(root)
+        """Start copying the log's first ``stop`` records into a new directory, for a replay
+        that projects from this log meanwhile (see
+        :func:`~memstream.streams.embedded.copies.replay_copy`)."""
+        return copies.replay_copy(self.root, self.log, self.keys, dest, stop, origin, progress)
