@@ -35,10 +35,10 @@ from typing import Any
 
 import tantivy
 from memstream.projections.errors import IndexUnusable
+from memstream.projections.snapshot import MANIFEST_NAME, read_manifest, write_manifest
 
 __all__ = ["IndexUnusable", "KeywordIndex"]
 
-MANIFEST_NAME = "manifest.json"
 FORMAT = "memstream.keyword-index"
 FORMAT_VERSION = 1
 TOKENIZER_NAME = "memstream_en_v1"
@@ -193,28 +193,14 @@ class KeywordIndex:
     @staticmethod
     def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
         """The committed manifest, or :class:`IndexUnusable` if missing or malformed."""
-        path = Path(directory) / MANIFEST_NAME
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise IndexUnusable("no manifest.json: the index was never committed", path) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IndexUnusable(f"manifest.json is unreadable ({exc})", path) from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise IndexUnusable("manifest.json is not a memstream keyword index manifest", path)
-        if manifest.get("version") != FORMAT_VERSION:
-            raise IndexUnusable(
-                f"manifest version {manifest.get('version')!r} is not {FORMAT_VERSION}", path
-            )
-        if manifest.get("analyzer") != ANALYZER:
-            raise IndexUnusable(
-                f"index was built with analyzer {manifest.get('analyzer')!r}, "
-                f"this version uses {ANALYZER!r}",
-                path,
-            )
-        offset = manifest.get("offset")
-        if not isinstance(offset, int) or isinstance(offset, bool):
-            raise IndexUnusable(f"manifest offset {offset!r} is not an integer", path)
+        manifest = read_manifest(
+            Path(directory),
+            FORMAT,
+            FORMAT_VERSION,
+            "keyword index",
+            saved="committed",
+            built_with={"analyzer": ANALYZER},
+        )
         return manifest
 
     # -- writes --------------------------------------------------------------------------
@@ -285,17 +271,7 @@ class KeywordIndex:
                 "analyzer": ANALYZER,
                 "documents": self._index.searcher().num_docs,
             }
-            temporary = self.directory / f"{MANIFEST_NAME}.tmp"
-            with temporary.open("w", encoding="utf-8") as handle:
-                json.dump(manifest, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.directory / MANIFEST_NAME)
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_manifest(self.directory, manifest)
             self.offset = offset
 
     def rollback(self) -> None:

@@ -29,7 +29,6 @@ cosine similarities (higher is better).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -45,10 +44,16 @@ import numpy as np
 import numpy.typing as npt
 from memstream.projections.embedding import normalize_rows, unit_vector
 from memstream.projections.errors import IndexUnusable
+from memstream.projections.snapshot import (
+    MANIFEST_NAME,
+    fsync_file,
+    read_manifest,
+    sha256_of,
+    write_manifest,
+)
 
 __all__ = ["IndexUnusable", "VectorIndex"]
 
-MANIFEST_NAME = "manifest.json"
 #: Bounds of the query-time candidate list sized with the index (``ef_search=None``).
 EF_MIN = 200
 EF_MAX = 1000
@@ -61,27 +66,6 @@ FORMAT_VERSION = 1
 # size_data_per_element, label_offset, offset_data (size_t), maxlevel (int),
 # enterpoint_node (uint), maxM, maxM0, M (size_t), mult (double), ef_construction (size_t).
 _HNSW_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class VectorIndex:
@@ -524,8 +508,12 @@ class VectorIndex:
             files: dict[str, Any] = {}
             for role, name in names.items():
                 path = root / name
-                _fsync_file(path)
-                files[role] = {"name": name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+                fsync_file(path)
+                files[role] = {
+                    "name": name,
+                    "bytes": path.stat().st_size,
+                    "sha256": sha256_of(path),
+                }
             manifest = {
                 "format": FORMAT,
                 "version": FORMAT_VERSION,
@@ -541,13 +529,7 @@ class VectorIndex:
                 "ef_search": self._ef_search,
                 "files": files,
             }
-            temporary = root / f"{MANIFEST_NAME}.{generation}.tmp"
-            with temporary.open("w", encoding="utf-8") as handle:
-                json.dump(manifest, handle, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, root / MANIFEST_NAME)
-            _fsync_dir(root)
+            write_manifest(root, manifest, tag=generation)
             self.offset = offset
         keep = set(names.values()) | {MANIFEST_NAME}
         for path in root.iterdir():
@@ -559,20 +541,8 @@ class VectorIndex:
     def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
         """The saved manifest, or :class:`IndexUnusable` if it is missing or malformed."""
         path = Path(directory) / MANIFEST_NAME
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise IndexUnusable("no manifest.json: the index was never saved", path) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IndexUnusable(f"manifest.json is unreadable ({exc})", path) from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise IndexUnusable("manifest.json is not a memstream vector index manifest", path)
-        if manifest.get("version") != FORMAT_VERSION:
-            raise IndexUnusable(
-                f"manifest version {manifest.get('version')!r} is not {FORMAT_VERSION}", path
-            )
+        manifest = read_manifest(Path(directory), FORMAT, FORMAT_VERSION, "vector index")
         required = {
-            "offset": int,
             "dim": int,
             "model_id": str,
             "count": int,
@@ -633,7 +603,7 @@ class VectorIndex:
                     f"{role} file {path.name} has {size} bytes, manifest says {entry.get('bytes')}",
                     root,
                 )
-            if _sha256(path) != entry.get("sha256"):
+            if sha256_of(path) != entry.get("sha256"):
                 raise IndexUnusable(f"{role} file {path.name} fails its SHA-256 check", root)
             paths[role] = path
 
