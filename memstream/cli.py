@@ -977,8 +977,8 @@ def reembed(
     Resumable: texts already embedded with that model are skipped. The store keeps its old
     model until every vector is cached; then its vector index is rebuilt for the new one.
     """
-    from memstream.projections.reembed import StoreBusy
-    from memstream.projections.reembed import reembed as run_reembed
+    from memstream.reembed import StoreBusy
+    from memstream.reembed import reembed as run_reembed
 
     with _reported(json_out):
         try:

@@ -1,7 +1,7 @@
 """The data of the ``search`` suite: realistic memories, questions, and their cached vectors.
 
 Memories are the labelled retrieval set (``tests/data/retrieval``: memories and questions
-that paraphrase them) padded with :func:`~memstream.projections.corpus.distractor_corpus`
+that paraphrase them) padded with :func:`~memstream.bench.corpus.distractor_corpus`
 (docstring prose and templated personal facts) up to the suite's size. Recall measured on
 uniform random vectors says nothing, so every vector is a real all-MiniLM-L6-v2 embedding.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from memstream.projections.corpus import LabelledQuestion, distractor_corpus, load_labelled_set
+from memstream.bench.corpus import LabelledQuestion, distractor_corpus, load_labelled_set
 from memstream.projections.embedding import CachedEmbedder, EmbeddingCache
 from memstream.projections.semantic import LazyEmbedder
 
