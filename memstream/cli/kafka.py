@@ -1,6 +1,6 @@
 """CLI commands of the Kafka runtime: ``worker``, ``topics``, ``status`` and ``broker``.
 
-Registered on the main ``memstream`` app by :func:`register`. Every setting also reads a
+Every setting also reads a
 ``MEMSTREAM_KAFKA_*`` environment variable (``BOOTSTRAP``, ``PARTITIONS``, ``GROUP``,
 ``DATA_DIR``...), which is how docker-compose configures the workers.
 """
@@ -16,8 +16,9 @@ from typing import Annotated, Any
 import httpx
 import msgspec
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from .common import err, out
 
 BootstrapOpt = Annotated[
     str | None,
@@ -39,9 +40,6 @@ PartitionsOpt = Annotated[
 PrefixOpt = Annotated[
     str | None, typer.Option("--prefix", envvar="MEMSTREAM_KAFKA_PREFIX", help="Topic name prefix.")
 ]
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 
 def _settings(**kw: Any):
@@ -206,10 +204,3 @@ def broker(
         pass
     finally:
         b.stop()
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(worker)
-    app.command()(topics)
-    app.command()(status)
-    app.command()(broker)
