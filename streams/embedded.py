@@ -33,7 +33,7 @@ from filelock import FileLock, Timeout
 from memstream.projections.core import CoreBatch, project
 from memstream.projections.decide import DecisionState, decide
 from memstream.projections.duck import DuckStore, Prepared, prepare
-from memstream.schemas.codec import DEFAULT_MAX_EVENT_BYTES, EventCodec
+from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Event, Registry, default_registry
 from memstream.schemas.memcube import Logged, Outcome
 from memstream.schemas.record import LogRecord
@@ -41,6 +41,7 @@ from memstream.schemas.record import LogRecord
 from .keystore import KeyStore
 from .log import EmbeddedLog
 from .sealing import Sealer
+from .settings import StoreSettings as Options
 
 STORE_FORMAT = 1
 LOG_FILE = "log.sqlite"
@@ -123,19 +124,6 @@ class Follower(Protocol):
 
 class FollowerFailed(RuntimeError):
     """A follower (e.g. the search indexes) stopped on an error; reopen the store."""
-
-
-@dataclass
-class Options:
-    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
-    durability: str = "fsync"
-    #: Most records written to DuckDB in one transaction (the projector's batch, and the
-    #: catch-up's). Each batch costs a handful of statements and one upsert of the memories
-    #: it touched, whatever its size; while catching up, the first batch is decided before
-    #: any write can overlap with it. 10,000 balances the two (docs/benchmarks.md).
-    batch_size: int = 10_000
-    read_wait: float = 10.0
-    follow_interval: float = 1.0
 
 
 @dataclass(frozen=True)

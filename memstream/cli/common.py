@@ -31,17 +31,16 @@ from memstream.errors import (
     StoreLocked,
     StoreReadOnly,
 )
-from memstream.schemas.codec import DEFAULT_MAX_EVENT_BYTES
 from memstream.schemas.memcube import Outcome
+from memstream.settings import CliSettings
 from memstream.streams.embedded import FollowerFailed, ProgressFactory
+from memstream.streams.settings import Settings, StoreSettings, env_var
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 
-DEFAULT_STORE = Path("memstream-data")
-DEFAULT_PORT = 8765
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -63,32 +62,33 @@ app.add_typer(audit_app, name="audit")
 
 # -- shared options ------------------------------------------------------------------------------
 
-StoreOpt = Annotated[
-    Path,
-    typer.Option(
-        "--store",
-        envvar="MEMSTREAM_STORE",
-        help="Store directory (goes through its server when one holds it).",
-    ),
-]
-UrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        envvar="MEMSTREAM_URL",
-        help="URL of a running memstream server (default: the one holding --store, if any).",
-    ),
-]
+
+def setting(model: type[Settings], field: str, *param_decls: str, **kw: Any) -> Any:
+    """The option of a declared setting: its environment variable, its help and its
+    limits come from the field (``help=`` overrides the help). The default is the
+    command's: :func:`default` for the field's, or None to leave it to the settings."""
+    info = model.model_fields[field]
+    for bound in info.metadata:
+        if getattr(bound, "ge", None) is not None:
+            kw.setdefault("min", bound.ge)
+        if getattr(bound, "le", None) is not None:
+            kw.setdefault("max", bound.le)
+    kw.setdefault("help", info.description)
+    return typer.Option(*param_decls, envvar=env_var(model, field), **kw)
+
+
+def default(model: type[Settings], field: str) -> Any:
+    """A declared setting's default."""
+    return model.model_fields[field].default
+
+
+DEFAULT_STORE = default(CliSettings, "store")
+
+StoreOpt = Annotated[Path, setting(CliSettings, "store", "--store")]
+UrlOpt = Annotated[str | None, setting(CliSettings, "url", "--url")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
-MaxEventOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--max-event-bytes",
-        envvar="MEMSTREAM_MAX_EVENT_BYTES",
-        min=1,
-        help=f"Largest event payload accepted, in bytes (default {DEFAULT_MAX_EVENT_BYTES}).",
-    ),
-]
+#: None: the store's setting (``MEMSTREAM_MAX_EVENT_BYTES``, or its default).
+MaxEventOpt = Annotated[int | None, setting(StoreSettings, "max_event_bytes", "--max-event-bytes")]
 AsOfOpt = Annotated[
     str | None,
     typer.Option("--as-of", help="A log offset, or an RFC 3339 time with timezone."),

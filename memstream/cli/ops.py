@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
+from memstream.settings import BenchSettings, ServeSettings
+
 from .common import (
-    DEFAULT_PORT,
     DEFAULT_STORE,
     EXIT_UNAVAILABLE,
     CliError,
@@ -16,11 +17,13 @@ from .common import (
     MaxEventOpt,
     StoreOpt,
     UrlOpt,
+    default,
     err,
     out,
     print_json,
     progress_bar,
     reported,
+    setting,
 )
 from .connect import connect
 
@@ -30,10 +33,7 @@ BENCH_SUITES = ("ingest", "project", "replay", "search", "kafka")
 def serve(
     store: StoreOpt = DEFAULT_STORE,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[
-        int,
-        typer.Option(envvar="MEMSTREAM_PORT", min=0, max=65535, help="Port; 0 picks a free one."),
-    ] = DEFAULT_PORT,
+    port: Annotated[int, setting(ServeSettings, "port")] = default(ServeSettings, "port"),
     demo: Annotated[
         bool, typer.Option("--demo", help="Run the demo against this server once it listens.")
     ] = False,
@@ -42,14 +42,7 @@ def serve(
     ] = False,
     max_event_bytes: MaxEventOpt = None,
     max_body_bytes: Annotated[
-        int | None,
-        typer.Option(
-            "--max-body-bytes",
-            envvar="MEMSTREAM_MAX_BODY_BYTES",
-            min=1,
-            help="Largest request body, in bytes; 413 beyond (default: the larger of 32 MiB "
-            "and 8 x max-event-bytes).",
-        ),
+        int | None, setting(ServeSettings, "max_body_bytes", "--max-body-bytes")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
@@ -217,15 +210,7 @@ def bench(
             help="Replace the summary block of this file (e.g. docs/benchmarks.md).",
         ),
     ] = None,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--cache-dir",
-            envvar="MEMSTREAM_BENCH_CACHE",
-            help="Where the search suite keeps its embeddings between runs "
-            "(default ~/.cache/memstream/bench).",
-        ),
-    ] = None,
+    cache_dir: Annotated[Path | None, setting(BenchSettings, "cache", "--cache-dir")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the benchmarks (ratios against baselines measured in the same run)."""

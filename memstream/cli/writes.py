@@ -13,6 +13,7 @@ from memstream.errors import MalformedEvent
 from memstream.schemas.codec import DEFAULT_MAX_EVENT_BYTES, EventCodec
 from memstream.schemas.events import default_registry
 from memstream.schemas.memcube import Outcome
+from memstream.streams.kafka.settings import KafkaSettings
 
 from .common import (
     DEFAULT_STORE,
@@ -28,6 +29,7 @@ from .common import (
     print_json,
     progress_bar,
     reported,
+    setting,
 )
 from .connect import kafka_store, open_store
 from .render import outcomes_table
@@ -94,9 +96,10 @@ def publish(
     ] = 1000,
     kafka: Annotated[
         str | None,
-        typer.Option(
+        setting(
+            KafkaSettings,
+            "bootstrap",
             "--kafka",
-            envvar="MEMSTREAM_KAFKA_BOOTSTRAP",
             help="Publish to the Kafka runtime at these brokers (host:port) instead of a store.",
         ),
     ] = None,
