@@ -13,7 +13,6 @@ import abc
 import asyncio
 import contextlib
 import functools
-import os
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from memstream.schemas import events as ev
 from memstream.schemas.codec import EventCodec, error_path
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.settings import semantic_default as _semantic_default
 from memstream.streams.embedded import EmbeddedRuntime, LogPrefix, Options, ProgressFactory
 from memstream.streams.log import ChainBreak
 
@@ -303,13 +303,7 @@ def _raise_rejections(outcomes: list[Outcome], raise_on_reject: bool) -> list[Ou
     return outcomes
 
 
-#: Environment switch for the search indexes of embedded stores (``0`` turns them off).
-SEMANTIC_ENV = "MEMSTREAM_SEMANTIC"
 _VECTOR_TYPES = ("create", "revise", "merge")
-
-
-def _semantic_default() -> bool:
-    return os.environ.get(SEMANTIC_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 class _Validated:

@@ -1,7 +1,7 @@
 """The data of the ``search`` suite: realistic memories, questions, and their cached vectors.
 
 Memories are the labelled retrieval set (``tests/data/retrieval``: memories and questions
-that paraphrase them) padded with :func:`~memstream.projections.corpus.distractor_corpus`
+that paraphrase them) padded with :func:`~memstream.bench.corpus.distractor_corpus`
 (docstring prose and templated personal facts) up to the suite's size. Recall measured on
 uniform random vectors says nothing, so every vector is a real all-MiniLM-L6-v2 embedding.
 
@@ -24,12 +24,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from memstream.projections.corpus import LabelledQuestion, distractor_corpus, load_labelled_set
+from memstream.bench.corpus import LabelledQuestion, distractor_corpus, load_labelled_set
 from memstream.projections.embedding import CachedEmbedder, EmbeddingCache
 from memstream.projections.semantic import LazyEmbedder
+from memstream.settings import BenchSettings
+from memstream.streams.settings import env_var
 
-CACHE_ENV = "MEMSTREAM_BENCH_CACHE"
-LABELLED_ENV = "MEMSTREAM_BENCH_LABELLED"
+CACHE_ENV = env_var(BenchSettings, "cache")
+LABELLED_ENV = env_var(BenchSettings, "labelled")
 CACHE_FILE = "embeddings.sqlite"
 #: Texts handed to the cached embedder per call (each call writes its batches durably).
 CHUNK = 2_048
@@ -37,18 +39,18 @@ CHUNK = 2_048
 
 def default_cache_dir() -> Path:
     """``$MEMSTREAM_BENCH_CACHE`` or ``~/.cache/memstream/bench`` (XDG_CACHE_HOME honoured)."""
-    configured = os.environ.get(CACHE_ENV)
+    configured = BenchSettings().cache
     if configured:
-        return Path(configured).expanduser()
+        return configured.expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "memstream" / "bench"
 
 
 def labelled_dir() -> Path:
     """The labelled retrieval set: ``$MEMSTREAM_BENCH_LABELLED`` or the source checkout's."""
-    configured = os.environ.get(LABELLED_ENV)
+    configured = BenchSettings().labelled
     if configured:
-        return Path(configured).expanduser()
+        return configured.expanduser()
     return Path(__file__).resolve().parents[2] / "tests" / "data" / "retrieval"
 
 

@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -30,7 +29,7 @@ from memstream.projections.decide import DecisionState, decide
 from memstream.projections.decided import read_outcomes
 from memstream.projections.duck import DuckStore, Prepared
 from memstream.projections.processor import Decided, Processor
-from memstream.schemas.codec import DEFAULT_MAX_EVENT_BYTES, EventCodec
+from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Event, Registry, default_registry
 from memstream.schemas.memcube import Logged, Outcome
 from memstream.schemas.record import LogRecord
@@ -40,6 +39,7 @@ from ..keystore import KeyStore
 from ..log import EmbeddedLog
 from ..runner import ProcessorFailed, ProcessorRunner
 from ..sealing import Sealer
+from ..settings import StoreSettings as Options
 from . import copies
 from .catchup import catch_up
 from .copies import LogPrefix
@@ -79,19 +79,6 @@ class ProjectorFailed(RuntimeError):
 
 #: A processor (the search indexes, ...) stopped on an error; reopen the store.
 FollowerFailed = ProcessorFailed
-
-
-@dataclass
-class Options:
-    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
-    durability: str = "fsync"
-    #: Most records written to DuckDB in one transaction (the projector's batch, and the
-    #: catch-up's). Each batch costs a handful of statements and one upsert of the memories
-    #: it touched, whatever its size; while catching up, the first batch is decided before
-    #: any write can overlap with it. 10,000 balances the two (docs/benchmarks.md).
-    batch_size: int = 10_000
-    read_wait: float = 10.0
-    follow_interval: float = 1.0
 
 
 class EmbeddedRuntime:

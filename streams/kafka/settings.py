@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from memstream.streams.settings import Settings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 DAY_MS = 24 * 3600 * 1000
 
 
-@dataclass(frozen=True)
-class KafkaSettings:
+class KafkaSettings(Settings):
     """Everything a producer, the sequencer and a worker must agree on.
+
+    Each field is read from ``MEMSTREAM_KAFKA_`` and its name in capitals
+    (``MEMSTREAM_KAFKA_BOOTSTRAP``, ``MEMSTREAM_KAFKA_PARTITIONS``...) unless given.
 
     ``partitions`` is the number of partitions of the requests and events topics (they must
     match: the sequencer writes a request's events into the events partition of the same
@@ -19,55 +23,37 @@ class KafkaSettings:
     between partitions and breaks their ordering; see ops/kafka.md.
     """
 
-    bootstrap: str = "127.0.0.1:9092"
-    prefix: str = "memstream"
-    partitions: int = 8
-    replication: int = 1
+    model_config = SettingsConfigDict(env_prefix="MEMSTREAM_KAFKA_", frozen=True)
+
+    bootstrap: str = Field("127.0.0.1:9092", description="Kafka brokers, host:port[,host:port].")
+    prefix: str = Field("memstream", description="Topic name prefix.")
+    partitions: int = Field(
+        8,
+        ge=1,
+        description="Partitions of the requests/events topics (a new deployment creates them so).",
+    )
+    replication: int = Field(1, ge=1)
     requests_retention_ms: int = 7 * DAY_MS
     outcomes_retention_ms: int = 1 * DAY_MS
     #: How long a producer waits for the broker's acknowledgement before it reports the
     #: event as not written.
-    send_timeout: float = 15.0
+    send_timeout: float = Field(15.0, gt=0)
     #: How long an SDK call waits for the outcome of an acknowledged event.
-    outcome_timeout: float = 30.0
-    group: str = "memstream-workers"
+    outcome_timeout: float = Field(30.0, gt=0)
+    group: str = Field("memstream-workers", description="Consumer group of the workers.")
     #: Faust's consumer session timeout: how soon a dead worker's partitions move.
-    session_timeout: float = 10.0
-    data_dir: Path = field(default_factory=lambda: Path("memstream-kafka-data"))
+    session_timeout: float = Field(
+        10.0, gt=0, description="Seconds before a silent worker's partitions move to the others."
+    )
+    data_dir: Path = Field(
+        Path("memstream-kafka-data"), description="Where this worker keeps its shards and keys."
+    )
 
     @classmethod
     def from_env(cls, **overrides: object) -> KafkaSettings:
-        """Settings from ``MEMSTREAM_KAFKA_*`` environment variables, then ``overrides``.
-
-        The variables are the fields' names in capitals: ``MEMSTREAM_KAFKA_BOOTSTRAP``,
-        ``MEMSTREAM_KAFKA_PREFIX``, ``MEMSTREAM_KAFKA_PARTITIONS``,
-        ``MEMSTREAM_KAFKA_REPLICATION``, ``MEMSTREAM_KAFKA_GROUP``,
-        ``MEMSTREAM_KAFKA_SESSION_TIMEOUT``, ``MEMSTREAM_KAFKA_SEND_TIMEOUT``,
-        ``MEMSTREAM_KAFKA_OUTCOME_TIMEOUT`` and ``MEMSTREAM_KAFKA_DATA_DIR``.
-        """
-        env = os.environ
-        s = cls()
-        conv = {
-            "bootstrap": str,
-            "prefix": str,
-            "partitions": int,
-            "replication": int,
-            "group": str,
-            "session_timeout": float,
-            "send_timeout": float,
-            "outcome_timeout": float,
-            "data_dir": Path,
-        }
-        found = {}
-        for name, f in conv.items():
-            var = f"MEMSTREAM_KAFKA_{name.upper()}"
-            if var in env:
-                try:
-                    found[name] = f(env[var])
-                except ValueError:
-                    raise ValueError(f"{var}={env[var]!r} is not a valid {f.__name__}") from None
-        found.update({k: v for k, v in overrides.items() if v is not None})
-        return replace(s, **found)  # type: ignore[arg-type]
+        """Settings from ``overrides`` that are not None, then ``MEMSTREAM_KAFKA_*``
+        environment variables, then the defaults."""
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
 
     def topic(self, name: str) -> str:
         return f"{self.prefix}.{name}"

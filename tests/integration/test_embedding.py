@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from memstream.projections.corpus import distractor_corpus, evaluate_recall, load_labelled_set
 from memstream.projections.embedding import (
     CachedEmbedder,
     Embedder,
@@ -23,6 +22,8 @@ from memstream.projections.embedding import (
     model_fingerprint,
 )
 from memstream.projections.vectors import VectorIndex
+
+from memstream.bench.corpus import distractor_corpus, evaluate_recall, load_labelled_set
 
 RETRIEVAL_DATA = Path(__file__).resolve().parents[1] / "data" / "retrieval"
 

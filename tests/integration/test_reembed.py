@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from memstream.projections import embedding as embedding_mod
-from memstream.projections.corpus import load_labelled_set
 from memstream.projections.embedding import TransformersEmbedder, default_model_path
-from memstream.projections.reembed import StoreBusy, reembed
 from memstream.projections.semantic import MODEL_FILE, LazyEmbedder
 from typer.testing import CliRunner
 
 from memstream import MemoryStore
+from memstream.bench.corpus import load_labelled_set
 from memstream.cli import app
+from memstream.reembed import StoreBusy, reembed
 
 RETRIEVAL = Path(__file__).resolve().parents[1] / "data" / "retrieval"
 TOKENIZER_FILES = (

@@ -16,12 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from memstream.projections.corpus import load_labelled_set
 from memstream.projections.semantic import LIVE_STATES, LazyEmbedder
 from memstream.projections.vectors import VectorIndex
 from typer.testing import CliRunner
 
 from memstream import MemoryStore
+from memstream.bench.corpus import load_labelled_set
 from memstream.errors import MalformedEvent
 
 RETRIEVAL = Path(__file__).resolve().parents[1] / "data" / "retrieval"

@@ -26,8 +26,19 @@ def _services() -> dict[str, dict]:
 
 
 def _read_env_names() -> set[str]:
-    """Every MEMSTREAM_* name the package reads (envvar= options and os.environ lookups)."""
+    """Every MEMSTREAM_* name the package reads: the declared settings' variables, and
+    the names its code spells out (test hooks such as the worker's fault injection)."""
+    import memstream.streams.kafka.settings  # noqa: F401
+    from memstream.streams.settings import Settings, env_var
+
+    import memstream.settings  # noqa: F401 (declares the faces' settings)
+
     names: set[str] = set()
+    models = [Settings]
+    while models:
+        model = models.pop()
+        models.extend(model.__subclasses__())
+        names |= {env_var(model, field) for field in model.model_fields}
     for folder in ("memstream", "streams", "projections", "schemas"):
         for p in (ROOT / folder).rglob("*.py"):
             names |= set(re.findall(r"MEMSTREAM_[A-Z_]+", p.read_text()))

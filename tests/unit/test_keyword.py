@@ -10,9 +10,10 @@ import pytest
 import tantivy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from memstream.projections.corpus import evaluate_recall, load_labelled_set
 from memstream.projections.errors import IndexUnusable
 from memstream.projections.keyword import MANIFEST_NAME, KeywordIndex
+
+from memstream.bench.corpus import evaluate_recall, load_labelled_set
 
 RETRIEVAL_DATA = Path(__file__).resolve().parents[1] / "data" / "retrieval"
 

@@ -1,8 +1,9 @@
 """CLI commands of the Kafka runtime: ``worker``, ``topics``, ``status`` and ``broker``.
 
-Registered on the main ``memstream`` app by :func:`register`. Every setting also reads a
+Every setting also reads a
 ``MEMSTREAM_KAFKA_*`` environment variable (``BOOTSTRAP``, ``PARTITIONS``, ``GROUP``,
-``DATA_DIR``...), which is how docker-compose configures the workers.
+``DATA_DIR``...), which is how docker-compose configures the workers. The options are
+declared once, as fields of :class:`KafkaSettings` and :mod:`memstream.settings`.
 """
 
 from __future__ import annotations
@@ -16,37 +17,19 @@ from typing import Annotated, Any
 import httpx
 import msgspec
 import typer
-from rich.console import Console
 from rich.table import Table
 
-BootstrapOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap",
-        envvar="MEMSTREAM_KAFKA_BOOTSTRAP",
-        help="Kafka brokers, host:port[,host:port].",
-    ),
-]
-PartitionsOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--partitions",
-        envvar="MEMSTREAM_KAFKA_PARTITIONS",
-        min=1,
-        help="Partitions of the requests/events topics (a new deployment creates them so).",
-    ),
-]
-PrefixOpt = Annotated[
-    str | None, typer.Option("--prefix", envvar="MEMSTREAM_KAFKA_PREFIX", help="Topic name prefix.")
-]
+from memstream.settings import SearchSettings, WorkerSettings
+from memstream.streams.kafka.settings import KafkaSettings
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+from .common import default, err, out, setting
+
+BootstrapOpt = Annotated[str | None, setting(KafkaSettings, "bootstrap", "--bootstrap")]
+PartitionsOpt = Annotated[int | None, setting(KafkaSettings, "partitions", "--partitions")]
+PrefixOpt = Annotated[str | None, setting(KafkaSettings, "prefix", "--prefix")]
 
 
-def _settings(**kw: Any):
-    from memstream.streams.kafka.settings import KafkaSettings
-
+def _settings(**kw: Any) -> KafkaSettings:
     return KafkaSettings.from_env(**kw)
 
 
@@ -54,53 +37,23 @@ def worker(
     bootstrap: BootstrapOpt = None,
     partitions: PartitionsOpt = None,
     prefix: PrefixOpt = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            envvar="MEMSTREAM_KAFKA_DATA_DIR",
-            help="Where this worker keeps its shards and keys.",
-        ),
-    ] = None,
-    group: Annotated[
-        str | None,
-        typer.Option(
-            "--group", envvar="MEMSTREAM_KAFKA_GROUP", help="Consumer group of the workers."
-        ),
-    ] = None,
-    web_host: Annotated[
-        str,
-        typer.Option(
-            "--web-host", envvar="MEMSTREAM_WEB_HOST", help="Address of this worker's HTTP API."
-        ),
-    ] = "127.0.0.1",
-    web_port: Annotated[
-        int, typer.Option("--web-port", envvar="MEMSTREAM_WEB_PORT", help="Port of the HTTP API.")
-    ] = 6066,
+    data: Annotated[Path | None, setting(KafkaSettings, "data_dir", "--data")] = None,
+    group: Annotated[str | None, setting(KafkaSettings, "group", "--group")] = None,
+    web_host: Annotated[str, setting(WorkerSettings, "web_host", "--web-host")] = default(
+        WorkerSettings, "web_host"
+    ),
+    web_port: Annotated[int, setting(WorkerSettings, "web_port", "--web-port")] = default(
+        WorkerSettings, "web_port"
+    ),
     advertise: Annotated[
-        str | None,
-        typer.Option(
-            "--advertise",
-            envvar="MEMSTREAM_WEB_ADVERTISE",
-            help="Host other workers reach this one at (default: --web-host).",
-        ),
+        str | None, setting(WorkerSettings, "web_advertise", "--advertise")
     ] = None,
     session_timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--session-timeout",
-            envvar="MEMSTREAM_KAFKA_SESSION_TIMEOUT",
-            help="Seconds before a silent worker's partitions move to the others.",
-        ),
+        float | None, setting(KafkaSettings, "session_timeout", "--session-timeout")
     ] = None,
     semantic: Annotated[
-        bool,
-        typer.Option(
-            "--semantic/--no-semantic",
-            envvar="MEMSTREAM_SEMANTIC",
-            help="Keep search indexes (embeddings, hnswlib, BM25) of the partitions served.",
-        ),
-    ] = True,
+        bool, setting(SearchSettings, "semantic", "--semantic/--no-semantic")
+    ] = default(SearchSettings, "semantic"),
     loglevel: Annotated[
         str, typer.Option("--loglevel", help="debug, info, warning, error.")
     ] = "info",
@@ -157,14 +110,7 @@ def topics(
 
 
 def status(
-    api: Annotated[
-        str,
-        typer.Option(
-            "--api",
-            envvar="MEMSTREAM_API",
-            help="Any worker's HTTP API, e.g. http://127.0.0.1:6066.",
-        ),
-    ] = "http://127.0.0.1:6066",
+    api: Annotated[str, setting(WorkerSettings, "api", "--api")] = default(WorkerSettings, "api"),
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every worker of the deployment, its partitions, their offsets and lag."""
@@ -206,10 +152,3 @@ def broker(
         pass
     finally:
         b.stop()
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(worker)
-    app.command()(topics)
-    app.command()(status)
-    app.command()(broker)

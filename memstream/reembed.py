@@ -28,14 +28,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .embedding import CachedEmbedder, EmbeddingCache, default_model_path
-from .semantic import (
+from memstream.projections.embedding import CachedEmbedder, EmbeddingCache, default_model_path
+from memstream.projections.semantic import (
     EMBEDDINGS_FILE,
     FOLLOWER_FILE,
     LIVE_STATES,
@@ -43,10 +42,10 @@ from .semantic import (
     read_model_config,
     write_model_config,
 )
+from memstream.sdk import MemoryStore
+from memstream.streams.embedded import MANIFEST, ProgressFactory, StoreLocked
 
 __all__ = ["ReembedResult", "StoreBusy", "reembed", "resolve_model"]
-
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 #: Texts handed to the cached embedder per call (it writes each model batch as it goes).
 CHUNK = 1_024
@@ -123,10 +122,6 @@ def _previous_model(root: Path) -> str | None:
 
 
 def _open(root: Path, actor: str, **kw: Any) -> Any:
-    from memstream.streams.embedded import StoreLocked
-
-    from memstream.sdk import MemoryStore
-
     try:
         return MemoryStore.open(root, actor=actor, **kw)
     except StoreLocked as exc:
@@ -151,8 +146,6 @@ def reembed(
     ``progress`` is a ``(label, total) -> tick(n)`` factory for the embedding and the
     index rebuild.
     """
-    from memstream.streams.embedded import MANIFEST
-
     started = time.monotonic()
     root = Path(store).expanduser().absolute()
     if not (root / MANIFEST).is_file():

@@ -1,0 +1,245 @@
+"""Running things: ``serve``, ``demo``, ``reembed`` and ``bench``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from memstream.settings import BenchSettings, ServeSettings
+
+from .common import (
+    DEFAULT_STORE,
+    EXIT_UNAVAILABLE,
+    CliError,
+    JsonOpt,
+    MaxEventOpt,
+    StoreOpt,
+    UrlOpt,
+    default,
+    err,
+    out,
+    print_json,
+    progress_bar,
+    reported,
+    setting,
+)
+from .connect import connect
+
+BENCH_SUITES = ("ingest", "project", "replay", "search", "kafka")
+
+
+def serve(
+    store: StoreOpt = DEFAULT_STORE,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, setting(ServeSettings, "port")] = default(ServeSettings, "port"),
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Run the demo against this server once it listens.")
+    ] = False,
+    demo_only: Annotated[
+        bool, typer.Option("--demo-only", help="Run the demo, then stop the server.")
+    ] = False,
+    max_event_bytes: MaxEventOpt = None,
+    max_body_bytes: Annotated[
+        int | None, setting(ServeSettings, "max_body_bytes", "--max-body-bytes")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the store and its HTTP API in this process until Ctrl-C or SIGTERM."""
+    from memstream import server as srv
+
+    with reported(json_out):
+
+        def listening(info: srv.ServerInfo) -> None:
+            if json_out:
+                print_json({"event": "listening", **info.to_dict()})
+
+        on_ready = None
+        if demo or demo_only:
+
+            def on_ready(info: srv.ServerInfo) -> None:
+                from memstream.demo import run_demo
+
+                result = run_demo(
+                    info.url,
+                    console=None if json_out else out,
+                    store=Path(info.store),
+                    serving=not demo_only,
+                )
+                if json_out:
+                    print_json({"event": "demo", **result})
+
+        code = srv.run(
+            store,
+            host=host,
+            port=port,
+            max_event_bytes=max_event_bytes,
+            max_body_bytes=max_body_bytes,
+            log_level=log_level.lower(),
+            access_log=access_log,
+            on_listening=listening,
+            on_ready=on_ready,
+            stop_after_ready=demo_only,
+        )
+        if json_out:
+            print_json({"event": "stopped", "exit_code": code})
+    raise typer.Exit(code)
+
+
+def reembed(
+    store_dir: Annotated[Path, typer.Argument(help="The store directory (no server may hold it).")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="Local transformers model folder to switch to (default: all-MiniLM-L6-v2).",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 64,
+    json_out: JsonOpt = False,
+) -> None:
+    """Embed every live memory with a new model, then switch the store to it.
+
+    Resumable: texts already embedded with that model are skipped. The store keeps its old
+    model until every vector is cached; then its vector index is rebuilt for the new one.
+    """
+    from memstream.reembed import StoreBusy
+    from memstream.reembed import reembed as run_reembed
+
+    with reported(json_out):
+        try:
+            with progress_bar(not json_out) as progress:
+                result = run_reembed(store_dir, model, batch_size=batch_size, progress=progress)
+        except StoreBusy as e:
+            raise CliError(str(e), EXIT_UNAVAILABLE, {"error": "store_busy"}) from None
+        if json_out:
+            print_json(result.to_dict())
+            return
+        r = result
+        out.print(
+            f"re-embedded {r.embedded} of {r.texts} texts with {r.model_id} ({r.dim} dims; "
+            f"{r.already_cached} were already cached, {r.model_calls} model batches); the store "
+            f"now searches with it (was {r.previous_model_id or 'the default model'}); "
+            f"vector index: {r.rebuild.get('indexed')} memories"
+            + (f", rebuilt ({r.rebuild['reason']})" if r.rebuild.get("reason") else "")
+        )
+        if r.supplied_wrong_dim:
+            err.print(
+                f"{r.supplied_wrong_dim} memories carry producer vectors of another dimension: "
+                "they are searchable by keywords only until revised"
+            )
+
+
+def demo(
+    store: StoreOpt = DEFAULT_STORE,
+    url: UrlOpt = None,
+    actor: Annotated[str, typer.Option(help="The agent the demo acts as.")] = "assistant",
+    namespace: Annotated[
+        str, typer.Option(help="Namespace of the demo's memories.")
+    ] = "user/alice",
+    json_out: JsonOpt = False,
+) -> None:
+    """Show memstream at work over HTTP: create, revise, archive, merge, a rejection,
+    the version chain, the audit trail, verify. Starts a server for the store if none runs."""
+    from memstream.demo import run_demo
+
+    def go(server_url: str, store_dir: Path | None, serving: bool) -> None:
+        result = run_demo(
+            server_url,
+            console=None if json_out else out,
+            store=store_dir,
+            serving=serving,
+            actor=actor,
+            namespace=namespace,
+        )
+        if json_out:
+            print_json(result)
+
+    with reported(json_out):
+        if url:
+            go(url, None, True)
+            return
+        root = store.expanduser().absolute()
+        from memstream.server import read_server_info
+        from memstream.server import run as run_server
+
+        info = read_server_info(root)
+        if info is not None:
+            from memstream.client import ServerUnavailable
+
+            try:
+                connect(info.url, actor).close()
+            except ServerUnavailable:
+                info = None
+        if info is not None:
+            go(info.url, root, True)
+            return
+        code = run_server(
+            root,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            on_ready=lambda i: go(i.url, root, False),
+            stop_after_ready=True,
+        )
+    raise typer.Exit(code)
+
+
+def bench(
+    suite: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--suite", help=f"Suite to run (repeatable): {', '.join(BENCH_SUITES)}; default all."
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for the results (JSON).")
+    ] = Path("docs/bench"),
+    scale: Annotated[float, typer.Option(min=0.0, help="Multiplier on the workload sizes.")] = 1.0,
+    repeats: Annotated[
+        int | None, typer.Option(min=1, help="Runs per measurement (default per suite).")
+    ] = None,
+    update_docs: Annotated[
+        Path | None,
+        typer.Option(
+            "--update-docs",
+            metavar="MARKDOWN",
+            help="Replace the summary block of this file (e.g. docs/benchmarks.md).",
+        ),
+    ] = None,
+    cache_dir: Annotated[Path | None, setting(BenchSettings, "cache", "--cache-dir")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the benchmarks (ratios against baselines measured in the same run)."""
+    with reported(json_out):
+        try:
+            from memstream import bench as bench_mod
+        except ImportError as e:
+            raise CliError(
+                f"the benchmark suites are not available in this install ({e})",
+                EXIT_UNAVAILABLE,
+                {"error": "no_bench"},
+            ) from None
+        known = tuple(getattr(bench_mod, "SUITES", BENCH_SUITES))
+        suites = list(suite) if suite else list(known)
+        unknown = [s for s in suites if s not in known]
+        if unknown:
+            raise typer.BadParameter(
+                f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(known)}",
+                param_hint="--suite",
+            )
+        if scale <= 0:
+            raise typer.BadParameter("must be greater than 0", param_hint="--scale")
+        result = bench_mod.run(
+            suites, out_dir, scale, repeats=repeats, docs=update_docs, cache_dir=cache_dir
+        )
+        if json_out:
+            print_json(result)
+        else:
+            from rich.pretty import Pretty
+
+            out.print(Pretty(result))
+            out.print(f"results written under {out_dir}")

@@ -1,0 +1,102 @@
+"""The settings of the faces (CLI, server, SDK, Kafka worker, benchmarks), each declared
+once, with the environment variable that sets it. The store's own settings are
+:class:`memstream.streams.settings.StoreSettings` (``MEMSTREAM_MAX_EVENT_BYTES``,
+``MEMSTREAM_BATCH_SIZE``...) and the Kafka runtime's
+:class:`memstream.streams.kafka.settings.KafkaSettings` (``MEMSTREAM_KAFKA_*``).
+
+The CLI's options take their defaults, limits, help and variables from these fields
+(:func:`memstream.cli.common.setting`), so a variable means the same to every face.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from memstream.streams.settings import Settings, SettingsError, env_var
+
+__all__ = [
+    "SEMANTIC_ENV",
+    "BenchSettings",
+    "CliSettings",
+    "SearchSettings",
+    "ServeSettings",
+    "Settings",
+    "SettingsError",
+    "WorkerSettings",
+    "semantic_default",
+]
+
+
+class CliSettings(Settings):
+    """Which store a command works on."""
+
+    store: Path = Field(
+        Path("memstream-data"),
+        description="Store directory (goes through its server when one holds it).",
+    )
+    url: str | None = Field(
+        None,
+        description="URL of a running memstream server (default: the one holding --store, if any).",
+    )
+
+
+class ServeSettings(Settings):
+    """The HTTP server of ``memstream serve``."""
+
+    port: int = Field(8765, ge=0, le=65535, description="Port; 0 picks a free one.")
+    max_body_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="Largest request body, in bytes; 413 beyond (default: the larger of 32 MiB "
+        "and 8 x max-event-bytes).",
+    )
+
+
+class SearchSettings(Settings):
+    """Whether stores keep their search indexes (embeddings, hnswlib, BM25)."""
+
+    semantic: bool = Field(
+        True,
+        description="Keep search indexes (embeddings, hnswlib, BM25) of the partitions served.",
+    )
+
+
+#: The environment switch of the search indexes (``0`` turns them off).
+SEMANTIC_ENV = env_var(SearchSettings, "semantic")
+
+
+def semantic_default() -> bool:
+    """Whether an embedded store opens with its search indexes when not told."""
+    return SearchSettings().semantic
+
+
+class WorkerSettings(Settings):
+    """A Kafka worker's HTTP API, and where clients find one."""
+
+    web_host: str = Field("127.0.0.1", description="Address of this worker's HTTP API.")
+    web_port: int = Field(6066, ge=0, le=65535, description="Port of the HTTP API.")
+    web_advertise: str | None = Field(
+        None, description="Host other workers reach this one at (default: --web-host)."
+    )
+    api: str = Field(
+        "http://127.0.0.1:6066",
+        description="Any worker's HTTP API, e.g. http://127.0.0.1:6066.",
+    )
+
+
+class BenchSettings(Settings):
+    """The benchmarks' data."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMSTREAM_BENCH_")
+
+    cache: Path | None = Field(
+        None,
+        description="Where the search suite keeps its embeddings between runs "
+        "(default ~/.cache/memstream/bench).",
+    )
+    labelled: Path | None = Field(
+        None, description="The labelled retrieval set (default: the source checkout's)."
+    )
