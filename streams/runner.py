@@ -82,6 +82,8 @@ class _Lane:
         with self.runner.cond:
             self.checkpoint = offset
             self.runner.cond.notify_all()
+        if self.runner.on_advance is not None:
+            self.runner.on_advance(self.processor.name, offset)
 
 
 class ProcessorRunner:
@@ -95,9 +97,14 @@ class ProcessorRunner:
         *,
         interval: float = 1.0,
         batch: int = LANE_BATCH,
+        on_advance: Callable[[str, int], None] | None = None,
     ):
+        """``on_advance(name, offset)`` is called (on the lane's thread) each time a
+        processor's checkpoint moves: a driver's hook for work that follows a processor
+        (the Kafka driver shares the vectors the search index computed)."""
         self.feed, self.duck = feed, duck
         self.interval, self.batch = interval, batch
+        self.on_advance = on_advance
         self.cond = threading.Condition()
         self.stopping = False
         self.lanes = [_Lane(self, p) for p in processors]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import shutil
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,9 +31,12 @@ from pathlib import Path
 import msgspec
 from memstream.projections.core import project
 from memstream.projections.decide import DecisionState, decide, split_kid
+from memstream.projections.decided import read_outcomes
 from memstream.projections.duck import DuckStore
+from memstream.projections.processor import Decided
 from memstream.schemas.events import Event
 from memstream.schemas.memcube import Logged, Outcome
+from memstream.streams.feed import DecidedFeed
 from memstream.streams.keystore import KeyStore
 from memstream.streams.log import GENESIS, chain_hash
 from memstream.streams.sealing import RecordCorrupt, Sealer
@@ -61,6 +64,8 @@ DEDUPE_WINDOW = 200_000
 #: 867-998 with DuckDB's default, using about a quarter less CPU.
 SHARD_DUCKDB_CONFIG = {"threads": "1"}
 SYSTEM_ACTOR = "memstream"
+#: The codes of the audit rows a shard writes for records that are not events.
+INCIDENTS = ("malformed", "misrouted")
 
 
 class Gap(RuntimeError):
@@ -140,10 +145,16 @@ class Shard:
         self._recent_order: deque[str] = deque(r["event_id"] for r in reversed(recent))
         self._recent = set(self._recent_order)
         self.closed = False
+        #: The decided events this shard commits, for its processors and other readers.
+        self.feed = DecidedFeed(self.read_decided, self.offset)
+        #: ``fetch(start, stop)``: the events partition's records ``start <= offset < stop``
+        #: (set by the worker, which holds the broker connection), for readers of the past.
+        self.fetch: Callable[[int, int], list[KRecord]] | None = None
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.feed.close()
             self._save_outbox()
             self.duck.close()
 
@@ -187,7 +198,39 @@ class Shard:
         self._outbox_unsaved = False
         self.offset, self.chain, self.recorded = last, prev, recorded
         self._remember(seen_now)
+        self.feed.publish(pairs)
         return res
+
+    def read_decided(self, after: int, upto: int) -> list[Decided]:
+        """The decided events ``after < offset <= upto`` (committed here) read back: the
+        outcomes, chain and times from this shard's audit, the events from the log's
+        records (opened again; an incident is rebuilt from its audit row)."""
+        if self.fetch is None:
+            raise RuntimeError(
+                f"shard {self.topic}-{self.partition} cannot read offsets {after + 1}..{upto} "
+                "back: it has no connection to the log"
+            )
+        outcomes = [_placed(o, self.partition) for o in read_outcomes(self.duck, after, upto)]
+        rows = self.duck.cursor().execute(
+            'SELECT "offset", epoch_us(recorded_at), chain_hash, why, key_id FROM audit '
+            'WHERE "offset" > ? AND "offset" <= ? ORDER BY "offset"',
+            [after, upto],
+        ).fetchall()  # fmt: skip
+        records = {r.offset: r for r in self.fetch(after + 1, upto + 1)}
+        out: list[Decided] = []
+        for (offset, recorded, chain, why, kid), o in zip(rows, outcomes, strict=True):
+            r = records.get(offset)
+            if r is None:
+                raise Gap(self.partition, offset, -1)
+            if o.code in INCIDENTS:
+                event = self._incident_event(o.event_id, o.type, o.namespace, recorded, why)
+                logged = Logged(offset, recorded, bytes.fromhex(chain), event, None, None)
+            else:
+                event, stored = self.sealer.open(r.value or b"")
+                h = bytes.fromhex(chain)
+                logged = Logged(offset, recorded, h, event, kid, stored.content_hash)
+            out.append((logged, o))
+        return out
 
     def _decide(
         self, r: KRecord, recorded: int, chain: bytes, seen_now: dict[str, None]
@@ -244,20 +287,10 @@ class Shard:
         self, i: Incident, r: KRecord, recorded: int, chain: bytes
     ) -> tuple[Logged, Outcome]:
         namespace = i.namespace or i.key or "-"
-        event = Event(
-            event_id=i.incident_id,
-            type=i.incident,
-            schema_version=1,
-            namespace=namespace,
-            memory_id="-",
-            occurred_at=datetime.fromtimestamp(recorded / 1e6, UTC),
-            actor=SYSTEM_ACTOR,
-            payload=None,
-            clear={
-                "reason": f"{i.source_topic}[{i.source_partition}]@{i.source_offset}, "
-                f"raw sha256 {i.raw_sha256}"
-            },
+        where = (
+            f"{i.source_topic}[{i.source_partition}]@{i.source_offset}, raw sha256 {i.raw_sha256}"
         )
+        event = self._incident_event(i.incident_id, i.incident, namespace, recorded, where)
         logged = Logged(r.offset, recorded, chain, event, None, None)
         out = Outcome(
             offset=r.offset,
@@ -272,6 +305,23 @@ class Shard:
             partition=self.partition,
         )
         return logged, out
+
+    @staticmethod
+    def _incident_event(
+        incident_id: str, kind: str, namespace: str, recorded: int, where: str
+    ) -> Event:
+        """The event an incident stands as in the audit (no payload: nothing to decide)."""
+        return Event(
+            event_id=incident_id,
+            type=kind,
+            schema_version=1,
+            namespace=namespace,
+            memory_id="-",
+            occurred_at=datetime.fromtimestamp(recorded / 1e6, UTC),
+            actor=SYSTEM_ACTOR,
+            payload=None,
+            clear={"reason": where},
+        )
 
     def _remember(self, ids: Iterable[str]) -> None:
         for i in ids:

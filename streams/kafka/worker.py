@@ -52,6 +52,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from faust.web import Request, Response, View
 from memstream.projections import reads
 from memstream.projections.embedding import CachedEmbedder
+from memstream.projections.processor import Processor
 from memstream.projections.search import DEFAULT_ALPHA, SearchQuery
 from memstream.projections.search import search as run_search
 from memstream.projections.semantic import SemanticProjection, shared_embedder
@@ -59,6 +60,7 @@ from memstream.schemas.codec import EventCodec, MalformedEvent
 from memstream.schemas.events import AwareDatetime, default_registry
 from memstream.schemas.views import SearchHit
 from memstream.streams.keystore import KeyStore
+from memstream.streams.runner import ProcessorRunner
 from memstream.streams.sealing import Sealer
 from yarl import URL
 
@@ -141,14 +143,12 @@ class Node:
         self.producer: AIOKafkaProducer | None = None
         self.publisher = KafkaPublisher(settings, self.codec)
         self.applied_events = 0
-        # search indexes (one semantic projection per shard), fed after each commit
+        # the processors of each shard (its search indexes, ...), on a runner per shard
         self.semantic = semantic
-        self.projections: dict[int, SemanticProjection] = {}
-        self.followed: dict[int, int] = {}
-        self._kicks: dict[int, asyncio.Event] = {}
-        self._followers: dict[int, asyncio.Task[None]] = {}
-        self._stopping: set[int] = set()
-        self.sync_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.runners: dict[int, ProcessorRunner] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._vectors_due = asyncio.Event()
+        self._vectors_task: asyncio.Task[None] | None = None
         self._acks: dict[int, asyncio.Future[None]] = {}
         self.texts_embedded = 0
         self._projector: asyncio.Task[None] | None = None
@@ -166,9 +166,12 @@ class Node:
         await self.keys.start()
         self.log_id = f"kafka:{await self.keys.identity()}:{s.events}"
         await self.publisher.start()
+        self._loop = asyncio.get_running_loop()
         if self.semantic:
             await self.vectors.start()
             await asyncio.to_thread(self.model.model)  # loaded once, before the first search
+            self._vectors_task = asyncio.create_task(self._share_vectors(), name="vectors")
+            self._vectors_task.add_done_callback(_fatal_on_error("sharing vectors"))
         self._projector = asyncio.create_task(self._follow_events(), name="projector")
         self._projector.add_done_callback(_fatal_on_error("projecting the events topic"))
         self.started.set()
@@ -189,13 +192,15 @@ class Node:
         for p in list(self.shards):
             async with self.locks[p]:
                 await self._acknowledged(p)
-                await self._close_semantic(p)
+                await self._stop_processors(p)
                 shard = self.shards.pop(p, None)
                 if shard is not None:
                     shard.close()
         await self.keys.stop()
         await self.publisher.stop()
         if self.semantic:
+            await clients.stop(self._vectors_task)
+            await self.vectors.publish()
             await self.vectors.stop()
             self.cache.close()
         if self.producer is not None:
@@ -294,8 +299,7 @@ class Node:
                 log.warning("partition %s: rebuilding its shard (%s)", p, shard.rebuild_reason)
             self.shards[p] = shard
             await self._publish_pending(shard)
-            if self.semantic:
-                await self._open_semantic(shard)
+            await self._start_processors(shard)
         return shard
 
     async def _apply(self, shard: Shard, recs: list[KRecord]) -> None:
@@ -313,14 +317,11 @@ class Node:
         for subject, generation in res.erased:
             await self._destroy(subject, generation)
         await self._publish(shard, res.outcomes)
-        kick = self._kicks.get(shard.partition)
-        if kick is not None:
-            kick.set()
 
     async def _reopen(self, shard: Shard) -> Shard:
         """Drop a shard whose in-memory state may be ahead of its file, and open it again."""
         await self._acknowledged(shard.partition)
-        await self._close_semantic(shard.partition)
+        await self._stop_processors(shard.partition)
         shard.close()
         self.shards.pop(shard.partition, None)
         return await self._shard(shard.partition)
@@ -392,73 +393,103 @@ class Node:
         finally:
             await reader.stop()
 
-    # -- search indexes ------------------------------------------------------------------------
+    # -- processors (the search indexes, ...) ------------------------------------------------
 
-    async def _open_semantic(self, shard: Shard) -> None:
-        """Start the partition's search indexes, with every shared vector read first (a
-        rebuild then embeds only what no worker embedded before)."""
-        p = shard.partition
-        await self.vectors.catch_up()
+    def processors_for(self, shard: Shard) -> list[Processor]:
+        """The processors of one shard: its search indexes, when enabled."""
+        if not self.semantic:
+            return []
         embedder = CachedEmbedder(self.model, _Shared(self.cache))
-        self.projections[p] = SemanticProjection(shard.dir / "semantic", embedder)
-        self.followed[p] = -2
-        self._stopping.discard(p)
-        kick = self._kicks[p] = asyncio.Event()
-        kick.set()
-        self._followers[p] = asyncio.create_task(self._follow(p, kick), name=f"index-{p}")
+        return [SemanticProjection(shard.dir / "semantic", embedder)]
 
-    async def _follow(self, p: int, kick: asyncio.Event) -> None:
-        """Bring partition ``p``'s indexes up to its shard after each commit; then publish
-        the vectors computed (and the erased ones) on the vectors topic."""
+    async def _start_processors(self, shard: Shard) -> None:
+        """Start the shard's processors on a runner of their own. The search indexes start
+        with every shared vector read first (a rebuild then embeds only what no worker
+        embedded before); old decided events are read back through ``_fetch``."""
+        p = shard.partition
+        if self.semantic:
+            await self.vectors.catch_up()
+        loop = asyncio.get_running_loop()
+
+        def fetch(start: int, stop: int) -> list[KRecord]:
+            return asyncio.run_coroutine_threadsafe(self._fetch(p, start, stop), loop).result()
+
+        def advanced(name: str, offset: int) -> None:
+            if name == "semantic":
+                loop.call_soon_threadsafe(self._vectors_due.set)
+
+        shard.fetch = fetch
+        runner = ProcessorRunner(
+            shard.feed, shard.duck, self.processors_for(shard), on_advance=advanced
+        )
+        self.runners[p] = runner
+        runner.start()
+
+    async def _stop_processors(self, p: int) -> None:
+        """Let the shard's processors catch up with what it committed, then close them."""
+        runner = self.runners.pop(p, None)
+        if runner is None:
+            return
+        await asyncio.to_thread(runner.close)
+        for proc in runner.processors:
+            if isinstance(proc, SemanticProjection):
+                self.texts_embedded += proc.embedder.texts_embedded
+        self._vectors_due.set()
+
+    async def _share_vectors(self) -> None:
+        """Publish the vectors the search indexes computed (and the erased ones) on the
+        vectors topic, each time an index moved on."""
+        while True:
+            await self._vectors_due.wait()
+            self._vectors_due.clear()
+            await self.vectors.publish()
+
+    async def _fetch(self, p: int, start: int, stop: int) -> list[KRecord]:
+        """The events partition's records ``start <= offset < stop`` (a plain reader)."""
+        tp = TopicPartition(self.settings.events, p)
+        reader = clients.reader(self.settings)
+        await reader.start()
+        out: list[KRecord] = []
         try:
-            while True:
-                await kick.wait()
-                kick.clear()
-                if p in self._stopping:
-                    return
-                async with self.sync_locks[p]:
-                    shard, proj = self.shards.get(p), self.projections.get(p)
-                    if shard is None or proj is None or shard.closed:
-                        return
-                    upto = shard.offset
-                    await asyncio.to_thread(proj.sync, shard.duck, upto)
-                self.followed[p] = upto
-                await self.vectors.publish()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            fatal(f"indexing partition {p}", e)
+            reader.assign([tp])
+            reader.seek(tp, start)
+            while not out or out[-1].offset < stop - 1:
+                got = await reader.getmany(tp, timeout_ms=1000, max_records=FILL_CHUNK)
+                out.extend(KRecord.of(r) for r in got.get(tp, []) if r.offset < stop)
+        finally:
+            await reader.stop()
+        return out
 
-    async def _close_semantic(self, p: int) -> None:
-        task = self._followers.pop(p, None)
-        if task is not None:
-            self._stopping.add(p)
-            self._kicks[p].set()
-            await task  # it finishes the sync in progress (a thread cannot be cancelled)
-        proj = self.projections.pop(p, None)
-        if proj is not None:
-            self.texts_embedded += proj.embedder.texts_embedded
-            await asyncio.to_thread(proj.close)
-        self._kicks.pop(p, None)
-        self.followed.pop(p, None)
+    def semantic_of(self, p: int) -> SemanticProjection | None:
+        runner = self.runners.get(p)
+        if runner is None or not self.semantic:
+            return None
+        proc = runner["semantic"]
+        assert isinstance(proc, SemanticProjection)
+        return proc
 
     async def search_local(
         self, p: int, q: SearchQuery, as_of: datetime | None, min_offset: int | None
     ) -> list[SearchHit]:
-        """``q`` over partition ``p`` (owned here), once its indexes reached ``min_offset``."""
+        """``q`` over partition ``p`` (owned here), once its indexes reached ``min_offset``
+        (or have loaded, without one)."""
         deadline = time.monotonic() + 10.0
-        while True:
-            shard, proj = self.shards.get(p), self.projections.get(p)
-            if shard is not None and proj is not None:
-                followed = self.followed.get(p, -2)
-                wanted = shard.offset if min_offset is None else min_offset
-                if followed >= 0 and (min_offset is None or followed >= wanted):
-                    break
-                if followed >= -1 and min_offset is None:
-                    break
+        while True:  # a partition just assigned: its shard is opening
+            shard, runner, proj = self.shards.get(p), self.runners.get(p), self.semantic_of(p)
+            if shard is not None and runner is not None and proj is not None:
+                break
             if time.monotonic() > deadline:
-                raise LookupError(f"partition {p}: the search indexes are catching up")
+                raise LookupError(f"partition {p}: the search indexes are not open yet")
             await asyncio.sleep(0.05)
+        wanted = -1 if min_offset is None else min_offset
+
+        def caught_up(reached: int) -> Exception:
+            return LookupError(
+                f"partition {p}: the search indexes are catching up (at offset {reached}, "
+                f"{wanted} wanted)"
+            )
+
+        await asyncio.to_thread(runner.wait_for, wanted, 10.0, caught_up, ["semantic"])
         if as_of is not None:
             q = dataclasses.replace(q, as_of=shard.duck.offset_at_time(as_of))
         return await asyncio.to_thread(run_search, shard.duck, proj, q, None, shard.state.memories)
@@ -481,7 +512,7 @@ class Node:
             self.owned.discard(p)
             async with self.locks[p]:
                 await self._acknowledged(p)
-                await self._close_semantic(p)
+                await self._stop_processors(p)
                 shard = self.shards.pop(p, None)
                 if shard is not None:
                     await asyncio.to_thread(shard.close)
@@ -534,8 +565,9 @@ class Node:
                 "catching_up": p in self.catching_up,
             }
         for p, v in parts.items():
+            runner = self.runners.get(int(p))
             if self.semantic:
-                v["indexed"] = self.followed.get(int(p), -2)
+                v["indexed"] = runner.checkpoint if runner is not None else -2
         out = {
             "started": self.started.is_set(),
             "log_id": self.log_id,
@@ -545,7 +577,11 @@ class Node:
         if self.semantic:
             out["semantic"] = {
                 "texts_embedded": self.texts_embedded
-                + sum(pr.embedder.texts_embedded for pr in self.projections.values()),
+                + sum(
+                    proj.embedder.texts_embedded
+                    for p in self.runners
+                    if (proj := self.semantic_of(p)) is not None
+                ),
                 "vectors_from_topic": self.vectors.received,
                 "model": self.model.model_id if self.model.loaded else None,
             }

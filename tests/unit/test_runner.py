@@ -53,9 +53,7 @@ class Recorder:
 
 
 def open_store(root: Path, *processors: Processor, **options) -> MemoryStore:
-    rt = EmbeddedRuntime(
-        root, processors=list(processors), options=_options(**options)
-    )
+    rt = EmbeddedRuntime(root, processors=list(processors), options=_options(**options))
     return MemoryStore(rt, actor="tester")
 
 
