@@ -39,7 +39,7 @@ class Recorder:
         return int(self.path.read_text()) if self.path.exists() else -1
 
     def process(self, batch: Sequence[Decided]) -> None:
-        for logged, out in batch:
+        for logged, _ in batch:
             if logged.offset == self.fail_at:
                 raise RuntimeError(f"cannot process offset {logged.offset}")
         self.seen.extend(batch)
