@@ -34,7 +34,9 @@ class KafkaSettings(Settings):
     )
     replication: int = Field(1, ge=1)
     requests_retention_ms: int = 7 * DAY_MS
-    outcomes_retention_ms: int = 1 * DAY_MS
+    #: The verdicts are kept as long as the events (``-1``: forever), so a reader of the
+    #: outcomes topic from offset 0 gets every verdict; they hold no content.
+    outcomes_retention_ms: int = Field(-1, ge=-1)
     #: How long a producer waits for the broker's acknowledgement before it reports the
     #: event as not written.
     send_timeout: float = Field(15.0, gt=0)
