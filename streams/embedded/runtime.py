@@ -37,6 +37,7 @@ from memstream.schemas.record import LogRecord
 from ..feed import DecidedFeed
 from ..keystore import KeyStore
 from ..log import EmbeddedLog
+from ..processors import build as build_registered
 from ..runner import ProcessorFailed, ProcessorRunner
 from ..sealing import Sealer
 from ..settings import StoreSettings as Options
@@ -169,6 +170,8 @@ class EmbeddedRuntime:
         self._queue: queue.Queue[list[tuple[Logged, Outcome]] | None] = queue.Queue()
         #: Decided events as the core commits them, for every reader from any offset.
         self.feed = DecidedFeed(self._read_decided, self._projected)
+        # the driver's own processors, then those installed packages register
+        self._processors += build_registered(self.root / STATE_DIR / "processors")
         self.runner = ProcessorRunner(
             self.feed, self.duck, self._processors, interval=self.options.follow_interval
         )

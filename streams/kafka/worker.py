@@ -60,6 +60,7 @@ from memstream.schemas.codec import EventCodec, MalformedEvent
 from memstream.schemas.events import AwareDatetime, default_registry
 from memstream.schemas.views import SearchHit
 from memstream.streams.keystore import KeyStore
+from memstream.streams.processors import build as build_registered
 from memstream.streams.runner import ProcessorRunner
 from memstream.streams.sealing import Sealer
 from yarl import URL
@@ -396,11 +397,13 @@ class Node:
     # -- processors (the search indexes, ...) ------------------------------------------------
 
     def processors_for(self, shard: Shard) -> list[Processor]:
-        """The processors of one shard: its search indexes, when enabled."""
-        if not self.semantic:
-            return []
-        embedder = CachedEmbedder(self.model, _Shared(self.cache))
-        return [SemanticProjection(shard.dir / "semantic", embedder)]
+        """The processors of one shard: its search indexes (when enabled), then those
+        installed packages register (:mod:`memstream.streams.processors`)."""
+        out: list[Processor] = []
+        if self.semantic:
+            embedder = CachedEmbedder(self.model, _Shared(self.cache))
+            out.append(SemanticProjection(shard.dir / "semantic", embedder))
+        return out + build_registered(shard.dir / "processors")
 
     async def _start_processors(self, shard: Shard) -> None:
         """Start the shard's processors on a runner of their own. The search indexes start
