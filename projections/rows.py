@@ -5,7 +5,7 @@ metadata, MemCube fields). Fetching those from DuckDB (``memories`` joined with
 ``versions``) costs tens of milliseconds per search at 100,000 memories, far more than the
 graph search itself. :class:`CurrentRows` keeps each live memory's view, encoded with
 msgpack (a few hundred bytes each; decoding one takes microseconds and hands every caller
-its own copy), filled by the semantic follower as it indexes memories and by searches
+its own copy), filled by the semantic processor as it indexes memories and by searches
 that had to read DuckDB.
 
 A cached view is only served while it is current. Every view carries the offset of the
@@ -13,7 +13,7 @@ last event that changed its memory (``Memory.offset``); the caller passes the de
 state's offset of each memory (the core keeps every memory's state in memory to decide),
 and a view whose offset differs is dropped and read again. So a memory archived, erased,
 merged or revised since it was cached is never served from a stale copy, whatever the
-follower's lag, and putting a view read from an older snapshot is harmless.
+processor's lag, and putting a view read from an older snapshot is harmless.
 """
 
 from __future__ import annotations

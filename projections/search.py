@@ -351,7 +351,7 @@ def search(
     """Run ``q`` (see the module docstring for how); records the hits' usage if given.
 
     ``current`` is the core's decision state (memory id -> :class:`MemState`): with it,
-    the hits' current views come from the follower's in-memory rows while they match
+    the hits' current views come from the search processor's in-memory rows while they match
     that state (see :mod:`~memstream.projections.rows`), and only the others from DuckDB.
     """
     q.check(proj.embedder.dim)

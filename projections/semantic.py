@@ -1,30 +1,35 @@
-"""The semantic projection: a vector index and a keyword index that follow the core projection.
+"""The semantic projection: a vector index and a keyword index, a processor of decided events.
 
-This is a *follower*: it never decides anything. The core projection decided every event
-once and wrote the outcome to DuckDB (``memories``, ``versions``, ``transitions``); the
-follower reads what changed there since its checkpoint and brings both indexes in line:
+It never decides anything: the core projection decided every event once, and the runner
+hands this processor each decided event (event, outcome) after its checkpoint, in order
+(:mod:`memstream.streams.runner`). For a batch it brings both indexes in line with the
+post-states the outcomes carry:
 
-* the memories whose ``transitions`` rows fall in ``(checkpoint, upto]`` are re-read at
-  their current version; a live one (state ``active`` or ``activated``, text present) is
-  embedded (through the durable :class:`CachedEmbedder`, batched, keyed by model and
-  content hash) and upserted, any other one (archived, expired, merged, erased) removed;
+* each memory an accepted event changed is indexed at its post-state if it is live (state
+  ``active`` or ``activated``) and removed otherwise (archived, expired, merged, erased);
+  its content is the event's own (create, revise, merge) or, when the event carried none
+  (a restore, a rollback), read from the core projection's ``versions`` by (memory id,
+  version), which never changes once decided;
+* a live memory's text is embedded through the durable :class:`CachedEmbedder` (batched,
+  keyed by model and content hash) and upserted, with its current view kept in memory
+  for searches (:class:`~memstream.projections.rows.CurrentRows`);
 * an erased memory also loses its cached vectors (crypto-shredding reaches derived data);
-* a producer-supplied vector (``versions.vector``) is used instead of the model, after a
-  dimension check; a vector of the wrong dimension is recorded in :attr:`problems` and
-  logged, and the memory is indexed for keywords only (appends through the SDK refuse such
-  vectors up front, so this only happens with raw producers).
+* a producer-supplied vector is used instead of the model, after a dimension check; a
+  vector of the wrong dimension is recorded in :attr:`problems` and logged, and the memory
+  is indexed for keywords only (appends through the SDK refuse such vectors up front, so
+  this only happens with raw producers).
 
-Because it re-reads *current* rows, applying a range twice, or a range older than the rows
-it reads, is harmless: the next sync converges. That is what makes the checkpoint rules
-simple: on open the indexes load from their manifests and catch up from the older of the
-two offsets; when either is missing, corrupt, of another model, of another log, or ahead
-of the store, both are rebuilt from DuckDB's current state (never from the model: vectors
-come from the cache).
+Applying a post-state is idempotent, so the checkpoint rules stay simple: on start the
+indexes load from their manifests and catch up from the older of their two offsets with
+the core's current state (the memories changed since, re-read at their current version);
+when either is missing, corrupt, of another model, of another log, or ahead of the store,
+both are rebuilt from DuckDB's current state (never from the model: vectors come from the
+cache). Then the runner feeds it decided events from that checkpoint on.
 
 Saving the hnswlib graph is the expensive part (files, SHA-256, fsync), so it is batched:
-at most every ``save_interval`` seconds or ``save_changes`` changed memories, and on
-close. The keyword index commits on every sync, because tantivy shows only committed
-documents to searches.
+at most every ``save_interval`` seconds or ``save_changes`` changed memories (checked on
+each tick), and on close. The keyword index commits on every batch, because tantivy shows
+only committed documents to searches.
 """
 
 from __future__ import annotations

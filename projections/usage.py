@@ -4,7 +4,7 @@ Reads and search hits are *observations*, not events: they are not on the log, a
 replayed, and differ between a store and its replay. So they live in their own DuckDB
 table (``usage``), outside the tables the core projection writes and that replays
 compare. Recording an access is a dictionary update in memory; the buffer is written in
-one statement per flush (the follower thread flushes it about once a second, and on
+one statement per flush (its processor lane flushes it about once a second, and on
 close), never one statement per read. Reads of the indicators come from memory too: the
 table is mirrored there, so a search does not query DuckDB for its hits' usage.
 
@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS usage (
 
 
 class UsageTracker:
-    """Counts accesses in memory and writes them to the ``usage`` table in batches (a follower).
+    """Counts accesses in memory and writes them to the ``usage`` table in batches (a processor).
 
     Reads of the indicators (:meth:`get`) never touch DuckDB: the tracker mirrors the
     table in memory (loaded once, on the first sync) and adds what is buffered, exactly as

@@ -96,5 +96,5 @@ class StoreSettings(Settings):
     batch_size: int = Field(10_000, ge=1)
     #: Seconds a read waits for ``min_offset`` to be projected.
     read_wait: float = Field(10.0, ge=0)
-    #: Seconds between a follower's time-based saves.
+    #: Seconds between two ticks of a processor (its time-based saves and flushes).
     follow_interval: float = Field(1.0, gt=0)
