@@ -123,7 +123,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
+class SignalFreeServer(uvicorn.Server):
     """uvicorn's server without its signal handling (see the module docstring)."""
 
     @contextlib.contextmanager
@@ -132,7 +132,7 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def _signals(server: _Server) -> Iterator[None]:
+def _signals(server: SignalFreeServer) -> Iterator[None]:
     """SIGTERM/SIGINT ask uvicorn to stop; a second SIGINT during shutdown forces it.
 
     Installed only in the main thread (the only one that may handle signals).
@@ -208,7 +208,7 @@ def run(
             timeout_graceful_shutdown=GRACEFUL_TIMEOUT,
             server_header=False,
         )
-        server = _Server(config)
+        server = SignalFreeServer(config)
         info = ServerInfo(
             url=_url(host, bound_port),
             pid=os.getpid(),
