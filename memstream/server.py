@@ -98,7 +98,7 @@ def _url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int) -> socket.socket:
     """Bind the listening socket ourselves, so ``port=0`` yields a known free port."""
     try:
         infos = socket.getaddrinfo(
@@ -197,7 +197,7 @@ def run(
     store = MemoryStore.open(root, actor="http", **options)
     outcome = {"code": 0}
     try:
-        sock = _bind(host, port)
+        sock = bind_socket(host, port)
         bound_port = sock.getsockname()[1]
         app = create_app(store, max_body_bytes=max_body_bytes)
         config = uvicorn.Config(
