@@ -18,7 +18,15 @@ from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
 from memstream.wire import BackupRequest, ReplayRequest, SearchRequest
 
-__all__ = ["DESCRIPTION", "ERRORS", "error_content", "install_openapi", "json_content", "ref"]
+__all__ = [
+    "DESCRIPTION",
+    "ERRORS",
+    "error_content",
+    "install_openapi",
+    "request_body",
+    "json_content",
+    "ref",
+]
 
 _REF = "#/components/schemas/{name}"
 
@@ -52,6 +60,11 @@ _ERROR_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": True,
 }
+
+
+def request_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` of a route whose JSON body the route decodes itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def error_content(description: str) -> dict[str, Any]:

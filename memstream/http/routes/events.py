@@ -15,7 +15,7 @@ from starlette.responses import Response
 from memstream.errors import rejection
 
 from ..deps import BodyDep, CallerDep, ServiceDep
-from ..openapi import error_content, json_content, ref
+from ..openapi import error_content, json_content, ref, request_body
 from ..responses import MsgspecResponse, error
 
 router = APIRouter(tags=["events"])
@@ -29,18 +29,9 @@ router = APIRouter(tags=["events"])
     "event is still appended (the audit shows it): in a batch its outcome is part of "
     "the 200 list; a single rejected event answers 409 with its outcome. A caller that "
     "names its principal (X-Memstream-Principal) is the actor of the events it writes.",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "oneOf": [ref("Event"), {"type": "array", "items": ref("Event"), "minItems": 1}]
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=request_body(
+        {"oneOf": [ref("Event"), {"type": "array", "items": ref("Event"), "minItems": 1}]}
+    ),
     responses={
         200: json_content(ref("Outcomes"), "one outcome per event, in order"),
         409: error_content("a single event was rejected (with `outcomes`)"),

@@ -14,7 +14,7 @@ from memstream.errors import BadRequest
 from memstream.wire import BackupRequest, ReplayRequest, decode_request, point
 
 from ..deps import BodyDep, CallerDep, ServiceDep
-from ..openapi import error_content, json_content, ref
+from ..openapi import error_content, json_content, ref, request_body
 from ..responses import MsgspecResponse
 
 router = APIRouter()
@@ -87,12 +87,7 @@ def _copy(what: str, field: str, path: Path, copy: Any) -> dict[str, Any]:
     summary="A consistent copy of the log and keys, while serving",
     description="Open the copy as a store (`MemoryStore.open`, or `memstream --store`) "
     "to restore: its projections are rebuilt from the log.",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": ref("BackupRequest")}},
-        }
-    },
+    openapi_extra=request_body(ref("BackupRequest")),
     responses={
         200: json_content(_OBJECT, "dest and the number of records copied"),
         400: error_content("dest is not absolute or not writable"),
@@ -116,12 +111,7 @@ async def backup(body: BodyDep, caller: CallerDep, service: ServiceDep) -> Respo
     description="The server copies the log prefix (consistently, while serving); open "
     "the directory as a store to rebuild its projections (the CLI's `replay` does, with "
     "a progress bar). `to` is an offset (inclusive) or an RFC 3339 time.",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": ref("ReplayRequest")}},
-        }
-    },
+    openapi_extra=request_body(ref("ReplayRequest")),
     responses={
         200: json_content(_OBJECT, "into, to_offset and records copied"),
         400: error_content("into or to is invalid"),

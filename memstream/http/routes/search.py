@@ -9,7 +9,7 @@ from starlette.responses import Response
 from memstream.wire import SearchRequest, decode_request
 
 from ..deps import BodyDep, CallerDep, ServiceDep
-from ..openapi import ERRORS, json_content, ref
+from ..openapi import ERRORS, json_content, ref, request_body
 from ..responses import MsgspecResponse
 
 router = APIRouter(tags=["memories"])
@@ -23,12 +23,7 @@ router = APIRouter(tags=["memories"])
     "`exact` scores every candidate by brute force; `as_of` searches the versions valid "
     "at an offset or time. The Kafka runtime gathers from every partition the namespaces "
     "name (all without any). See docs/search.md.",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": ref("SearchRequest")}},
-        }
-    },
+    openapi_extra=request_body(ref("SearchRequest")),
     responses={
         200: json_content(
             {"type": "object", "properties": {"hits": {"type": "array",
