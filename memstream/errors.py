@@ -3,6 +3,8 @@
 - :class:`MalformedEvent`: the input is not a well-formed event; nothing was appended.
 - :class:`Rejected` and its subclasses: the event was appended and decided, and the
   lifecycle refused it; ``outcome`` holds the verdict as the audit shows it.
+- :class:`BadRequest`, :class:`SearchDisabled`, :class:`PartitionUnavailable` and
+  :class:`Unsupported`: a read or an operation the service cannot answer as asked.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ __all__ = [
     "ProjectorFailed",
     "StoreLocked",
     "StoreReadOnly",
+    "BadRequest",
+    "SearchDisabled",
+    "PartitionUnavailable",
+    "Unsupported",
     "rejection",
 ]
 
@@ -113,3 +119,44 @@ def rejection(outcome: Outcome | dict) -> Rejected:
     """The typed exception for a rejected outcome."""
     code = outcome.get("code") if isinstance(outcome, dict) else outcome.code
     return _BY_CODE.get(code or "", Rejected)(outcome)
+
+
+class BadRequest(ValueError):
+    """A request parameter is invalid; ``field`` names it (``query.as_of``, ``body.dest``)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        self.field = field
+        super().__init__(message)
+
+
+class SearchDisabled(RuntimeError):
+    """The store (or worker) keeps no search indexes."""
+
+
+class PartitionUnavailable(RuntimeError):
+    """A partition has no owner right now, or is still catching up (Kafka runtime).
+
+    ``error`` is ``unavailable`` (no owner, or ownership moving) or ``catching_up`` (with
+    the partition's ``offset`` and ``lag``); a client may retry."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partition: int | None = None,
+        error: str = "unavailable",
+        offset: int | None = None,
+        lag: int | None = None,
+    ):
+        self.partition, self.error, self.offset, self.lag = partition, error, offset, lag
+        super().__init__(message)
+
+    def to_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": self.error, "partition": self.partition}
+        if self.error == "catching_up":
+            body.update(offset=self.offset, lag=self.lag)
+        return {**body, "message": str(self)}
+
+
+class Unsupported(RuntimeError):
+    """An operation this backend does not offer (a backup of a Kafka deployment's worker)."""

@@ -7,26 +7,28 @@ broker failure apart from a slow worker: :class:`NotWritten` (nothing was writte
 unchanged) and :class:`OutcomePending` (written; the outcome did not arrive in time).
 
 Reads go to a worker's HTTP API (``api=``, any worker: it forwards to the partition's
-owner) and need the namespace, which names the partition.
+owner) with the HTTP client's reads (:class:`~memstream.client.HttpReads`), and need the
+namespace, which names the partition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import httpx
 import msgspec
 
+from memstream.client.reads import HttpReads
 from memstream.errors import MalformedEvent
+from memstream.operations import Operations, raise_rejections
+from memstream.queries import AuditQuery, Point
 from memstream.schemas import events as ev
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
-from memstream.sdk import Operations, _raise_rejections
+from memstream.schemas.views import AuditPage, Memory, Version
 from memstream.streams.kafka.producer import KafkaPublisher, NotWritten, OutcomePending
 from memstream.streams.kafka.settings import KafkaSettings
 
@@ -35,7 +37,7 @@ T = TypeVar("T")
 __all__ = ["KafkaMemoryStore", "NotWritten", "OutcomePending"]
 
 
-class KafkaMemoryStore(Operations):
+class KafkaMemoryStore(Operations, HttpReads):
     """Synchronous SDK over Kafka (an asyncio loop runs the clients in a thread)."""
 
     def __init__(
@@ -62,8 +64,9 @@ class KafkaMemoryStore(Operations):
         except BaseException:
             self._stop_loop()
             raise
-        self._http = httpx.Client(base_url=api, timeout=read_timeout) if api else None
-        self._read_timeout = read_timeout
+        self.url = api or ""
+        self.timeout = self.retry_unavailable = read_timeout
+        self._http = httpx.Client(base_url=api, timeout=read_timeout) if api else None  # type: ignore[assignment]
 
     @classmethod
     def connect(
@@ -123,7 +126,7 @@ class KafkaMemoryStore(Operations):
         for e, o in zip(built, outcomes, strict=True):
             if o.accepted and e.type in ("create", "merge"):
                 self._placements[e.memory_id] = (e.namespace, e.subject or e.namespace)
-        return _raise_rejections(outcomes, raise_on_reject)
+        return raise_rejections(outcomes, raise_on_reject)
 
     def publish_json(self, data: bytes | str, *, raise_on_reject: bool = False) -> list[Outcome]:
         return self.append(self.codec.decode(data), raise_on_reject=raise_on_reject)
@@ -131,99 +134,46 @@ class KafkaMemoryStore(Operations):
     def _placement(self, memory_id: str) -> tuple[str, str | None] | None:
         return self._placements.get(memory_id)
 
-    # -- reads (through a worker's HTTP API) ----------------------------------------------------
+    # -- reads (through a worker's HTTP API: memstream.client.HttpReads) ------------------------
 
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         """One read; a 503 (a partition catching up, or moving) is retried until the read
-        timeout, then returned."""
+        timeout."""
         if self._http is None:
             raise RuntimeError(
                 "reads need a worker's HTTP API: connect(..., api='http://host:6066')"
             )
-        deadline = time.monotonic() + self._read_timeout
-        while True:
-            r = self._http.request(method, path, **kw)
-            if r.status_code != 503 or time.monotonic() > deadline:
-                return r
-            time.sleep(0.2)
+        return super()._request(method, path, **kw)
 
-    def _get(self, path: str, params: dict[str, Any]) -> Any:
-        r = self._request("GET", path, params={k: v for k, v in params.items() if v is not None})
-        if r.status_code == 404:
-            return None
-        if r.status_code >= 400:
-            body = (
-                r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-            )
-            raise RuntimeError(f"{r.status_code} from {r.url}: {body.get('message', r.text)}")
-        return r.json()
-
-    def get(
+    def _get(
         self,
         memory_id: str,
-        *,
-        namespace: str | None = None,
-        version: int | None = None,
-        as_of: int | None = None,
-        min_offset: int | None = None,
+        namespace: str | None,
+        version: int | None,
+        as_of: Point | None,
+        min_offset: int | None,
     ) -> Memory | None:
         ns = namespace or self._namespace(memory_id)
-        d = self._get(
-            f"/v1/memories/{memory_id}",
-            {"namespace": ns, "version": version, "as_of": as_of, "min_offset": min_offset},
-        )
-        return None if d is None else msgspec.convert(d, Memory, strict=False)
+        return super()._get(memory_id, ns, version, as_of, min_offset)
 
-    def history(
-        self, memory_id: str, *, namespace: str | None = None, min_offset: int | None = None
+    def _history(
+        self,
+        memory_id: str,
+        namespace: str | None,
+        include_parents: bool,
+        as_of: Point | None,
+        min_offset: int | None,
     ) -> list[Version]:
         ns = namespace or self._namespace(memory_id)
-        d = self._get(
-            f"/v1/memories/{memory_id}/history", {"namespace": ns, "min_offset": min_offset}
-        )
-        return [] if d is None else msgspec.convert(d["versions"], list[Version], strict=False)
+        return super()._history(memory_id, ns, include_parents, as_of, min_offset)
 
-    def audit(
-        self, namespace: str | None = None, *, partition: int | None = None, **filters: Any
-    ) -> AuditPage:
+    def _audit(self, q: AuditQuery, partition: int | None, min_offset: int | None) -> AuditPage:
         """A namespace's audit, or a whole partition's (``partition=``: incidents included)."""
-        if namespace is None and partition is None:
+        if q.namespace is None and partition is None:
             raise ValueError(
                 "pass namespace= or partition= (the Kafka runtime reads one partition)"
             )
-        d = self._get("/v1/audit", {"namespace": namespace, "partition": partition, **filters})
-        return msgspec.convert(d, AuditPage, strict=False)
-
-    def search(
-        self,
-        query: str | None = None,
-        *,
-        vector: Sequence[float] | None = None,
-        namespaces: str | Sequence[str] | None = None,
-        k: int = 10,
-        min_offset: int | None = None,
-        **filters: Any,
-    ) -> list[SearchHit]:
-        """Search like :meth:`memstream.MemoryStore.search`; across every partition when no
-        namespace is given (the worker asked gathers from every owner). ``as_of`` is a time
-        (offsets are per partition); ``min_offset`` applies with a single namespace."""
-        if isinstance(namespaces, str):
-            namespaces = [namespaces]
-        body = {
-            "query": query,
-            "vector": list(vector) if vector is not None else None,
-            "namespaces": list(namespaces) if namespaces is not None else None,
-            "k": k,
-            "min_offset": min_offset,
-            **filters,
-        }
-        r = self._request("POST", "/v1/search", content=msgspec.json.encode(body))
-        data = r.json()
-        if r.status_code == 400:
-            raise ValueError(data["message"])
-        if r.status_code != 200:
-            raise RuntimeError(f"{r.status_code} from {r.url}: {data.get('message')}")
-        return msgspec.convert(data["hits"], list[SearchHit], strict=False)
+        return super()._audit(q, partition, min_offset)
 
     def _namespace(self, memory_id: str) -> str:
         placed = self._placements.get(memory_id)

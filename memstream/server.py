@@ -98,7 +98,7 @@ def _url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int) -> socket.socket:
     """Bind the listening socket ourselves, so ``port=0`` yields a known free port."""
     try:
         infos = socket.getaddrinfo(
@@ -123,7 +123,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
+class SignalFreeServer(uvicorn.Server):
     """uvicorn's server without its signal handling (see the module docstring)."""
 
     @contextlib.contextmanager
@@ -132,7 +132,7 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def _signals(server: _Server) -> Iterator[None]:
+def _signals(server: SignalFreeServer) -> Iterator[None]:
     """SIGTERM/SIGINT ask uvicorn to stop; a second SIGINT during shutdown forces it.
 
     Installed only in the main thread (the only one that may handle signals).
@@ -197,7 +197,7 @@ def run(
     store = MemoryStore.open(root, actor="http", **options)
     outcome = {"code": 0}
     try:
-        sock = _bind(host, port)
+        sock = bind_socket(host, port)
         bound_port = sock.getsockname()[1]
         app = create_app(store, max_body_bytes=max_body_bytes)
         config = uvicorn.Config(
@@ -208,7 +208,7 @@ def run(
             timeout_graceful_shutdown=GRACEFUL_TIMEOUT,
             server_header=False,
         )
-        server = _Server(config)
+        server = SignalFreeServer(config)
         info = ServerInfo(
             url=_url(host, bound_port),
             pid=os.getpid(),

@@ -84,7 +84,9 @@ class SearchQuery:
     updated_before: datetime | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     include_archived: bool = False
-    as_of: int | None = None
+    #: an offset; a caller may give a time, which the backend resolves to an offset (its
+    #: log's last one recorded by then) before :func:`search` runs the query
+    as_of: int | datetime | None = None
     exact: bool = False
     alpha: float = DEFAULT_ALPHA
 
@@ -355,6 +357,8 @@ def search(
     that state (see :mod:`~memstream.projections.rows`), and only the others from DuckDB.
     """
     q.check(proj.embedder.dim)
+    if isinstance(q.as_of, datetime):
+        raise TypeError("search: resolve a time as_of to an offset of the log first")
     vectors, keywords = proj.vectors, proj.keywords
     assert vectors is not None and keywords is not None, "the semantic projection is not open"
     depth = max(5 * q.k, 50)

@@ -60,7 +60,7 @@ def worker(
 ) -> None:
     """Run a Kafka worker: the sequencer and the projectors of the partitions it is given,
     and the read API (any worker answers for any namespace). Stops cleanly on SIGTERM."""
-    from memstream.streams.kafka.worker import run_worker
+    from memstream.http.worker import run_worker
 
     s = _settings(
         bootstrap=bootstrap,

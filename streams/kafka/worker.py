@@ -26,9 +26,10 @@ the shard already holds are skipped, and a gap (a partition lost and regained me
 filled from the log first. When the worker cannot apply a batch it exits at once; on
 restart it resumes from its shards' offsets.
 
-Every worker serves the read API (Faust's web server) for every namespace: a request for a
-namespace whose partition another worker owns is forwarded there (Faust's router knows the
-assignment), and a partition that is still catching up answers 503 with its lag.
+Every worker serves the HTTP API for every namespace; it is assembled outside this layer
+(:mod:`memstream.http.worker`, over :class:`Node`, with Faust's web server off): a read for
+a namespace whose partition another worker owns is forwarded there (Faust's router knows
+the assignment), and a partition that is still catching up answers 503 with its lag.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-import socket
 import sys
 import time
 from collections import defaultdict
@@ -47,28 +47,23 @@ from pathlib import Path
 from typing import Any
 
 import faust
-import msgspec
 from aiokafka import AIOKafkaProducer, TopicPartition
-from faust.web import Request, Response, View
-from memstream.projections import reads
 from memstream.projections.embedding import CachedEmbedder
 from memstream.projections.processor import Processor
-from memstream.projections.search import DEFAULT_ALPHA, SearchQuery
+from memstream.projections.search import SearchQuery
 from memstream.projections.search import search as run_search
 from memstream.projections.semantic import SemanticProjection, shared_embedder
-from memstream.schemas.codec import EventCodec, MalformedEvent
-from memstream.schemas.events import AwareDatetime, default_registry
+from memstream.schemas.codec import EventCodec
+from memstream.schemas.events import default_registry
 from memstream.schemas.views import SearchHit
 from memstream.streams.keystore import KeyStore
 from memstream.streams.processors import build as build_registered
 from memstream.streams.runner import ProcessorRunner
 from memstream.streams.sealing import Sealer
-from yarl import URL
 
 from . import clients
 from .keys import SharedKeys
-from .partitioning import partition_of
-from .producer import KafkaPublisher, NotWritten, OutcomePending
+from .producer import KafkaPublisher
 from .records import KRecord, encode_outcomes
 from .sequencer import Sequencer
 from .settings import KafkaSettings
@@ -88,8 +83,6 @@ PROJECT_BATCH = 10_000
 #: the longest the projector waits for records before it looks at its partitions again
 PROJECT_FETCH_WAIT = 0.2
 FILL_CHUNK = 2_000
-#: Header a worker sets on a read it forwards to the partition's owner.
-FORWARDED = "X-Memstream-Forwarded"
 
 
 def fatal(what: str, exc: BaseException) -> None:
@@ -603,8 +596,10 @@ def create_app(
     advertise: str | None = None,
     semantic: bool = True,
 ) -> faust.App:
-    """The worker app: the sequencer agent, the projector, partition callbacks and the
-    read API."""
+    """The worker app: the sequencer agent, the projector and the partition callbacks.
+
+    ``web_host``/``web_port`` (or ``advertise``) make the URL the other workers reach this
+    one's HTTP API at, which the face layer serves (Faust's own web server stays off)."""
     data_dir = Path(data_dir or settings.data_dir)
     app = faust.App(
         settings.group,
@@ -618,7 +613,7 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(0.5, settings.session_timeout / 5),
-        web_enabled=True,
+        web_enabled=False,
         web_host=web_host,
         web_port=web_port,
         canonical_url=f"http://{advertise or web_host}:{web_port}",
@@ -656,350 +651,7 @@ def create_app(
     async def _shutdown(sender: Any, **kw: Any) -> None:
         await node.stop()  # shards closed after their last commit; keys and producer
 
-    _install_views(app, node)
     return app
 
 
-# -- the read API ------------------------------------------------------------------------------
-
-
-def _jsonable(x: Any) -> Any:
-    return msgspec.to_builtins(x)
-
-
-class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The body of ``POST /v1/search`` (see :meth:`memstream.MemoryStore.search`)."""
-
-    query: str | None = None
-    vector: list[float] | None = None
-    namespaces: list[str] | None = None
-    k: int = 10
-    tags_any: list[str] | None = None
-    tags_all: list[str] | None = None
-    states: list[str] | None = None
-    kinds: list[str] | None = None
-    created_after: AwareDatetime | None = None
-    created_before: AwareDatetime | None = None
-    updated_after: AwareDatetime | None = None
-    updated_before: AwareDatetime | None = None
-    metadata: dict[str, Any] = {}
-    include_archived: bool = False
-    #: a time (per partition, the last offset recorded by then): offsets are per partition
-    as_of: AwareDatetime | None = None
-    exact: bool = False
-    alpha: float = DEFAULT_ALPHA
-    #: with one namespace: wait until its partition's indexes reached this offset
-    min_offset: int | None = None
-    #: which partitions to search (set by the worker that gathers; default from namespaces)
-    partitions: list[int] | None = None
-
-    def query_of(self) -> SearchQuery:
-        return SearchQuery(
-            query=self.query, vector=self.vector, namespaces=self.namespaces, k=self.k,
-            tags_any=self.tags_any, tags_all=self.tags_all, states=self.states,
-            kinds=self.kinds, created_after=self.created_after,
-            created_before=self.created_before, updated_after=self.updated_after,
-            updated_before=self.updated_before, metadata=self.metadata,
-            include_archived=self.include_archived, exact=self.exact, alpha=self.alpha,
-        )  # fmt: skip
-
-
-_search_request = msgspec.json.Decoder(SearchRequest)
-
-
-def _install_views(app: faust.App, node: Node) -> None:
-    settings = node.settings
-    read_wait = 10.0
-
-    def owner_url(p: int) -> str | None:
-        for url, topics in app.router.external_topics_metadata().items():
-            if p in topics.get(settings.requests, ()):
-                return url
-        return None
-
-    async def forward(url: str, request: Request, view: View) -> Response:
-        target = request.url.with_scheme("http").with_host(URL(url).host).with_port(URL(url).port)
-        async with app.http_client.request(
-            method=request.method, url=target, headers={FORWARDED: "1"}
-        ) as r:
-            return view.text(await r.text(), content_type=r.content_type, status=r.status)
-
-    async def local_or_routed(view: View, request: Request):
-        """The shard that answers ``request`` here, or a Response (forwarded, 503, 400).
-
-        The partition is the namespace's (``namespace=``), or named (``partition=``: to read
-        a partition's audit, incidents included)."""
-        q = request.query
-        namespace, named = q.get("namespace"), q.get("partition")
-        if named not in (None, ""):
-            try:
-                p = int(named)
-                if not 0 <= p < settings.partitions:
-                    raise ValueError
-            except ValueError:
-                msg = f"partition must be 0..{settings.partitions - 1}, not {named!r}"
-                return view.json({"error": "bad_request", "message": msg}, status=400)
-        elif namespace:
-            p = partition_of(namespace.encode(), settings.partitions)
-        else:
-            msg = (
-                "namespace is required in the Kafka runtime (it names the partition that "
-                "holds the memory); or partition= to read one partition's audit"
-            )
-            return view.json({"error": "bad_request", "message": msg}, status=400)
-        if p not in node.owned:
-            url = owner_url(p)
-            if url is None or url.rstrip("/") == str(app.conf.canonical_url).rstrip("/"):
-                return view.json(
-                    {
-                        "error": "unavailable",
-                        "partition": p,
-                        "message": f"partition {p} has no owner right now (a rebalance?); retry",
-                    },
-                    status=503,
-                )
-            if request.headers.get(FORWARDED) is not None:  # never forward twice
-                return view.json(
-                    {"error": "unavailable", "partition": p, "message": "ownership is moving"},
-                    status=503,
-                )
-            return await forward(url, request, view)
-        wanted = int(q["min_offset"]) if q.get("min_offset") not in (None, "") else None
-        deadline = time.monotonic() + read_wait
-        while True:
-            shard = node.shards.get(p)
-            offset = shard.offset if shard is not None else -1
-            behind = p in node.catching_up if wanted is None else offset < wanted
-            if shard is not None and not behind:
-                return shard
-            if time.monotonic() > deadline:
-                end = node.ends.get(p, offset + 1)
-                lag = max(0, (wanted if wanted is not None else end - 1) - offset)
-                return view.json(
-                    {
-                        "error": "catching_up",
-                        "partition": p,
-                        "offset": offset,
-                        "lag": lag,
-                        "message": f"partition {p} is catching up (lag {lag}); retry",
-                    },
-                    status=503,
-                )
-            await asyncio.sleep(0.05)
-
-    @app.page("/v1/events")
-    class EventsView(View):
-        async def post(self, request: Request) -> Response:
-            """Publish one event (an object) or many (an array) and await their outcomes."""
-            body = await request.read()
-            try:
-                events = node.codec.decode(body)
-            except MalformedEvent as e:
-                return self.json(e.to_dict(), status=422)
-            try:
-                outcomes = await node.publisher.publish(events)
-            except NotWritten as e:
-                return self.json({"error": "not_written", "message": str(e)}, status=503)
-            except OutcomePending as e:
-                done = [o.public() for o in e.done]
-                body_ = {"error": "outcome_pending", "message": str(e), "pending": e.pending}
-                return self.json({**body_, "outcomes": done}, status=504)
-            public = [o.public() for o in outcomes]
-            if body.lstrip()[:1] != b"[" and not outcomes[0].accepted:
-                o = outcomes[0]
-                return self.json(
-                    {"error": "rejected", "code": o.code, "message": o.reason, "outcomes": public},
-                    status=409,
-                )
-            return self.json({"outcomes": public})
-
-    @app.page("/v1/search")
-    class SearchView(View):
-        async def post(self, request: Request) -> Response:
-            """Search the given namespaces (default: all), gathering from every owner."""
-            if not node.semantic:
-                msg = "search is off on these workers (started with MEMSTREAM_SEMANTIC=0)"
-                return self.json({"error": "unavailable", "message": msg}, status=503)
-            try:
-                body = _search_request.decode(await request.read())
-                q = body.query_of()
-                q.check(len(body.vector) if body.vector is not None else 0)  # dim: at the shard
-            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
-                return self.json({"error": "bad_request", "message": str(e)}, status=400)
-            if body.partitions is not None:
-                parts = sorted(set(body.partitions))
-            elif body.namespaces:
-                parts = sorted(
-                    {partition_of(n.encode(), settings.partitions) for n in body.namespaces}
-                )
-            else:
-                parts = list(range(settings.partitions))
-            if body.vector is None and body.query is not None and q.alpha > 0:
-                # the query is embedded once, here; the owners get its vector
-                vec = await asyncio.to_thread(node.model.embed, [body.query])
-                body = msgspec.structs.replace(body, vector=[float(x) for x in vec[0]])
-                q = body.query_of()
-            me = str(app.conf.canonical_url).rstrip("/")
-            local = [p for p in parts if p in node.owned]
-            remote: dict[str, list[int]] = {}
-            for p in parts:
-                if p in node.owned:
-                    continue
-                url = owner_url(p)
-                if url is None or url.rstrip("/") == me or request.headers.get(FORWARDED):
-                    msg = f"partition {p} has no owner right now (a rebalance?); retry"
-                    return self.json(
-                        {"error": "unavailable", "partition": p, "message": msg}, status=503
-                    )
-                remote.setdefault(url, []).append(p)
-            min_offset = body.min_offset if len(parts) == 1 else None
-
-            async def ask(url: str, ps: list[int]) -> list[dict[str, Any]]:
-                fwd = msgspec.json.encode(msgspec.structs.replace(body, partitions=ps))
-                async with app.http_client.post(
-                    f"{url.rstrip('/')}/v1/search", data=fwd, headers={FORWARDED: "1"}
-                ) as r:
-                    data = await r.json()
-                    if r.status != 200:
-                        raise LookupError(data.get("message", f"{url}: {r.status}"))
-                    return data["hits"]
-
-            try:
-                found = await asyncio.gather(
-                    *(node.search_local(p, q, body.as_of, min_offset) for p in local),
-                    *(ask(u, ps) for u, ps in remote.items()),
-                )
-            except LookupError as e:
-                return self.json({"error": "catching_up", "message": str(e)}, status=503)
-            except ValueError as e:  # e.g. a query vector of another dimension than the model's
-                return self.json({"error": "bad_request", "message": str(e)}, status=400)
-            hits = [_jsonable(h) for group in found[: len(local)] for h in group]
-            hits += [h for group in found[len(local) :] for h in group]
-            # each partition ranked its own memories; merged by fused score, then similarity
-            hits.sort(
-                key=lambda h: (-h["score"], -(h["semantic_score"] or 0.0), h["memory"]["memory_id"])
-            )
-            return self.json({"hits": hits[: q.k], "partitions": parts})
-
-    @app.page("/v1/memories/{memory_id}")
-    class MemoryView(View):
-        async def get(self, request: Request, memory_id: str) -> Response:
-            got = await local_or_routed(self, request)
-            if not isinstance(got, Shard):
-                return got
-            version = request.query.get("version")
-            as_of = request.query.get("as_of")
-            m = await asyncio.to_thread(
-                reads.get_memory,
-                got.duck,
-                memory_id,
-                int(version) if version else None,
-                int(as_of) if as_of else None,
-            )
-            if m is None:
-                return self.json(
-                    {"error": "not_found", "message": f"memory {memory_id} not found"}, status=404
-                )
-            return self.json(_jsonable(m))
-
-    @app.page("/v1/memories/{memory_id}/history")
-    class HistoryView(View):
-        async def get(self, request: Request, memory_id: str) -> Response:
-            got = await local_or_routed(self, request)
-            if not isinstance(got, Shard):
-                return got
-            vs = await asyncio.to_thread(reads.history, got.duck, memory_id)
-            return self.json({"memory_id": memory_id, "versions": _jsonable(vs)})
-
-    @app.page("/v1/audit")
-    class AuditView(View):
-        async def get(self, request: Request) -> Response:
-            q = request.query
-            got = await local_or_routed(self, request)
-            if not isinstance(got, Shard):
-                return got
-            try:
-                page = await asyncio.to_thread(
-                    reads.audit,
-                    got.duck,
-                    namespace=q.get("namespace") or None,
-                    memory_id=q.get("memory_id") or None,
-                    actor=q.get("actor") or None,
-                    type=q.get("type") or None,
-                    status=q.get("status") or None,
-                    since=datetime.fromisoformat(q["since"]) if q.get("since") else None,
-                    until=datetime.fromisoformat(q["until"]) if q.get("until") else None,
-                    after=int(q["after"]) if q.get("after") else None,
-                    limit=int(q.get("limit", 100)),
-                )
-            except ValueError as e:
-                return self.json({"error": "bad_request", "message": str(e)}, status=400)
-            return self.json(_jsonable(page))
-
-    async def own_status() -> dict[str, Any]:
-        st = await node.status()
-        st["url"] = str(app.conf.canonical_url)
-        st["host"] = socket.gethostname()
-        return st
-
-    @app.page("/v1/status")
-    class StatusView(View):
-        async def get(self, request: Request) -> Response:
-            if not request.query.get("cluster"):
-                return self.json(await own_status())
-            # every member the assignor knows of (including this one), asked in parallel
-            urls = sorted(app.router.external_topics_metadata()) or [str(app.conf.canonical_url)]
-            me = str(app.conf.canonical_url)
-
-            async def ask(url: str) -> dict[str, Any]:
-                if url.rstrip("/") == me.rstrip("/"):
-                    return await own_status()
-                try:
-                    async with app.http_client.get(f"{url.rstrip('/')}/v1/status") as r:
-                        return await r.json()
-                except Exception as e:
-                    return {"url": url, "error": repr(e)}
-
-            return self.json({"workers": list(await asyncio.gather(*(ask(u) for u in urls)))})
-
-    @app.page("/ready")
-    class ReadyView(View):
-        async def get(self, request: Request) -> Response:
-            st = await node.status()
-            ready = st["started"] and not any(v["catching_up"] for v in st["partitions"].values())
-            return self.json({"ready": ready, **st}, status=200 if ready else 503)
-
-    @app.page("/health")
-    class HealthView(View):
-        async def get(self, request: Request) -> Response:
-            return self.json({"ok": True})
-
-
-def run_worker(
-    settings: KafkaSettings,
-    *,
-    data_dir: Path | None = None,
-    web_host: str = "127.0.0.1",
-    web_port: int = 6066,
-    advertise: str | None = None,
-    loglevel: str = "info",
-    semantic: bool = True,
-) -> None:
-    """Run a worker in this process until SIGTERM/SIGINT (Faust handles both cleanly)."""
-    app = create_app(
-        settings,
-        data_dir=data_dir,
-        web_host=web_host,
-        web_port=web_port,
-        advertise=advertise,
-        semantic=semantic,
-    )
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    # Faust keeps a terminal spinner at levels from WARNING up, and to feed it sets the root
-    # logger to DEBUG: every library's debug call then builds a log record (aiokafka's, per
-    # batch sent, showed in the worker's profile). A service has no terminal to spin on.
-    worker.spinner = None
-    worker.execute_from_commandline()
-
-
-__all__ = ["EXIT_APPLY_FAILED", "Node", "create_app", "run_worker"]
+__all__ = ["EXIT_APPLY_FAILED", "Node", "create_app"]

@@ -17,9 +17,19 @@ from memstream.errors import InvalidTransition, UnknownMemory
 from memstream.kafka import KafkaMemoryStore
 
 
-def test_sdk_publishes_a_worker_decides_and_any_worker_reads(deployment) -> None:
+def test_sdk_publishes_a_worker_decides_and_any_worker_reads(deployment, tmp_path) -> None:
     w = deployment.start_worker("w1")
     deployment.serving()
+    # the worker serves the API of `memstream serve`: the same routes, the same document
+    from memstream import MemoryStore
+    from memstream.http import create_app
+
+    with MemoryStore.open(tmp_path / "embedded", semantic=False) as embedded:
+        serve_paths = create_app(embedded).openapi()["paths"]
+    worker_paths = httpx.get(f"{w.url}/openapi.json", timeout=30).json()["paths"]
+    assert {p: sorted(v) for p, v in worker_paths.items()} == {
+        p: sorted(v) for p, v in serve_paths.items()
+    }
     with KafkaMemoryStore(deployment.settings, actor="agent-7", api=w.url) as store:
         tea = store.create("user/alice", "Alice drinks green tea", tags=["preference"])
         assert tea.accepted and tea.version == 1

@@ -1,0 +1,220 @@
+"""The SDK over HTTP: :class:`HttpMemoryStore` talks to a running ``memstream serve``.
+
+It subclasses :class:`memstream.operations.Operations`, so every operation method of the embedded
+store (``create``, ``revise``, ``merge``, ``archive``, ...) works unchanged: the methods
+build typed events locally and :meth:`HttpMemoryStore.append` POSTs their wire JSON. The
+server decodes them with the same :class:`EventCodec` the embedded store uses, so a
+malformed event raises the same :class:`MalformedEvent` (field and index included) and a
+rejection the same typed :class:`Rejected` subclass. Reads decode the server's JSON into
+the same msgspec types (:class:`Memory`, :class:`Version`, :class:`AuditPage`) the
+embedded store returns (:class:`~memstream.client.reads.HttpReads`, which the Kafka SDK
+shares), so code written against one backend runs against the other.
+
+Why a separate class and not a transport inside :class:`MemoryStore`: the embedded store
+owns files and a projector thread; a client owns a connection pool. Sharing the operation
+layer (``Operations``) and the return types is what keeps them interchangeable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import msgspec
+
+from memstream.errors import MalformedEvent, NotCaughtUp
+from memstream.operations import Operations, raise_rejections
+from memstream.schemas.codec import EventCodec
+from memstream.schemas.events import Event, Registry, default_registry
+from memstream.schemas.memcube import Outcome
+from memstream.streams.embedded import ProgressFactory
+from memstream.wire import format_point
+
+from .reads import HttpReads
+from .transport import DEFAULT_TIMEOUT, LONG_TIMEOUT, body_of, error_of
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from memstream.sdk import MemoryStore
+
+__all__ = ["HttpMemoryStore"]
+
+
+class HttpMemoryStore(Operations, HttpReads):
+    """A memory store served by ``memstream serve``, reached over HTTP.
+
+    Use :meth:`connect` (it checks the server answers) and close it, or use it as a
+    context manager. Methods and return types are those of :class:`MemoryStore`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        actor: str = "sdk",
+        timeout: float = DEFAULT_TIMEOUT,
+        registry: Registry | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        from memstream import __version__
+
+        self.url = url.rstrip("/")
+        self.actor = actor
+        self.registry = registry or default_registry()
+        self.codec = EventCodec(self.registry)
+        self.timeout = timeout
+        #: The highest offset this client has seen its writes land at (read-your-writes).
+        self.last_offset: int | None = None
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            headers={"user-agent": f"memstream/{__version__}", **(headers or {})},
+        )
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        *,
+        actor: str = "sdk",
+        timeout: float = DEFAULT_TIMEOUT,
+        registry: Registry | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HttpMemoryStore:
+        """Connect to the server at ``url`` and check that it answers ``/health``.
+
+        Failing here, with the URL in the message, beats failing on the first write.
+        """
+        store = cls(url, actor=actor, timeout=timeout, registry=registry, headers=headers)
+        try:
+            store.health()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HttpMemoryStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"HttpMemoryStore({self.url!r}, actor={self.actor!r})"
+
+    # -- service -------------------------------------------------------------------------------
+
+    @property
+    def head(self) -> int:
+        """The last offset in the server's log (``-1``: empty)."""
+        return int(self.ready()["head"])
+
+    def flush(self, timeout: float = LONG_TIMEOUT) -> None:
+        """Wait until the server has projected everything appended so far."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.ready()
+            if state["lag"] <= 0:
+                return
+            if time.monotonic() > deadline:
+                raise NotCaughtUp(state["head"], state["projected"], timeout)
+            time.sleep(0.05)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _wire(self, e: Event | dict[str, Any] | bytes | str) -> bytes:
+        if isinstance(e, Event):
+            return self.codec.encode(e)
+        if isinstance(e, bytes):
+            return e
+        if isinstance(e, str):
+            return e.encode()
+        return msgspec.json.encode(e)
+
+    def append(
+        self, events: Sequence[Event | dict[str, Any] | bytes], *, raise_on_reject: bool = False
+    ) -> list[Outcome]:
+        """Append a batch atomically on the server (all events or none); one outcome each.
+
+        Events may be :class:`Event` objects, wire dicts or JSON bytes. A malformed event
+        refuses the whole batch (:class:`MalformedEvent` names its index and field).
+        """
+        docs = [self._wire(e) for e in events]
+        if not docs:
+            raise MalformedEvent("empty batch: send at least one event")
+        body = docs[0] if len(docs) == 1 else b"[" + b",".join(docs) + b"]"
+        return self.publish_json(body, raise_on_reject=raise_on_reject)
+
+    def publish_json(self, data: bytes | str, *, raise_on_reject: bool = False) -> list[Outcome]:
+        """POST wire JSON (one event object or an array of them) to ``/v1/events``."""
+        raw = data.encode() if isinstance(data, str) else data
+        resp = self._request("POST", "/v1/events", content=raw)
+        if resp.status_code not in (200, 409) or "outcomes" not in (body := body_of(resp)):
+            raise error_of(resp)
+        outcomes = [msgspec.convert(o, Outcome) for o in body["outcomes"]]
+        if outcomes:
+            top = max(o.offset for o in outcomes)
+            self.last_offset = top if self.last_offset is None else max(self.last_offset, top)
+        return raise_rejections(outcomes, raise_on_reject)
+
+    def _placement(self, memory_id: str) -> tuple[str, str | None] | None:
+        """(namespace, subject) of a memory, read through the projection.
+
+        The projection trails the log, so the read waits for this client's own last write
+        (read-your-writes); a memory another client just created may still be on its way,
+        so a miss is checked once more at the server's head before it counts as unknown.
+        """
+        m = self.get(memory_id, min_offset=self.last_offset)
+        if m is None:
+            head = self.head
+            if head >= 0 and head != self.last_offset:
+                m = self.get(memory_id, min_offset=head)
+        return (m.namespace, m.subject) if m is not None else None
+
+    # -- copies --------------------------------------------------------------------------------
+
+    def backup(self, dest: str | Path) -> Path:
+        """A consistent copy of the server's log and keys, written by the server.
+
+        ``dest`` is a path on the **server's** filesystem and must be absolute (a relative
+        path would land in whatever directory the server was started from).
+        """
+        content = msgspec.json.encode({"dest": str(dest)})
+        timeout = max(self.timeout, LONG_TIMEOUT)
+        resp = self._request("POST", "/v1/backup", content=content, timeout=timeout)
+        return Path(body_of(self._ok(resp))["dest"])
+
+    def replay(
+        self,
+        into: str | Path,
+        *,
+        to: datetime | int | None = None,
+        progress: ProgressFactory | None = None,
+        semantic: bool = False,
+    ) -> MemoryStore:
+        """Replay the server's log up to ``to`` into a fresh, read-only store in ``into``.
+
+        The server copies the log prefix consistently (it holds the store); the projection
+        is then rebuilt here, in this process, so ``progress`` reports it. ``into`` must be
+        an absolute path visible to both (the server writes it, this process opens it).
+        The replay's search indexes are built only with ``semantic=True``: they need the
+        embedding model, which a replay for get/history/audit does not.
+        """
+        content = msgspec.json.encode(
+            {"into": str(into), "to": format_point(to) if to is not None else None}
+        )
+        timeout = max(self.timeout, LONG_TIMEOUT)
+        resp = self._request("POST", "/v1/replay", content=content, timeout=timeout)
+        path = Path(body_of(self._ok(resp))["into"])
+        from memstream.sdk import MemoryStore  # the copy is an embedded store, opened here
+
+        return MemoryStore.open(
+            path, actor=self.actor, registry=self.registry, progress=progress, semantic=semantic
+        )

@@ -1,0 +1,150 @@
+"""One HTTP exchange with a memstream server: the request, and its error mapped back onto
+the exception the embedded store raises for the same mistake."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import msgspec
+
+from memstream.errors import (
+    BadRequest,
+    MalformedEvent,
+    NotCaughtUp,
+    PartitionUnavailable,
+    ProjectorFailed,
+    SearchDisabled,
+    StoreReadOnly,
+)
+from memstream.wire import PRINCIPAL_HEADER
+
+__all__ = ["DEFAULT_TIMEOUT", "LONG_TIMEOUT", "ApiTransport", "ServerError", "ServerUnavailable"]
+
+#: Seconds a request may take (connect, read, write) before the client gives up.
+DEFAULT_TIMEOUT = 30.0
+#: Long operations (verify, backup, replay copies) get at least this much time.
+LONG_TIMEOUT = 600.0
+
+_json = msgspec.json.Decoder()
+
+
+class ServerUnavailable(ConnectionError):
+    """The server could not be reached, or did not answer in time."""
+
+
+class ServerError(RuntimeError):
+    """The server answered with an error this client has no typed exception for."""
+
+    def __init__(self, status: int, message: str, body: dict[str, Any] | None = None):
+        self.status = status
+        self.body = body or {}
+        super().__init__(f"HTTP {status}: {message}")
+
+
+def body_of(resp: httpx.Response) -> dict[str, Any]:
+    """A response's JSON object (an error's text wrapped as ``message`` otherwise)."""
+    try:
+        data = _json.decode(resp.content)
+    except msgspec.DecodeError:
+        return {"message": resp.text[:500] or resp.reason_phrase}
+    return data if isinstance(data, dict) else {"message": str(data)}
+
+
+def _malformed(body: dict[str, Any]) -> MalformedEvent:
+    """Rebuild the server's MalformedEvent (its message already names the batch index)."""
+    message = str(body.get("message") or "malformed event")
+    index = body.get("index")
+    prefix = f"event #{index}: "
+    if index is not None and message.startswith(prefix):
+        message = message[len(prefix) :]
+    return MalformedEvent(message, field=body.get("field"), index=index)
+
+
+def error_of(resp: httpx.Response) -> Exception:
+    """The typed exception for an error response (the same ones as embedded)."""
+    body = body_of(resp)
+    error = body.get("error")
+    message = str(body.get("message") or resp.reason_phrase)
+    if resp.status_code == 422 and error == "malformed":
+        return _malformed(body)
+    if resp.status_code == 413:
+        return MalformedEvent(message, field=body.get("field"), index=body.get("index"))
+    if error == "not_caught_up":
+        return NotCaughtUp(int(body["wanted"]), int(body["reached"]), float(body["wait"]))
+    if error in ("unavailable", "catching_up") and "partition" in body:
+        return PartitionUnavailable(
+            message, partition=body["partition"], error=error, offset=body.get("offset"),
+            lag=body.get("lag"),
+        )  # fmt: skip
+    if error == "search_disabled":
+        return SearchDisabled(message)
+    if error == "projector_failed":
+        return ProjectorFailed(message)
+    if error == "read_only":
+        return StoreReadOnly(message)
+    if error == "exists":
+        return FileExistsError(message)
+    if resp.status_code == 400:
+        return BadRequest(message, field=body.get("field"))
+    return ServerError(resp.status_code, message, body)
+
+
+class ApiTransport:
+    """Requests to one server over ``self._http`` (an :class:`httpx.Client` with the
+    server's base URL), as principal :attr:`actor`.
+
+    ``retry_unavailable`` (seconds) retries a 503 (a partition catching up, or moving
+    between workers) until then; 0 raises it at once.
+    """
+
+    url: str
+    actor: str
+    _http: httpx.Client
+    retry_unavailable: float = 0.0
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        content: bytes | None = None,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        sent = {PRINCIPAL_HEADER: self.actor, **(headers or {})}
+        if content is not None:
+            sent["content-type"] = "application/json"
+        deadline = time.monotonic() + self.retry_unavailable
+        while True:
+            try:
+                resp = self._http.request(
+                    method,
+                    path,
+                    params=query or None,
+                    content=content,
+                    headers=sent,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+            except httpx.TimeoutException as e:
+                raise ServerUnavailable(
+                    f"the memstream server at {self.url} did not answer {method} {path} in "
+                    f"time ({e.__class__.__name__}); it may be overloaded: retry, or raise "
+                    "timeout="
+                ) from None
+            except httpx.TransportError as e:
+                raise ServerUnavailable(
+                    f"cannot reach the memstream server at {self.url} ({e.__class__.__name__}: "
+                    f"{e}); start it with `memstream serve`, or check the URL"
+                ) from None
+            if resp.status_code != 503 or time.monotonic() >= deadline:
+                return resp
+            time.sleep(0.2)
+
+    def _ok(self, resp: httpx.Response) -> httpx.Response:
+        if resp.status_code >= 400:
+            raise error_of(resp)
+        return resp

@@ -1,0 +1,81 @@
+"""What every route depends on: the service, the caller, and the request body."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from fastapi import Depends, Request
+
+from memstream.errors import BadRequest
+from memstream.schemas.events import Context
+from memstream.service import ANONYMOUS, Caller, MemoryService
+from memstream.wire import CONTEXT_HEADERS, FORWARDED_HEADER, PRINCIPAL_HEADER
+
+__all__ = ["BodyDep", "BodyTooLarge", "CallerDep", "ServiceDep", "caller_of", "read_body"]
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, size: int, limit: int, exact: bool):
+        self.size, self.limit = size, limit
+        amount = f"{size} bytes" if exact else f"more than {limit} bytes"
+        super().__init__(
+            f"request body is {amount}, over this server's limit of {limit} bytes; send "
+            "smaller batches, or start the server with a larger --max-body-bytes"
+        )
+
+
+async def service_of(request: Request) -> MemoryService:
+    return request.app.state.service
+
+
+async def caller_of(request: Request) -> Caller:
+    """The caller a request names: its principal (``X-Memstream-Principal``; anonymous
+    without one) and call context (``X-Memstream-App``, ``-Session``, ``-Purpose``)."""
+    headers = request.headers
+    context = Context()
+    given = {k: v for k, h in CONTEXT_HEADERS.items() if (v := headers.get(h)) is not None}
+    if given:
+        try:
+            context = msgspec.convert(given, Context)
+        except msgspec.ValidationError as e:
+            raise BadRequest(f"call context headers: {e}", field="header") from None
+    return Caller(
+        principal=headers.get(PRINCIPAL_HEADER) or ANONYMOUS,
+        context=context,
+        remote=True,
+        forwarded=headers.get(FORWARDED_HEADER) is not None,
+    )
+
+
+ServiceDep = Annotated[MemoryService, Depends(service_of)]
+CallerDep = Annotated[Caller, Depends(caller_of)]
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused past the app's ``max_body_bytes``.
+
+    A declared Content-Length over the limit is refused without reading. A body that grows
+    past the limit while streaming is read to its end (up to a bound) and discarded, so a
+    client that sends everything before reading the answer still gets the 413, not a reset.
+    """
+    limit: int = request.app.state.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(int(declared), limit, exact=True)
+    chunks: list[bytes] = []
+    size = 0
+    drain_bound = limit * 4
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            if size > drain_bound:
+                break
+            continue
+        chunks.append(chunk)
+    if size > limit:
+        raise BodyTooLarge(size, limit, exact=size <= drain_bound)
+    return b"".join(chunks)
+
+
+BodyDep = Annotated[bytes, Depends(read_body)]

@@ -1,0 +1,97 @@
+"""Exceptions mapped onto responses: one table for every route, on every server.
+
+Every error body has ``error`` (a stable code) and ``message`` (what is wrong and how to
+fix it); the Python client (:mod:`memstream.client.transport`) maps them back onto the
+SDK's exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from memstream.errors import (
+    BadRequest,
+    MalformedEvent,
+    NotCaughtUp,
+    PartitionUnavailable,
+    ProjectorFailed,
+    SearchDisabled,
+    StoreReadOnly,
+    Unsupported,
+)
+
+from .deps import BodyTooLarge
+from .responses import MsgspecResponse, error
+
+__all__ = ["install_error_handlers"]
+
+
+def _not_caught_up(request: Request, e: NotCaughtUp) -> Response:
+    return error(
+        503, "not_caught_up", str(e), wanted=e.wanted, reached=e.reached,
+        lag=e.wanted - e.reached, wait=request.app.state.read_wait, headers={"retry-after": "1"},
+    )  # fmt: skip
+
+
+def _invalid_params(_: Request, e: RequestValidationError) -> Response:
+    errors = e.errors()
+    first = errors[0] if errors else {}
+    field = ".".join(str(p) for p in first.get("loc", ()))
+    message = f"{field}: {first.get('msg', 'invalid value')}"
+    if "input" in first and first["input"] is not None:
+        message += f" (got {first['input']!r})"
+    return error(400, "bad_request", message, field=field or None)
+
+
+def _http_error(request: Request, e: StarletteHTTPException) -> Response:
+    if e.status_code == 404:
+        message = f"no endpoint {request.method} {request.url.path}; see /docs for the API"
+        return error(404, "no_route", message)
+    if e.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        return error(405, "method_not_allowed", message)
+    return error(e.status_code, "http", str(e.detail))
+
+
+_SEARCH_OFF = (
+    "this server keeps no search indexes ($MEMSTREAM_SEMANTIC=0); restart it with search enabled"
+)
+
+#: exception type → response; the most specific type wins (Starlette looks up the MRO).
+HANDLERS: dict[type[Exception], Callable[[Request, Any], Response]] = {
+    MalformedEvent: lambda _, e: MsgspecResponse(e.to_dict(), 422),
+    BodyTooLarge: lambda _, e: error(413, "too_large", str(e), field=None, index=None,
+                                     limit=e.limit),
+    NotCaughtUp: _not_caught_up,
+    PartitionUnavailable: lambda _, e: MsgspecResponse(e.to_dict(), 503),
+    SearchDisabled: lambda _, e: error(503, "search_disabled", _SEARCH_OFF),
+    ProjectorFailed: lambda _, e: error(503, "projector_failed", str(e)),
+    Unsupported: lambda _, e: error(501, "unsupported", str(e)),
+    StoreReadOnly: lambda _, e: error(409, "read_only", str(e)),
+    FileExistsError: lambda _, e: error(409, "exists", str(e)),
+    BadRequest: lambda _, e: error(400, "bad_request", str(e), field=e.field),
+    # The service raises ValueError only for caller mistakes (a limit out of range, a naive
+    # time, a min_offset beyond the log's end); its message names the parameter.
+    ValueError: lambda _, e: error(400, "bad_request", str(e), field=None),
+    RequestValidationError: _invalid_params,
+    StarletteHTTPException: _http_error,
+    # Starlette logs the traceback; the client gets JSON in the API's error shape.
+    Exception: lambda _, e: error(
+        500, "internal", f"internal error ({e.__class__.__name__}); see the server log"
+    ),
+}  # fmt: skip
+
+
+def install_error_handlers(
+    app: FastAPI, more: dict[type[Exception], Callable[[Request, Any], Response]] | None = None
+) -> None:
+    """Map every exception of :data:`HANDLERS` (and ``more``: a backend's own) onto its
+    response."""
+    for exc, handler in {**HANDLERS, **(more or {})}.items():
+        app.add_exception_handler(exc, handler)

@@ -1,0 +1,8 @@
+"""The routes of the HTTP API, one module per resource; each calls the service only."""
+
+from . import audit, events, memories, ops, search
+
+#: every router, in the order the app includes them
+ROUTERS = [ops.router, events.router, memories.router, audit.router, search.router]
+
+__all__ = ["ROUTERS"]

@@ -1,0 +1,42 @@
+"""``POST /v1/search``: the body is decoded once into a ``SearchQuery``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from memstream.wire import SearchRequest, decode_request
+
+from ..deps import BodyDep, CallerDep, ServiceDep
+from ..openapi import ERRORS, json_content, ref, request_body
+from ..responses import MsgspecResponse
+
+router = APIRouter(tags=["memories"])
+
+
+@router.post(
+    "/v1/search",
+    summary="Search memories by meaning and by words, with filters",
+    description="Semantic (vector) and keyword (BM25) rankings fused by weighted "
+    "reciprocal rank (`alpha` = semantic weight). Filters narrow the candidates exactly. "
+    "`exact` scores every candidate by brute force; `as_of` searches the versions valid "
+    "at an offset or time. The Kafka runtime gathers from every partition the namespaces "
+    "name (all without any). See docs/search.md.",
+    openapi_extra=request_body(ref("SearchRequest")),
+    responses={
+        200: json_content(
+            {"type": "object", "properties": {"hits": {"type": "array",
+                                                       "items": ref("SearchHit")}}},
+            "the hits, best first",
+        ),
+        **ERRORS,
+    },
+)  # fmt: skip
+async def search(body: BodyDep, caller: CallerDep, service: ServiceDep) -> Response:
+    req: SearchRequest = decode_request(body, SearchRequest)
+    q = req.to_query()
+    hits = await run_in_threadpool(
+        service.search, caller, q, min_offset=req.min_offset, partitions=req.partitions
+    )
+    return MsgspecResponse({"hits": hits})

@@ -1,0 +1,288 @@
+"""The operations every SDK shares: one method per memory operation, each building one
+validated event and handing it to the backend's ``append``.
+
+:class:`Operations` is the base of the embedded store (:class:`memstream.MemoryStore`),
+the HTTP client (:class:`memstream.client.HttpMemoryStore`) and the Kafka SDK
+(:class:`memstream.kafka.KafkaMemoryStore`); their reads share :class:`~memstream.queries.Reads`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import uuid_utils
+
+from memstream.errors import MalformedEvent, UnknownMemory, rejection
+from memstream.schemas import events as ev
+from memstream.schemas.codec import EventCodec, error_path
+from memstream.schemas.memcube import Outcome
+
+__all__ = ["Operations", "new_id", "raise_rejections"]
+
+
+def new_id() -> str:
+    """A UUIDv7 (time-ordered) as a string: event ids, and memory ids when none is given."""
+    return str(uuid_utils.uuid7())
+
+
+def _context(context: ev.Context | dict[str, Any] | None) -> ev.Context:
+    if context is None:
+        return ev.Context()
+    if isinstance(context, ev.Context):
+        return context
+    try:
+        return msgspec.convert(context, ev.Context)
+    except msgspec.ValidationError as e:
+        raise MalformedEvent(str(e), field="$.context") from None
+
+
+class Operations(abc.ABC):
+    """The write API, shared by every backend: each method builds one event."""
+
+    actor: str
+    registry: ev.Registry
+    codec: EventCodec
+
+    @abc.abstractmethod
+    def append(self, events: Sequence[Any], *, raise_on_reject: bool = False) -> list[Outcome]:
+        """Append a batch of events; one outcome per event."""
+
+    @abc.abstractmethod
+    def _placement(self, memory_id: str) -> tuple[str, str | None] | None:
+        """(namespace, subject) of an existing memory, or None."""
+
+    # -- building events ------------------------------------------------------------------
+
+    def event(
+        self,
+        type: str,
+        namespace: str,
+        memory_id: str,
+        payload: dict[str, Any] | ev.Payload,
+        *,
+        actor: str | None = None,
+        context: ev.Context | dict[str, Any] | None = None,
+        expected_version: int | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        subject: str | None = None,
+        occurred_at: datetime | None = None,
+        event_id: str | None = None,
+    ) -> ev.Event:
+        """Build and validate one event: a malformed one raises :class:`MalformedEvent`
+        naming the field, here rather than at ``append``.
+
+        The envelope and the payload are checked against the same constraints as wire
+        input. An event built here and handed to ``append`` unchanged is not validated a
+        second time (see :meth:`MemoryStore.append`).
+        """
+        etype = self.registry.get(type)
+        if etype is None:
+            raise MalformedEvent(
+                f"unknown event type {type!r}; known types: {', '.join(self.registry.names())}",
+                field="$.type",
+            )
+        if not isinstance(payload, ev.Payload):
+            try:
+                payload = msgspec.convert(payload, etype.payload)
+            except msgspec.ValidationError as e:
+                msg = str(e).replace("`$", "`$.payload")
+                raise MalformedEvent(msg, field=error_path(e, "$.payload") or "$.payload") from None
+        else:
+            payload = self.codec.check_payload(etype, payload)
+        envelope = self.codec.check_envelope(
+            {
+                "event_id": event_id or new_id(),
+                "type": type,
+                "schema_version": etype.version,
+                "namespace": namespace,
+                "memory_id": memory_id,
+                "occurred_at": occurred_at or datetime.now(UTC),
+                "actor": actor or self.actor,
+                "context": _context(context),
+                "expected_version": expected_version,
+                "correlation_id": correlation_id,
+                "causation_id": causation_id,
+                "subject": subject,
+            }
+        )
+        event = ev.Event(
+            event_id=envelope.event_id,
+            type=type,
+            schema_version=etype.version,
+            namespace=envelope.namespace,
+            memory_id=envelope.memory_id,
+            occurred_at=envelope.occurred_at,
+            actor=envelope.actor,
+            context=envelope.context,
+            expected_version=envelope.expected_version,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.causation_id,
+            subject=envelope.subject,
+            payload=payload,
+        )
+        self._built(event)
+        return event
+
+    def _built(self, event: ev.Event) -> None:  # noqa: B027  (a hook; most backends ignore it)
+        """Called with every event :meth:`event` built and validated."""
+
+    def _submit(self, event: ev.Event) -> Outcome:
+        return self.append([event], raise_on_reject=True)[0]
+
+    def _on(
+        self, type: str, memory_id: str, payload: dict[str, Any], namespace: str | None, kw: dict
+    ) -> Outcome:
+        """An operation on an existing memory: namespace and subject default to the memory's."""
+        placed = self._placement(memory_id)
+        if placed is None and namespace is None:
+            raise UnknownMemory(
+                {
+                    "type": type,
+                    "code": "unknown_memory",
+                    "memory_id": memory_id,
+                    "offset": None,
+                    "reason": f"memory {memory_id} does not exist; pass namespace= to record "
+                    "the attempt in the audit anyway",
+                }
+            )
+        ns = namespace or placed[0]  # type: ignore[index]
+        if placed is not None and kw.get("subject") is None and placed[1] != ns:
+            kw["subject"] = placed[1]
+        return self._submit(self.event(type, ns, memory_id, payload, **kw))
+
+    # -- one method per operation ---------------------------------------------------------------
+
+    def create(
+        self,
+        namespace: str,
+        text: str,
+        *,
+        memory_id: str | None = None,
+        kind: str = "plaintext",
+        tags: Sequence[str] = (),
+        metadata: dict[str, Any] | None = None,
+        source: str | None = None,
+        owner: str | None = None,
+        visibility: str = "private",
+        priority: int = 0,
+        ttl_seconds: int | None = None,
+        retention_days: int | None = None,
+        vector: Sequence[float] | None = None,
+        **kw: Any,
+    ) -> Outcome:
+        """Create a memory. ``subject=`` names whose data it is (default: the namespace)."""
+        payload = dict(
+            text=text, kind=kind, tags=list(tags), metadata=metadata or {}, source=source,
+            owner=owner, visibility=visibility, priority=priority, ttl_seconds=ttl_seconds,
+            retention_days=retention_days, vector=list(vector) if vector is not None else None,
+        )  # fmt: skip
+        return self._submit(self.event("create", namespace, memory_id or new_id(), payload, **kw))
+
+    def revise(
+        self,
+        memory_id: str,
+        text: str,
+        *,
+        tags: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        reason: str | None = None,
+        vector: Sequence[float] | None = None,
+        namespace: str | None = None,
+        **kw: Any,
+    ) -> Outcome:
+        """A new version of the content; ``expected_version=`` guards against lost updates."""
+        payload = dict(
+            text=text,
+            tags=list(tags) if tags is not None else None,
+            metadata=metadata,
+            reason=reason,
+            vector=list(vector) if vector is not None else None,
+        )
+        return self._on("revise", memory_id, payload, namespace, kw)
+
+    def merge(
+        self,
+        namespace: str,
+        sources: Sequence[str],
+        text: str,
+        *,
+        memory_id: str | None = None,
+        kind: str = "plaintext",
+        tags: Sequence[str] = (),
+        metadata: dict[str, Any] | None = None,
+        reason: str | None = None,
+        vector: Sequence[float] | None = None,
+        **kw: Any,
+    ) -> Outcome:
+        """Fuse ``sources`` into a new memory; the sources become ``merged``."""
+        payload = dict(
+            sources=list(sources), text=text, kind=kind, tags=list(tags),
+            metadata=metadata or {}, reason=reason,
+            vector=list(vector) if vector is not None else None,
+        )  # fmt: skip
+        return self._submit(self.event("merge", namespace, memory_id or new_id(), payload, **kw))
+
+    def rollback(
+        self, memory_id: str, to_version: int, *, reason: str | None = None,
+        namespace: str | None = None, **kw: Any,
+    ) -> Outcome:  # fmt: skip
+        """Make the content of ``to_version`` current again, as a new version."""
+        payload = {"to_version": to_version, "reason": reason}
+        return self._on("rollback", memory_id, payload, namespace, kw)
+
+    def activate(self, memory_id: str, *, reason: str | None = None, **kw: Any) -> Outcome:
+        """Mark a memory hot (it gets a KV-cache artifact)."""
+        return self._on("activate", memory_id, {"reason": reason}, kw.pop("namespace", None), kw)
+
+    def archive(self, memory_id: str, *, reason: str | None = None, **kw: Any) -> Outcome:
+        """Move a memory to cold storage (out of default search; restorable)."""
+        return self._on("archive", memory_id, {"reason": reason}, kw.pop("namespace", None), kw)
+
+    def restore(self, memory_id: str, *, reason: str | None = None, **kw: Any) -> Outcome:
+        """Bring an archived memory back to ``active``."""
+        return self._on("restore", memory_id, {"reason": reason}, kw.pop("namespace", None), kw)
+
+    def expire(self, memory_id: str, *, reason: str | None = None, **kw: Any) -> Outcome:
+        """Take a memory out of every index (kept for audit)."""
+        return self._on("expire", memory_id, {"reason": reason}, kw.pop("namespace", None), kw)
+
+    def freeze(self, memory_id: str, *, reason: str | None = None, **kw: Any) -> Outcome:
+        """Legal hold: nothing but ``unfreeze`` changes the memory."""
+        return self._on("freeze", memory_id, {"reason": reason}, kw.pop("namespace", None), kw)
+
+    def unfreeze(self, memory_id: str, *, reason: str | None = None, **kw: Any) -> Outcome:
+        """Lift a legal hold."""
+        return self._on("unfreeze", memory_id, {"reason": reason}, kw.pop("namespace", None), kw)
+
+    def erase(self, memory_id: str, *, reason: str | None = None, **kw: Any) -> Outcome:
+        """Crypto-shred the memory's **subject**: its key is destroyed, and every memory
+        sealed under it is erased (plaintext gone from the log, for good, and from every
+        projection). Give a memory its own ``subject=`` at create to erase it alone. The
+        reason stays readable in the audit: keep personal data out of it."""
+        return self._on("erase", memory_id, {"reason": reason}, kw.pop("namespace", None), kw)
+
+    def artifact_built(
+        self, memory_id: str, *, artifact_id: str, artifact_kind: str, model: str, path: str,
+        checksum: str, size_bytes: int = 0, status: str = "ready",
+        source_version: int | None = None, detail: str | None = None, **kw: Any,
+    ) -> Outcome:  # fmt: skip
+        """A builder reports a KV cache or LoRA adapter built for a memory."""
+        payload = dict(
+            artifact_id=artifact_id, artifact_kind=artifact_kind, model=model, path=path,
+            checksum=checksum, size_bytes=size_bytes, status=status,
+            source_version=source_version, detail=detail,
+        )  # fmt: skip
+        return self._on("artifact_built", memory_id, payload, kw.pop("namespace", None), kw)
+
+
+def raise_rejections(outcomes: list[Outcome], raise_on_reject: bool) -> list[Outcome]:
+    if raise_on_reject:
+        for o in outcomes:
+            if not o.accepted:
+                raise rejection(o)
+    return outcomes

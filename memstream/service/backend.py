@@ -1,0 +1,109 @@
+"""What the service runs on: the embedded runtime, or a Kafka worker's shards.
+
+A :class:`Backend` answers reads and takes writes; it knows nothing of principals (the
+service checks them before a call gets here). ``caller`` is passed to the reads only so
+that a backend that forwards a read (a worker, to a partition's owner) can forward who
+asked, and never forward a read twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from memstream.projections.search import SearchQuery
+from memstream.queries import AuditQuery, Point
+from memstream.schemas.codec import EventCodec
+from memstream.schemas.events import Event
+from memstream.schemas.memcube import Outcome
+from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.streams.log import ChainBreak
+
+from .caller import Caller
+
+__all__ = ["Backend"]
+
+
+class Backend(Protocol):
+    """The operations and reads a :class:`~memstream.service.MemoryService` runs on."""
+
+    #: decodes and validates wire events for this backend's registry and limits
+    codec: EventCodec
+    #: the log's partitions (1 for an embedded store)
+    partitions: int
+
+    def vector_dim(self) -> tuple[int, str] | None:
+        """(dimension, model id) a producer's vector must fit, or None to accept any."""
+        ...
+
+    def append(self, events: Sequence[Event]) -> list[Outcome]:
+        """Append validated events; one outcome per event, in order."""
+        ...
+
+    def get(
+        self,
+        caller: Caller,
+        memory_id: str,
+        *,
+        namespace: str | None,
+        version: int | None,
+        as_of: Point | None,
+        min_offset: int | None,
+    ) -> Memory | None: ...
+
+    def history(
+        self,
+        caller: Caller,
+        memory_id: str,
+        *,
+        namespace: str | None,
+        include_parents: bool,
+        as_of: Point | None,
+        min_offset: int | None,
+    ) -> list[Version]: ...
+
+    def audit(
+        self, caller: Caller, q: AuditQuery, *, partition: int | None, min_offset: int | None
+    ) -> AuditPage: ...
+
+    def search(
+        self,
+        caller: Caller,
+        q: SearchQuery,
+        *,
+        min_offset: int | None,
+        partitions: list[int] | None,
+    ) -> list[SearchHit]: ...
+
+    def verify(self, progress: Callable[[int], None] | None) -> ChainBreak | None:
+        """Recompute the log's hash chain; the first record that breaks it, or None."""
+        ...
+
+    def flush(self) -> None:
+        """Wait until everything appended is projected."""
+        ...
+
+    def head(self) -> int:
+        """The last offset in the log (-1: empty)."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """What this process is (pid, version, and the store or the worker)."""
+        ...
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Whether reads and writes are served now, and the state that says so."""
+        ...
+
+    def status(self, caller: Caller, cluster: bool) -> dict[str, Any]:
+        """Offsets and lag of what this process serves (``cluster``: of every member)."""
+        ...
+
+    def backup(self, dest: Path) -> dict[str, Any]:
+        """A consistent copy of the log and keys in ``dest``: dest, records, head."""
+        ...
+
+    def replay_copy(self, into: Path, to: Point | None) -> dict[str, Any]:
+        """The log up to ``to`` copied into a new read-only store: into, records, to_offset."""
+        ...

@@ -1,0 +1,212 @@
+"""The embedded backend: one store directory (log, keys, DuckDB) and its search indexes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from memstream.errors import BadRequest, SearchDisabled
+from memstream.projections import reads
+from memstream.projections.search import SearchQuery
+from memstream.queries import AuditQuery, Point
+from memstream.schemas.events import Event
+from memstream.schemas.memcube import Outcome
+from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.streams.embedded import LOG_FILE, EmbeddedRuntime
+from memstream.streams.log import ChainBreak, EmbeddedLog
+
+from .caller import Caller
+
+__all__ = ["EmbeddedBackend", "log_records"]
+
+
+def log_records(root: Path) -> int:
+    """The number of records in the log of the store at ``root`` (a fresh copy)."""
+    log = EmbeddedLog(root / LOG_FILE, create=False)
+    try:
+        return log.next_offset
+    finally:
+        log.close()
+
+
+class EmbeddedBackend:
+    """:class:`~memstream.service.backend.Backend` over an :class:`EmbeddedRuntime`, its
+    search indexes (a ``SemanticProjection``, or None) and its usage indicators (a
+    ``UsageTracker``, or None)."""
+
+    partitions = 1
+
+    def __init__(self, runtime: EmbeddedRuntime, semantic: Any | None = None, usage: Any = None):
+        self.runtime = runtime
+        self.codec = runtime.codec
+        self.semantic = semantic
+        self.usage = usage
+
+    @property
+    def read_wait(self) -> float:
+        """Seconds a read waits for its ``min_offset``."""
+        return self.runtime.options.read_wait
+
+    def vector_dim(self) -> tuple[int, str] | None:
+        if self.semantic is None:
+            return None
+        return self.semantic.embedder.dim, self.semantic.embedder.model_id
+
+    def append(self, events: Sequence[Event]) -> list[Outcome]:
+        return self.runtime.append(events, validated=True)
+
+    def as_of(self, as_of: Point | None) -> int | None:
+        """An offset of this log: ``as_of`` itself, or the last one recorded by a time."""
+        if as_of is None or isinstance(as_of, int):
+            return as_of
+        if not isinstance(as_of, datetime):
+            raise TypeError(
+                f"as_of must be a datetime or an offset (int), not {type(as_of).__name__}"
+            )
+        if as_of.tzinfo is None:
+            raise ValueError("as_of must carry a timezone, e.g. datetime(..., tzinfo=UTC)")
+        return self.runtime.log.offset_at(int(as_of.timestamp() * 1_000_000))
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(
+        self,
+        caller: Caller,
+        memory_id: str,
+        *,
+        namespace: str | None,
+        version: int | None,
+        as_of: Point | None,
+        min_offset: int | None,
+    ) -> Memory | None:
+        self.runtime.wait_for(min_offset)
+        m = reads.get_memory(self.runtime.duck, memory_id, version, self.as_of(as_of))
+        if m is not None and self.usage is not None:
+            self.usage.record([memory_id])
+        return m
+
+    def history(
+        self,
+        caller: Caller,
+        memory_id: str,
+        *,
+        namespace: str | None,
+        include_parents: bool,
+        as_of: Point | None,
+        min_offset: int | None,
+    ) -> list[Version]:
+        self.runtime.wait_for(min_offset)
+        return reads.history(self.runtime.duck, memory_id, include_parents, self.as_of(as_of))
+
+    def audit(
+        self, caller: Caller, q: AuditQuery, *, partition: int | None, min_offset: int | None
+    ) -> AuditPage:
+        if partition not in (None, 0):
+            raise BadRequest(
+                f"partition must be 0 in an embedded store (one log), not {partition}",
+                field="query.partition",
+            )
+        self.runtime.wait_for(min_offset)
+        fields = {f.name: getattr(q, f.name) for f in dataclasses.fields(q) if f.name != "as_of"}
+        return reads.audit(self.runtime.duck, **fields, as_of_offset=self.as_of(q.as_of))
+
+    def search(
+        self,
+        caller: Caller,
+        q: SearchQuery,
+        *,
+        min_offset: int | None,
+        partitions: list[int] | None,
+    ) -> list[SearchHit]:
+        from memstream.projections.search import search as run
+
+        if self.semantic is None:
+            raise SearchDisabled(
+                f"search is disabled for store {self.runtime.root} (opened with "
+                "semantic=False or $MEMSTREAM_SEMANTIC=0); reopen it with semantic=True"
+            )
+        q = dataclasses.replace(q, as_of=self.as_of(q.as_of))
+        q.check(self.semantic.embedder.dim)
+        self.runtime.wait_for_follower(min_offset)
+        return run(self.runtime.duck, self.semantic, q, self.usage, self.runtime.state.memories)
+
+    # -- the log and the process ----------------------------------------------------------------
+
+    def verify(self, progress: Callable[[int], None] | None) -> ChainBreak | None:
+        return self.runtime.log.verify(progress)
+
+    def flush(self) -> None:
+        self.runtime.flush()
+
+    def head(self) -> int:
+        return self.runtime.head
+
+    def health(self) -> dict[str, Any]:
+        from memstream import __version__
+
+        store = str(self.runtime.root)
+        return {"status": "ok", "pid": os.getpid(), "store": store, "version": __version__}
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        runtime = self.runtime
+        alive = runtime.projector_alive
+        head, projected = runtime.head, runtime.projected_offset
+        body: dict[str, Any] = {
+            "status": "ready" if alive else "unavailable",
+            "store": str(runtime.root),
+            "head": head,
+            "projected": projected,
+            "lag": head - projected,
+            "projector_alive": alive,
+            "read_only": runtime.read_only,
+        }
+        if not alive:
+            try:
+                runtime.wait_for(None)
+                body["reason"] = "the store is closed"
+            except Exception as e:  # the projector's failure, as a sentence
+                body["reason"] = str(e)
+            body["error"] = "unavailable"
+            body["message"] = body["reason"]
+        return alive, body
+
+    def status(self, caller: Caller, cluster: bool) -> dict[str, Any]:
+        """The store as one partition (the shape of a Kafka worker's status)."""
+        alive, ready = self.ready()
+        head, projected = ready["head"], ready["projected"]
+        own = {
+            "started": alive,
+            "store": ready["store"],
+            "pid": os.getpid(),
+            "partitions": {
+                "0": {"offset": projected, "end": head + 1, "lag": head - projected,
+                      "catching_up": head > projected},
+            },
+        }  # fmt: skip
+        return {"workers": [own]} if cluster else own
+
+    def backup(self, dest: Path) -> dict[str, Any]:
+        """The log and keys; the model choice and, with search, the embedding cache too."""
+        from memstream.projections.semantic import EMBEDDINGS_FILE, MODEL_FILE
+
+        dest = self.runtime.backup(dest)
+        model = self.runtime.root / MODEL_FILE
+        if model.exists():
+            shutil.copy2(model, dest / MODEL_FILE)
+        if self.semantic is not None:
+            self.semantic.embedder.cache.backup(dest / EMBEDDINGS_FILE)
+        records = log_records(dest)
+        return {"dest": str(dest), "records": records, "head": records - 1}
+
+    def replay_copy(self, into: Path, to: Point | None) -> dict[str, Any]:
+        offset = self.as_of(to)
+        stop = offset + 1 if offset is not None else None
+        origin = f"replay to {to}" if to is not None else "replay"
+        self.runtime.backup(into, stop=stop, origin=origin)
+        records = log_records(into)
+        return {"into": str(into), "records": records, "to_offset": records - 1}

@@ -1,0 +1,217 @@
+"""The memory service: every operation and every read, once, for every face.
+
+The embedded SDK (:class:`memstream.MemoryStore`), ``memstream serve`` and every Kafka
+worker's HTTP API call this class, with a :class:`Caller`; it runs them on a
+:class:`~memstream.service.backend.Backend` (the embedded runtime, or a worker's shards).
+Every entry point passes :meth:`MemoryService.authorize` first: the one place where access
+control and access logging go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from memstream.errors import MalformedEvent
+from memstream.projections.search import SearchQuery
+from memstream.queries import AuditQuery, Point
+from memstream.schemas.events import Context, Event
+from memstream.schemas.memcube import Outcome
+from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.streams.log import ChainBreak
+
+from .backend import Backend
+from .caller import Caller
+
+__all__ = ["ACTIONS", "MemoryService"]
+
+#: What a caller may be allowed to do (the ``action`` of :meth:`MemoryService.authorize`).
+ACTIONS = ("write", "read", "search", "audit", "verify", "status", "backup", "replay")
+_VECTOR_TYPES = ("create", "revise", "merge")
+_NO_CONTEXT = Context()
+
+
+class MemoryService:
+    """Writes (events in, outcomes out) and reads (get, history, audit, search) over one
+    backend, each checked by :meth:`authorize`."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.codec = backend.codec
+
+    # -- access --------------------------------------------------------------------------------
+
+    def authorize(
+        self,
+        caller: Caller,
+        action: str,
+        *,
+        namespace: str | None = None,
+        memory_id: str | None = None,
+    ) -> None:
+        """Allow ``caller`` to do ``action`` (one of :data:`ACTIONS`) on ``namespace`` /
+        ``memory_id`` (None: not about one), or raise.
+
+        Every principal may do everything until governance lands: then the access check and
+        the access log go here, and nowhere else (every entry point calls this first).
+        """
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def append(self, caller: Caller, events: Sequence[Event]) -> list[Outcome]:
+        """Append validated events (all or none); one outcome per event, rejections
+        included (a rejected event is appended and audited too)."""
+        events = self._stamped(caller, events)
+        for e in events:
+            self.authorize(caller, "write", namespace=e.namespace, memory_id=e.memory_id)
+        self._check_vectors(events)
+        return self.backend.append(events)
+
+    def publish_json(self, caller: Caller, data: bytes | str) -> list[Outcome]:
+        """Append wire JSON: one event object or an array of them (decoded and validated
+        here; a malformed one refuses the batch with :class:`MalformedEvent`)."""
+        return self.append(caller, self.codec.decode(data))
+
+    def _stamped(self, caller: Caller, events: Sequence[Event]) -> list[Event]:
+        """A remote caller's events, with its principal as actor and its call context where
+        an event names none (a local caller's events are written as built)."""
+        if not caller.remote:
+            return list(events)
+        out = []
+        for e in events:
+            changes: dict[str, Any] = {}
+            if caller.identified and e.actor != caller.principal:
+                changes["actor"] = caller.principal
+            if e.context == _NO_CONTEXT and caller.context != _NO_CONTEXT:
+                changes["context"] = caller.context
+            out.append(msgspec.structs.replace(e, **changes) if changes else e)
+        return out
+
+    def _check_vectors(self, events: Sequence[Event]) -> None:
+        """Refuse producer vectors of the wrong dimension before anything is appended."""
+        vectors = [
+            (i, e, v)
+            for i, e in enumerate(events)
+            if e.type in _VECTOR_TYPES and (v := getattr(e.payload, "vector", None)) is not None
+        ]
+        fits = self.backend.vector_dim() if vectors else None
+        if fits is None:
+            return
+        dim, model_id = fits
+        for i, e, vector in vectors:
+            if len(vector) != dim:
+                raise MalformedEvent(
+                    f"memory {e.memory_id}: vector has {len(vector)} dimensions, the store's "
+                    f"embedding model {model_id!r} has {dim}; send "
+                    f"{dim} floats, or no vector to have the text embedded",
+                    field="$.payload.vector",
+                    index=i if len(events) > 1 else None,
+                )
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(
+        self,
+        caller: Caller,
+        memory_id: str,
+        *,
+        namespace: str | None = None,
+        version: int | None = None,
+        as_of: Point | None = None,
+        min_offset: int | None = None,
+    ) -> Memory | None:
+        """A memory now, at ``version``, or as of a time or an offset; None if unknown."""
+        self.authorize(caller, "read", namespace=namespace, memory_id=memory_id)
+        return self.backend.get(
+            caller, memory_id, namespace=namespace, version=version, as_of=as_of,
+            min_offset=min_offset,
+        )  # fmt: skip
+
+    def history(
+        self,
+        caller: Caller,
+        memory_id: str,
+        *,
+        namespace: str | None = None,
+        include_parents: bool = True,
+        as_of: Point | None = None,
+        min_offset: int | None = None,
+    ) -> list[Version]:
+        """The version chain, oldest first, with merge parents' chains."""
+        self.authorize(caller, "read", namespace=namespace, memory_id=memory_id)
+        return self.backend.history(
+            caller, memory_id, namespace=namespace, include_parents=include_parents,
+            as_of=as_of, min_offset=min_offset,
+        )  # fmt: skip
+
+    def audit(
+        self,
+        caller: Caller,
+        q: AuditQuery,
+        *,
+        partition: int | None = None,
+        min_offset: int | None = None,
+    ) -> AuditPage:
+        """Audit entries in log order (``partition``: a whole partition's)."""
+        self.authorize(caller, "audit", namespace=q.namespace, memory_id=q.memory_id)
+        return self.backend.audit(caller, q, partition=partition, min_offset=min_offset)
+
+    def search(
+        self,
+        caller: Caller,
+        q: SearchQuery,
+        *,
+        min_offset: int | None = None,
+        partitions: list[int] | None = None,
+    ) -> list[SearchHit]:
+        """``q``'s hits, best first (``partitions``: between workers, which to search)."""
+        for namespace in q.namespaces if q.namespaces is not None else [None]:
+            self.authorize(caller, "search", namespace=namespace)
+        return self.backend.search(caller, q, min_offset=min_offset, partitions=partitions)
+
+    # -- the log and the process ----------------------------------------------------------------
+
+    def verify(
+        self, caller: Caller, progress: Callable[[int], None] | None = None
+    ) -> ChainBreak | None:
+        """Recompute the log's hash chain; the first record that breaks it, or None."""
+        self.authorize(caller, "verify")
+        return self.backend.verify(progress)
+
+    def flush(self, caller: Caller) -> None:
+        """Wait until everything appended is projected."""
+        self.authorize(caller, "status")
+        self.backend.flush()
+
+    def head(self, caller: Caller) -> int:
+        """The last offset in the log (-1: empty)."""
+        self.authorize(caller, "status")
+        return self.backend.head()
+
+    def health(self, caller: Caller) -> dict[str, Any]:
+        """The process is up: pid, version, and what it serves."""
+        self.authorize(caller, "status")
+        return self.backend.health()
+
+    def ready(self, caller: Caller) -> tuple[bool, dict[str, Any]]:
+        """Whether reads and writes are served now, with the offsets and lag that say so."""
+        self.authorize(caller, "status")
+        return self.backend.ready()
+
+    def status(self, caller: Caller, *, cluster: bool = False) -> dict[str, Any]:
+        """Offsets and lag per partition served (``cluster``: of every worker)."""
+        self.authorize(caller, "status")
+        return self.backend.status(caller, cluster)
+
+    def backup(self, caller: Caller, dest: Path) -> dict[str, Any]:
+        """A consistent copy of the log and keys in ``dest`` (a new or empty directory)."""
+        self.authorize(caller, "backup")
+        return self.backend.backup(dest)
+
+    def replay_copy(self, caller: Caller, into: Path, to: Point | None = None) -> dict[str, Any]:
+        """The log up to ``to`` (inclusive) copied into a new read-only store ``into``."""
+        self.authorize(caller, "replay")
+        return self.backend.replay_copy(into, to)

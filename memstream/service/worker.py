@@ -1,0 +1,341 @@
+"""The worker backend: a Kafka worker's shards, one per partition it owns.
+
+A read names its partition (``namespace=``, or ``partition=`` for a whole partition's
+audit). A partition owned here is read from its shard once that shard has caught up (or
+reached ``min_offset``), waiting up to ``read_wait``: then :class:`PartitionUnavailable`
+with the lag. A partition another worker owns is read there: the read is forwarded, with
+its caller, through the HTTP client's reads (never twice: a forwarded read that lands on
+a non-owner answers 503). A search is gathered from every owner of the partitions asked
+for, the query embedded once, here.
+
+Calls come from the HTTP threadpool; the node lives in the worker's event loop, so its
+coroutines run there (:meth:`WorkerBackend._run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from memstream.client.reads import HttpReads
+from memstream.errors import BadRequest, PartitionUnavailable, SearchDisabled, Unsupported
+from memstream.projections import reads
+from memstream.projections.search import SearchQuery
+from memstream.queries import AuditQuery, Point
+from memstream.schemas.events import Event
+from memstream.schemas.memcube import Outcome
+from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.streams.kafka.partitioning import partition_of
+from memstream.streams.kafka.shard import Shard
+from memstream.streams.kafka.worker import Node
+from memstream.streams.log import ChainBreak
+from memstream.wire import CONTEXT_HEADERS, FORWARDED_HEADER, SearchRequest
+
+from .caller import Caller
+
+__all__ = ["WorkerBackend"]
+
+T = TypeVar("T")
+_NO_LOG = (
+    "a Kafka deployment's log is its events topic, not this worker's: back up or replay the "
+    "topic (each partition's audit chains its records)"
+)
+
+
+class _Peer(HttpReads):
+    """Another worker's HTTP API, read on behalf of ``caller``."""
+
+    def __init__(self, http: httpx.Client, url: str, caller: Caller):
+        self._http, self.url, self.actor, self.timeout = http, url, caller.principal, 30.0
+        self._headers = {FORWARDED_HEADER: "1"}
+        for name, header in CONTEXT_HEADERS.items():
+            if (value := getattr(caller.context, name)) is not None:
+                self._headers[header] = value
+
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        kw["headers"] = {**self._headers, **(kw.get("headers") or {})}
+        return super()._request(method, path, **kw)
+
+
+class WorkerBackend:
+    """:class:`~memstream.service.backend.Backend` over a worker's :class:`Node`.
+
+    ``me`` is this worker's URL as the others know it; ``members`` returns every member's
+    URL with the partitions of the requests topic it owns (the group's assignment).
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        me: str,
+        members: Callable[[], dict[str, list[int]]],
+        read_wait: float = 10.0,
+    ):
+        self.node = node
+        self.codec = node.codec
+        self.partitions = node.settings.partitions
+        self.loop = loop
+        self.me = me.rstrip("/")
+        self.members = members
+        self.read_wait = read_wait
+        self._clients: dict[str, httpx.Client] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(8, thread_name_prefix="memstream-gather")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        for client in self._clients.values():
+            client.close()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` in the worker's event loop; its result, here."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def vector_dim(self) -> tuple[int, str] | None:
+        return None  # a shard checks a producer's vector when it indexes it
+
+    def append(self, events: Sequence[Event]) -> list[Outcome]:
+        return self._run(self.node.publisher.publish(list(events)))
+
+    # -- where a read goes -----------------------------------------------------------------------
+
+    def _owner(self, p: int) -> str | None:
+        for url, parts in self.members().items():
+            if p in parts:
+                return url.rstrip("/")
+        return None
+
+    def _peer(self, url: str, caller: Caller) -> _Peer:
+        with self._lock:
+            client = self._clients.get(url)
+            if client is None:
+                client = self._clients[url] = httpx.Client(base_url=url, timeout=30.0)
+        return _Peer(client, url, caller)
+
+    def _remote(self, p: int, caller: Caller) -> _Peer:
+        """The owner of partition ``p`` (not this worker), to forward a read to."""
+        url = self._owner(p)
+        if url is None or url == self.me:
+            raise PartitionUnavailable(
+                f"partition {p} has no owner right now (a rebalance?); retry", partition=p
+            )
+        if caller.forwarded:  # never forward twice
+            raise PartitionUnavailable("ownership is moving", partition=p)
+        return self._peer(url, caller)
+
+    def _partition(self, namespace: str | None, partition: int | None) -> int:
+        if partition is not None:
+            if not 0 <= partition < self.partitions:
+                raise BadRequest(
+                    f"partition must be 0..{self.partitions - 1}, not {partition!r}",
+                    field="query.partition",
+                )
+            return partition
+        if namespace:
+            return partition_of(namespace.encode(), self.partitions)
+        raise BadRequest(
+            "namespace is required in the Kafka runtime (it names the partition that holds "
+            "the memory); or partition= to read one partition's audit",
+            field="query.namespace",
+        )
+
+    def _route(
+        self, caller: Caller, namespace: str | None, partition: int | None, min_offset: int | None
+    ) -> Shard | _Peer:
+        """The shard that answers here (caught up, or at ``min_offset``), or the owner."""
+        p = self._partition(namespace, partition)
+        node = self.node
+        if p not in node.owned:
+            return self._remote(p, caller)
+        deadline = time.monotonic() + self.read_wait
+        while True:
+            shard = node.shards.get(p)
+            offset = shard.offset if shard is not None else -1
+            behind = p in node.catching_up if min_offset is None else offset < min_offset
+            if shard is not None and not behind:
+                return shard
+            if time.monotonic() > deadline:
+                end = node.ends.get(p, offset + 1)
+                lag = max(0, (min_offset if min_offset is not None else end - 1) - offset)
+                raise PartitionUnavailable(
+                    f"partition {p} is catching up (lag {lag}); retry",
+                    partition=p, error="catching_up", offset=offset, lag=lag,
+                )  # fmt: skip
+            time.sleep(0.05)
+
+    @staticmethod
+    def _offset(shard: Shard, as_of: Point | None) -> int | None:
+        """A point of the shard's partition: an offset, or the last one recorded by a time."""
+        return shard.duck.offset_at_time(as_of) if isinstance(as_of, datetime) else as_of
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(
+        self,
+        caller: Caller,
+        memory_id: str,
+        *,
+        namespace: str | None,
+        version: int | None,
+        as_of: Point | None,
+        min_offset: int | None,
+    ) -> Memory | None:
+        at = self._route(caller, namespace, None, min_offset)
+        if isinstance(at, _Peer):
+            return at.get(
+                memory_id, namespace=namespace, version=version, as_of=as_of,
+                min_offset=min_offset,
+            )  # fmt: skip
+        return reads.get_memory(at.duck, memory_id, version, self._offset(at, as_of))
+
+    def history(
+        self,
+        caller: Caller,
+        memory_id: str,
+        *,
+        namespace: str | None,
+        include_parents: bool,
+        as_of: Point | None,
+        min_offset: int | None,
+    ) -> list[Version]:
+        at = self._route(caller, namespace, None, min_offset)
+        if isinstance(at, _Peer):
+            return at.history(
+                memory_id, namespace=namespace, include_parents=include_parents, as_of=as_of,
+                min_offset=min_offset,
+            )  # fmt: skip
+        return reads.history(at.duck, memory_id, include_parents, self._offset(at, as_of))
+
+    def audit(
+        self, caller: Caller, q: AuditQuery, *, partition: int | None, min_offset: int | None
+    ) -> AuditPage:
+        at = self._route(caller, q.namespace, partition, min_offset)
+        if isinstance(at, _Peer):
+            return at._audit(q, partition, min_offset)
+        fields = {f.name: getattr(q, f.name) for f in dataclasses.fields(q) if f.name != "as_of"}
+        return reads.audit(at.duck, **fields, as_of_offset=self._offset(at, q.as_of))
+
+    def search(
+        self,
+        caller: Caller,
+        q: SearchQuery,
+        *,
+        min_offset: int | None,
+        partitions: list[int] | None,
+    ) -> list[SearchHit]:
+        node = self.node
+        if not node.semantic:
+            raise SearchDisabled(
+                "search is off on these workers (started with MEMSTREAM_SEMANTIC=0)"
+            )
+        q.check(len(q.vector) if q.vector is not None else 0)  # the dimension: at the shard
+        as_of = q.as_of
+        if isinstance(as_of, int):
+            raise BadRequest(
+                "as_of must be a time in the Kafka runtime (offsets are per partition), "
+                "e.g. 2026-01-01T12:00:00Z",
+                field="body.as_of",
+            )
+        if partitions is not None:
+            parts = sorted(set(partitions))
+        elif q.namespaces:
+            parts = sorted({partition_of(n.encode(), self.partitions) for n in q.namespaces})
+        else:
+            parts = list(range(self.partitions))
+        if q.vector is None and q.query is not None and q.alpha > 0:
+            vec = node.model.embed([q.query])  # once, here; the owners get its vector
+            q = dataclasses.replace(q, vector=[float(x) for x in vec[0]])
+        local = [p for p in parts if p in node.owned]
+        remote: dict[str, list[int]] = {}
+        for p in parts:
+            if p not in node.owned:
+                remote.setdefault(self._remote(p, caller).url, []).append(p)
+        wait = min_offset if len(parts) == 1 else None
+
+        async def here() -> list[list[SearchHit]]:
+            at = dataclasses.replace(q, as_of=None)
+            return await asyncio.gather(*(node.search_local(p, at, as_of, wait) for p in local))
+
+        asked = [
+            self._pool.submit(
+                self._peer(url, caller).search_request,
+                SearchRequest.of(q, min_offset=wait, partitions=ps),
+            )
+            for url, ps in remote.items()
+        ]
+        try:
+            hits = [h for group in self._run(here()) for h in group]
+        except LookupError as e:
+            raise PartitionUnavailable(str(e), error="catching_up") from None
+        for future in asked:
+            hits += future.result()
+        # each partition ranked its own memories; merged by fused score, then similarity
+        hits.sort(key=lambda h: (-h.score, -(h.semantic_score or 0.0), h.memory.memory_id))
+        return hits[: q.k]
+
+    # -- the process ---------------------------------------------------------------------------
+
+    def verify(self, progress: Callable[[int], None] | None) -> ChainBreak | None:
+        raise Unsupported(_NO_LOG)
+
+    def flush(self) -> None:
+        raise Unsupported("a worker cannot flush the deployment; read with min_offset")
+
+    def head(self) -> int:
+        raise Unsupported(_NO_LOG)
+
+    def health(self) -> dict[str, Any]:
+        from memstream import __version__
+
+        return {"status": "ok", "pid": os.getpid(), "worker": self.me, "version": __version__}
+
+    def _own_status(self) -> dict[str, Any]:
+        st = self._run(self.node.status())
+        return {**st, "url": self.me, "host": socket.gethostname()}
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        st = self._own_status()
+        behind = sorted(int(p) for p, v in st["partitions"].items() if v["catching_up"])
+        ready = st["started"] and not behind
+        body = {"ready": ready, "status": "ready" if ready else "unavailable", **st}
+        if not ready:
+            body["error"] = "unavailable"
+            body["message"] = (
+                f"partitions {behind} are catching up" if behind else "the worker is starting"
+            )
+        return ready, body
+
+    def status(self, caller: Caller, cluster: bool) -> dict[str, Any]:
+        if not cluster:
+            return self._own_status()
+        # every member the assignor knows of (including this one), asked in parallel
+        urls = sorted(u.rstrip("/") for u in self.members()) or [self.me]
+
+        def ask(url: str) -> dict[str, Any]:
+            if url == self.me:
+                return self._own_status()
+            try:
+                return self._peer(url, caller).status()
+            except Exception as e:
+                return {"url": url, "error": repr(e)}
+
+        return {"workers": list(self._pool.map(ask, urls))}
+
+    def backup(self, dest: Path) -> dict[str, Any]:
+        raise Unsupported(_NO_LOG)
+
+    def replay_copy(self, into: Path, to: Point | None) -> dict[str, Any]:
+        raise Unsupported(_NO_LOG)

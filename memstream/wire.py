@@ -1,0 +1,213 @@
+"""The HTTP API's request forms, shared by the server (which decodes them) and the clients
+(which encode them): points in the log as text, and the bodies of search, backup and replay.
+
+A search body is decoded here into :class:`~memstream.projections.search.SearchQuery`
+once (:meth:`SearchRequest.to_query`), and a client builds the body from the same query
+(:meth:`SearchRequest.of`), so the two sides cannot drift.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from memstream.errors import BadRequest
+from memstream.projections.search import DEFAULT_ALPHA, SearchQuery
+
+__all__ = [
+    "CONTEXT_HEADERS",
+    "FORWARDED_HEADER",
+    "PRINCIPAL_HEADER",
+    "BackupRequest",
+    "ReplayRequest",
+    "SearchRequest",
+    "decode_request",
+    "format_point",
+    "parse_point",
+    "point",
+    "time_point",
+]
+
+_TIMES = ("created_after", "created_before", "updated_after", "updated_before")
+
+
+def parse_point(value: str, field: str = "as_of") -> datetime | int:
+    """Parse a point in the log given as text: an integer offset, or an RFC 3339 time.
+
+    A time must carry its timezone (``2026-01-01T12:00:00Z`` or ``+02:00``): a naive time
+    is ambiguous across machines, so it is refused with the field's name instead of being
+    guessed.
+    """
+    text = value.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{field}: {value!r} is neither a log offset (an integer) nor an RFC 3339 time "
+            "such as 2026-01-01T12:00:00Z"
+        ) from None
+    if when.tzinfo is None:
+        raise ValueError(
+            f"{field}: {value!r} has no timezone; add one, e.g. {text}Z or {text}+00:00"
+        )
+    return when
+
+
+def format_point(value: datetime | int) -> str:
+    """The query-string form of an offset or a time (the inverse of :func:`parse_point`)."""
+    if isinstance(value, bool) or not isinstance(value, int | datetime):
+        raise TypeError(f"expected a datetime or an offset (int), not {type(value).__name__}")
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("as_of must carry a timezone, e.g. datetime(..., tzinfo=UTC)")
+        return value.isoformat()
+    return str(value)
+
+
+def point(value: str | int | None, field: str) -> datetime | int | None:
+    """A request's point in the log: an offset, or an RFC 3339 time with its timezone."""
+    if value is None or isinstance(value, int):
+        return value
+    try:
+        return parse_point(value, field)
+    except ValueError as e:
+        raise BadRequest(str(e), field=f"query.{field}") from None
+
+
+def time_point(value: str | None, field: str) -> datetime | None:
+    """A request's time (never an offset)."""
+    when = point(value, field)
+    if isinstance(when, int):
+        raise BadRequest(
+            f"{field}: expected an RFC 3339 time such as 2026-01-01T12:00:00Z, not an offset "
+            "(use `after` to filter by offset)",
+            field=f"query.{field}",
+        )
+    return when
+
+
+def decode_request(body: bytes, cls: type[Any]) -> Any:
+    """A request body decoded into ``cls``; a :class:`BadRequest` naming the field."""
+    try:
+        return msgspec.json.decode(body or b"{}", type=cls)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        path = text.split(" - at `", 1)[1].rstrip("`") if " - at `" in text else None
+        field = "body" + path[1:] if path else "body"
+        raise BadRequest(f"{field}: {text.split(' - at `', 1)[0]}", field=field) from None
+    except msgspec.DecodeError as e:
+        raise BadRequest(f"the body is not valid JSON ({e})", field="body") from None
+
+
+class BackupRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/backup``."""
+
+    dest: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            description="Absolute path, on the server's filesystem, of a new (or empty) "
+            "directory that receives the copy.",
+        ),
+    ]
+
+
+class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/replay``."""
+
+    into: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            description="Absolute path of a new (or empty) directory for the replayed store.",
+        ),
+    ]
+    to: Annotated[
+        int | str | None,
+        msgspec.Meta(description="Last offset (inclusive) or RFC 3339 time to replay up to."),
+    ] = None
+
+
+class SearchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Body of ``POST /v1/search`` (the parameters of ``MemoryStore.search``)."""
+
+    query: Annotated[str | None, msgspec.Meta(description="Text to search for.")] = None
+    vector: Annotated[
+        list[float] | None, msgspec.Meta(description="A query vector (the model's dimension).")
+    ] = None
+    namespaces: list[str] | None = None
+    k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    tags_any: list[str] | None = None
+    tags_all: list[str] | None = None
+    states: list[str] | None = None
+    kinds: list[str] | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+    updated_after: str | None = None
+    updated_before: str | None = None
+    metadata: dict[str, Any] | None = None
+    include_archived: bool = False
+    as_of: Annotated[
+        int | str | None,
+        msgspec.Meta(description="An offset or an RFC 3339 time (Kafka runtime: a time)."),
+    ] = None
+    exact: bool = False
+    # The bounds go on the float, not on the Optional (msgspec's JSON Schema refuses those).
+    alpha: (
+        Annotated[
+            float,
+            msgspec.Meta(ge=0.0, le=1.0, description="Semantic weight: 1 semantic, 0 keyword."),
+        ]
+        | None
+    ) = None
+    min_offset: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    partitions: Annotated[
+        list[int] | None,
+        msgspec.Meta(description="Kafka runtime: the partitions to search (between workers)."),
+    ] = None
+
+    def to_query(self) -> SearchQuery:
+        """The query this body asks for (times parsed; a bad one is a :class:`BadRequest`)."""
+        return SearchQuery(
+            query=self.query, vector=self.vector, namespaces=self.namespaces, k=self.k,
+            tags_any=self.tags_any, tags_all=self.tags_all, states=self.states,
+            kinds=self.kinds, metadata=self.metadata or {},
+            include_archived=self.include_archived, as_of=point(self.as_of, "as_of"),
+            exact=self.exact, alpha=DEFAULT_ALPHA if self.alpha is None else self.alpha,
+            **{name: time_point(getattr(self, name), name) for name in _TIMES},
+        )  # fmt: skip
+
+    @classmethod
+    def of(
+        cls, q: SearchQuery, *, min_offset: int | None = None, partitions: list[int] | None = None
+    ) -> SearchRequest:
+        """The body that asks for ``q``."""
+
+        def listed(values: Any) -> list[Any] | None:
+            return list(values) if values is not None else None
+
+        return cls(
+            query=q.query, vector=[float(x) for x in q.vector] if q.vector is not None else None,
+            namespaces=listed(q.namespaces), k=q.k, tags_any=listed(q.tags_any) or None,
+            tags_all=listed(q.tags_all) or None, states=listed(q.states),
+            kinds=listed(q.kinds), metadata=dict(q.metadata) or None,
+            include_archived=q.include_archived,
+            as_of=format_point(q.as_of) if isinstance(q.as_of, datetime) else q.as_of,
+            exact=q.exact, alpha=q.alpha, min_offset=min_offset, partitions=partitions,
+            **{n: format_point(w) if (w := getattr(q, n)) is not None else None for n in _TIMES},
+        )  # fmt: skip
+
+
+#: Headers a caller names itself with (its principal, and its call context).
+PRINCIPAL_HEADER = "X-Memstream-Principal"
+CONTEXT_HEADERS = {
+    "app": "X-Memstream-App",
+    "session": "X-Memstream-Session",
+    "purpose": "X-Memstream-Purpose",
+}
+#: Header a worker sets on a read it forwards to the partition's owner.
+FORWARDED_HEADER = "X-Memstream-Forwarded"

@@ -1,0 +1,167 @@
+"""The service layer: every entry point passes the authorize hook; HTTP callers are the
+actors of what they write; a worker serves the routes of ``memstream serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+from fastapi.testclient import TestClient
+from memstream.schemas.codec import EventCodec
+from memstream.schemas.events import Context, default_registry
+
+from memstream import MemoryStore, new_id
+from memstream.http import create_app
+from memstream.queries import AuditQuery, SearchQuery
+from memstream.service import ACTIONS, Caller, MemoryService
+
+
+def _wire(actor: str = "producer", **envelope) -> dict:
+    return {
+        "event_id": new_id(),
+        "type": "create",
+        "schema_version": 1,
+        "namespace": "user/alice",
+        "memory_id": f"m-{new_id()}",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "actor": actor,
+        "payload": {"text": "Alice drinks green tea"},
+        **envelope,
+    }
+
+
+#: how to call each entry point of the service (a new one must be added here)
+CALLS = {
+    "append": lambda s, c, e: s.append(c, e),
+    "publish_json": lambda s, c, e: s.publish_json(c, json.dumps(_wire())),
+    "get": lambda s, c, e: s.get(c, "m1", namespace="user/alice"),
+    "history": lambda s, c, e: s.history(c, "m1"),
+    "audit": lambda s, c, e: s.audit(c, AuditQuery(namespace="user/alice")),
+    "search": lambda s, c, e: s.search(c, SearchQuery(query="tea", namespaces=["a", "b"])),
+    "verify": lambda s, c, e: s.verify(c),
+    "flush": lambda s, c, e: s.flush(c),
+    "head": lambda s, c, e: s.head(c),
+    "health": lambda s, c, e: s.health(c),
+    "ready": lambda s, c, e: s.ready(c),
+    "status": lambda s, c, e: s.status(c, cluster=True),
+    "backup": lambda s, c, e: s.backup(c, Path("/nowhere")),
+    "replay_copy": lambda s, c, e: s.replay_copy(c, Path("/nowhere"), 3),
+}
+
+
+def test_every_service_entry_point_passes_authorize_before_the_backend() -> None:
+    entry_points = {
+        name
+        for name, fn in inspect.getmembers(MemoryService, inspect.isfunction)
+        if not name.startswith("_") and name != "authorize"
+    }
+    assert entry_points == set(CALLS), "a new entry point needs a line in CALLS"
+    codec = EventCodec(default_registry())
+    events = codec.decode(json.dumps([_wire(), _wire()]))
+    caller = Caller(principal="agent:7", context=Context(app="planner"))
+    for name, call in CALLS.items():
+        order: list[str] = []
+        backend = mock.MagicMock(codec=codec)
+        backend.vector_dim.return_value = None
+        service = MemoryService(backend)
+
+        def authorize(who, action, *, namespace=None, memory_id=None, order=order):
+            assert who is caller and action in ACTIONS
+            order.append(f"authorize:{action}")
+
+        service.authorize = authorize  # type: ignore[method-assign]
+        for method in ("append", "get", "history", "audit", "search", "verify", "flush",
+                       "head", "health", "ready", "status", "backup", "replay_copy"):  # fmt: skip
+            getattr(backend, method).side_effect = lambda *a, _o=order, **k: _o.append("backend")
+        call(service, caller, events)
+        assert order and order[0].startswith("authorize:"), name
+        assert order[-1] == "backend" and "backend" not in order[:-1], (name, order)
+    # a write is authorized per event, a search per namespace asked for
+    seen: list[tuple] = []
+    service = MemoryService(mock.MagicMock(codec=codec, **{"vector_dim.return_value": None}))
+    service.authorize = lambda who, action, **kw: seen.append((action, kw))  # type: ignore[method-assign]
+    service.append(caller, events)
+    service.search(caller, SearchQuery(query="tea", namespaces=["a", "b"]))
+    assert [a for a, _ in seen] == ["write", "write", "search", "search"]
+    assert [kw["namespace"] for _, kw in seen[2:]] == ["a", "b"]
+
+
+def test_the_embedded_sdk_reaches_everything_through_the_service(tmp_path: Path) -> None:
+    with MemoryStore.open(tmp_path / "s", semantic=False, actor="agent:9") as store:
+        actions: list[str] = []
+        real = store.service.authorize
+
+        def spy(caller, action, **kw):
+            assert caller.principal == "agent:9" and not caller.remote
+            actions.append(action)
+            return real(caller, action, **kw)
+
+        store.service.authorize = spy  # type: ignore[method-assign]
+        o = store.create("user/alice", "Alice drinks green tea")
+        store.get(o.memory_id, min_offset=o.offset)
+        store.history(o.memory_id)
+        store.audit(namespace="user/alice")
+        store.publish_json(json.dumps(_wire()))
+        store.verify()
+        store.flush()
+        assert store.head >= 1
+        store.backup(tmp_path / "copy")
+        with pytest.raises(RuntimeError, match="search is disabled"):
+            store.search("tea")
+        assert actions == ["write", "read", "read", "audit", "write", "verify", "status",
+                           "status", "backup", "search"]  # fmt: skip
+
+
+def test_an_http_caller_is_the_actor_of_what_it_writes(tmp_path: Path) -> None:
+    with MemoryStore.open(tmp_path / "s", semantic=False) as store:
+        client = TestClient(create_app(store))
+        named = _wire(actor="claimed")
+        headers = {"X-Memstream-Principal": "agent:planner", "X-Memstream-App": "planner"}
+        r = client.post("/v1/events", content=json.dumps(named), headers=headers)
+        assert r.status_code == 200, r.text
+        anonymous = _wire(actor="producer")  # no principal: the event's own actor stands
+        offset = client.post("/v1/events", content=json.dumps(anonymous)).json()["outcomes"]
+        page = client.get("/v1/audit", params={"min_offset": offset[0]["offset"]}).json()
+        by_id = {e["event_id"]: e for e in page["entries"]}
+        assert by_id[named["event_id"]]["actor"] == "agent:planner"
+        assert by_id[named["event_id"]]["context"]["app"] == "planner"
+        assert by_id[anonymous["event_id"]]["actor"] == "producer"
+        bad = client.get("/v1/audit", headers={"X-Memstream-App": "x" * 10_000})
+        assert bad.status_code == 400 and bad.json()["field"] == "header"
+
+
+def test_a_worker_serves_the_routes_and_document_of_serve(tmp_path: Path) -> None:
+    from memstream.http.worker import worker_api
+
+    codec = EventCodec(default_registry())
+    node = SimpleNamespace(codec=codec, settings=SimpleNamespace(partitions=4, requests="r"))
+    app = SimpleNamespace(
+        memstream=node,
+        conf=SimpleNamespace(canonical_url="http://127.0.0.1:6066"),
+        router=SimpleNamespace(external_topics_metadata=lambda: {}),
+    )
+    loop = asyncio.new_event_loop()
+    try:
+        worker = worker_api(app, loop)  # type: ignore[arg-type]
+        with MemoryStore.open(tmp_path / "s", semantic=False) as store:
+            serve = create_app(store)
+            assert worker.openapi()["paths"] == serve.openapi()["paths"]
+            assert worker.openapi()["components"] == serve.openapi()["components"]
+        client = TestClient(worker)
+        # a worker's reads name their partition; one no worker owns answers 503
+        r = client.get("/v1/memories/m1")
+        assert r.status_code == 400 and "namespace is required" in r.json()["message"]
+        node.owned = set()
+        r = client.get("/v1/memories/m1", params={"namespace": "user/alice"})
+        assert r.status_code == 503 and r.json()["error"] == "unavailable"
+        assert isinstance(r.json()["partition"], int)
+        assert client.post("/v1/backup", json={"dest": "/tmp/x"}).status_code == 501
+        worker.state.service.backend.close()
+    finally:
+        loop.close()
