@@ -34,14 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from memstream.projections.embedding import CachedEmbedder, EmbeddingCache, default_model_path
-from memstream.projections.semantic import (
+from memstream.projections.models import (
     EMBEDDINGS_FILE,
-    FOLLOWER_FILE,
-    LIVE_STATES,
     LazyEmbedder,
     read_model_config,
     write_model_config,
 )
+from memstream.projections.semantic import FOLLOWER_FILE, LIVE_STATES
 from memstream.sdk import MemoryStore
 from memstream.streams.embedded import MANIFEST, ProgressFactory, StoreLocked
 

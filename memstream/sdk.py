@@ -142,7 +142,8 @@ class MemoryStore(Operations, Reads):
         processors: list[Any] = [usage]
         proj = None
         if semantic if semantic is not None else _semantic_default():
-            from memstream.projections.semantic import SemanticProjection, open_embedder
+            from memstream.projections.models import open_embedder
+            from memstream.projections.semantic import SemanticProjection
 
             root = Path(path)
             root.mkdir(parents=True, exist_ok=True)
@@ -330,7 +331,7 @@ class MemoryStore(Operations, Reads):
             embedder = None
             if self.semantic is not None:
                 # The cache is derived data the replay may reuse: it never re-embeds.
-                from memstream.projections.semantic import EMBEDDINGS_FILE
+                from memstream.projections.models import EMBEDDINGS_FILE
 
                 self.semantic.embedder.cache.backup(Path(into) / EMBEDDINGS_FILE)
                 embedder = self.semantic.embedder.embedder

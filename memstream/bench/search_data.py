@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from memstream.bench.corpus import LabelledQuestion, distractor_corpus, load_labelled_set
 from memstream.projections.embedding import CachedEmbedder, EmbeddingCache
-from memstream.projections.semantic import LazyEmbedder
+from memstream.projections.models import LazyEmbedder
 from memstream.settings import BenchSettings
 from memstream.streams.settings import env_var
 

@@ -192,7 +192,7 @@ class EmbeddedBackend:
 
     def backup(self, dest: Path) -> dict[str, Any]:
         """The log and keys; the model choice and, with search, the embedding cache too."""
-        from memstream.projections.semantic import EMBEDDINGS_FILE, MODEL_FILE
+        from memstream.projections.models import EMBEDDINGS_FILE, MODEL_FILE
 
         dest = self.runtime.backup(dest)
         model = self.runtime.root / MODEL_FILE

@@ -36,9 +36,9 @@ from memstream.queries import AuditQuery, Point
 from memstream.schemas.events import Event
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.streams.kafka.node import Node
 from memstream.streams.kafka.partitioning import partition_of
 from memstream.streams.kafka.shard import Shard
-from memstream.streams.kafka.worker import Node
 from memstream.streams.log import ChainBreak
 from memstream.wire import CONTEXT_HEADERS, FORWARDED_HEADER, SearchRequest
 

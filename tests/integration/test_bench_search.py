@@ -97,7 +97,7 @@ def test_a_filter_that_searched_the_graph_fails_the_suite(tmp_path: Path) -> Non
     """The check behind ``filtered_graph_searches == 0`` really fires (random vectors: this
     is about the path a filtered search takes, not about recall)."""
     import numpy as np
-    from memstream.projections.semantic import LazyEmbedder
+    from memstream.projections.models import LazyEmbedder
 
     from memstream import MemoryStore
     from memstream.bench.common import BenchError

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from memstream.projections import embedding as embedding_mod
 from memstream.projections.embedding import TransformersEmbedder, default_model_path
-from memstream.projections.semantic import MODEL_FILE, LazyEmbedder
+from memstream.projections.models import MODEL_FILE, LazyEmbedder
 from typer.testing import CliRunner
 
 from memstream import MemoryStore

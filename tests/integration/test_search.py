@@ -16,7 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from memstream.projections.semantic import LIVE_STATES, LazyEmbedder
+from memstream.projections.models import LazyEmbedder
+from memstream.projections.semantic import LIVE_STATES
 from memstream.projections.vectors import VectorIndex
 from typer.testing import CliRunner
 

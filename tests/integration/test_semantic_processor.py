@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from memstream.projections.semantic import LazyEmbedder
+from memstream.projections.models import LazyEmbedder
 
 from memstream import MemoryStore
 

@@ -1,0 +1,189 @@
+"""The processors of the shards a worker owns: one runner per shard, as in the embedded store.
+
+Each shard publishes the decided events it commits to its feed; a
+:class:`~memstream.streams.runner.ProcessorRunner` per shard runs the shard's processors
+(its search indexes, and those installed packages register) on lanes of their own. A
+processor behind the feed's memory reads old decided events back from the events topic
+(``fetch``) with the verdicts the shard stored. Each time a search index moves on, the
+vectors it computed (and the erased ones) are shared on the vectors topic, so a partition
+that moves to another worker is not embedded again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import TopicPartition
+from memstream.projections.embedding import CachedEmbedder
+from memstream.projections.models import LazyEmbedder
+from memstream.projections.processor import Processor
+from memstream.projections.semantic import SemanticProjection
+from memstream.streams.processors import build as build_registered
+from memstream.streams.runner import ProcessorRunner
+
+from . import clients
+from .records import KRecord
+from .settings import KafkaSettings
+from .shard import Shard
+from .vectors import RecordingCache, SharedVectors
+
+#: Records read from the events topic per fetch when reading the past back.
+FETCH_CHUNK = 2_000
+
+
+class _Shared:
+    """The worker's one embedding cache, lent to each partition's projection (which closes
+    its cache when it closes: this one stays open for the others)."""
+
+    def __init__(self, cache: RecordingCache):
+        self._cache = cache
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cache, name)
+
+    def close(self) -> None:
+        pass
+
+
+class ShardProcessors:
+    """The runners of a worker's shards, and what the search indexes share between workers.
+
+    ``model``/``cache``/``vectors`` are the worker's embedding model, embedding cache and
+    vectors topic when search is on (``None`` otherwise)."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        model: LazyEmbedder | None = None,
+        cache: RecordingCache | None = None,
+        vectors: SharedVectors | None = None,
+    ):
+        self.settings = settings
+        self.model, self.cache, self.vectors = model, cache, vectors
+        self.runners: dict[int, ProcessorRunner] = {}
+        #: texts embedded by the indexes of shards closed since the worker started
+        self.closed_texts_embedded = 0
+        self._vectors_due = asyncio.Event()
+        self._sharing: asyncio.Task[None] | None = None
+
+    @property
+    def semantic(self) -> bool:
+        return self.model is not None
+
+    def for_shard(self, shard: Shard) -> list[Processor]:
+        """The processors of one shard: its search indexes (when enabled), then those
+        installed packages register (:mod:`memstream.streams.processors`)."""
+        out: list[Processor] = []
+        if self.model is not None and self.cache is not None:
+            embedder = CachedEmbedder(self.model, _Shared(self.cache))
+            out.append(SemanticProjection(shard.dir / "semantic", embedder))
+        return out + build_registered(shard.dir / "processors")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def share(self, on_error: Any) -> None:
+        """Start sharing vectors (``on_error`` is the done-callback that stops the worker)."""
+        if self.vectors is not None:
+            self._sharing = asyncio.create_task(self._share_vectors(), name="vectors")
+            self._sharing.add_done_callback(on_error)
+
+    async def unshare(self) -> None:
+        """Stop sharing, after one last publication (call once every runner stopped)."""
+        if self.vectors is not None:
+            await clients.stop(self._sharing)
+            await self.vectors.publish()
+
+    async def start(self, shard: Shard) -> None:
+        """Start the shard's processors on a runner of their own. The search indexes start
+        with every shared vector read first (a rebuild then embeds only what no worker
+        embedded before); old decided events are read back through ``_fetch``."""
+        p = shard.partition
+        if self.vectors is not None:
+            await self.vectors.catch_up()
+        loop = asyncio.get_running_loop()
+
+        def fetch(start: int, stop: int) -> list[KRecord]:
+            return asyncio.run_coroutine_threadsafe(self._fetch(p, start, stop), loop).result()
+
+        def advanced(name: str, offset: int) -> None:
+            if name == "semantic":
+                loop.call_soon_threadsafe(self._vectors_due.set)
+
+        shard.fetch = fetch
+        runner = ProcessorRunner(shard.feed, shard.duck, self.for_shard(shard), on_advance=advanced)
+        self.runners[p] = runner
+        runner.start()
+
+    async def stop(self, p: int) -> None:
+        """Let the shard's processors catch up with what it committed, then close them."""
+        runner = self.runners.pop(p, None)
+        if runner is None:
+            return
+        await asyncio.to_thread(runner.close)
+        for proc in runner.processors:
+            if isinstance(proc, SemanticProjection):
+                self.closed_texts_embedded += proc.embedder.texts_embedded
+        self._vectors_due.set()
+
+    async def _share_vectors(self) -> None:
+        assert self.vectors is not None
+        while True:
+            await self._vectors_due.wait()
+            self._vectors_due.clear()
+            await self.vectors.publish()
+
+    async def _fetch(self, p: int, start: int, stop: int) -> list[KRecord]:
+        """The events partition's records ``start <= offset < stop`` (a plain reader)."""
+        tp = TopicPartition(self.settings.events, p)
+        reader = clients.reader(self.settings)
+        await reader.start()
+        out: list[KRecord] = []
+        try:
+            reader.assign([tp])
+            reader.seek(tp, start)
+            while not out or out[-1].offset < stop - 1:
+                got = await reader.getmany(tp, timeout_ms=1000, max_records=FETCH_CHUNK)
+                out.extend(KRecord.of(r) for r in got.get(tp, []) if r.offset < stop)
+        finally:
+            await reader.stop()
+        return out
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def semantic_of(self, p: int) -> SemanticProjection | None:
+        """Partition ``p``'s search indexes (``None``: search off, or not open here)."""
+        runner = self.runners.get(p)
+        if runner is None or not self.semantic:
+            return None
+        proc = runner["semantic"]
+        assert isinstance(proc, SemanticProjection)
+        return proc
+
+    def checkpoint(self, p: int) -> int:
+        """The offset every processor of partition ``p`` reflects (``-2``: not started)."""
+        runner = self.runners.get(p)
+        return runner.checkpoint if runner is not None else -2
+
+    async def wait(self, p: int, offset: int, names: list[str], timeout: float = 10.0) -> None:
+        """Wait until partition ``p``'s processors ``names`` reflect ``offset``; a
+        :class:`LookupError` saying how far they got after ``timeout`` seconds."""
+        runner = self.runners[p]
+
+        def behind(reached: int) -> Exception:
+            return LookupError(
+                f"partition {p}: the search indexes are catching up (at offset {reached}, "
+                f"{offset} wanted)"
+            )
+
+        await asyncio.to_thread(runner.wait_for, offset, timeout, behind, names)
+
+    @property
+    def texts_embedded(self) -> int:
+        """Texts embedded by this worker's search indexes since it started."""
+        live = 0
+        for p in self.runners:
+            proj = self.semantic_of(p)
+            if proj is not None:
+                live += proj.embedder.texts_embedded
+        return self.closed_texts_embedded + live
