@@ -321,6 +321,7 @@ class MemoryStore(Operations, Reads):
         records from this store's log, so the projection does not wait for the copy; the new
         store then checks that its copy ends in the very record it projected last.
         """
+        self.service.authorize(self.caller, "replay")
         head = self.runtime.head
         stop = head + 1 if to is None else min(max(self.backend.as_of(to) + 1, 0), head + 1)  # type: ignore[operator]
         prefix = self.runtime.replay_copy(

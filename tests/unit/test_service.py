@@ -114,8 +114,9 @@ def test_the_embedded_sdk_reaches_everything_through_the_service(tmp_path: Path)
         store.backup(tmp_path / "copy")
         with pytest.raises(RuntimeError, match="search is disabled"):
             store.search("tea")
+        store.replay(tmp_path / "replayed").close()
         assert actions == ["write", "read", "read", "audit", "write", "verify", "status",
-                           "status", "backup", "search"]  # fmt: skip
+                           "status", "backup", "search", "replay"]  # fmt: skip
 
 
 def test_an_http_caller_is_the_actor_of_what_it_writes(tmp_path: Path) -> None:
