@@ -132,7 +132,7 @@ class EmbeddedBackend:
             )
         q = dataclasses.replace(q, as_of=self.as_of(q.as_of))
         q.check(self.semantic.embedder.dim)
-        self.runtime.wait_for_follower(min_offset)
+        self.runtime.wait_for_processors(min_offset, names=[self.semantic.name])
         return run(self.runtime.duck, self.semantic, q, self.usage, self.runtime.state.memories)
 
     # -- the log and the process ----------------------------------------------------------------

@@ -154,6 +154,19 @@ def test_a_failing_processor_is_reported_and_resumes_after_reopening(tmp_path: P
     assert {lg.offset for lg, _ in rec.seen} & {lg.offset for lg, _ in ok.seen} == set()
 
 
+def test_a_wait_for_named_processors_ignores_the_others(tmp_path: Path) -> None:
+    class Stuck(Recorder):
+        def process(self, batch: Sequence[Decided]) -> None:
+            raise RuntimeError("stuck")
+
+    fast = Recorder(tmp_path / "fast", name="fast")
+    with open_store(tmp_path / "s", fast, Stuck(tmp_path / "stuck", name="stuck")) as store:
+        out = store.create("user/a", "x")
+        store.runtime.wait_for_processors(out.offset, timeout=10, names=["fast"])
+        with pytest.raises(ProcessorFailed, match="stuck processor stopped"):
+            store.runtime.wait_for_processors(out.offset, timeout=10)
+
+
 def test_processor_names_are_unique(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unique"):
         open_store(tmp_path / "s", Recorder(tmp_path / "a"), Recorder(tmp_path / "b"))
