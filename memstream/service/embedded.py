@@ -18,6 +18,7 @@ from memstream.schemas.events import Event
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
 from memstream.streams.embedded import LOG_FILE, EmbeddedRuntime
+from memstream.streams.feed import DecidedFeed
 from memstream.streams.log import ChainBreak, EmbeddedLog
 
 from .caller import Caller
@@ -142,6 +143,9 @@ class EmbeddedBackend:
 
     def flush(self) -> None:
         self.runtime.flush()
+
+    def feed(self) -> DecidedFeed:
+        return self.runtime.feed
 
     def head(self) -> int:
         return self.runtime.head

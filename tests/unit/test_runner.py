@@ -246,6 +246,23 @@ def test_follow_async_is_woken_by_appends(tmp_path: Path) -> None:
     assert got[0][1].memory_id == first.memory_id and got[1][0].offset == 1
 
 
+def test_the_sdk_follows_the_log_through_the_service(tmp_path: Path) -> None:
+    from memstream import AsyncMemoryStore
+
+    with open_store(tmp_path / "s") as store:
+        live = workload(store)
+        got = [_comparable(o) for batch in store.follow(3, idle=0.2) for _, o in batch]
+        assert got == [_comparable(o) for o in live[3:]]
+
+        async def follow_async() -> list:
+            a = AsyncMemoryStore(store)
+            return [_comparable(o) async for batch in a.follow(0, idle=0.2) for _, o in batch]
+
+        assert asyncio.run(follow_async()) == [_comparable(o) for o in live]
+        with pytest.raises(ValueError, match="start must be an offset"):
+            store.follow(-1)
+
+
 def test_follow_ends_when_the_store_closes(tmp_path: Path) -> None:
     store = open_store(tmp_path / "s")
     store.create("user/a", "x")
