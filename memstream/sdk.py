@@ -14,7 +14,7 @@ import contextlib
 import functools
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,6 +22,7 @@ import msgspec
 
 from memstream.errors import MalformedEvent
 from memstream.operations import Operations, new_id, raise_rejections
+from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery
 from memstream.queries import AuditQuery, Point, Reads
 from memstream.schemas import events as ev
@@ -290,6 +291,15 @@ class MemoryStore(Operations, Reads):
         """Wait until everything appended is projected."""
         self.service.flush(self.caller)
 
+    def follow(
+        self, start: int = 0, *, batch: int = 10_000, idle: float | None = None
+    ) -> Iterator[list[Decided]]:
+        """Follow the log of decided events from offset ``start``: batches of
+        ``(logged event, outcome)`` pairs, the history first, then live as the store
+        commits (blocking; no polling). Ends when the store closes, or after ``idle``
+        seconds with nothing new (see docs/processors.md)."""
+        return self.service.follow(self.caller, start, batch=batch, idle=idle)
+
     @property
     def head(self) -> int:
         return self.service.head(self.caller)
@@ -321,6 +331,7 @@ class MemoryStore(Operations, Reads):
         records from this store's log, so the projection does not wait for the copy; the new
         store then checks that its copy ends in the very record it projected last.
         """
+        self.service.authorize(self.caller, "replay")
         head = self.runtime.head
         stop = head + 1 if to is None else min(max(self.backend.as_of(to) + 1, 0), head + 1)  # type: ignore[operator]
         prefix = self.runtime.replay_copy(
@@ -374,6 +385,14 @@ class AsyncMemoryStore:
 
     def event(self, *a: Any, **kw: Any) -> ev.Event:
         return self.store.event(*a, **kw)
+
+    def follow(
+        self, start: int = 0, *, batch: int = 10_000, idle: float | None = None
+    ) -> AsyncIterator[list[Decided]]:
+        """:meth:`MemoryStore.follow` as an async iterator (the event loop is never
+        blocked while it waits)."""
+        store = self.store
+        return store.service.follow_async(store.caller, start, batch=batch, idle=idle)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         fn = getattr(self.store, name)

@@ -73,16 +73,6 @@ class DecidedFeed:
                 self._committed = pairs[-1][0].offset
             self._wake()
 
-    def advance(self, offset: int) -> None:
-        """The core holds ``offset`` without handing its pairs over (a catch-up, which
-        writes straight to storage): later readers read them back from there."""
-        with self._cond:
-            if offset > self._committed:
-                self._chunks.clear()
-                self._buffered = 0
-                self._committed = offset
-            self._wake()
-
     def close(self) -> None:
         with self._cond:
             self._closed = True

@@ -147,14 +147,15 @@ class ProcessorRunner:
     def checkpoints(self) -> dict[str, int]:
         return {lane.processor.name: lane.checkpoint for lane in self.lanes}
 
-    def failure(self) -> tuple[str, BaseException] | None:
+    def failure(self, names: Sequence[str] | None = None) -> tuple[str, BaseException] | None:
+        """The first failure among the processors (or those ``names``), if any."""
         for lane in self.lanes:
-            if lane.failure is not None:
+            if lane.failure is not None and (names is None or lane.processor.name in names):
                 return lane.processor.name, lane.failure
         return None
 
-    def raise_failure(self) -> None:
-        failed = self.failure()
+    def raise_failure(self, names: Sequence[str] | None = None) -> None:
+        failed = self.failure(names)
         if failed is not None:
             name, e = failed
             raise ProcessorFailed(
@@ -175,7 +176,7 @@ class ProcessorRunner:
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                self.raise_failure()
+                self.raise_failure(names)
                 reached = min((lane.checkpoint for lane in lanes), default=offset)
                 if reached >= offset:
                     return

@@ -16,7 +16,7 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from memstream.schemas.codec import DEFAULT_MAX_EVENT_BYTES
 from pydantic import Field, ValidationError
@@ -56,6 +56,8 @@ def type_name(model: type[Settings], field: str) -> str:
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     if annotation is Path:
         return "path"
+    if typing.get_origin(annotation) is Literal:
+        return "choice (" + " or ".join(repr(a) for a in typing.get_args(annotation)) + ")"
     return getattr(annotation, "__name__", str(annotation))
 
 
@@ -87,8 +89,9 @@ class StoreSettings(Settings):
         ge=1,
         description=f"Largest event payload accepted, in bytes (default {DEFAULT_MAX_EVENT_BYTES}).",
     )
-    #: ``fsync`` (every acknowledged batch is on disk) or a weaker level of the log.
-    durability: str = "fsync"
+    #: ``fsync``: an acknowledged batch survives power loss; ``os``: it survives the
+    #: process being killed (the operating system holds it), not a power cut.
+    durability: Literal["fsync", "os"] = "fsync"
     #: Most records written to DuckDB in one transaction (the projector's batch, and the
     #: catch-up's). Each batch costs a handful of statements and one upsert of the memories
     #: it touched, whatever its size; while catching up, the first batch is decided before

@@ -33,7 +33,8 @@ from memstream.errors import (
 )
 from memstream.schemas.memcube import Outcome
 from memstream.settings import CliSettings
-from memstream.streams.embedded import FollowerFailed, ProgressFactory
+from memstream.streams.embedded import ProgressFactory
+from memstream.streams.runner import ProcessorFailed
 from memstream.streams.settings import Settings, StoreSettings, env_var
 
 EXIT_OK = 0
@@ -132,7 +133,7 @@ def classify(e: BaseException) -> CliError | None:
         body = {"error": "not_caught_up", "wanted": e.wanted, "reached": e.reached}
         return CliError(str(e), EXIT_UNAVAILABLE, body)
     unavailable = (
-        StoreLocked, ProjectorFailed, FollowerFailed, ServerUnavailable, ServerError, ServeError,
+        StoreLocked, ProjectorFailed, ProcessorFailed, ServerUnavailable, ServerError, ServeError,
     )  # fmt: skip
     if isinstance(e, unavailable):
         return CliError(str(e), EXIT_UNAVAILABLE, {"error": type(e).__name__})

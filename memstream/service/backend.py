@@ -18,6 +18,7 @@ from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Event
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.streams.feed import DecidedFeed
 from memstream.streams.log import ChainBreak
 
 from .caller import Caller
@@ -82,6 +83,10 @@ class Backend(Protocol):
 
     def flush(self) -> None:
         """Wait until everything appended is projected."""
+        ...
+
+    def feed(self) -> DecidedFeed:
+        """The log of decided events, to follow from any offset."""
         ...
 
     def head(self) -> int:

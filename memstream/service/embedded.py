@@ -18,6 +18,7 @@ from memstream.schemas.events import Event
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
 from memstream.streams.embedded import LOG_FILE, EmbeddedRuntime
+from memstream.streams.feed import DecidedFeed
 from memstream.streams.log import ChainBreak, EmbeddedLog
 
 from .caller import Caller
@@ -132,7 +133,7 @@ class EmbeddedBackend:
             )
         q = dataclasses.replace(q, as_of=self.as_of(q.as_of))
         q.check(self.semantic.embedder.dim)
-        self.runtime.wait_for_follower(min_offset)
+        self.runtime.wait_for_processors(min_offset, names=[self.semantic.name])
         return run(self.runtime.duck, self.semantic, q, self.usage, self.runtime.state.memories)
 
     # -- the log and the process ----------------------------------------------------------------
@@ -142,6 +143,9 @@ class EmbeddedBackend:
 
     def flush(self) -> None:
         self.runtime.flush()
+
+    def feed(self) -> DecidedFeed:
+        return self.runtime.feed
 
     def head(self) -> int:
         return self.runtime.head

@@ -9,13 +9,14 @@ control and access logging go.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from memstream.errors import MalformedEvent
+from memstream.errors import BadRequest, MalformedEvent
+from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery
 from memstream.queries import AuditQuery, Point
 from memstream.schemas.events import Context, Event
@@ -180,6 +181,26 @@ class MemoryService:
         """Recompute the log's hash chain; the first record that breaks it, or None."""
         self.authorize(caller, "verify")
         return self.backend.verify(progress)
+
+    def follow(
+        self, caller: Caller, start: int = 0, *, batch: int = 10_000, idle: float | None = None
+    ) -> Iterator[list[Decided]]:
+        """Batches of decided events (event, outcome) from offset ``start`` on: the history,
+        then live, woken by each commit; it ends when the store closes, or after ``idle``
+        seconds with nothing new. Reading every event is an audit of the whole store."""
+        self.authorize(caller, "audit")
+        if start < 0:
+            raise BadRequest(f"start must be an offset >= 0, not {start}", field="start")
+        return self.backend.feed().follow(start, batch=batch, idle=idle)
+
+    def follow_async(
+        self, caller: Caller, start: int = 0, *, batch: int = 10_000, idle: float | None = None
+    ) -> AsyncIterator[list[Decided]]:
+        """:meth:`follow` for asyncio."""
+        self.authorize(caller, "audit")
+        if start < 0:
+            raise BadRequest(f"start must be an offset >= 0, not {start}", field="start")
+        return self.backend.feed().follow_async(start, batch=batch, idle=idle)
 
     def flush(self, caller: Caller) -> None:
         """Wait until everything appended is projected."""

@@ -36,6 +36,7 @@ from memstream.queries import AuditQuery, Point
 from memstream.schemas.events import Event
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.streams.feed import DecidedFeed
 from memstream.streams.kafka.node import Node
 from memstream.streams.kafka.partitioning import partition_of
 from memstream.streams.kafka.shard import Shard
@@ -293,6 +294,12 @@ class WorkerBackend:
 
     def flush(self) -> None:
         raise Unsupported("a worker cannot flush the deployment; read with min_offset")
+
+    def feed(self) -> DecidedFeed:
+        raise Unsupported(
+            "a Kafka deployment's decided events are its events and outcomes topics (kept "
+            "as long as the events): read them with any Kafka client, from any offset"
+        )
 
     def head(self) -> int:
         raise Unsupported(_NO_LOG)

@@ -26,7 +26,6 @@ from .layout import (
 )
 from .runtime import (
     EmbeddedRuntime,
-    FollowerFailed,
     NotCaughtUp,
     Options,
     ProgressFactory,
@@ -44,7 +43,6 @@ __all__ = [
     "STATE_DIR",
     "STORE_FORMAT",
     "EmbeddedRuntime",
-    "FollowerFailed",
     "LogPrefix",
     "NotCaughtUp",
     "Options",

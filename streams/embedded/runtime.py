@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from ..feed import DecidedFeed
 from ..keystore import KeyStore
 from ..log import EmbeddedLog
 from ..processors import build as build_registered
-from ..runner import ProcessorFailed, ProcessorRunner
+from ..runner import ProcessorRunner
 from ..sealing import Sealer
 from ..settings import StoreSettings as Options
 from . import copies
@@ -76,10 +76,6 @@ class NotCaughtUp(TimeoutError):
 
 class ProjectorFailed(RuntimeError):
     """The projector stopped on an error; the store must be reopened (it resumes)."""
-
-
-#: A processor (the search indexes, ...) stopped on an error; reopen the store.
-FollowerFailed = ProcessorFailed
 
 
 class EmbeddedRuntime:
@@ -398,21 +394,21 @@ class EmbeddedRuntime:
 
     # -- processors -----------------------------------------------------------------------------
 
-    @property
-    def followed_offset(self) -> int:
-        """The offset every processor reflects (``-2`` before each has started)."""
-        return self.runner.checkpoint
-
-    def wait_for_processors(self, min_offset: int | None, timeout: float | None = None) -> None:
-        """Block until every processor reflects ``min_offset`` (or, for ``None``, has
-        started); raise the failure of one that stopped."""
+    def wait_for_processors(
+        self,
+        min_offset: int | None,
+        timeout: float | None = None,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        """Block until every processor (or those ``names``: a search waits for the search
+        indexes only) reflects ``min_offset`` (or, for ``None``, has started); raise the
+        failure of one of them that stopped."""
         self.wait_for(min_offset, timeout)
         wanted = -1 if min_offset is None else min_offset
         wait = self.options.read_wait if timeout is None else timeout
-        self.runner.wait_for(wanted, wait, lambda reached: NotCaughtUp(wanted, reached, wait))
-
-    #: The search indexes are processors: a search waits for them.
-    wait_for_follower = wait_for_processors
+        self.runner.wait_for(
+            wanted, wait, lambda reached: NotCaughtUp(wanted, reached, wait), names
+        )
 
     # -- copies -------------------------------------------------------------------------------
 

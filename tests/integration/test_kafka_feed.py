@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aiokafka import TopicPartition
+from confluent_kafka import Producer
 from memstream.projections.duck import DuckStore
 from memstream.projections.processor import Decided, ProcessorContext
 from memstream.schemas.codec import EventCodec
@@ -89,6 +90,11 @@ def test_a_shard_reads_its_decided_events_back_from_the_broker(deployment, tmp_p
         outcomes += store.append([store.event("revise", NAMESPACE, a.memory_id, {"text": "no"})])
         b = store.create(NAMESPACE, "Bob likes jazz", subject="person/bob")  # erased alone
         outcomes += [b, store.erase(b.memory_id)]
+        # a record that is no event: audited as an incident, read back as one
+        raw = Producer({"bootstrap.servers": deployment.settings.bootstrap})
+        raw.produce(deployment.settings.requests, b"{not json", key=NAMESPACE.encode())
+        assert raw.flush(30) == 0
+        outcomes.append(store.create(NAMESPACE, "after the garbage"))
     assert deployment.stop(w) == 0
 
     settings = deployment.settings
@@ -129,3 +135,12 @@ def test_a_shard_reads_its_decided_events_back_from_the_broker(deployment, tmp_p
     assert texts[:2] == ["Alice drinks green tea", "Alice drinks jasmine tea"]
     # the erased memory's content cannot be opened any more: a tombstone, not its text
     assert seen[outcomes[4].offset][0].event.payload is None
+    incidents = [(lg, out) for lg, out in collect.seen if out.code == "malformed"]
+    assert len(incidents) == 1
+    logged, out = incidents[0]
+    assert (logged.event.type, logged.event.event_id, logged.event.payload) == (
+        "malformed",
+        out.event_id,
+        None,
+    )
+    assert "raw sha256" in logged.event.clear["reason"]

@@ -154,6 +154,19 @@ def test_a_failing_processor_is_reported_and_resumes_after_reopening(tmp_path: P
     assert {lg.offset for lg, _ in rec.seen} & {lg.offset for lg, _ in ok.seen} == set()
 
 
+def test_a_wait_for_named_processors_ignores_the_others(tmp_path: Path) -> None:
+    class Stuck(Recorder):
+        def process(self, batch: Sequence[Decided]) -> None:
+            raise RuntimeError("stuck")
+
+    fast = Recorder(tmp_path / "fast", name="fast")
+    with open_store(tmp_path / "s", fast, Stuck(tmp_path / "stuck", name="stuck")) as store:
+        out = store.create("user/a", "x")
+        store.runtime.wait_for_processors(out.offset, timeout=10, names=["fast"])
+        with pytest.raises(ProcessorFailed, match="stuck processor stopped"):
+            store.runtime.wait_for_processors(out.offset, timeout=10)
+
+
 def test_processor_names_are_unique(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unique"):
         open_store(tmp_path / "s", Recorder(tmp_path / "a"), Recorder(tmp_path / "b"))
@@ -231,6 +244,23 @@ def test_follow_async_is_woken_by_appends(tmp_path: Path) -> None:
 
         got = asyncio.run(main())
     assert got[0][1].memory_id == first.memory_id and got[1][0].offset == 1
+
+
+def test_the_sdk_follows_the_log_through_the_service(tmp_path: Path) -> None:
+    from memstream import AsyncMemoryStore
+
+    with open_store(tmp_path / "s") as store:
+        live = workload(store)
+        got = [_comparable(o) for batch in store.follow(3, idle=0.2) for _, o in batch]
+        assert got == [_comparable(o) for o in live[3:]]
+
+        async def follow_async() -> list:
+            a = AsyncMemoryStore(store)
+            return [_comparable(o) async for batch in a.follow(0, idle=0.2) for _, o in batch]
+
+        assert asyncio.run(follow_async()) == [_comparable(o) for o in live]
+        with pytest.raises(ValueError, match="start must be an offset"):
+            store.follow(-1)
 
 
 def test_follow_ends_when_the_store_closes(tmp_path: Path) -> None:

@@ -52,6 +52,8 @@ CALLS = {
     "status": lambda s, c, e: s.status(c, cluster=True),
     "backup": lambda s, c, e: s.backup(c, Path("/nowhere")),
     "replay_copy": lambda s, c, e: s.replay_copy(c, Path("/nowhere"), 3),
+    "follow": lambda s, c, e: s.follow(c, 0),
+    "follow_async": lambda s, c, e: s.follow_async(c, 0),
 }
 
 
@@ -77,8 +79,10 @@ def test_every_service_entry_point_passes_authorize_before_the_backend() -> None
 
         service.authorize = authorize  # type: ignore[method-assign]
         for method in ("append", "get", "history", "audit", "search", "verify", "flush",
-                       "head", "health", "ready", "status", "backup", "replay_copy"):  # fmt: skip
+                       "head", "health", "ready", "status", "backup", "replay_copy",
+                       "feed"):  # fmt: skip
             getattr(backend, method).side_effect = lambda *a, _o=order, **k: _o.append("backend")
+        backend.feed.side_effect = lambda _o=order: _o.append("backend") or mock.MagicMock()
         call(service, caller, events)
         assert order and order[0].startswith("authorize:"), name
         assert order[-1] == "backend" and "backend" not in order[:-1], (name, order)
@@ -114,8 +118,10 @@ def test_the_embedded_sdk_reaches_everything_through_the_service(tmp_path: Path)
         store.backup(tmp_path / "copy")
         with pytest.raises(RuntimeError, match="search is disabled"):
             store.search("tea")
+        store.replay(tmp_path / "replayed").close()
+        assert len([d for batch in store.follow(0, idle=0.1) for d in batch]) == 2
         assert actions == ["write", "read", "read", "audit", "write", "verify", "status",
-                           "status", "backup", "search"]  # fmt: skip
+                           "status", "backup", "search", "replay", "audit"]  # fmt: skip
 
 
 def test_an_http_caller_is_the_actor_of_what_it_writes(tmp_path: Path) -> None:

@@ -73,6 +73,11 @@ def test_the_store_options_are_the_store_settings(monkeypatch: pytest.MonkeyPatc
         ("MEMSTREAM_BATCH_SIZE", "-5", "MEMSTREAM_BATCH_SIZE='-5' is not a valid int"),
         ("MEMSTREAM_READ_WAIT", "soon", "MEMSTREAM_READ_WAIT='soon' is not a valid float"),
         ("MEMSTREAM_MAX_EVENT_BYTES", "0", "MEMSTREAM_MAX_EVENT_BYTES='0' is not a valid int"),
+        (
+            "MEMSTREAM_DURABILITY",
+            "sometimes",
+            r"MEMSTREAM_DURABILITY='sometimes' is not a valid choice \('fsync' or 'os'\)",
+        ),
     ],
 )
 def test_an_invalid_store_setting_names_its_variable_and_type(
