@@ -91,7 +91,9 @@ def test_a_shard_reads_its_decided_events_back_from_the_broker(deployment, tmp_p
         b = store.create(NAMESPACE, "Bob likes jazz", subject="person/bob")  # erased alone
         outcomes += [b, store.erase(b.memory_id)]
         # a record that is no event: audited as an incident, read back as one
-        raw = Producer({"bootstrap.servers": deployment.settings.bootstrap})
+        raw = Producer(
+            {"bootstrap.servers": deployment.settings.bootstrap, "partitioner": "murmur2_random"}
+        )
         raw.produce(deployment.settings.requests, b"{not json", key=NAMESPACE.encode())
         assert raw.flush(30) == 0
         outcomes.append(store.create(NAMESPACE, "after the garbage"))
