@@ -4,7 +4,7 @@ Every memory operation is an immutable, encrypted event on a log; projections (D
 vector and keyword indexes) are rebuilt from it. Start with :class:`MemoryStore`.
 """
 
-from memstream.errors import MalformedEvent, Rejected
+from memstream.errors import LogTampered, MalformedEvent, Rejected
 from memstream.schemas.events import Context, Event
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditEntry, AuditPage, Memory, Version
@@ -18,6 +18,7 @@ __all__ = [
     "AuditPage",
     "Context",
     "Event",
+    "LogTampered",
     "MalformedEvent",
     "Memory",
     "MemoryStore",

@@ -5,13 +5,22 @@
   lifecycle refused it; ``outcome`` holds the verdict as the audit shows it.
 - :class:`BadRequest`, :class:`SearchDisabled`, :class:`PartitionUnavailable` and
   :class:`Unsupported`: a read or an operation the service cannot answer as asked.
+- :class:`LogTampered`: the log breaks its hash chain (the store was not opened, or a
+  replay not made); :class:`RecordCorrupt`: a record that cannot be opened, by offset.
 """
 
 from __future__ import annotations
 
 from memstream.schemas.codec import MalformedEvent
 from memstream.schemas.memcube import Outcome
-from memstream.streams.embedded import NotCaughtUp, ProjectorFailed, StoreLocked, StoreReadOnly
+from memstream.streams.embedded import (
+    LogTampered,
+    NotCaughtUp,
+    ProjectorFailed,
+    StoreLocked,
+    StoreReadOnly,
+)
+from memstream.streams.sealing import RecordCorrupt
 
 __all__ = [
     "MalformedEvent",
@@ -27,8 +36,10 @@ __all__ = [
     "KeyErased",
     "InvalidMerge",
     "InvalidRollback",
+    "LogTampered",
     "NotCaughtUp",
     "ProjectorFailed",
+    "RecordCorrupt",
     "StoreLocked",
     "StoreReadOnly",
     "BadRequest",

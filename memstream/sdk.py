@@ -120,6 +120,7 @@ class MemoryStore(Operations, Reads):
         semantic: bool | None = None,
         embedder: Any | None = None,
         prefix: LogPrefix | None = None,
+        read_only: bool = False,
         **options: Any,
     ) -> MemoryStore:
         """Open (or create) the store in ``path``.
@@ -136,6 +137,14 @@ class MemoryStore(Operations, Reads):
 
         ``prefix`` is for :meth:`replay`: records of the source's log to project while the
         copy of that log is written.
+
+        Opening verifies the log's hash chain from the position verified at the previous
+        open to the head, and refuses a broken log with
+        :class:`~memstream.errors.LogTampered` naming the first bad offset. ``read_only``
+        opens an existing store for inspection: a broken log is warned about (logged)
+        instead, and reads, ``audit``, ``verify``, ``backup`` and ``replay`` work on
+        what precedes the break; every write raises
+        :class:`~memstream.errors.StoreReadOnly`.
         """
         from memstream.projections.usage import UsageTracker
 
@@ -155,7 +164,7 @@ class MemoryStore(Operations, Reads):
         try:
             rt = EmbeddedRuntime(
                 path, registry=registry, options=Options(**options), progress=progress,
-                processors=processors, prefix=prefix,
+                processors=processors, prefix=prefix, read_only=read_only,
             )  # fmt: skip
         except BaseException:
             if proj is not None:

@@ -174,6 +174,7 @@ def run(
     max_body_bytes: int | None = None,
     log_level: str = "info",
     access_log: bool = False,
+    read_only: bool = False,
     on_listening: Callable[[ServerInfo], None] | None = None,
     on_ready: Callable[[ServerInfo], None] | None = None,
     stop_after_ready: bool = False,
@@ -184,8 +185,10 @@ def run(
     written (keep it short: it announces). ``on_ready`` runs in a worker thread once the
     server listens (the demo uses it to talk to this very server over HTTP); with
     ``stop_after_ready`` the server stops when it returns, and the exit code is 1 if it
-    raised. Raises :class:`memstream.errors.StoreLocked` when another process holds the
-    store and :class:`ServeError` when the socket cannot be bound.
+    raised. ``read_only`` serves the store for inspection (see ``MemoryStore.open``).
+    Raises :class:`memstream.errors.StoreLocked` when another process holds the store,
+    :class:`memstream.errors.LogTampered` when its log is broken (unless ``read_only``),
+    and :class:`ServeError` when the socket cannot be bound.
     """
     from memstream.http import create_app
 
@@ -194,7 +197,7 @@ def run(
     options: dict[str, Any] = {}
     if max_event_bytes is not None:
         options["max_event_bytes"] = max_event_bytes
-    store = MemoryStore.open(root, actor="http", **options)
+    store = MemoryStore.open(root, actor="http", read_only=read_only, **options)
     outcome = {"code": 0}
     try:
         sock = bind_socket(host, port)

@@ -167,6 +167,70 @@ class ChainBreak:
     reason: str
 
 
+def mismatch(offset: int) -> str:
+    return (
+        f"record {offset} does not match its chain hash "
+        "(its bytes, its time or an earlier record were changed)"
+    )
+
+
+class ChainCheck:
+    """Follows the hash chain over records read in offset order, from a verified position:
+    ``offset`` (``-1``: none yet) whose chain hash is ``prev``.
+
+    :meth:`follow` passes on the records that continue the chain and stops at the first
+    that does not (a gap in the offsets, or a record whose hash is not the one recomputed
+    from its bytes, its time and the previous hash), leaving it in ``broken``. Readers that
+    must not go past a break (a catch-up, a replay) read through it; ``records`` counts
+    what was verified."""
+
+    def __init__(self, offset: int = -1, prev: bytes = GENESIS):
+        self.offset, self.prev = offset, prev
+        self.start = offset + 1
+        self.records = 0
+        self.broken: ChainBreak | None = None
+
+    def good(self, batch: list[LogRecord]) -> list[LogRecord]:
+        """The records of ``batch`` that continue the chain, up to the first that does not."""
+        prev, expected = self.prev, self.offset + 1
+        for i, r in enumerate(batch):
+            if r.offset != expected:
+                self.broken = ChainBreak(expected, f"record {expected} is missing (deleted)")
+            elif chain_hash(prev, r.offset, r.recorded_at, r.data) != r.chain_hash:
+                self.broken = ChainBreak(r.offset, mismatch(r.offset))
+            else:
+                prev, expected = r.chain_hash, expected + 1
+                continue
+            batch = batch[:i]
+            break
+        if batch:
+            self.prev, self.offset = prev, batch[-1].offset
+            self.records += len(batch)
+        return batch
+
+    def follow(
+        self, batches: Iterator[list[LogRecord]], progress=None
+    ) -> Iterator[list[LogRecord]]:
+        """``batches``, each cut at the first record that breaks the chain (and nothing
+        after it)."""
+        for batch in batches:
+            if self.broken is not None:
+                return
+            good = self.good(batch)
+            if progress is not None:
+                progress(len(good))
+            if good:
+                yield good
+
+    def finish(self, stop: int) -> ChainBreak | None:
+        """The break, once every record before ``stop`` was read: also records missing at
+        the end of what was read (a read ends quietly at a gap of a whole batch)."""
+        if self.broken is None and self.offset < stop - 1:
+            nxt = self.offset + 1
+            self.broken = ChainBreak(nxt, f"record {nxt} is missing (deleted, or the log was cut)")
+        return self.broken
+
+
 class EmbeddedLog:
     """A file-backed append-only log. One process appends; any thread may read."""
 
@@ -366,23 +430,25 @@ class EmbeddedLog:
 
     def verify(self, progress=None) -> ChainBreak | None:
         """Recompute the hash chain from the stored bytes; the first record that breaks it."""
-        prev = GENESIS
-        expected = 0
-        for batch in self.read(0, batch=10_000):
-            for r in batch:
-                if r.offset != expected:
-                    return ChainBreak(expected, f"offset {expected} is missing")
-                if chain_hash(prev, r.offset, r.recorded_at, r.data) != r.chain_hash:
-                    return ChainBreak(
-                        r.offset,
-                        f"record {r.offset} does not match its chain hash "
-                        "(its bytes, its time or an earlier record were changed)",
-                    )
-                prev = r.chain_hash
-                expected += 1
-            if progress is not None:
-                progress(len(batch))
+        check = ChainCheck()
+        for _ in check.follow(self.read(0, batch=10_000), progress):
+            pass
+        return check.finish(self._next)
+
+    def record_at(self, offset: int) -> LogRecord | None:
+        """The record at ``offset``, or None when the log has none there."""
+        for batch in self.read(offset, offset + 1):
+            return batch[0]
         return None
+
+    def event_id_at(self, offset: int) -> str | None:
+        """The event id stored beside record ``offset`` (None: no such record)."""
+        row = (
+            self._reader()
+            .execute('SELECT event_id FROM records WHERE "offset" = ?', (offset,))
+            .fetchone()
+        )
+        return None if row is None else str(uuid.UUID(bytes=bytes(row[0])))
 
     # -- copies ---------------------------------------------------------------------------
 

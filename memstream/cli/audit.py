@@ -18,6 +18,7 @@ from .common import (
     AsOfOpt,
     JsonOpt,
     MinOffsetOpt,
+    ReadOnlyOpt,
     StoreOpt,
     UrlOpt,
     err,
@@ -47,6 +48,7 @@ def audit(
     min_offset: MinOffsetOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     url: UrlOpt = None,
+    read_only: ReadOnlyOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """List audit entries in log order (filters combine)."""
@@ -64,7 +66,7 @@ def audit(
         point = point_option(as_of, "--as-of")
         entries: list[AuditEntry] = []
         cursor = after
-        with open_store(store, url) as target:
+        with open_store(store, url, read_only=read_only) as target:
             while True:
                 page = target.audit(
                     namespace=namespace,
@@ -96,9 +98,11 @@ def audit_verify(
     url: UrlOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Recompute the log's hash chain from its stored bytes; exit 1 at the first break."""
+    """Recompute the log's hash chain from its stored bytes; exit 1 at the first break.
+
+    The store is opened read-only (a broken log is what this command is for)."""
     with reported(json_out):
-        with open_store(store, url) as target:
+        with open_store(store, url, read_only=True) as target:
             head = target.head
             if isinstance(target, MemoryStore):
                 with progress_bar(enabled=not json_out and head > 10_000) as progress:

@@ -24,9 +24,11 @@ from rich.progress import (
 from rich.text import Text
 
 from memstream.errors import (
+    LogTampered,
     MalformedEvent,
     NotCaughtUp,
     ProjectorFailed,
+    RecordCorrupt,
     Rejected,
     StoreLocked,
     StoreReadOnly,
@@ -87,6 +89,14 @@ DEFAULT_STORE = default(CliSettings, "store")
 
 StoreOpt = Annotated[Path, setting(CliSettings, "store", "--store")]
 UrlOpt = Annotated[str | None, setting(CliSettings, "url", "--url")]
+ReadOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--read-only",
+        help="Open the store for inspection: writes are refused, and a log whose hash chain "
+        "breaks is warned about instead of refused (what precedes the break is served).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
 #: None: the store's setting (``MEMSTREAM_MAX_EVENT_BYTES``, or its default).
 MaxEventOpt = Annotated[int | None, setting(StoreSettings, "max_event_bytes", "--max-event-bytes")]
@@ -129,6 +139,10 @@ def classify(e: BaseException) -> CliError | None:
     if isinstance(e, Rejected):
         public = e.outcome.public() if isinstance(e.outcome, Outcome) else e.outcome
         return CliError(str(e), EXIT_REJECTED, {"error": "rejected", "outcome": public})
+    if isinstance(e, LogTampered):  # failed verification, like `audit verify`'s break
+        return CliError(str(e), EXIT_REJECTED, e.to_dict())
+    if isinstance(e, RecordCorrupt):
+        return CliError(str(e), EXIT_REJECTED, {"error": "record_corrupt"})
     if isinstance(e, NotCaughtUp):
         body = {"error": "not_caught_up", "wanted": e.wanted, "reached": e.reached}
         return CliError(str(e), EXIT_UNAVAILABLE, body)

@@ -68,13 +68,15 @@ def open_store(
     max_event_bytes: int | None = None,
     actor: str = "cli",
     semantic: bool = False,
+    read_only: bool = False,
 ) -> Iterator[MemoryStore | HttpMemoryStore]:
     """The store to work on: a server (``--url``, or the one holding ``store``) or the
     directory itself, opened for the duration of the command.
 
     An embedded store is opened without its search indexes unless ``semantic`` (only
     ``search`` needs them): they catch up from their checkpoint the next time they are
-    opened, so other commands neither load the model nor wait for embeddings."""
+    opened, so other commands neither load the model nor wait for embeddings.
+    ``read_only`` opens it for inspection (``--read-only``; see ``MemoryStore.open``)."""
     if url:
         with connect(url, actor) as client:
             yield client
@@ -91,7 +93,9 @@ def open_store(
     if max_event_bytes is not None:
         options["max_event_bytes"] = max_event_bytes
     try:
-        embedded = MemoryStore.open(root, actor=actor, semantic=semantic, **options)
+        embedded = MemoryStore.open(
+            root, actor=actor, semantic=semantic, read_only=read_only, **options
+        )
     except StoreLocked as locked:
         with via_server(root, actor, locked) as client:
             yield client

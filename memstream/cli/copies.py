@@ -11,6 +11,7 @@ import typer
 from .common import (
     DEFAULT_STORE,
     JsonOpt,
+    ReadOnlyOpt,
     StoreOpt,
     UrlOpt,
     out,
@@ -32,13 +33,14 @@ def replay(
     ] = None,
     store: StoreOpt = DEFAULT_STORE,
     url: UrlOpt = None,
+    read_only: ReadOnlyOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Rebuild every projection from the log, up to a point, into a new read-only store."""
     with reported(json_out):
         point = point_option(to, "--to")
         target_dir = into.expanduser().absolute()
-        with open_store(store, url) as source, progress_bar() as progress:
+        with open_store(store, url, read_only=read_only) as source, progress_bar() as progress:
             replayed = source.replay(target_dir, to=point, progress=progress)
             with replayed:
                 head = replayed.head
@@ -56,12 +58,13 @@ def backup(
     dest: Annotated[Path, typer.Argument(help="New (or empty) directory for the copy.")],
     store: StoreOpt = DEFAULT_STORE,
     url: UrlOpt = None,
+    read_only: ReadOnlyOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """A consistent copy of the log and keys (safe while a server writes); open it to restore."""
     with reported(json_out):
         target_dir = dest.expanduser().absolute()
-        with open_store(store, url) as target:
+        with open_store(store, url, read_only=read_only) as target:
             written = target.backup(target_dir)
         records = log_records(written)
         result = {"dest": str(written), "records": records, "head": records - 1}

@@ -15,6 +15,7 @@ from .common import (
     CliError,
     JsonOpt,
     MaxEventOpt,
+    ReadOnlyOpt,
     StoreOpt,
     UrlOpt,
     default,
@@ -46,6 +47,7 @@ def serve(
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    read_only: ReadOnlyOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the store and its HTTP API in this process until Ctrl-C or SIGTERM."""
@@ -80,6 +82,7 @@ def serve(
             max_body_bytes=max_body_bytes,
             log_level=log_level.lower(),
             access_log=access_log,
+            read_only=read_only,
             on_listening=listening,
             on_ready=on_ready,
             stop_after_ready=demo_only,

@@ -13,6 +13,7 @@ from .common import (
     CliError,
     JsonOpt,
     MinOffsetOpt,
+    ReadOnlyOpt,
     StoreOpt,
     UrlOpt,
     out,
@@ -31,12 +32,13 @@ def get(
     min_offset: MinOffsetOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     url: UrlOpt = None,
+    read_only: ReadOnlyOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Show a memory now, at a version, or as of a time or an offset."""
     with reported(json_out):
         point = point_option(as_of, "--as-of")
-        with open_store(store, url) as target:
+        with open_store(store, url, read_only=read_only) as target:
             m = target.get(memory_id, version=version, as_of=point, min_offset=min_offset)
         if m is None:
             where = f" at version {version}" if version is not None else ""
@@ -62,12 +64,13 @@ def history(
     min_offset: MinOffsetOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     url: UrlOpt = None,
+    read_only: ReadOnlyOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Show a memory's version chain, with the chains of the memories merged into it."""
     with reported(json_out):
         point = point_option(as_of, "--as-of")
-        with open_store(store, url) as target:
+        with open_store(store, url, read_only=read_only) as target:
             versions = target.history(
                 memory_id, include_parents=parents, as_of=point, min_offset=min_offset
             )
@@ -112,12 +115,13 @@ def search(
     min_offset: MinOffsetOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     url: UrlOpt = None,
+    read_only: ReadOnlyOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Search memories by meaning and by words (fused), with filters."""
     with reported(json_out):
         point = point_option(as_of, "--as-of")
-        with open_store(store, url, semantic=True) as target:
+        with open_store(store, url, semantic=True, read_only=read_only) as target:
             if min_offset is None:
                 target.flush()  # the indexes catch up first (embedding what they lack)
             hits = target.search(

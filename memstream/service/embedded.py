@@ -169,6 +169,8 @@ class EmbeddedBackend:
             "projector_alive": alive,
             "read_only": runtime.read_only,
         }
+        if runtime.broken is not None:
+            body["log_broken_at"] = runtime.broken.offset
         if not alive:
             try:
                 runtime.wait_for(None)

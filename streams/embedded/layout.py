@@ -32,7 +32,28 @@ class StoreLocked(RuntimeError):
 
 
 class StoreReadOnly(RuntimeError):
-    """The store is a replay or a backup being inspected: it takes no appends."""
+    """The store is a replay, or was opened read-only for inspection: it takes no appends."""
+
+
+class LogTampered(RuntimeError):
+    """A store's log breaks its hash chain (tampering or damage): ``offset`` is the first
+    bad record, ``reason`` what is wrong with it. The store was not opened, or, for a
+    replay, nothing was replayed."""
+
+    def __init__(
+        self, root: Path, offset: int, reason: str, consequence: str = "the store was not opened"
+    ):
+        self.root, self.offset, self.reason = root, offset, reason
+        super().__init__(
+            f"store {root}: the log's hash chain breaks at offset {offset}: {reason}; "
+            f"{consequence}. Inspect it with `memstream audit verify --store {root}`; read "
+            f"what precedes the break by opening it read-only (`--read-only`, or "
+            f"`MemoryStore.open(path, read_only=True)`), and restore the log from a backup "
+            "to write again"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": "log_tampered", "offset": self.offset, "reason": self.reason}
 
 
 def read_manifest(root: Path) -> dict:

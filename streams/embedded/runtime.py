@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -29,17 +30,17 @@ from memstream.projections.decide import DecisionState, decide
 from memstream.projections.decided import read_outcomes
 from memstream.projections.duck import DuckStore, Prepared
 from memstream.projections.processor import Decided, Processor
-from memstream.schemas.codec import EventCodec
+from memstream.schemas.codec import EventCodec, MalformedEvent
 from memstream.schemas.events import Event, Registry, default_registry
 from memstream.schemas.memcube import Logged, Outcome
 from memstream.schemas.record import LogRecord
 
 from ..feed import DecidedFeed
 from ..keystore import KeyStore
-from ..log import EmbeddedLog
+from ..log import GENESIS, ChainBreak, ChainCheck, EmbeddedLog, chain_hash, mismatch
 from ..processors import build as build_registered
 from ..runner import ProcessorRunner
-from ..sealing import Sealer
+from ..sealing import RecordCorrupt, Sealer
 from ..settings import StoreSettings as Options
 from . import copies
 from .catchup import catch_up
@@ -49,8 +50,10 @@ from .layout import (
     KEYS_FILE,
     LOCK_FILE,
     LOG_FILE,
+    MANIFEST,
     STATE_DIR,
     STORE_FORMAT,
+    LogTampered,
     StoreLocked,
     StoreReadOnly,
     locked_message,
@@ -78,6 +81,24 @@ class ProjectorFailed(RuntimeError):
     """The projector stopped on an error; the store must be reopened (it resumes)."""
 
 
+#: Where a store keeps the last position of its log verified at an open (beside the
+#: projection, in its ``store_meta``: tampering must change two files to go unnoticed, and
+#: a rebuilt projection, which reads the whole log anyway, verifies all of it again).
+VERIFIED_OFFSET, VERIFIED_HASH = "verified_offset", "verified_hash"
+
+
+@dataclass(frozen=True)
+class OpenCheck:
+    """What opening the store verified of its log: ``records`` records from offset
+    ``start`` (the one after the position verified at the previous open), in ``seconds``,
+    besides the checkpointed record itself; ``broken``: the first bad record, if any."""
+
+    start: int
+    records: int
+    seconds: float
+    broken: ChainBreak | None
+
+
 class EmbeddedRuntime:
     """Log, key store, decision state and projector of one store directory."""
 
@@ -90,14 +111,26 @@ class EmbeddedRuntime:
         progress: ProgressFactory | None = None,
         processors: list[Processor] | None = None,
         prefix: LogPrefix | None = None,
+        read_only: bool = False,
     ):
         """``processors``: what follows the decided events besides the core projection
         (the search indexes, ...), each on a lane of :class:`ProcessorRunner`.
         ``prefix``: project these records of another log first (a replay; see
-        :class:`LogPrefix`)."""
+        :class:`LogPrefix`).
+
+        Opening verifies the log's hash chain from the position verified at the previous
+        open to the head (see :meth:`_verify_on_open`) and raises :class:`LogTampered`
+        at the first bad record. ``read_only`` opens an existing store for inspection:
+        a broken log is then only warned about (nothing past the break is projected),
+        every append is refused, and the verified position is left as it was."""
         self.root = Path(root)
         self._processors = list(processors or ())
         self.options = options or Options()
+        self.inspecting = read_only
+        if read_only and not (self.root / MANIFEST).exists():
+            raise FileNotFoundError(
+                f"no memstream store at {self.root}; read_only opens an existing store"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.root / LOCK_FILE))
         try:
@@ -127,7 +160,7 @@ class EmbeddedRuntime:
                 f"store {self.root} has format {manifest['format']}; this memstream reads "
                 f"format {STORE_FORMAT}: upgrade memstream"
             )
-        self.read_only = bool(manifest.get("read_only"))
+        self.read_only = self.inspecting or bool(manifest.get("read_only"))
         self.manifest = manifest
         self.codec = EventCodec(registry, self.options.max_event_bytes)
         if prefix is None:
@@ -157,12 +190,41 @@ class EmbeddedRuntime:
         self._projected = self.duck.offset()
         self._failure: BaseException | None = None
         self._closed = False
+        #: The first bad record of the log, when the store was opened read-only despite it.
+        self.broken: ChainBreak | None = None
+        started = time.perf_counter()
         if prefix is not None:
-            self._catch_up(progress, prefix.log, prefix.stop)
+            # A replay: every record it projects from the source's log is verified on the
+            # way; the copy then ends in the very record verified last (``check_copy``).
+            check = ChainCheck()
+            self._catch_up(progress, prefix.log, prefix.stop, check)
+            brk = check.finish(prefix.stop)
+            if brk is not None:
+                raise LogTampered(
+                    prefix.log.path.parent, brk.offset, brk.reason, "nothing was replayed"
+                )
             prefix.copied()
             self.log = self._open_log()
             copies.check_copy(self.root, self.log, prefix)
-        self._catch_up(progress, self.log, self.log.next_offset)
+        else:
+            check = self._verify_on_open(progress)
+        self._catch_up(progress, self.log, self.log.next_offset, check)
+        brk = check.finish(self.log.next_offset)
+        self.open_check = OpenCheck(check.start, check.records, time.perf_counter() - started, brk)
+        if brk is not None:
+            if not self.inspecting:
+                raise LogTampered(self.root, brk.offset, brk.reason)
+            self.broken = brk
+            log.warning(
+                "store %s opened read-only for inspection: its log's hash chain breaks at "
+                "offset %d: %s; the projection was not advanced past it, and writes are "
+                "refused. Inspect it with `memstream audit verify --store %s`",
+                self.root, brk.offset, brk.reason, self.root,
+            )  # fmt: skip
+        elif check.offset >= 0 and not self.inspecting:
+            self.duck.stamp(
+                log_id, **{VERIFIED_OFFSET: str(check.offset), VERIFIED_HASH: check.prev.hex()}
+            )
         self._queue: queue.Queue[list[tuple[Logged, Outcome]] | None] = queue.Queue()
         #: Decided events as the core commits them, for every reader from any offset.
         self.feed = DecidedFeed(self._read_decided, self._projected)
@@ -177,6 +239,92 @@ class EmbeddedRuntime:
 
     def _open_log(self) -> EmbeddedLog:
         return EmbeddedLog(self.root / LOG_FILE, durability=self.options.durability)
+
+    # -- integrity on open -----------------------------------------------------------------------
+
+    def _verify_on_open(self, progress: ProgressFactory | None) -> ChainCheck:
+        """Verify what the log holds beyond the position verified at the previous open.
+
+        That position (offset ``c`` and its chain hash, kept beside the projection) is
+        checked first: record ``c`` must still have that hash, and match it from its bytes
+        and record ``c - 1``'s hash. The records the projection already holds beyond ``c``
+        (appended since that open) are verified here, and their last one's hash must be
+        the one the projection stored when it projected it (a record rewritten with the
+        chain recomputed after it is caught so, and named). The records not projected yet
+        are verified as the catch-up reads them (the returned check, positioned at the
+        projection's offset): nothing past a break is projected. Records before ``c`` are
+        not read: ``audit verify`` is for them.
+        """
+        head, projected = self.log.next_offset - 1, self._projected
+        meta = self.duck.meta()
+        c = int(meta.get(VERIFIED_OFFSET, -1))
+        h = bytes.fromhex(meta.get(VERIFIED_HASH, ""))
+        if c > projected or len(h) != len(GENESIS):
+            c = -1  # not a position this projection vouches for: verify all it holds
+        check = ChainCheck(c, h if c >= 0 else GENESIS)
+        known = max(c, projected)
+        if head < known:
+            check.broken = ChainBreak(
+                head + 1,
+                f"the log ends at offset {head}, but the store held records up to offset "
+                f"{known}: records {head + 1}..{known} are missing (the log was cut, or "
+                "replaced by an older copy)",
+            )
+            return check
+        if c >= 0:
+            check.broken = self._check_checkpoint(c, h)
+        if check.broken is None and projected > c:
+            tick = progress("verifying the log", projected - c) if progress else None
+            for _ in check.follow(self.log.read(c + 1, projected + 1, batch=10_000), tick):
+                pass
+            if check.finish(projected + 1) is None:
+                check.broken = self._compare_projected(projected, check.prev)
+        return check
+
+    def _check_checkpoint(self, c: int, h: bytes) -> ChainBreak | None:
+        rec = self.log.record_at(c)
+        if rec is None:
+            return ChainBreak(
+                c, f"record {c}, verified when the store was opened before, is missing"
+            )
+        before = self.log.record_at(c - 1) if c > 0 else None
+        if c > 0 and before is None:
+            return ChainBreak(c - 1, f"record {c - 1} is missing (deleted)")
+        if rec.chain_hash != h:
+            return self._rewritten(c)
+        prev = before.chain_hash if before is not None else GENESIS
+        if chain_hash(prev, c, rec.recorded_at, rec.data) != h:
+            return ChainBreak(c, mismatch(c))
+        return None
+
+    def _compare_projected(self, offset: int, log_hash: bytes) -> ChainBreak | None:
+        """None if the projection's chain hash of record ``offset`` is ``log_hash``."""
+        rows = self.duck.query('SELECT chain_hash FROM audit WHERE "offset" = ?', [offset])
+        stored = rows[0]["chain_hash"] if rows else None
+        return None if stored in (None, log_hash.hex()) else self._rewritten(offset)
+
+    def _rewritten(self, upto: int) -> ChainBreak:
+        """The first record up to ``upto`` whose chain hash is not the one the projection
+        stored when it projected it (read only on this error's path)."""
+        first = upto
+        for batch in self.log.read(0, upto + 1, batch=10_000):
+            rows = self.duck.query(
+                'SELECT "offset", chain_hash FROM audit WHERE "offset" BETWEEN ? AND ?',
+                [batch[0].offset, batch[-1].offset],
+            )
+            stored = {r["offset"]: r["chain_hash"] for r in rows if r["chain_hash"]}
+            bad = [
+                r.offset for r in batch if stored.get(r.offset) not in (None, r.chain_hash.hex())
+            ]
+            if bad:
+                first = bad[0]
+                break
+        return ChainBreak(
+            first,
+            f"record {first}'s chain hash is not the one the store verified and projected "
+            "(the hash was changed, or the record or an earlier one was rewritten and the "
+            "chain recomputed)",
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -204,6 +352,11 @@ class EmbeddedRuntime:
 
     def append(self, events: list[Event], validated: bool = False) -> list[Outcome]:
         """Append a batch atomically and return one outcome per event, in order."""
+        if self.inspecting:
+            raise StoreReadOnly(
+                f"store {self.root} was opened read-only (for inspection); reopen it without "
+                "read_only to write"
+            )
         if self.read_only:
             raise StoreReadOnly(
                 f"store {self.root} is read-only ({self.manifest.get('origin', 'a replay')})"
@@ -301,25 +454,46 @@ class EmbeddedRuntime:
             self._write(project(fresh))
             self.feed.publish(fresh)
 
-    def _catch_up(self, progress: ProgressFactory | None, log: EmbeddedLog, end: int) -> None:
+    def _catch_up(
+        self, progress: ProgressFactory | None, log: EmbeddedLog, end: int, check: ChainCheck
+    ) -> None:
         """Decide and project the records of ``log`` up to ``end`` (exclusive) that the
-        projection does not hold yet."""
+        projection does not hold yet, verifying their chain on the way (``check``, which
+        stops the catch-up before the first bad record)."""
+
+        def read(start: int, stop: int, batch: int):
+            return check.follow(log.read(start, stop, batch=batch))
+
         catch_up(
-            log.read, self._projected + 1, end, self.options.batch_size, self._decided,
-            self._write, progress,
+            read, self._projected + 1, end, self.options.batch_size,
+            lambda batches: self._decided(batches, log), self._write, progress,
         )  # fmt: skip
 
-    def _logged(self, r: LogRecord) -> Logged:
-        ev, stored = self.sealer.open(r.data)
+    def _logged(self, r: LogRecord, log: EmbeddedLog | None = None) -> Logged:
+        try:
+            ev, stored = self.sealer.open(r.data)
+        except (RecordCorrupt, MalformedEvent) as e:
+            raise RecordCorrupt(self._unreadable(r.offset, e, log or self.log)) from None
         kid = stored.sealed.kid if stored.sealed is not None else None
         return Logged(r.offset, r.recorded_at, r.chain_hash, ev, kid, stored.content_hash)
 
-    def _decided(self, batches: Iterable[list[LogRecord]]):
-        logged = self._logged
+    @staticmethod
+    def _unreadable(offset: int, e: Exception, log: EmbeddedLog) -> str:
+        root = log.path.parent
+        try:
+            event = f" (event {log.event_id_at(offset)})"
+        except Exception:  # the message matters more than the id
+            event = ""
+        return (
+            f"store {root}: the record at offset {offset}{event} cannot be opened ({e}); "
+            f"run `memstream audit verify --store {root}` to check the log"
+        )
+
+    def _decided(self, batches: Iterable[list[LogRecord]], log: EmbeddedLog):
         for recs in batches:
             pairs = []
             for r in recs:
-                one = logged(r)
+                one = self._logged(r, log)
                 pairs.append((one, self._decide(one)))
             yield pairs
 
@@ -371,6 +545,11 @@ class EmbeddedRuntime:
         self._check()
         if min_offset is None or self._projected >= min_offset:
             return
+        if self.broken is not None:
+            raise LogTampered(
+                self.root, self.broken.offset, self.broken.reason,
+                f"it was opened read-only, and its projection ends at offset {self._projected}",
+            )  # fmt: skip
         if min_offset > self.head:
             raise ValueError(
                 f"min_offset {min_offset} is beyond the end of the log (last offset {self.head})"
@@ -389,8 +568,9 @@ class EmbeddedRuntime:
         """Wait until everything appended so far is projected, and processed by every
         processor."""
         wait = max(self.options.read_wait, 600.0)
-        self.wait_for(self.head, timeout=wait)
-        self.wait_for_processors(self.head, timeout=wait)
+        end = self.head if self.broken is None else self._projected
+        self.wait_for(end, timeout=wait)
+        self.wait_for_processors(end, timeout=wait)
 
     # -- processors -----------------------------------------------------------------------------
 
