@@ -1,4 +1,5 @@
-"""Benchmarks of the embedded store: ``ingest``, ``project``, ``replay`` and ``search``.
+"""Benchmarks of the embedded store: ``ingest``, ``project``, ``replay``, ``open`` and
+``search``.
 
 Each suite measures a path of the real store and, in the same run and on the same data, the
 raw operation underneath it (the log's own append, DuckDB's own insert), so its result is a
@@ -16,20 +17,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import ingest, kafka, project, replay, report, search
+from . import ingest, kafka, opening, project, replay, report, search
 from .common import BenchError, Reporter, Scratch, machine_info, now_iso, write_json
 
 SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "ingest": ingest.run,
     "project": project.run,
     "replay": replay.run,
+    "open": opening.run,
     "search": search.run,
     "kafka": kafka.run,
 }
 #: Repeats per suite when none are asked for: medians of 3, but 2 replays (at scale 1.0 a
 #: replay of 1M events takes minutes, and the source store's own opening is one more
 #: projection of the same log, reported beside them).
-DEFAULT_REPEATS = {"ingest": 3, "project": 3, "replay": 2, "search": 3, "kafka": 3}
+DEFAULT_REPEATS = {"ingest": 3, "project": 3, "replay": 2, "open": 3, "search": 3, "kafka": 3}
 SEED = 20250717
 
 __all__ = ["SUITES", "BenchError", "run"]
@@ -49,7 +51,7 @@ def run(
     """Run ``suites`` (all when empty) at ``scale`` and write their JSON into ``out``.
 
     ``scale`` multiplies every suite's event count (1.0: ingest 100,000 events per run,
-    project 100,000, replay 1,000,000). ``workdir`` holds the temporary stores (default:
+    project 100,000, replay 1,000,000, open a log of 200,000 with 1,000 new). ``workdir`` holds the temporary stores (default:
     the system's temporary directory; its disk decides what ``fsync`` costs). ``docs``, a
     markdown file with the summary markers, gets the new table. ``cache_dir`` keeps the
     ``search`` suite's embeddings between runs (default ``$MEMSTREAM_BENCH_CACHE`` or

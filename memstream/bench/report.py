@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-SUITE_ORDER = ("ingest", "project", "replay", "search", "kafka")
+SUITE_ORDER = ("ingest", "project", "replay", "open", "search", "kafka")
 START = "<!-- bench:summary:start -->"
 END = "<!-- bench:summary:end -->"
 
@@ -84,6 +84,22 @@ def _replay_rows(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def _open_rows(d: dict[str, Any]) -> list[str]:
+    p, r = d["parameters"], d["results"]
+    reopen, check = r["reopen_seconds"]["median"], r["open_verify_seconds"]["median"]
+    full, idle = r["full_verify_seconds"]["median"], r["reopen_nothing_new_seconds"]["median"]
+    return [
+        f"| open, integrity | a store of {_n(p['log_records'])} records reopened with "
+        f"{_n(p['new_records'])} appended since its last open: verifying them "
+        f"**{check * 1000:.0f} ms** ({r['open_verify_us_per_record']:.0f} µs/record, fixed "
+        f"costs included); the whole reopen {reopen:.1f} s, {idle:.1f} s with nothing new "
+        f"| `verify()` of the whole log (what `audit verify` does): {full:.2f} s "
+        f"({r['full_verify_us_per_record']:.1f} µs/record) | "
+        f"{r['open_verify_over_full_verify']:.3f} | verifies the "
+        f"{_n(d['goals']['verified_records_at_reopen'])} new records only | yes |"
+    ]
+
+
 def _search_rows(d: dict[str, Any]) -> list[str]:
     p, r = d["parameters"], d["results"]
     rec, lat, emb, meets = r["recall"], r["latency_ms"], r["embedding"], r["meets"]
@@ -148,6 +164,7 @@ _ROWS = {
     "ingest": _ingest_rows,
     "project": _project_rows,
     "replay": _replay_rows,
+    "open": _open_rows,
     "search": _search_rows,
     "kafka": _kafka_rows,
 }

@@ -28,7 +28,7 @@ from .common import (
 )
 from .connect import connect
 
-BENCH_SUITES = ("ingest", "project", "replay", "search", "kafka")
+BENCH_SUITES = ("ingest", "project", "replay", "open", "search", "kafka")
 
 
 def serve(

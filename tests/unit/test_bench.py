@@ -15,7 +15,8 @@ from memstream.bench import report
 from memstream.bench.common import BenchError, expect_counts, thread_cpu_seconds
 from memstream.bench.ingest import _cpu_split
 
-#: ingest: 1 batch of 100 per run; project and replay: their minimum of 1,000 events.
+#: ingest: 1 batch of 100 per run; project and replay: their minimum of 1,000 events;
+#: open: a log of 1,000 records, 10 new.
 SCALE = 0.001
 
 
@@ -25,7 +26,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]
     out, work = root / "out", root / "work"
     work.mkdir()
     # The search suite embeds with the real model: tests/integration/test_bench_search.py.
-    suites = ["ingest", "project", "replay"]
+    suites = ["ingest", "project", "replay", "open"]
     result = bench.run(suites, out, scale=SCALE, repeats=1, workdir=work, progress=False)
     return out, work, result
 
@@ -38,7 +39,7 @@ def _machine_ok(m: dict) -> None:
 
 def test_every_suite_writes_its_json_and_the_summary(results):
     out, work, result = results
-    assert set(result["suites"]) == {"ingest", "project", "replay"}
+    assert set(result["suites"]) == {"ingest", "project", "replay", "open"}
     for name, data in result["suites"].items():
         on_disk = json.loads((out / f"{name}.json").read_text())
         assert on_disk["suite"] == name and on_disk["scale"] == SCALE
@@ -51,6 +52,7 @@ def test_every_suite_writes_its_json_and_the_summary(results):
         "| ingest, durability `os`",
         "| project",
         "| replay",
+        "| open, integrity",
     ):
         assert row in summary
     assert not list(work.iterdir()), "the suites leave no scratch stores behind"
@@ -107,6 +109,20 @@ def test_replay_reaches_the_source_state(results):
     assert 0 < run["copy_seconds"] <= run["seconds"]
     assert 0 < run["project_seconds"] <= run["seconds"]
     assert r["seconds_per_million_events"] == pytest.approx(r["replay_seconds"]["median"] * 1_000)
+
+
+def test_open_verifies_only_the_new_records_and_compares_with_a_full_verify(results):
+    d = results[2]["suites"]["open"]
+    p, r = d["parameters"], d["results"]
+    assert (p["log_records"], p["new_records"]) == (1_000, 10)
+    assert p["first_open_verified_records"] == 1_000  # the first open verified all of it
+    (run,) = r["runs"]
+    assert run["log_records"] == 1_010
+    assert 0 < run["open_verify_seconds"] <= run["reopen_seconds"]
+    assert run["full_verify_seconds"] > 0 and run["reopen_nothing_new_seconds"] > 0
+    assert r["reopen_over_full_verify"] == pytest.approx(
+        run["reopen_seconds"] / run["full_verify_seconds"]
+    )
 
 
 def test_a_store_missing_events_fails_the_suite():
