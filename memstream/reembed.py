@@ -155,18 +155,15 @@ def reembed(
 
     target = _open(root, actor, semantic=False)
     try:
-        rows = (
-            target.runtime.duck.cursor()
-            .execute(
+        with target.runtime.duck.reading() as cur:
+            rows = cur.execute(
                 "SELECT m.memory_id, v.content_hash, v.text, len(v.vector) "
                 "FROM memories m JOIN versions v "
                 "ON v.memory_id = m.memory_id AND v.version = m.version "
                 "WHERE list_contains(?, m.state) AND v.text IS NOT NULL "
                 "AND v.content_hash IS NOT NULL ORDER BY m.memory_id",
                 [list(LIVE_STATES)],
-            )
-            .fetchall()
-        )
+            ).fetchall()
         supplied = [r for r in rows if r[3] is not None]
         wrong_dim = sum(1 for r in supplied if r[3] != dim)
         texts: dict[str, str] = {}

@@ -300,6 +300,13 @@ class MemoryStore(Operations, Reads):
         """Wait until everything appended is projected."""
         self.service.flush(self.caller)
 
+    def checkpoint(self) -> dict[str, Any]:
+        """Bring every file of the store in line with the log: the projections and the
+        search indexes catch up and persist, and nothing of any memory erased so far is
+        left on disk (see docs/erasure.md). An erase triggers the same work by itself
+        about a second later (``erase_scrub_delay``), and ``close`` does it too."""
+        return self.service.checkpoint(self.caller)
+
     def follow(
         self, start: int = 0, *, batch: int = 10_000, idle: float | None = None
     ) -> Iterator[list[Decided]]:

@@ -17,7 +17,7 @@ from memstream.projections.decide import split_kid
 from memstream.schemas.memcube import Logged, MemState, Outcome
 
 #: Bump when the projection's rows change meaning: stores built by another version rebuild.
-PROJECTOR_VERSION = 2
+PROJECTOR_VERSION = 3
 
 _json = msgspec.json.Encoder()
 

@@ -382,7 +382,9 @@ def _decide_erase(state: DecisionState, logged: Logged, current: MemState, commo
         if m.state == "erased":
             continue
         if mid == current.memory_id:
-            changes.insert(0, replace(m, **common, state="erased", tags=(), metadata={}))
+            changes.insert(
+                0, replace(m, **common, state="erased", tags=(), metadata={}, source=None)
+            )
         else:
             changes.append(
                 replace(
@@ -390,6 +392,7 @@ def _decide_erase(state: DecisionState, logged: Logged, current: MemState, commo
                     state="erased",
                     tags=(),
                     metadata={},
+                    source=None,
                     revision=m.revision + 1,
                     updated_at=t,
                     updated_by=ev.actor,

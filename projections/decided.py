@@ -77,12 +77,14 @@ def read_outcomes(duck: DuckStore, after: int, upto: int) -> list[Outcome]:
     ``upto`` must not exceed what the projection holds (``duck.offset()``): an offset it
     does not hold yet has no outcome to read.
     """
-    cur = duck.cursor()
+    with duck.reading() as cur:
+        changed = cur.execute(_CHANGES, [after, upto]).fetchall()
+        verdicts = cur.execute(_VERDICTS, [after, upto]).fetchall()
     changes: dict[int, list[MemState]] = defaultdict(list)
-    for row in cur.execute(_CHANGES, [after, upto]).fetchall():
+    for row in changed:
         changes[row[0]].append(_state(row))
     out = []
-    for row in cur.execute(_VERDICTS, [after, upto]).fetchall():
+    for row in verdicts:
         offset, recorded_at, event_id, type_, namespace, memory_id = row[:6]
         status, code, reason, version, revision, state = row[6:]
         out.append(

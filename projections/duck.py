@@ -13,8 +13,11 @@ The store is stamped with the projector version and the id of the log it was bui
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +39,7 @@ from .core import (
     CoreBatch,
     memory_row,
 )
+from .snapshot import fsync_dir, fsync_file
 
 _PARENTS = "STRUCT(memory_id VARCHAR, version INTEGER)[]"
 _TS = pa.timestamp("us", tz="UTC")
@@ -175,8 +179,78 @@ def prepare(b: CoreBatch) -> Prepared | None:
     )
 
 
+class _Gate:
+    """Readers share the database file; :meth:`DuckStore.rewrite` takes it alone for the
+    moment it swaps the file. Re-entrant for a thread that already reads; a waiting
+    rewrite holds back new readers, so it is never starved."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._exclusive = False
+        self._waiting = 0
+        self._local = threading.local()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            with self._cond:
+                while self._exclusive or self._waiting:
+                    self._cond.wait()
+                self._readers += 1
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                with self._cond:
+                    self._readers -= 1
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            try:
+                while self._exclusive or self._readers:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    """What a :meth:`DuckStore.rewrite` did: the new file's size, the seconds writers
+    waited (the copy and the swap) and the seconds readers waited (the swap only)."""
+
+    bytes: int
+    copy_seconds: float
+    swap_seconds: float
+
+
+#: Suffix of the file a rewrite writes before it replaces the database with it.
+REWRITE_SUFFIX = ".rewrite"
+#: ``store_meta`` key: the core offset the file was last rewritten at (every erase up to it
+#: has no byte left in the file).
+REWRITTEN_THROUGH = "rewritten_through"
+
+
 class DuckStore:
-    """A DuckDB file holding the core projection. One writer; readers use cursors."""
+    """A DuckDB file holding the core projection. One writer; readers use cursors.
+
+    Reads go through :meth:`query` or :meth:`reading`, which let :meth:`rewrite` swap the
+    file between two reads; the writing side (``write``, ``set_offsets``, what holds
+    ``_write_lock``) uses :meth:`cursor`.
+    """
 
     def __init__(
         self, path: str | Path, read_only: bool = False, config: dict[str, str] | None = None
@@ -184,45 +258,134 @@ class DuckStore:
         """``config`` adds DuckDB settings to (or overrides) :data:`DUCKDB_CONFIG`."""
         self.path = Path(path)
         self.read_only = read_only
-        self.db = duckdb.connect(
-            str(self.path), read_only=read_only, config={**DUCKDB_CONFIG, **(config or {})}
-        )
+        self._config = {**DUCKDB_CONFIG, **(config or {})}
         if not read_only:
-            self.db.execute("SET TimeZone = 'UTC'")
-            self.db.execute(SCHEMA)
+            # What an interrupted rewrite left: a copy of live rows only, never needed.
+            self.path.with_name(self.path.name + REWRITE_SUFFIX).unlink(missing_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._cursor_lock = threading.Lock()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._gate = _Gate()
+        #: bumped by each rewrite: cursors of an older generation belong to a closed file
+        self._generation = 0
+        self._connect()
         #: subject → key generation in ``subjects`` (read once, then kept by ``write``)
         self._generations: dict[str, int] | None = None
 
-    def close(self) -> None:
+    def _connect(self) -> None:
+        self.db = duckdb.connect(str(self.path), read_only=self.read_only, config=self._config)
+        if not self.read_only:
+            self.db.execute("SET TimeZone = 'UTC'")
+            self.db.execute(SCHEMA)
+
+    def _close_connection(self) -> None:
         with self._cursor_lock:
             for cur in self._cursors:
                 cur.close()
             self._cursors.clear()
         self.db.close()
 
+    def close(self) -> None:
+        self._close_connection()
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for the calling thread (DuckDB connections are not shared across threads)."""
         cur = getattr(self._local, "cur", None)
-        if cur is None:
+        if cur is None or self._local.generation != self._generation:
             cur = self._local.cur = self.db.cursor()
+            self._local.generation = self._generation
             cur.execute("SET TimeZone = 'UTC'")
             with self._cursor_lock:
                 self._cursors.append(cur)
         return cur
 
+    @contextmanager
+    def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The calling thread's cursor, for reads: the file is not swapped meanwhile."""
+        with self._gate.shared():
+            yield self.cursor()
+
+    # -- rewriting: what DuckDB frees it does not overwrite ---------------------------------
+
+    def rewrite(self, meta: dict[str, str] | None = None) -> Rewritten:
+        """Replace the database file with a copy of what it holds now, and nothing else.
+
+        DuckDB marks deleted rows and the old values of updated ones as free, but leaves
+        their bytes in the file (and in its WAL after a crash) until the space is reused:
+        ``grep`` finds text that no query can. An erase needs those bytes gone, so the
+        live rows are copied into a fresh file (``COPY FROM DATABASE``: every table with
+        its constraints), which is synced and renamed over the old one; the old file's WAL
+        is removed with it. ``meta`` rows are written into the copy's ``store_meta``, so
+        they land atomically with it. Writers wait for the whole rewrite; readers only for
+        the swap. A crash leaves the old file, whole (the copy is removed on the next
+        open).
+        """
+        with self._write_lock:
+            return self._rewrite(meta)
+
+    def _rewrite(self, meta: dict[str, str] | None) -> Rewritten:
+        # called with ``_write_lock`` held
+        tmp = self.path.with_name(self.path.name + REWRITE_SUFFIX)
+        tmp.unlink(missing_ok=True)
+        started = time.perf_counter()
+        cur = self.cursor()
+        # What the WAL holds goes into the old file now, so that closing it below (while
+        # readers wait) has nothing left to write.
+        cur.execute("CHECKPOINT")
+        (name,) = cur.execute("SELECT current_database()").fetchone()
+        cur.execute(f"ATTACH '{_quote(str(tmp))}' AS memstream_rewrite")
+        try:
+            cur.execute(f'COPY FROM DATABASE "{name}" TO memstream_rewrite')
+            for key, value in (meta or {}).items():
+                cur.execute(
+                    "INSERT OR REPLACE INTO memstream_rewrite.store_meta VALUES (?, ?)",
+                    (key, value),
+                )
+        finally:
+            cur.execute("DETACH memstream_rewrite")
+        fsync_file(tmp)
+        copied = time.perf_counter()
+        with self._gate.exclusive():
+            self._close_connection()
+            # A clean close checkpoints and removes the WAL; one left behind belongs to
+            # the old file and must never be replayed into the new one.
+            Path(str(self.path) + ".wal").unlink(missing_ok=True)
+            os.replace(tmp, self.path)
+            fsync_dir(self.path.parent)
+            self._generation += 1
+            self._connect()
+        swapped = time.perf_counter()
+        return Rewritten(self.path.stat().st_size, copied - started, swapped - copied)
+
+    def erase_pending(self) -> bool:
+        """Whether an accepted erase is newer than the last :meth:`rewrite` (so the bytes
+        it erased may still be in the file)."""
+        with self.reading() as cur:
+            (last,) = cur.execute(
+                "SELECT max(\"offset\") FROM audit WHERE type = 'erase' AND status = 'accepted'"
+            ).fetchone()
+        return last is not None and last > int(self.meta().get(REWRITTEN_THROUGH, -1))
+
+    def scrub(self) -> Rewritten | None:
+        """:meth:`rewrite` the file if an erase is pending (``None``: nothing to do)."""
+        with self._write_lock:
+            if not self.erase_pending():
+                return None
+            return self._rewrite({REWRITTEN_THROUGH: str(self.offset())})
+
     # -- stamp --------------------------------------------------------------------------
 
     def meta(self) -> dict[str, str]:
-        return dict(self.cursor().execute("SELECT key, value FROM store_meta").fetchall())
+        with self.reading() as cur:
+            return dict(cur.execute("SELECT key, value FROM store_meta").fetchall())
 
     def stamp(self, log_id: str, **extra: str) -> None:
         rows = {"projector_version": str(PROJECTOR_VERSION), "log_id": log_id, **extra}
-        cur = self.cursor()
-        cur.executemany("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", list(rows.items()))
+        with self._write_lock:
+            self.cursor().executemany(
+                "INSERT OR REPLACE INTO store_meta VALUES (?, ?)", list(rows.items())
+            )
 
     def stamp_matches(self, log_id: str) -> tuple[bool, str]:
         m = self.meta()
@@ -239,11 +402,10 @@ class DuckStore:
 
     def offset(self, projector: str = CORE) -> int:
         """The last log offset this store holds (``-1``: none)."""
-        row = (
-            self.cursor()
-            .execute('SELECT "offset" FROM projection_offsets WHERE projector = ?', (projector,))
-            .fetchone()
-        )
+        with self.reading() as cur:
+            row = cur.execute(
+                'SELECT "offset" FROM projection_offsets WHERE projector = ?', (projector,)
+            ).fetchone()
         return -1 if row is None else int(row[0])
 
     # -- writing --------------------------------------------------------------------------
@@ -383,7 +545,10 @@ class DuckStore:
     # -- loading the decision state ---------------------------------------------------------
 
     def load_states(self) -> tuple[list[MemState], list[tuple[str, int, int]]]:
-        cur = self.cursor()
+        with self.reading() as cur:
+            return self._load_states(cur)
+
+    def _load_states(self, cur) -> tuple[list[MemState], list[tuple[str, int, int]]]:
         rows = cur.execute(
             f"SELECT {_cols(MEMORY_COLUMNS)}, epoch_us(created_at), epoch_us(updated_at) "
             "FROM memories"
@@ -406,20 +571,22 @@ class DuckStore:
     # -- reads --------------------------------------------------------------------------------
 
     def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
-        cur = self.cursor()
-        res = cur.execute(sql, params) if params is not None else cur.execute(sql)
-        names = [d[0] for d in res.description]
-        return [dict(zip(names, row, strict=True)) for row in res.fetchall()]
+        with self.reading() as cur:
+            res = cur.execute(sql, params) if params is not None else cur.execute(sql)
+            names = [d[0] for d in res.description]
+            return [dict(zip(names, row, strict=True)) for row in res.fetchall()]
 
     def offset_at_time(self, when: datetime) -> int:
         """The last offset recorded at or before ``when`` (``-1`` if none)."""
         if when.tzinfo is None:
             raise ValueError("as_of must carry a timezone (e.g. 2026-01-01T00:00:00+00:00)")
-        row = (
-            self.cursor()
-            .execute(
+        with self.reading() as cur:
+            row = cur.execute(
                 'SELECT max("offset") FROM audit WHERE recorded_at <= ?', (when.astimezone(UTC),)
-            )
-            .fetchone()
-        )
+            ).fetchone()
         return -1 if row[0] is None else int(row[0])
+
+
+def _quote(path: str) -> str:
+    """A path inside a single-quoted SQL string literal."""
+    return path.replace("'", "''")

@@ -330,6 +330,8 @@ class EmbeddingCache:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            # A deleted vector is overwritten with zeros, not left in a free page.
+            self._conn.execute("PRAGMA secure_delete=ON")
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS embeddings ("
                 " model_id TEXT NOT NULL, content_hash TEXT NOT NULL,"
@@ -425,7 +427,9 @@ class EmbeddingCache:
         """Drop every cached vector (of every model) of content the memories owned.
 
         Used on erase (crypto-shredding): the plaintext is gone, and so must be anything
-        derived from it. Returns how many vectors were deleted.
+        derived from it. The rows are overwritten in the file (``secure_delete``) and the
+        WAL emptied, so their bytes are gone from disk too. Returns how many vectors were
+        deleted.
         """
         ids = list(dict.fromkeys(memory_ids))
         deleted = 0
@@ -446,6 +450,10 @@ class EmbeddingCache:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+            if deleted:
+                # The WAL still holds the pages as they were before: copy the zeroed ones
+                # into the database file and empty it.
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return deleted
 
     def backup(self, dest: str | os.PathLike[str]) -> None:

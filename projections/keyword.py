@@ -21,6 +21,12 @@ Design choices:
   after tantivy's own commit. A crash between the two leaves the index ahead of the
   manifest; replaying the log from the manifest's offset is harmless because upserts
   (delete then add, by ``memory_id``) and removals are idempotent.
+* A removal only marks a document deleted: its terms stay in the segment's term
+  dictionary (readable with tantivy's API) until segments are merged, which tantivy's
+  policy may never do. A removal because of an *erase* therefore leaves the index
+  ``purge_pending`` (recorded in the manifest, so a crash does not forget it), and
+  :meth:`purge` rewrites it from the live documents into fresh segments and deletes
+  every old file.
 """
 
 from __future__ import annotations
@@ -122,6 +128,8 @@ class KeywordIndex:
         self.heap_size = heap_size
         self.offset: int | None = None
         """The log offset covered by the last commit (``None`` before the first one)."""
+        self.purge_pending = False
+        """Whether an erased memory's terms may still be in a segment (see :meth:`purge`)."""
         self._lock = threading.RLock()
         self._writer: tantivy.IndexWriter | None = None
         self._analyzer = _analyzer()
@@ -168,6 +176,7 @@ class KeywordIndex:
             _reraise_fatal(exc)
             raise IndexUnusable(f"tantivy cannot open the index ({exc})", root) from None
         index.offset = manifest["offset"]
+        index.purge_pending = bool(manifest.get("purge_pending", False))
         return index
 
     @classmethod
@@ -245,12 +254,39 @@ class KeywordIndex:
                     tantivy.Document(memory_id=memory_id, namespace=namespace, text=text)
                 )
 
-    def remove(self, ids: Iterable[str]) -> None:
-        """Buffer removals by memory id; unknown ids are ignored (idempotent)."""
+    def remove(self, ids: Iterable[str], *, erased: bool = False) -> None:
+        """Buffer removals by memory id; unknown ids are ignored (idempotent).
+
+        ``erased``: the memories were erased, so their terms must leave the files too:
+        the index is left :attr:`purge_pending` until :meth:`purge` runs."""
         with self._lock:
             writer = self._get_writer()
             for memory_id in dict.fromkeys(ids):
                 writer.delete_documents_by_term("memory_id", memory_id)
+                self.purge_pending = self.purge_pending or erased
+
+    def purge(self, docs: Iterable[tuple[str, str, str]], offset: int) -> int:
+        """Rewrite the index from ``docs``, the live documents, as covering ``offset``.
+
+        Every document goes into fresh segments, and the files of the old ones (with the
+        terms of removed documents in their dictionaries) are deleted. Costs about what
+        indexing the live documents costs; the caller coalesces erasures before it calls.
+        Returns how many documents the index holds.
+        """
+        with self._lock:
+            writer = self._get_writer()
+            writer.delete_all_documents()
+            for memory_id, namespace, text in docs:
+                writer.add_document(
+                    tantivy.Document(memory_id=memory_id, namespace=namespace, text=text)
+                )
+            writer.commit()
+            writer.garbage_collect_files()
+            writer.wait_merging_threads()  # consumes the writer; the next write makes one
+            self._writer = None
+            self.purge_pending = False
+            self.commit(offset)
+            return len(self)
 
     def commit(self, offset: int) -> None:
         """Make buffered changes durable and searchable, recording ``offset`` as covered.
@@ -270,6 +306,7 @@ class KeywordIndex:
                 "offset": offset,
                 "analyzer": ANALYZER,
                 "documents": self._index.searcher().num_docs,
+                "purge_pending": self.purge_pending,
             }
             write_manifest(self.directory, manifest)
             self.offset = offset

@@ -252,15 +252,12 @@ class _Candidate:
 def _candidates(duck: DuckStore, q: SearchQuery) -> list[_Candidate]:
     source, e, params = _source(q.as_of)
     where, more = _where(q, e)
-    rows = (
-        duck.cursor()
-        .execute(
+    with duck.reading() as cur:
+        rows = cur.execute(
             f"SELECT m.memory_id, {e['namespace']}, {e['state']}, v.text, v.content_hash, v.vector "
             f"FROM {source} WHERE {' AND '.join(where)}",
             params + more,
-        )
-        .fetchall()
-    )
+        ).fetchall()
     return [_Candidate(*r) for r in rows]
 
 
@@ -275,10 +272,11 @@ def _memories(duck: DuckStore, ids: list[str], as_of: int | None) -> dict[str, M
         where, more = f"m.memory_id IN ({', '.join('?' * len(ids))})", ids
     else:
         where, more = "list_contains(?, m.memory_id)", [ids]
-    res = duck.cursor().execute(
-        f"SELECT {view_select(e)} FROM {source} WHERE {where}", params + more
-    )
-    return {m.memory_id: m for m in map(view_from_row, res.fetchall())}
+    with duck.reading() as cur:
+        rows = cur.execute(
+            f"SELECT {view_select(e)} FROM {source} WHERE {where}", params + more
+        ).fetchall()
+    return {m.memory_id: m for m in map(view_from_row, rows)}
 
 
 def _views(

@@ -30,6 +30,13 @@ Saving the hnswlib graph is the expensive part (files, SHA-256, fsync), so it is
 at most every ``save_interval`` seconds or ``save_changes`` changed memories (checked on
 each tick), and on close. The keyword index commits on every batch, because tantivy shows
 only committed documents to searches.
+
+An erase must leave nothing on disk. A removed document's terms stay in tantivy's segments
+and a deleted element's vector in hnswlib's, so an erasure leaves the keyword index
+``purge_pending`` (in its manifest) and, ``purge_delay`` seconds later (erasures coalesce),
+on :meth:`flush`, on close, or on the next start after a crash, the keyword index is
+rewritten from the live memories and the vector index saved (a save blanks the vectors of
+deleted elements).
 """
 
 from __future__ import annotations
@@ -105,6 +112,7 @@ class SemanticProjection:
         *,
         save_interval: float = 5.0,
         save_changes: int = 5_000,
+        purge_delay: float = 1.0,
         progress: ProgressFactory | None = None,
         vector_options: dict[str, Any] | None = None,
         row_capacity: int = DEFAULT_CAPACITY,
@@ -114,6 +122,7 @@ class SemanticProjection:
         self.embedder = embedder
         self.save_interval = save_interval
         self.save_changes = save_changes
+        self.purge_delay = purge_delay
         self.progress = progress
         self.vector_options = dict(vector_options or {})
         #: The core offset both indexes reflect (``-1``: nothing yet; not open yet either).
@@ -130,6 +139,8 @@ class SemanticProjection:
         self._duck: DuckStore | None = None
         self._dirty = 0
         self._last_save = time.monotonic()
+        #: when the erasures seen since the last purge are due to be purged
+        self._purge_due: float | None = None
 
     # -- opening -------------------------------------------------------------------------
 
@@ -189,10 +200,10 @@ class SemanticProjection:
         self.keywords = KeywordIndex(self.directory / "keywords", overwrite=True)
         self.problems.clear()
         self.rows.clear()
-        ids = [r[0] for r in duck.cursor().execute(
+        ids = [r["memory_id"] for r in duck.query(
             "SELECT memory_id FROM memories WHERE list_contains(?, state) ORDER BY memory_id",
             [list(LIVE_STATES)],
-        ).fetchall()]  # fmt: skip
+        )]  # fmt: skip
         tick = self.progress("indexing memories", len(ids)) if self.progress and ids else None
         for start in range(0, len(ids), 2_048):
             chunk = ids[start : start + 2_048]
@@ -213,6 +224,9 @@ class SemanticProjection:
         with self._lock:
             self._duck = ctx.duck
             self._open(ctx.duck, ctx.head)
+            assert self.keywords is not None
+            if self.keywords.purge_pending:  # erasures a crash left unpurged
+                self._purge()
             self._save()
             return self.checkpoint
 
@@ -264,22 +278,51 @@ class SemanticProjection:
         if not keys:
             return {}
         assert self._duck is not None
-        rows = (
-            self._duck.cursor()
-            .execute(
+        with self._duck.reading() as cur:
+            rows = cur.execute(
                 "SELECT v.memory_id, v.version, v.text, v.content_hash, v.vector FROM versions v "
                 "JOIN (SELECT unnest(?::VARCHAR[]) AS memory_id, unnest(?::INTEGER[]) AS version)"
                 " k ON k.memory_id = v.memory_id AND k.version = v.version",
                 [[k[0] for k in keys], [k[1] for k in keys]],
-            )
-            .fetchall()
-        )
+            ).fetchall()
         return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
 
     def tick(self) -> None:
-        """Save the vector index when enough changed or enough time passed."""
+        """Purge erasures when due; save the vector index when enough changed or enough
+        time passed."""
         with self._lock:
+            if self._purge_due is not None and time.monotonic() >= self._purge_due:
+                self._purge()
             self._save()
+
+    def flush(self) -> None:
+        """Persist everything now: purge pending erasures, save the vector index."""
+        with self._lock:
+            if self.vectors is None or self.keywords is None:
+                return
+            if self.keywords.purge_pending:
+                self._purge()
+            elif self._dirty or self.vectors.offset != self.checkpoint:
+                self._save(force=True)
+
+    def _purge(self) -> None:
+        """Rewrite the keyword index from the live memories and save the vector index, so
+        that no erased memory's terms or vector stay in a file."""
+        assert self.keywords is not None and self._duck is not None
+        with self._duck.reading() as cur:
+            docs = cur.execute(
+                f"SELECT m.memory_id, m.namespace, v.text FROM {CURRENT_SOURCE} "
+                "WHERE list_contains(?, m.state) AND v.text IS NOT NULL ORDER BY m.memory_id",
+                [list(LIVE_STATES)],
+            ).fetchall()
+        started = time.monotonic()
+        self.keywords.purge(docs, self.checkpoint)
+        self._save(force=True)
+        self._purge_due = None
+        log.info(
+            "purged erased memories from the indexes of %s (%d documents, %.2f s)",
+            self.directory, len(docs), time.monotonic() - started,
+        )  # fmt: skip
 
     # -- following -----------------------------------------------------------------------
 
@@ -293,11 +336,11 @@ class SemanticProjection:
             self._save()
 
     def _sync(self, duck: DuckStore, upto: int) -> None:
-        ids = [r[0] for r in duck.cursor().execute(
+        ids = [r["memory_id"] for r in duck.query(
             'SELECT DISTINCT memory_id FROM transitions WHERE "offset" > ? AND "offset" <= ? '
             "ORDER BY memory_id",
             [self.checkpoint, upto],
-        ).fetchall()]  # fmt: skip
+        )]  # fmt: skip
         for start in range(0, len(ids), 2_048):
             self._apply(duck, ids[start : start + 2_048])
         assert self.keywords is not None
@@ -307,16 +350,13 @@ class SemanticProjection:
 
     def _apply(self, duck: DuckStore, ids: list[str]) -> None:
         """Upsert the live ones among ``ids`` at their current version; remove the rest."""
-        rows = (
-            duck.cursor()
-            .execute(
+        with duck.reading() as cur:
+            rows = cur.execute(
                 f"SELECT {view_select(CURRENT_EXPRESSIONS)}, v.vector "
                 f"FROM {CURRENT_SOURCE} JOIN (SELECT unnest(?::VARCHAR[]) AS memory_id) c "
                 "ON c.memory_id = m.memory_id",
                 [ids],
-            )
-            .fetchall()
-        )
+            ).fetchall()
         self._index([(view_from_row(row[:-1]), row[-1]) for row in rows])
 
     def _index(self, entries: list[tuple[Memory, list[float] | None]]) -> None:
@@ -343,11 +383,15 @@ class SemanticProjection:
         self.rows.put(views)
         if gone:
             self.vectors.remove(gone)
-            self.keywords.remove(gone)
+            wiped = set(erased)
+            self.keywords.remove([m for m in gone if m not in wiped])
             for memory_id in gone:
                 self.problems.pop(memory_id, None)
         if erased:
+            self.keywords.remove(erased, erased=True)
             self.embedder.cache.forget_memories(erased)
+            if self._purge_due is None:
+                self._purge_due = time.monotonic() + self.purge_delay
         if not live:
             return
         self.keywords.upsert([(m, ns, text) for m, ns, text, _, _ in live])
@@ -409,7 +453,9 @@ class SemanticProjection:
         """Save whatever is not saved yet and release the keyword writer."""
         with self._lock:
             if self.vectors is not None and self.keywords is not None:
-                if self._dirty or self.vectors.offset != self.checkpoint:
+                if self.keywords.purge_pending:
+                    self._purge()
+                elif self._dirty or self.vectors.offset != self.checkpoint:
                     self._save(force=True)
                 self.keywords.close()
             self.embedder.cache.close()

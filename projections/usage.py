@@ -126,11 +126,10 @@ class UsageTracker:
         duck = ctx.duck
         with duck._write_lock:
             duck.cursor().execute(_SCHEMA)
-        rows = (
-            duck.cursor()
-            .execute("SELECT memory_id, access_count, epoch(last_access), heat FROM usage")
-            .fetchall()
-        )
+        with duck.reading() as cur:
+            rows = cur.execute(
+                "SELECT memory_id, access_count, epoch(last_access), heat FROM usage"
+            ).fetchall()
         with self._lock:
             self._flushed = {m: (int(c), float(t), float(h)) for m, c, t, h in rows}
         self.duck = duck

@@ -294,7 +294,7 @@ class VectorIndex:
         self._ids[label] = None
         self._live[label] = False
         # The row is cleared so a removed memory's vector does not outlive it in our
-        # file; hnswlib keeps its copy until the next compaction.
+        # file; hnswlib keeps its copy in memory, and ``save`` blanks it in the graph file.
         self._vectors[label] = 0.0
         self._deleted += 1
 
@@ -502,6 +502,7 @@ class VectorIndex:
         with self._lock:
             n_labels = len(self._ids)
             self._graph.save_index(str(root / names["graph"]))
+            self._blank_deleted(root / names["graph"])
             with (root / names["vectors"]).open("wb") as handle:
                 np.save(handle, self._vectors[:n_labels], allow_pickle=False)
             (root / names["ids"]).write_text(json.dumps(self._ids), encoding="utf-8")
@@ -536,6 +537,34 @@ class VectorIndex:
             stale = path.name.startswith(("graph-", "vectors-", "ids-", f"{MANIFEST_NAME}."))
             if stale and path.name not in keep:
                 path.unlink(missing_ok=True)
+
+    def _blank_deleted(self, path: Path) -> int:
+        """Zero, in a graph file just saved, the vectors of every deleted label.
+
+        hnswlib keeps a deleted element (its links stay waypoints of the graph) and saves
+        its vector with it: the vector of an archived, revised or erased memory would
+        outlive it on disk, and a vector reveals what its text was about. Each element of
+        level 0 is laid out as links, vector, label (offsets in the file's header); the
+        vector of every element whose label is no longer live is overwritten with zeros.
+        Loaded again, such an element is still a waypoint, at inner product 0 with every
+        query. Returns how many vectors were blanked.
+        """
+        dead = ~self._live[: len(self._ids)]
+        if not dead.any():
+            return 0
+        with path.open("r+b") as handle:
+            header = _HNSW_HEADER.unpack(handle.read(_HNSW_HEADER.size))
+            count, per_element, label_at, data_at = header[2], header[3], header[4], header[5]
+            level0 = np.frombuffer(handle.read(count * per_element), dtype=np.uint8)
+            labels = level0.reshape(count, per_element)[:, label_at : label_at + 8].copy()
+            labels = labels.view(np.uint64).reshape(count)
+            zeros = bytes(label_at - data_at)
+            blanked = 0
+            for internal in np.flatnonzero(dead[labels.astype(np.int64)]).tolist():
+                handle.seek(_HNSW_HEADER.size + internal * per_element + data_at)
+                handle.write(zeros)
+                blanked += 1
+        return blanked
 
     @staticmethod
     def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:

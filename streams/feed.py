@@ -50,6 +50,7 @@ class DecidedFeed:
         self._cond = threading.Condition()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._closed = False
+        self._pokes = 0
 
     @property
     def committed(self) -> int:
@@ -76,6 +77,13 @@ class DecidedFeed:
     def close(self) -> None:
         with self._cond:
             self._closed = True
+            self._wake()
+
+    def poke(self) -> None:
+        """Wake every waiting reader with nothing new (its :meth:`wait` returns False), so
+        that it looks at a request made meanwhile (the runner's flush)."""
+        with self._cond:
+            self._pokes += 1
             self._wake()
 
     def _wake(self) -> None:
@@ -110,9 +118,12 @@ class DecidedFeed:
         Raises :class:`FeedClosed` when the feed closes first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
+            pokes = self._pokes
             while self._committed <= after:
                 if self._closed:
                     raise FeedClosed("the store closed")
+                if self._pokes != pokes:
+                    return False
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False

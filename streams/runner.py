@@ -8,7 +8,8 @@ holds back a fast one, nor the core projection, nor the writers. A lane
 1. starts its processor, which answers with its checkpoint;
 2. hands it every decided event after that checkpoint in batches (from memory while it
    keeps up, from storage when it is behind), waiting for the next commit when it is done;
-3. calls its ``tick`` at least every ``interval`` seconds;
+3. calls its ``tick`` at least every ``interval`` seconds, and its ``flush`` (if it has
+   one) when :meth:`ProcessorRunner.flush` asks;
 4. on ``close``, catches up with what the core committed, then closes the processor.
 
 An error in a processor stops its lane; :meth:`ProcessorRunner.wait_for` raises it to
@@ -48,6 +49,8 @@ class _Lane:
         #: Its checkpoint (``-2``: not started yet).
         self.checkpoint = -2
         self.failure: BaseException | None = None
+        #: the last flush request this lane carried out
+        self.flushed = 0
         self.thread = threading.Thread(
             target=self._run, name=f"memstream-{processor.name}", daemon=True
         )
@@ -72,6 +75,14 @@ class _Lane:
                 if time.monotonic() - last_tick >= r.interval:
                     p.tick()
                     last_tick = time.monotonic()
+                wanted, target = r.flush_request
+                if self.flushed < wanted and self.checkpoint >= target:
+                    flush = getattr(p, "flush", None)
+                    if flush is not None:
+                        flush()
+                    with r.cond:
+                        self.flushed = wanted
+                        r.cond.notify_all()
         except BaseException as e:  # the lane stops; readers learn it from wait_for
             log.exception("processor %s stopped", p.name)
             with r.cond:
@@ -107,6 +118,8 @@ class ProcessorRunner:
         self.on_advance = on_advance
         self.cond = threading.Condition()
         self.stopping = False
+        #: (number of flush requests made so far, the offset the last one must reach)
+        self.flush_request = (0, -1)
         self.lanes = [_Lane(self, p) for p in processors]
         names = [p.name for p in processors]
         if len(set(names)) != len(names):
@@ -162,6 +175,26 @@ class ProcessorRunner:
                 f"the {name} processor stopped: {e!r}; reopen the store to resume (it "
                 "catches up from its checkpoint, or rebuilds)"
             ) from e
+
+    def flush(self, timeout: float, on_timeout: Callable[[int], BaseException]) -> None:
+        """Have every processor catch up with what the core committed, then persist what
+        it would otherwise persist later (its ``flush``: an index saved, erased content
+        purged from its files). Blocks until each has, or raises ``on_timeout(reached)``
+        after ``timeout`` seconds, or the failure of one of them."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            wanted = self.flush_request[0] + 1
+            self.flush_request = (wanted, self.feed.committed)
+        self.feed.poke()
+        with self.cond:
+            while True:
+                self.raise_failure()
+                if all(lane.flushed >= wanted for lane in self.lanes):
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise on_timeout(min(lane.checkpoint for lane in self.lanes))
+                self.cond.wait(left)
 
     def wait_for(
         self,

@@ -101,3 +101,7 @@ class StoreSettings(Settings):
     read_wait: float = Field(10.0, ge=0)
     #: Seconds between two ticks of a processor (its time-based saves and flushes).
     follow_interval: float = Field(1.0, gt=0)
+    #: Seconds from an erase to the rewrite of the files that held its bytes (the core
+    #: projection; the search indexes purge on the same delay): erasures within the delay
+    #: share one rewrite. ``checkpoint()`` and ``close()`` do it at once.
+    erase_scrub_delay: float = Field(1.0, ge=0)

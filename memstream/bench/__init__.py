@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import ingest, kafka, opening, project, replay, report, search
+from . import erasure, ingest, kafka, opening, project, replay, report, search
 from .common import BenchError, Reporter, Scratch, machine_info, now_iso, write_json
 
 SUITES: dict[str, Callable[..., dict[str, Any]]] = {
@@ -27,11 +27,14 @@ SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "open": opening.run,
     "search": search.run,
     "kafka": kafka.run,
+    "erasure": erasure.run,
 }
 #: Repeats per suite when none are asked for: medians of 3, but 2 replays (at scale 1.0 a
 #: replay of 1M events takes minutes, and the source store's own opening is one more
 #: projection of the same log, reported beside them).
-DEFAULT_REPEATS = {"ingest": 3, "project": 3, "replay": 2, "open": 3, "search": 3, "kafka": 3}
+DEFAULT_REPEATS = {
+    "ingest": 3, "project": 3, "replay": 2, "open": 3, "search": 3, "kafka": 3, "erasure": 3,
+}  # fmt: skip
 SEED = 20250717
 
 __all__ = ["SUITES", "BenchError", "run"]

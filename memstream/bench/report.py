@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-SUITE_ORDER = ("ingest", "project", "replay", "open", "search", "kafka")
+SUITE_ORDER = ("ingest", "project", "replay", "open", "search", "kafka", "erasure")
 START = "<!-- bench:summary:start -->"
 END = "<!-- bench:summary:end -->"
 
@@ -160,6 +160,30 @@ def _kafka_rows(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def _erasure_rows(d: dict[str, Any]) -> list[str]:
+    p, r = d["parameters"], d["results"]
+    plain, erasing = r["plain_events_per_s"]["median"], r["erasing_events_per_s"]["median"]
+    ms = "{:.3f} ms".format
+    return [
+        f"| erasure, ingest | {_n(p['memories'])} creates in batches of {p['batch_size']} "
+        f"with an erase every {_n(p['erase_every'])} ({p['erasures']} erasures, every file "
+        f"rewritten after them, checkpoint included): **{_n(erasing)} ev/s** | the same "
+        f"creates, no erase: {_n(plain)} ev/s | {r['ingest_ratio']:.2f} | erased texts left "
+        f"in any file: 0 ({r['erased_texts_on_disk']}) | {_ok(r['erased_texts_on_disk'] == 0)} |",
+        f"| erasure, rewrite | the core projection's file ({r['file_mb']:.0f} MB) rewritten "
+        f"after one erase: copy **{r['rewrite_copy_s']['median']:.2f} s** (writers wait), "
+        f"swap {r['rewrite_swap_s']['median'] * 1e3:.0f} ms (readers wait) | — | — | — | — |",
+        f"| erasure, reads | `get`'s query through `DuckStore.query` (the read gate) p50: "
+        f"**{ms(r['gated_read_p50_ms']['median'])}** | the same query on a raw cursor: "
+        f"{ms(r['raw_get_p50_ms']['median'])} | "
+        f"{r['gated_read_p50_ms']['median'] / r['raw_get_p50_ms']['median']:.2f} | — | — |",
+        f"| erasure, keyword purge | keyword index of {_n(p['memories'])} documents rewritten "
+        f"from its live documents: **{r['keyword_purge_s']['median']:.2f} s** | indexing "
+        f"the same documents into a fresh index: {r['keyword_build_s']['median']:.2f} s | "
+        f"{r['keyword_purge_s']['median'] / r['keyword_build_s']['median']:.2f} | — | — |",
+    ]
+
+
 _ROWS = {
     "ingest": _ingest_rows,
     "project": _project_rows,
@@ -167,6 +191,7 @@ _ROWS = {
     "open": _open_rows,
     "search": _search_rows,
     "kafka": _kafka_rows,
+    "erasure": _erasure_rows,
 }
 
 

@@ -72,6 +72,7 @@ for _command in (
     reads.search,
     copies.replay,
     copies.backup,
+    ops.checkpoint,
     ops.reembed,
     ops.demo,
     ops.bench,

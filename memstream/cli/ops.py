@@ -26,9 +26,9 @@ from .common import (
     reported,
     setting,
 )
-from .connect import connect
+from .connect import connect, open_store
 
-BENCH_SUITES = ("ingest", "project", "replay", "open", "search", "kafka")
+BENCH_SUITES = ("ingest", "project", "replay", "open", "search", "kafka", "erasure")
 
 
 def serve(
@@ -246,3 +246,25 @@ def bench(
 
             out.print(Pretty(result))
             out.print(f"results written under {out_dir}")
+
+
+def checkpoint(
+    store: StoreOpt = DEFAULT_STORE,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Persist every projection and index now, and rewrite what an erase left on disk.
+
+    An erase does this by itself about a second later, and closing the store does it too;
+    run it to be sure, e.g. before copying the store's directory.
+    """
+    with reported(json_out):
+        with open_store(store, url) as target:
+            result = target.checkpoint()
+        if json_out:
+            print_json(result)
+        else:
+            out.print(
+                f"checkpointed at offset {result['offset']} in {result['seconds']:.2f} s: "
+                "projections saved, nothing of an erased memory left on disk"
+            )

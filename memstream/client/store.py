@@ -180,6 +180,13 @@ class HttpMemoryStore(Operations, HttpReads):
 
     # -- copies --------------------------------------------------------------------------------
 
+    def checkpoint(self) -> dict[str, Any]:
+        """Have the server persist every projection and leave nothing of an erased memory
+        on disk (see :meth:`memstream.MemoryStore.checkpoint`)."""
+        timeout = max(self.timeout, LONG_TIMEOUT)
+        resp = self._request("POST", "/v1/checkpoint", timeout=timeout)
+        return dict(body_of(self._ok(resp)))
+
     def backup(self, dest: str | Path) -> Path:
         """A consistent copy of the server's log and keys, written by the server.
 

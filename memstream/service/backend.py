@@ -85,6 +85,11 @@ class Backend(Protocol):
         """Wait until everything appended is projected."""
         ...
 
+    def checkpoint(self) -> dict[str, Any]:
+        """Projections caught up and persisted, erased bytes gone from every file: the
+        offset covered and the seconds it took."""
+        ...
+
     def feed(self) -> DecidedFeed:
         """The log of decided events, to follow from any offset."""
         ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -143,6 +144,11 @@ class EmbeddedBackend:
 
     def flush(self) -> None:
         self.runtime.flush()
+
+    def checkpoint(self) -> dict[str, Any]:
+        started = time.monotonic()
+        offset = self.runtime.checkpoint()
+        return {"offset": offset, "seconds": round(time.monotonic() - started, 3)}
 
     def feed(self) -> DecidedFeed:
         return self.runtime.feed

@@ -30,7 +30,9 @@ from .caller import Caller
 __all__ = ["ACTIONS", "MemoryService"]
 
 #: What a caller may be allowed to do (the ``action`` of :meth:`MemoryService.authorize`).
-ACTIONS = ("write", "read", "search", "audit", "verify", "status", "backup", "replay")
+ACTIONS = (
+    "write", "read", "search", "audit", "verify", "status", "checkpoint", "backup", "replay",
+)  # fmt: skip
 _VECTOR_TYPES = ("create", "revise", "merge")
 _NO_CONTEXT = Context()
 
@@ -206,6 +208,12 @@ class MemoryService:
         """Wait until everything appended is projected."""
         self.authorize(caller, "status")
         self.backend.flush()
+
+    def checkpoint(self, caller: Caller) -> dict[str, Any]:
+        """Bring every file of the store in line with the log now: projections caught up
+        and persisted, and nothing of any memory erased so far left on disk."""
+        self.authorize(caller, "checkpoint")
+        return self.backend.checkpoint()
 
     def head(self, caller: Caller) -> int:
         """The last offset in the log (-1: empty)."""

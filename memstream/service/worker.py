@@ -295,6 +295,12 @@ class WorkerBackend:
     def flush(self) -> None:
         raise Unsupported("a worker cannot flush the deployment; read with min_offset")
 
+    def checkpoint(self) -> dict[str, Any]:
+        raise Unsupported(
+            "a worker checkpoints each of its shards by itself after an erase (and on "
+            "shutdown); there is no deployment-wide checkpoint"
+        )
+
     def feed(self) -> DecidedFeed:
         raise Unsupported(
             "a Kafka deployment's decided events are its events and outcomes topics (kept "

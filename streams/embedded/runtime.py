@@ -28,7 +28,7 @@ from filelock import FileLock, Timeout
 from memstream.projections.core import CoreBatch, project
 from memstream.projections.decide import DecisionState, decide
 from memstream.projections.decided import read_outcomes
-from memstream.projections.duck import DuckStore, Prepared
+from memstream.projections.duck import DuckStore, Prepared, Rewritten
 from memstream.projections.processor import Decided, Processor
 from memstream.schemas.codec import EventCodec, MalformedEvent
 from memstream.schemas.events import Event, Registry, default_registry
@@ -225,6 +225,10 @@ class EmbeddedRuntime:
             self.duck.stamp(
                 log_id, **{VERIFIED_OFFSET: str(check.offset), VERIFIED_HASH: check.prev.hex()}
             )
+        # An erase a crash (or an older version) left unscrubbed: its bytes go before
+        # anything is served.
+        self._scrub_due: float | None = None
+        self.scrub()
         self._queue: queue.Queue[list[tuple[Logged, Outcome]] | None] = queue.Queue()
         #: Decided events as the core commits them, for every reader from any offset.
         self.feed = DecidedFeed(self._read_decided, self._projected)
@@ -337,6 +341,11 @@ class EmbeddedRuntime:
         self._queue.put(None)
         self._thread.join()
         self.runner.close()
+        if self._failure is None:
+            try:
+                self.scrub()
+            except Exception:  # the next open scrubs what is still pending
+                log.exception("rewriting the projection after an erase failed")
         self.duck.close()
         self.log.close()
         self.keys.close()
@@ -410,7 +419,18 @@ class EmbeddedRuntime:
     def _run(self) -> None:
         limit = self.options.batch_size
         while True:
-            item = self._queue.get()
+            due = self._scrub_due
+            try:
+                item = self._queue.get(
+                    timeout=None if due is None else max(0.0, due - time.monotonic())
+                )
+            except queue.Empty:  # the erasures of the last moments are due: rewrite
+                try:
+                    self.scrub()
+                except BaseException:
+                    log.exception("rewriting the projection after an erase failed")
+                    self._scrub_due = time.monotonic() + max(self.options.erase_scrub_delay, 5)
+                continue
             if item is None:
                 return
             batch = CoreBatch()
@@ -431,6 +451,8 @@ class EmbeddedRuntime:
                 if self._failure is None:
                     self._write(batch)
                     self.feed.publish(pairs)
+                    if batch.erased_memories and self._scrub_due is None:
+                        self._scrub_due = time.monotonic() + self.options.erase_scrub_delay
             except BaseException as e:  # the projector stops; reads report it
                 with self._cond:
                     self._failure = e
@@ -571,6 +593,34 @@ class EmbeddedRuntime:
         end = self.head if self.broken is None else self._projected
         self.wait_for(end, timeout=wait)
         self.wait_for_processors(end, timeout=wait)
+
+    # -- erasure: nothing left on disk -------------------------------------------------------
+
+    def scrub(self) -> Rewritten | None:
+        """Rewrite the core projection's file if an erase happened since its last rewrite
+        (see :meth:`DuckStore.rewrite`); what the rewrite did, or ``None``."""
+        self._scrub_due = None
+        done = self.duck.scrub()
+        if done is not None:
+            log.info(
+                "rewrote %s after an erase (%d bytes; copy %.2f s, swap %.3f s)",
+                self.duck.path, done.bytes, done.copy_seconds, done.swap_seconds,
+            )  # fmt: skip
+        return done
+
+    def checkpoint(self, timeout: float | None = None) -> int:
+        """Bring every file of the store in line with the log up to now: the core projection
+        and every processor catch up, each processor persists what it would persist later
+        (indexes saved, erased memories purged from them), and the core projection's file
+        is rewritten if an erase is pending. After it returns, nothing of what an erase
+        before the call erased is left in any file of the store. Returns the offset it
+        covers."""
+        head = self.head if self.broken is None else self._projected
+        wait = max(self.options.read_wait, 600.0) if timeout is None else timeout
+        self.wait_for(head, timeout=wait)
+        self.runner.flush(wait, lambda reached: NotCaughtUp(head, reached, wait))
+        self.scrub()
+        return head
 
     # -- processors -----------------------------------------------------------------------------
 

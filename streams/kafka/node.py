@@ -264,6 +264,8 @@ class Node:
         for subject, generation in res.erased:
             await self._destroy(subject, generation)
         await self._publish(shard, res.outcomes)
+        if res.scrub:  # erased content must leave the shard's file, not only its rows
+            await asyncio.to_thread(shard.duck.scrub)
 
     async def _reopen(self, shard: Shard) -> Shard:
         """Drop a shard whose in-memory state may be ahead of its file, and open it again."""

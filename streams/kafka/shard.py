@@ -96,6 +96,9 @@ class Applied:
     #: (subject, generation): accepted erases, in log order; every key of the subject up to
     #: that generation must be destroyed on the keys topic too
     erased: list[tuple[str, int]] = field(default_factory=list)
+    #: whether the batch erased memories: their bytes are still in the shard's file
+    #: until :meth:`DuckStore.scrub` rewrites it
+    scrub: bool = False
 
 
 class Shard:
@@ -125,6 +128,7 @@ class Shard:
             self.dir.mkdir(parents=True)
             self.duck = DuckStore(path, config=SHARD_DUCKDB_CONFIG)
         self.duck.stamp(log_id, partition=str(partition))
+        self.duck.scrub()  # an erase whose rewrite a crash interrupted
         self.state = DecisionState()
         self.state.load(*self.duck.load_states())
         self.offset = self.duck.offset()
@@ -199,6 +203,7 @@ class Shard:
         self.offset, self.chain, self.recorded = last, prev, recorded
         self._remember(seen_now)
         self.feed.publish(pairs)
+        res.scrub = bool(batch.erased_memories)
         return res
 
     def read_decided(self, after: int, upto: int) -> list[Decided]:
@@ -211,11 +216,11 @@ class Shard:
                 "back: it has no connection to the log"
             )
         outcomes = [_placed(o, self.partition) for o in read_outcomes(self.duck, after, upto)]
-        rows = self.duck.cursor().execute(
+        rows = [tuple(r.values()) for r in self.duck.query(
             'SELECT "offset", epoch_us(recorded_at), chain_hash, why, key_id FROM audit '
             'WHERE "offset" > ? AND "offset" <= ? ORDER BY "offset"',
             [after, upto],
-        ).fetchall()  # fmt: skip
+        )]  # fmt: skip
         records = {r.offset: r for r in self.fetch(after + 1, upto + 1)}
         out: list[Decided] = []
         for (offset, recorded, chain, why, kid), o in zip(rows, outcomes, strict=True):

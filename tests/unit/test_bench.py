@@ -16,7 +16,7 @@ from memstream.bench.common import BenchError, expect_counts, thread_cpu_seconds
 from memstream.bench.ingest import _cpu_split
 
 #: ingest: 1 batch of 100 per run; project and replay: their minimum of 1,000 events;
-#: open: a log of 1,000 records, 10 new.
+#: open: a log of 1,000 records, 10 new; erasure: its minimum of 2,000 memories.
 SCALE = 0.001
 
 
@@ -26,7 +26,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]
     out, work = root / "out", root / "work"
     work.mkdir()
     # The search suite embeds with the real model: tests/integration/test_bench_search.py.
-    suites = ["ingest", "project", "replay", "open"]
+    suites = ["ingest", "project", "replay", "open", "erasure"]
     result = bench.run(suites, out, scale=SCALE, repeats=1, workdir=work, progress=False)
     return out, work, result
 
@@ -39,7 +39,7 @@ def _machine_ok(m: dict) -> None:
 
 def test_every_suite_writes_its_json_and_the_summary(results):
     out, work, result = results
-    assert set(result["suites"]) == {"ingest", "project", "replay", "open"}
+    assert set(result["suites"]) == {"ingest", "project", "replay", "open", "erasure"}
     for name, data in result["suites"].items():
         on_disk = json.loads((out / f"{name}.json").read_text())
         assert on_disk["suite"] == name and on_disk["scale"] == SCALE
@@ -53,6 +53,8 @@ def test_every_suite_writes_its_json_and_the_summary(results):
         "| project",
         "| replay",
         "| open, integrity",
+        "| erasure, ingest",
+        "| erasure, rewrite",
     ):
         assert row in summary
     assert not list(work.iterdir()), "the suites leave no scratch stores behind"
@@ -182,3 +184,15 @@ def test_cpu_split_attributes_threads_and_leaves_the_rest_to_others():
     assert split["projector_thread"] == pytest.approx(200.0)
     assert split["other_threads"] == pytest.approx(200.0)  # 8, 9 and any that ended
     assert _cpu_split(None, None, 0.5, 7, 1000)["append_thread"] is None
+
+
+def test_erasure_erases_on_disk_and_measures_both_runs(results):
+    d = results[2]["suites"]["erasure"]
+    p, r = d["parameters"], d["results"]
+    assert p["memories"] == 2_000 and p["erasures"] == 2
+    run = r["runs"][0]
+    assert run["erasing"]["erased"] == 2 and run["plain"]["erased"] == 0
+    assert r["erased_texts_on_disk"] == 0
+    assert run["rewrite"]["file_bytes"] > 0 and run["rewrite"]["copy_seconds"] > 0
+    assert run["reads"]["reads"] > 0 and r["gated_read_p50_ms"]["median"] > 0
+    assert run["purge"]["purge_seconds"] > 0

@@ -288,3 +288,26 @@ def test_old_offsets_come_from_storage_when_memory_no_longer_holds_them(tmp_path
         store.flush()
         got = [d for batch in store.runtime.feed.follow(0, idle=0.1) for d in batch]
     assert [o for _, o in got] == [_comparable(o) for o in live]
+
+
+class Flushing(Recorder):
+    """A recorder that notes what it had seen each time it was asked to flush."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, name="flushing")
+        self.flushed_at: list[int] = []
+
+    def flush(self) -> None:
+        self.flushed_at.append(self.seen[-1][0].offset if self.seen else -1)
+
+
+def test_a_checkpoint_flushes_every_processor_after_it_caught_up(tmp_path: Path) -> None:
+    slow = Flushing(tmp_path / "ckpt")
+    plain = Recorder(tmp_path / "plain")  # no flush method: nothing to call
+    with open_store(tmp_path / "store", slow, plain, follow_interval=30.0) as store:
+        outs = workload(store)
+        assert store.checkpoint()["offset"] == outs[-1].offset
+        # it reached the head before it flushed
+        assert slow.flushed_at == [outs[-1].offset]
+        store.checkpoint()
+        assert slow.flushed_at == [outs[-1].offset] * 2

@@ -46,6 +46,7 @@ CALLS = {
     "search": lambda s, c, e: s.search(c, SearchQuery(query="tea", namespaces=["a", "b"])),
     "verify": lambda s, c, e: s.verify(c),
     "flush": lambda s, c, e: s.flush(c),
+    "checkpoint": lambda s, c, e: s.checkpoint(c),
     "head": lambda s, c, e: s.head(c),
     "health": lambda s, c, e: s.health(c),
     "ready": lambda s, c, e: s.ready(c),
@@ -78,7 +79,7 @@ def test_every_service_entry_point_passes_authorize_before_the_backend() -> None
             order.append(f"authorize:{action}")
 
         service.authorize = authorize  # type: ignore[method-assign]
-        for method in ("append", "get", "history", "audit", "search", "verify", "flush",
+        for method in ("append", "get", "history", "audit", "search", "verify", "flush", "checkpoint",
                        "head", "health", "ready", "status", "backup", "replay_copy",
                        "feed"):  # fmt: skip
             getattr(backend, method).side_effect = lambda *a, _o=order, **k: _o.append("backend")

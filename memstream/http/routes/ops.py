@@ -82,6 +82,22 @@ def _copy(what: str, field: str, path: Path, copy: Any) -> dict[str, Any]:
 
 
 @router.post(
+    "/v1/checkpoint",
+    tags=["service"],
+    summary="Persist every projection now; nothing of an erased memory left on disk",
+    description="The projections and search indexes catch up and persist, and the files "
+    "that held the content of memories erased so far are rewritten without it. An erase "
+    "triggers this by itself about a second later; call it to be sure.",
+    responses={
+        200: json_content(_OBJECT, "the offset covered and the seconds it took"),
+        501: error_content("a Kafka worker checkpoints its shards by itself"),
+    },
+)
+async def checkpoint(caller: CallerDep, service: ServiceDep) -> Response:
+    return MsgspecResponse(await run_in_threadpool(service.checkpoint, caller))
+
+
+@router.post(
     "/v1/backup",
     tags=["copies"],
     summary="A consistent copy of the log and keys, while serving",
