@@ -107,7 +107,7 @@ def indexed(store: MemoryStore, memories: list[dict]) -> None:
 
 def test_erasing_one_memory_leaves_no_byte_of_it_and_keeps_its_neighbour(tmp_path):
     root = tmp_path / "store"
-    with MemoryStore.open(root) as store:
+    with MemoryStore.open(root, semantic=True) as store:
         gone = write_marked(store, "user/alice")
         kept = write_marked(store, "user/alice")
         merged = write_merged(store, "user/alice")
@@ -131,7 +131,7 @@ def test_erasing_one_memory_leaves_no_byte_of_it_and_keeps_its_neighbour(tmp_pat
 
 def test_erasing_a_subject_leaves_no_byte_of_it_after_close(tmp_path):
     root = tmp_path / "store"
-    with MemoryStore.open(root) as store:
+    with MemoryStore.open(root, semantic=True) as store:
         mems = [write_marked(store, "user/bob") for _ in range(5)]
         mems.append(write_merged(store, "user/bob"))
         other = write_marked(store, "user/carol")
@@ -151,7 +151,7 @@ CHILD = textwrap.dedent(
     sys.path[:0] = [sys.argv[3]]
     from test_erasure_bytes import indexed, needles, write_marked, write_merged
     from memstream import MemoryStore
-    store = MemoryStore.open(sys.argv[1])
+    store = MemoryStore.open(sys.argv[1], semantic=True)
     mems = [write_marked(store, "user/dave") for _ in range(20)]
     mems.append(write_merged(store, "user/dave"))
     indexed(store, mems)
@@ -187,7 +187,7 @@ def test_kill_9_right_after_an_erase_then_reopen_leaves_no_byte(tmp_path):
     assert found_on_disk(root, wanted)
     # ... opening the store rewrites the core projection before it serves, and the first
     # checkpoint has the indexes (which replay the erase from their own checkpoints) follow.
-    with MemoryStore.open(root) as store:
+    with MemoryStore.open(root, semantic=True) as store:
         at_open = found_on_disk(root, wanted)
         assert not [f for files in at_open.values() for f in files if "core.duckdb" in f]
         store.checkpoint()
