@@ -4,7 +4,9 @@
 - :class:`Rejected` and its subclasses: the event was appended and decided, and the
   lifecycle refused it; ``outcome`` holds the verdict as the audit shows it.
 - :class:`BadRequest`, :class:`SearchDisabled`, :class:`PartitionUnavailable` and
-  :class:`Unsupported`: a read or an operation the service cannot answer as asked.
+  :class:`Unsupported`: a read or an operation the service cannot answer as asked. A
+  parameter of the wrong type or out of range is a :class:`BadRequest` naming it
+  (:mod:`memstream.validation` checks them once, at the service's edge).
 - :class:`LogTampered`: the log breaks its hash chain (the store was not opened, or a
   replay not made); :class:`RecordCorrupt`: a record that cannot be opened, by offset.
 """

@@ -18,8 +18,9 @@ import uuid_utils
 
 from memstream.errors import MalformedEvent, UnknownMemory, rejection
 from memstream.schemas import events as ev
-from memstream.schemas.codec import EventCodec, error_path
+from memstream.schemas.codec import EventCodec, error_path, surrogate_error
 from memstream.schemas.memcube import Outcome
+from memstream.validation import event_value
 
 __all__ = ["Operations", "new_id", "raise_rejections"]
 
@@ -38,6 +39,8 @@ def _context(context: ev.Context | dict[str, Any] | None) -> ev.Context:
         return msgspec.convert(context, ev.Context)
     except msgspec.ValidationError as e:
         raise MalformedEvent(str(e), field="$.context") from None
+    except UnicodeEncodeError:
+        raise surrogate_error(context, "$.context") from None
 
 
 class Operations(abc.ABC):
@@ -80,29 +83,34 @@ class Operations(abc.ABC):
         input. An event built here and handed to ``append`` unchanged is not validated a
         second time (see :meth:`MemoryStore.append`).
         """
-        etype = self.registry.get(type)
+        etype = self.registry.get(type) if isinstance(type, str) else None
         if etype is None:
             raise MalformedEvent(
-                f"unknown event type {type!r}; known types: {', '.join(self.registry.names())}",
+                f"unknown event type {type!r:.100}; known types: "
+                f"{', '.join(self.registry.names())}",
                 field="$.type",
             )
         if not isinstance(payload, ev.Payload):
+            if isinstance(payload, dict):
+                event_value(payload, "$.payload")
             try:
                 payload = msgspec.convert(payload, etype.payload)
             except msgspec.ValidationError as e:
                 msg = str(e).replace("`$", "`$.payload")
                 raise MalformedEvent(msg, field=error_path(e, "$.payload") or "$.payload") from None
+            except UnicodeEncodeError:
+                raise surrogate_error(payload, "$.payload") from None
         else:
             payload = self.codec.check_payload(etype, payload)
         envelope = self.codec.check_envelope(
             {
-                "event_id": event_id or new_id(),
+                "event_id": new_id() if event_id is None else event_id,
                 "type": type,
                 "schema_version": etype.version,
                 "namespace": namespace,
                 "memory_id": memory_id,
-                "occurred_at": occurred_at or datetime.now(UTC),
-                "actor": actor or self.actor,
+                "occurred_at": datetime.now(UTC) if occurred_at is None else occurred_at,
+                "actor": self.actor if actor is None else actor,
                 "context": _context(context),
                 "expected_version": expected_version,
                 "correlation_id": correlation_id,
@@ -125,7 +133,10 @@ class Operations(abc.ABC):
             subject=envelope.subject,
             payload=payload,
         )
-        self._built(event)
+        try:
+            self._built(event)
+        except UnicodeEncodeError:
+            raise surrogate_error(event) from None
         return event
 
     def _built(self, event: ev.Event) -> None:  # noqa: B027  (a hook; most backends ignore it)
@@ -138,6 +149,12 @@ class Operations(abc.ABC):
         self, type: str, memory_id: str, payload: dict[str, Any], namespace: str | None, kw: dict
     ) -> Outcome:
         """An operation on an existing memory: namespace and subject default to the memory's."""
+        if not isinstance(memory_id, str):
+            raise MalformedEvent(
+                f"memory_id must be a string, not {memory_id.__class__.__name__}",
+                field="$.memory_id",
+            )
+        event_value(memory_id, "$.memory_id")
         placed = self._placement(memory_id)
         if placed is None and namespace is None:
             raise UnknownMemory(
@@ -150,7 +167,7 @@ class Operations(abc.ABC):
                     "the attempt in the audit anyway",
                 }
             )
-        ns = namespace or placed[0]  # type: ignore[index]
+        ns = namespace if namespace is not None else placed[0]  # type: ignore[index]
         if placed is not None and kw.get("subject") is None and placed[1] != ns:
             kw["subject"] = placed[1]
         return self._submit(self.event(type, ns, memory_id, payload, **kw))
@@ -177,11 +194,12 @@ class Operations(abc.ABC):
     ) -> Outcome:
         """Create a memory. ``subject=`` names whose data it is (default: the namespace)."""
         payload = dict(
-            text=text, kind=kind, tags=list(tags), metadata=metadata or {}, source=source,
-            owner=owner, visibility=visibility, priority=priority, ttl_seconds=ttl_seconds,
-            retention_days=retention_days, vector=list(vector) if vector is not None else None,
+            text=text, kind=kind, tags=_listed(tags), metadata={} if metadata is None else metadata,
+            source=source, owner=owner, visibility=visibility, priority=priority,
+            ttl_seconds=ttl_seconds, retention_days=retention_days, vector=_listed(vector),
         )  # fmt: skip
-        return self._submit(self.event("create", namespace, memory_id or new_id(), payload, **kw))
+        mid = new_id() if memory_id is None else memory_id
+        return self._submit(self.event("create", namespace, mid, payload, **kw))
 
     def revise(
         self,
@@ -198,10 +216,10 @@ class Operations(abc.ABC):
         """A new version of the content; ``expected_version=`` guards against lost updates."""
         payload = dict(
             text=text,
-            tags=list(tags) if tags is not None else None,
+            tags=_listed(tags),
             metadata=metadata,
             reason=reason,
-            vector=list(vector) if vector is not None else None,
+            vector=_listed(vector),
         )
         return self._on("revise", memory_id, payload, namespace, kw)
 
@@ -221,11 +239,11 @@ class Operations(abc.ABC):
     ) -> Outcome:
         """Fuse ``sources`` into a new memory; the sources become ``merged``."""
         payload = dict(
-            sources=list(sources), text=text, kind=kind, tags=list(tags),
-            metadata=metadata or {}, reason=reason,
-            vector=list(vector) if vector is not None else None,
+            sources=_listed(sources), text=text, kind=kind, tags=_listed(tags),
+            metadata={} if metadata is None else metadata, reason=reason, vector=_listed(vector),
         )  # fmt: skip
-        return self._submit(self.event("merge", namespace, memory_id or new_id(), payload, **kw))
+        mid = new_id() if memory_id is None else memory_id
+        return self._submit(self.event("merge", namespace, mid, payload, **kw))
 
     def rollback(
         self, memory_id: str, to_version: int, *, reason: str | None = None,
@@ -278,6 +296,16 @@ class Operations(abc.ABC):
             source_version=source_version, detail=detail,
         )  # fmt: skip
         return self._on("artifact_built", memory_id, payload, kw.pop("namespace", None), kw)
+
+
+def _listed(values: Any) -> Any:
+    """A sequence as a list (a numpy array too); anything else as it is, for the event's
+    validation to refuse with the field's name (a lone string is not split into letters)."""
+    if isinstance(values, list | tuple):
+        return list(values)
+    if hasattr(values, "tolist") and not isinstance(values, str | bytes):
+        return values.tolist()
+    return values
 
 
 def raise_rejections(outcomes: list[Outcome], raise_on_reject: bool) -> list[Outcome]:

@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from memstream.errors import MalformedEvent
+from memstream import validation
+from memstream.errors import BadRequest, MalformedEvent
 from memstream.operations import Operations, new_id, raise_rejections
 from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery
 from memstream.queries import AuditQuery, Point, Reads
 from memstream.schemas import events as ev
+from memstream.schemas.codec import surrogate_error
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
 from memstream.service import Caller, EmbeddedBackend, MemoryService
@@ -206,13 +208,33 @@ class MemoryStore(Operations, Reads):
         """
         built: list[ev.Event] = []
         raw: list[bytes] = []
-        for e in events:
+        validation.boolean(raise_on_reject, "raise_on_reject")
+        if isinstance(events, str | bytes | dict | ev.Event) or not isinstance(events, Sequence):
+            raise MalformedEvent(
+                f"events must be a list of events (Event objects, dicts or JSON bytes), not "
+                f"{type(events).__name__}"
+            )
+        if not events:
+            raise MalformedEvent("empty batch: append at least one event")
+        for i, e in enumerate(events):
             if isinstance(e, ev.Event):
                 built.append(e)
             elif isinstance(e, bytes | str):
-                raw.append(e.encode() if isinstance(e, str) else e)
+                try:
+                    raw.append(e.encode() if isinstance(e, str) else e)
+                except UnicodeEncodeError:
+                    raise surrogate_error(e, index=i) from None
+            elif isinstance(e, dict):
+                try:
+                    raw.append(msgspec.json.encode(e))
+                except UnicodeEncodeError:
+                    raise surrogate_error(e, index=i) from None
+                except (TypeError, ValueError, OverflowError) as err:
+                    raise MalformedEvent(f"not JSON ({err})", index=i) from None
             else:
-                raw.append(msgspec.json.encode(e))
+                raise MalformedEvent(
+                    f"expected an Event, a dict or JSON bytes, not {type(e).__name__}", index=i
+                )
         codec = self.runtime.codec
         if raw and built:
             raise MalformedEvent("a batch mixes Event objects with dicts/bytes; use one kind")
@@ -251,6 +273,7 @@ class MemoryStore(Operations, Reads):
 
     def publish_json(self, data: bytes | str, *, raise_on_reject: bool = False) -> list[Outcome]:
         """Append wire JSON: one event object or an array of them."""
+        validation.boolean(raise_on_reject, "raise_on_reject")
         outcomes = self.service.publish_json(self.caller, data)
         return raise_rejections(outcomes, raise_on_reject)
 
@@ -329,7 +352,7 @@ class MemoryStore(Operations, Reads):
         The store's embedding model choice (``model.json``) goes with it, and, when the
         search indexes are open, the embedding cache, so the restored store searches with
         the same model and embeds nothing again."""
-        return Path(self.service.backup(self.caller, Path(dest))["dest"])
+        return Path(self.service.backup(self.caller, dest)["dest"])
 
     def replay(
         self,
@@ -348,12 +371,22 @@ class MemoryStore(Operations, Reads):
         store then checks that its copy ends in the very record it projected last.
         """
         self.service.authorize(self.caller, "replay")
+        into = validation.path(into, "into")
+        to = validation.point(to, "to")
+        validation.callback(progress, "progress")
+        if into.exists() and not into.is_dir():
+            raise BadRequest(f"into: {into} exists and is not a directory", field="into")
         head = self.runtime.head
         stop = head + 1 if to is None else min(max(self.backend.as_of(to) + 1, 0), head + 1)  # type: ignore[operator]
-        prefix = self.runtime.replay_copy(
-            into, stop, origin=f"replay to {to}" if to is not None else "replay",
-            progress=progress,
-        )  # fmt: skip
+        try:
+            prefix = self.runtime.replay_copy(
+                into, stop, origin=f"replay to {to}" if to is not None else "replay",
+                progress=progress,
+            )  # fmt: skip
+        except FileExistsError:
+            raise
+        except OSError as e:
+            raise BadRequest(f"cannot write the replay to {into}: {e}", field="into") from None
         try:
             embedder = None
             if self.semantic is not None:

@@ -164,7 +164,7 @@ class SearchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, om
         ]
         | None
     ) = None
-    min_offset: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    min_offset: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
     partitions: Annotated[
         list[int] | None,
         msgspec.Meta(description="Kafka runtime: the partitions to search (between workers)."),

@@ -330,9 +330,6 @@ class DuckStore:
         tmp.unlink(missing_ok=True)
         started = time.perf_counter()
         cur = self.cursor()
-        # What the WAL holds goes into the old file now, so that closing it below (while
-        # readers wait) has nothing left to write.
-        cur.execute("CHECKPOINT")
         (name,) = cur.execute("SELECT current_database()").fetchone()
         cur.execute(f"ATTACH '{_quote(str(tmp))}' AS memstream_rewrite")
         try:
@@ -347,10 +344,14 @@ class DuckStore:
         fsync_file(tmp)
         copied = time.perf_counter()
         with self._gate.exclusive():
+            # The copy holds everything: the old file is not checkpointed on close (that
+            # would only write the erased bytes once more, while readers wait), and its WAL
+            # goes first: replayed into the new file it would corrupt it, while an old file
+            # without its WAL is an older consistent state the log brings forward again.
+            self.db.execute("PRAGMA disable_checkpoint_on_shutdown")
             self._close_connection()
-            # A clean close checkpoints and removes the WAL; one left behind belongs to
-            # the old file and must never be replayed into the new one.
             Path(str(self.path) + ".wal").unlink(missing_ok=True)
+            fsync_dir(self.path.parent)
             os.replace(tmp, self.path)
             fsync_dir(self.path.parent)
             self._generation += 1

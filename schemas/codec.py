@@ -45,6 +45,45 @@ class MalformedEvent(ValueError):
         }
 
 
+LONE_SURROGATE = "contains a lone surrogate (U+D800..U+DFFF), which cannot be stored as UTF-8"
+
+
+def lone_surrogate(value: Any, path: str = "$", depth: int = 0) -> str | None:
+    """The JSON path of the first string in ``value`` (a str, dict, list, tuple or Struct)
+    that holds a lone surrogate, which UTF-8 cannot encode; None if there is none."""
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return path
+        return None
+    if depth > 64:
+        return None
+    if isinstance(value, msgspec.Struct):
+        value = {f: getattr(value, f) for f in value.__struct_fields__}
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str) and lone_surrogate(k, path) is not None:
+                return path
+            found = lone_surrogate(v, f"{path}.{k}", depth + 1)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            found = lone_surrogate(v, f"{path}[{i}]", depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def surrogate_error(value: Any, path: str = "$", index: int | None = None) -> MalformedEvent:
+    """The :class:`MalformedEvent` for a value UTF-8 cannot encode, naming where."""
+    where = lone_surrogate(value, path) or path
+    return MalformedEvent(f"the text {LONE_SURROGATE}", field=where, index=index)
+
+
 class _WireEvent(Envelope, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The envelope as it arrives, with the payload still undecoded."""
 
@@ -93,7 +132,15 @@ class EventCodec:
 
     def decode(self, data: bytes | str) -> list[Event]:
         """Decode one event (a JSON object) or a batch (a JSON array of objects)."""
-        raw = data.encode() if isinstance(data, str) else bytes(data)
+        if isinstance(data, str):
+            try:
+                raw = data.encode()
+            except UnicodeEncodeError:
+                raise MalformedEvent(f"the JSON text {LONE_SURROGATE}") from None
+        elif isinstance(data, bytes | bytearray | memoryview):
+            raw = bytes(data)
+        else:
+            raise MalformedEvent(f"expected JSON as bytes or str, not {type(data).__name__}")
         stripped = raw.lstrip()
         if not stripped:
             raise MalformedEvent("empty body: expected a JSON event object or an array of them")
@@ -216,6 +263,10 @@ class EventCodec:
                 wire = _one.decode(self._encoder.encode(_strip(ev)))
             except msgspec.ValidationError as e:
                 raise MalformedEvent(_message_of(e), field=_path_of(e), index=i) from None
+            except UnicodeEncodeError:
+                raise surrogate_error(_strip(ev), index=i) from None
+            except (TypeError, ValueError, OverflowError) as e:
+                raise MalformedEvent(f"cannot be encoded as JSON ({e})", index=i) from None
             out.append(self._finish(wire, index=i if len(events) > 1 else None))
         return out
 
@@ -234,6 +285,8 @@ class EventCodec:
             return msgspec.convert(fields, Envelope)
         except msgspec.ValidationError as e:
             raise MalformedEvent(_message_of(e), field=_path_of(e)) from None
+        except UnicodeEncodeError:
+            raise surrogate_error(fields) from None
 
     def check_payload(self, etype: EventType, payload: Payload) -> Payload:
         """Validate a payload instance built in Python, through the wire path (msgspec does
@@ -244,7 +297,13 @@ class EventCodec:
                 f"not {type(payload).__name__}",
                 field="$.payload",
             )
-        return self.decode_payload(etype, self._encoder.encode(payload), etype.version)
+        try:
+            raw = self._encoder.encode(payload)
+        except UnicodeEncodeError:
+            raise surrogate_error(payload, "$.payload") from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise MalformedEvent(f"cannot be encoded as JSON ({e})", field="$.payload") from None
+        return self.decode_payload(etype, raw, etype.version)
 
     def encode(self, event: Event) -> bytes:
         """The wire JSON of an event (what a producer sends)."""

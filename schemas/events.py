@@ -58,7 +58,12 @@ Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Tags = Annotated[list[Tag], msgspec.Meta(max_length=64)]
 Kind = Literal["plaintext", "activation", "parameter"]
 Visibility = Literal["private", "shared", "public"]
-Vector = Annotated[list[float], msgspec.Meta(min_length=1, max_length=8192)]
+#: Integers are stored as signed 64-bit (DuckDB BIGINT): larger ones are refused on input.
+INT64_MAX = 2**63 - 1
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=INT64_MAX)]
+#: A vector component: finite and within float32 (vectors are stored as float32).
+Component = Annotated[float, msgspec.Meta(ge=-3.4e38, le=3.4e38)]
+Vector = Annotated[list[Component], msgspec.Meta(min_length=1, max_length=8192)]
 
 # ``gc=False`` on the context, the payloads and the envelope (so on every event): each
 # append and each catch-up makes several of them per event, and the garbage collector
@@ -105,9 +110,9 @@ class Create(Payload, frozen=True, kw_only=True):
     source: ShortText | None = None
     owner: Principal | None = None
     visibility: Visibility = "private"
-    priority: int = 0
-    ttl_seconds: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    retention_days: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    priority: Int64 = 0
+    ttl_seconds: Annotated[int, msgspec.Meta(gt=0, le=INT64_MAX)] | None = None
+    retention_days: Annotated[int, msgspec.Meta(gt=0, le=INT64_MAX)] | None = None
     vector: Vector | None = None
 
 
@@ -144,7 +149,7 @@ class Rollback(Payload, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "rollback"
     CLEAR: ClassVar[tuple[str, ...]] = ("to_version",)
 
-    to_version: Annotated[int, msgspec.Meta(ge=1)]
+    to_version: Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)]
     reason: ShortText | None = None
 
 
@@ -225,9 +230,9 @@ class ArtifactBuilt(Payload, frozen=True, kw_only=True):
     model: ShortText
     path: ShortText
     checksum: ShortText
-    size_bytes: Annotated[int, msgspec.Meta(ge=0)] = 0
+    size_bytes: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] = 0
     status: Literal["ready", "failed"] = "ready"
-    source_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    source_version: Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)] | None = None
     detail: ShortText | None = None
 
 
@@ -319,13 +324,13 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     event_id: EventId
     type: str
-    schema_version: Annotated[int, msgspec.Meta(ge=1)]
+    schema_version: Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)]
     namespace: Namespace
     memory_id: MemoryId
     occurred_at: AwareDatetime
     actor: Principal
     context: Context = Context()
-    expected_version: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    expected_version: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] | None = None
     correlation_id: ShortText | None = None
     causation_id: ShortText | None = None
     subject: Namespace | None = None

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from memstream import MemoryStore
@@ -88,3 +89,24 @@ def run_workload(store: MemoryStore, rng, n: int, namespaces=("user/alice", "use
 @pytest.fixture
 def workload():
     return run_workload
+
+
+class HashEmbedder:
+    """A fast deterministic embedder (16 dimensions, no model): for tests that need a store
+    with search on but do not test the ranking."""
+
+    model_id = "test-hash@1"
+    dim = 16
+
+    def embed(self, texts):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for j, ch in enumerate(t[:64]):
+                out[i, (ord(ch) + j) % self.dim] += 1.0
+            out[i, 0] += 1.0
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="session")
+def hash_embedder() -> HashEmbedder:
+    return HashEmbedder()

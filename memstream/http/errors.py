@@ -7,6 +7,7 @@ SDK's exceptions.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memstream.errors import (
     BadRequest,
@@ -29,7 +31,9 @@ from memstream.errors import (
 from .deps import BodyTooLarge
 from .responses import MsgspecResponse, error
 
-__all__ = ["install_error_handlers"]
+__all__ = ["ContainErrors", "install_error_handlers"]
+
+log = logging.getLogger("memstream.http")
 
 
 def _not_caught_up(request: Request, e: NotCaughtUp) -> Response:
@@ -81,11 +85,41 @@ HANDLERS: dict[type[Exception], Callable[[Request, Any], Response]] = {
     ValueError: lambda _, e: error(400, "bad_request", str(e), field=None),
     RequestValidationError: _invalid_params,
     StarletteHTTPException: _http_error,
-    # Starlette logs the traceback; the client gets JSON in the API's error shape.
-    Exception: lambda _, e: error(
-        500, "internal", f"internal error ({e.__class__.__name__}); see the server log"
-    ),
+    # Anything else is a bug: ContainErrors answers 500 (and logs the traceback).
 }  # fmt: skip
+
+
+class ContainErrors:
+    """ASGI middleware: an exception no handler maps (a bug) is logged with its traceback
+    and answered with a 500 in the API's error shape, and goes no further.
+
+    Starlette's own last-resort handler answers too, but then re-raises the exception to
+    the server, and uvicorn closes the connection: a client's keep-alive connection would
+    be dropped along with its next request."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as e:
+            log.exception("error in %s %s", scope.get("method"), scope.get("path"))
+            if started:  # the answer is on its way: it cannot become an error any more
+                return
+            message = f"internal error ({e.__class__.__name__}); see the server log"
+            await error(500, "internal", message)(scope, receive, send)
 
 
 def install_error_handlers(
@@ -95,3 +129,4 @@ def install_error_handlers(
     response."""
     for exc, handler in {**HANDLERS, **(more or {})}.items():
         app.add_exception_handler(exc, handler)
+    app.add_middleware(ContainErrors)

@@ -76,6 +76,16 @@ class EmbeddedBackend:
 
     # -- reads ---------------------------------------------------------------------------------
 
+    def _wait(self, min_offset: int | None) -> None:
+        """Wait for ``min_offset`` to be projected; one beyond the log's end is refused."""
+        head = self.runtime.head
+        if min_offset is not None and min_offset > head:
+            raise BadRequest(
+                f"min_offset {min_offset} is beyond the end of the log (last offset {head})",
+                field="min_offset",
+            )
+        self.runtime.wait_for(min_offset)
+
     def get(
         self,
         caller: Caller,
@@ -86,7 +96,7 @@ class EmbeddedBackend:
         as_of: Point | None,
         min_offset: int | None,
     ) -> Memory | None:
-        self.runtime.wait_for(min_offset)
+        self._wait(min_offset)
         m = reads.get_memory(self.runtime.duck, memory_id, version, self.as_of(as_of))
         if m is not None and self.usage is not None:
             self.usage.record([memory_id])
@@ -102,7 +112,7 @@ class EmbeddedBackend:
         as_of: Point | None,
         min_offset: int | None,
     ) -> list[Version]:
-        self.runtime.wait_for(min_offset)
+        self._wait(min_offset)
         return reads.history(self.runtime.duck, memory_id, include_parents, self.as_of(as_of))
 
     def audit(
@@ -113,7 +123,7 @@ class EmbeddedBackend:
                 f"partition must be 0 in an embedded store (one log), not {partition}",
                 field="query.partition",
             )
-        self.runtime.wait_for(min_offset)
+        self._wait(min_offset)
         fields = {f.name: getattr(q, f.name) for f in dataclasses.fields(q) if f.name != "as_of"}
         return reads.audit(self.runtime.duck, **fields, as_of_offset=self.as_of(q.as_of))
 
@@ -133,7 +143,13 @@ class EmbeddedBackend:
                 "semantic=False or $MEMSTREAM_SEMANTIC=0); reopen it with semantic=True"
             )
         q = dataclasses.replace(q, as_of=self.as_of(q.as_of))
-        q.check(self.semantic.embedder.dim)
+        try:
+            q.check(self.semantic.embedder.dim)
+        except ValueError as e:  # the query's own checks: each message names the parameter
+            name = str(e).split(" ", 1)[0].rstrip(":")
+            field = name if name in {f.name for f in dataclasses.fields(q)} else "query"
+            raise BadRequest(str(e), field=field) from None
+        self._wait(min_offset)
         self.runtime.wait_for_processors(min_offset, names=[self.semantic.name])
         return run(self.runtime.duck, self.semantic, q, self.usage, self.runtime.state.memories)
 

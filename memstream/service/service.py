@@ -9,12 +9,14 @@ control and access logging go.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from memstream import validation as check
 from memstream.errors import BadRequest, MalformedEvent
 from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery
@@ -127,6 +129,11 @@ class MemoryService:
         min_offset: int | None = None,
     ) -> Memory | None:
         """A memory now, at ``version``, or as of a time or an offset; None if unknown."""
+        memory_id = check.text(memory_id, "memory_id", optional=False)
+        namespace = check.text(namespace, "namespace")
+        version = check.integer(version, "version", minimum=1)
+        as_of = check.point(as_of, "as_of")
+        min_offset = check.integer(min_offset, "min_offset")
         self.authorize(caller, "read", namespace=namespace, memory_id=memory_id)
         return self.backend.get(
             caller, memory_id, namespace=namespace, version=version, as_of=as_of,
@@ -144,6 +151,11 @@ class MemoryService:
         min_offset: int | None = None,
     ) -> list[Version]:
         """The version chain, oldest first, with merge parents' chains."""
+        memory_id = check.text(memory_id, "memory_id", optional=False)
+        namespace = check.text(namespace, "namespace")
+        include_parents = check.boolean(include_parents, "include_parents")
+        as_of = check.point(as_of, "as_of")
+        min_offset = check.integer(min_offset, "min_offset")
         self.authorize(caller, "read", namespace=namespace, memory_id=memory_id)
         return self.backend.history(
             caller, memory_id, namespace=namespace, include_parents=include_parents,
@@ -159,6 +171,9 @@ class MemoryService:
         min_offset: int | None = None,
     ) -> AuditPage:
         """Audit entries in log order (``partition``: a whole partition's)."""
+        q = _audit_query(q)
+        partition = check.integer(partition, "partition")
+        min_offset = check.integer(min_offset, "min_offset")
         self.authorize(caller, "audit", namespace=q.namespace, memory_id=q.memory_id)
         return self.backend.audit(caller, q, partition=partition, min_offset=min_offset)
 
@@ -171,6 +186,15 @@ class MemoryService:
         partitions: list[int] | None = None,
     ) -> list[SearchHit]:
         """``q``'s hits, best first (``partitions``: between workers, which to search)."""
+        q = _search_query(q)
+        min_offset = check.integer(min_offset, "min_offset")
+        if partitions is not None:
+            if not isinstance(partitions, list | tuple):
+                raise BadRequest("partitions must be a list of integers", field="partitions")
+            partitions = [
+                check.integer(p, f"partitions[{i}]", optional=False)
+                for i, p in enumerate(partitions)
+            ]
         for namespace in q.namespaces if q.namespaces is not None else [None]:
             self.authorize(caller, "search", namespace=namespace)
         return self.backend.search(caller, q, min_offset=min_offset, partitions=partitions)
@@ -181,6 +205,7 @@ class MemoryService:
         self, caller: Caller, progress: Callable[[int], None] | None = None
     ) -> ChainBreak | None:
         """Recompute the log's hash chain; the first record that breaks it, or None."""
+        check.callback(progress, "progress")
         self.authorize(caller, "verify")
         return self.backend.verify(progress)
 
@@ -190,18 +215,16 @@ class MemoryService:
         """Batches of decided events (event, outcome) from offset ``start`` on: the history,
         then live, woken by each commit; it ends when the store closes, or after ``idle``
         seconds with nothing new. Reading every event is an audit of the whole store."""
+        _follow_args(start, batch, idle)
         self.authorize(caller, "audit")
-        if start < 0:
-            raise BadRequest(f"start must be an offset >= 0, not {start}", field="start")
         return self.backend.feed().follow(start, batch=batch, idle=idle)
 
     def follow_async(
         self, caller: Caller, start: int = 0, *, batch: int = 10_000, idle: float | None = None
     ) -> AsyncIterator[list[Decided]]:
         """:meth:`follow` for asyncio."""
+        _follow_args(start, batch, idle)
         self.authorize(caller, "audit")
-        if start < 0:
-            raise BadRequest(f"start must be an offset >= 0, not {start}", field="start")
         return self.backend.feed().follow_async(start, batch=batch, idle=idle)
 
     def flush(self, caller: Caller) -> None:
@@ -237,10 +260,79 @@ class MemoryService:
 
     def backup(self, caller: Caller, dest: Path) -> dict[str, Any]:
         """A consistent copy of the log and keys in ``dest`` (a new or empty directory)."""
+        dest = check.path(dest, "dest")
         self.authorize(caller, "backup")
-        return self.backend.backup(dest)
+        return _writing("backup", "dest", dest, lambda: self.backend.backup(dest))
 
     def replay_copy(self, caller: Caller, into: Path, to: Point | None = None) -> dict[str, Any]:
         """The log up to ``to`` (inclusive) copied into a new read-only store ``into``."""
+        into = check.path(into, "into")
+        to = check.point(to, "to")
         self.authorize(caller, "replay")
-        return self.backend.replay_copy(into, to)
+        return _writing("replay", "into", into, lambda: self.backend.replay_copy(into, to))
+
+
+def _writing(what: str, field: str, path: Path, copy: Callable[[], Any]) -> Any:
+    """``copy()``; a path that cannot be written (not a directory, no permission) is a
+    :class:`BadRequest` naming the field; a non-empty one stays a FileExistsError."""
+    try:
+        return copy()
+    except FileExistsError:
+        raise
+    except OSError as e:
+        raise BadRequest(f"cannot write the {what} to {path}: {e}", field=field) from None
+
+
+def _follow_args(start: Any, batch: Any, idle: Any) -> None:
+    if isinstance(start, int) and not isinstance(start, bool) and start < 0:
+        raise BadRequest(f"start must be an offset >= 0, not {start}", field="start")
+    check.integer(start, "start", optional=False)
+    check.integer(batch, "batch", optional=False, minimum=1, maximum=1_000_000)
+    check.number(idle, "idle", minimum=0.0, maximum=1e9)
+
+
+def _audit_query(q: AuditQuery) -> AuditQuery:
+    """``q`` with every filter checked (a time given as RFC 3339 text parsed)."""
+    if not isinstance(q, AuditQuery):
+        raise BadRequest(f"expected an AuditQuery, not {type(q).__name__}")
+    return dataclasses.replace(
+        q,
+        namespace=check.text(q.namespace, "namespace"),
+        memory_id=check.text(q.memory_id, "memory_id"),
+        actor=check.text(q.actor, "actor"),
+        type=check.text(q.type, "type"),
+        status=check.text(q.status, "status"),
+        since=check.time(q.since, "since"),
+        until=check.time(q.until, "until"),
+        after=check.integer(q.after, "after", minimum=-1),
+        as_of=check.point(q.as_of, "as_of"),
+        limit=check.integer(q.limit, "limit", optional=False, minimum=1, maximum=10_000),
+    )
+
+
+def _search_query(q: SearchQuery) -> SearchQuery:
+    """``q`` with every parameter checked (times given as RFC 3339 text parsed)."""
+    if not isinstance(q, SearchQuery):
+        raise BadRequest(f"expected a SearchQuery, not {type(q).__name__}")
+    if q.query is None and q.vector is None:
+        raise BadRequest("search needs query= (text) or vector= (a query vector)", "query")
+    return dataclasses.replace(
+        q,
+        query=check.text(q.query, "query"),
+        vector=check.vector(q.vector, "vector"),
+        namespaces=check.strings(q.namespaces, "namespaces"),
+        k=check.integer(q.k, "k", optional=False, minimum=1, maximum=1000),
+        tags_any=check.strings(q.tags_any, "tags_any"),
+        tags_all=check.strings(q.tags_all, "tags_all"),
+        states=check.strings(q.states, "states"),
+        kinds=check.strings(q.kinds, "kinds"),
+        created_after=check.time(q.created_after, "created_after"),
+        created_before=check.time(q.created_before, "created_before"),
+        updated_after=check.time(q.updated_after, "updated_after"),
+        updated_before=check.time(q.updated_before, "updated_before"),
+        metadata=check.mapping(q.metadata, "metadata"),
+        include_archived=check.boolean(q.include_archived, "include_archived"),
+        as_of=check.point(q.as_of, "as_of"),
+        exact=check.boolean(q.exact, "exact"),
+        alpha=check.number(q.alpha, "alpha", optional=False, minimum=0.0, maximum=1.0),
+    )

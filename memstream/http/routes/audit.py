@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from memstream.queries import AuditQuery
+from memstream.validation import INT64_MAX
 from memstream.wire import point, time_point
 
 from ..deps import CallerDep, ServiceDep
@@ -19,11 +20,17 @@ router = APIRouter(tags=["audit"])
 
 StatusQuery = Annotated[str | None, Query(pattern="^(accepted|rejected)$")]
 TimeQuery = Annotated[str | None, Query(description="RFC 3339 time with timezone (recorded_at).")]
-AfterQuery = Annotated[int | None, Query(description="Offset cursor (exclusive).")]
+AfterQuery = Annotated[
+    int | None, Query(ge=-1, le=INT64_MAX, description="Offset cursor (exclusive).")
+]
 LimitQuery = Annotated[int, Query(ge=1, le=10_000, description="Entries per page.")]
 PartitionQuery = Annotated[
     int | None,
-    Query(ge=0, description="Kafka runtime: read a whole partition (incidents included)."),
+    Query(
+        ge=0,
+        le=INT64_MAX,
+        description="Kafka runtime: read a whole partition (incidents included).",
+    ),
 ]
 
 

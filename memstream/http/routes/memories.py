@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+from memstream.validation import INT64_MAX
 from memstream.wire import point
 
 from ..deps import CallerDep, ServiceDep
@@ -21,14 +22,17 @@ AsOfQuery = Annotated[
     Query(description="An offset (integer) or an RFC 3339 time with timezone (`recorded_at`)."),
 ]
 MinOffsetQuery = Annotated[
-    int | None, Query(ge=0, description="Wait (bounded) until the projection holds this offset.")
+    int | None,
+    Query(ge=0, le=INT64_MAX, description="Wait (bounded) until the projection holds this offset."),
 ]
 NamespaceQuery = Annotated[
     str | None,
     Query(description="The memory's namespace: required by the Kafka runtime (it names the "
           "partition that holds the memory); an embedded store does not need it."),
 ]  # fmt: skip
-VersionQuery = Annotated[int | None, Query(ge=1, description="A version of the content.")]
+VersionQuery = Annotated[
+    int | None, Query(ge=1, le=INT64_MAX, description="A version of the content.")
+]
 
 
 @router.get(
