@@ -39,6 +39,8 @@ __all__ = [
     "InvalidMerge",
     "InvalidRollback",
     "LogTampered",
+    "SealedBySubject",
+    "UnknownSubject",
     "NotCaughtUp",
     "ProjectorFailed",
     "RecordCorrupt",
@@ -110,6 +112,19 @@ class InvalidRollback(Rejected):
     code = "invalid_rollback"
 
 
+class SealedBySubject(Rejected):
+    """A memory erase of a memory with content sealed under its subject's key (records
+    written before per-memory keys): only erasing the subject can shred it."""
+
+    code = "sealed_by_subject"
+
+
+class UnknownSubject(Rejected):
+    """A subject erase of a subject that has no memory (in this log or partition)."""
+
+    code = "unknown_subject"
+
+
 _BY_CODE = {
     c.code: c
     for c in (
@@ -124,6 +139,8 @@ _BY_CODE = {
         KeyErased,
         InvalidMerge,
         InvalidRollback,
+        SealedBySubject,
+        UnknownSubject,
     )
 }
 

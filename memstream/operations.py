@@ -278,11 +278,41 @@ class Operations(abc.ABC):
         return self._on("unfreeze", memory_id, {"reason": reason}, kw.pop("namespace", None), kw)
 
     def erase(self, memory_id: str, *, reason: str | None = None, **kw: Any) -> Outcome:
-        """Crypto-shred the memory's **subject**: its key is destroyed, and every memory
-        sealed under it is erased (plaintext gone from the log, for good, and from every
-        projection). Give a memory its own ``subject=`` at create to erase it alone. The
-        reason stays readable in the audit: keep personal data out of it."""
-        return self._on("erase", memory_id, {"reason": reason}, kw.pop("namespace", None), kw)
+        """Crypto-shred **this memory** and no other: its data keys are destroyed, so its
+        content (every version, its tags, metadata and source) is unreadable in every copy
+        of the log, for good, and dropped from every projection. ``outcome.erased`` lists
+        it. To erase everything of a person or tenant, :meth:`erase_subject`. The reason
+        stays readable in the audit: keep personal data out of it.
+
+        Refused (:class:`~memstream.errors.SealedBySubject`) for a memory with content
+        written before per-memory keys, which only :meth:`erase_subject` can shred."""
+        payload = {"scope": "memory", "reason": reason}
+        return self._on("erase", memory_id, payload, kw.pop("namespace", None), kw)
+
+    def erase_subject(
+        self,
+        subject: str,
+        *,
+        namespace: str | None = None,
+        reason: str | None = None,
+        **kw: Any,
+    ) -> Outcome:
+        """Crypto-shred **every memory of** ``subject`` (whose data it is: the namespace,
+        unless memories were created with another ``subject=``): the subject's keys are
+        destroyed, and with them every memory's data keys. ``outcome.erased`` lists the
+        memories erased. Refused while any of them is frozen, or when the subject has no
+        memory (:class:`~memstream.errors.UnknownSubject`).
+
+        ``namespace`` is where the erase is logged (default: the subject itself); on Kafka,
+        name the namespace the subject's memories live in (its partition decides the erase).
+        The event's ``memory_id`` names no memory: it is the event's own id."""
+        event_id = kw.pop("event_id", None) or new_id()
+        payload = {"scope": "subject", "reason": reason}
+        event = self.event(
+            "erase", namespace or subject, event_id, payload,
+            subject=subject, event_id=event_id, **kw,
+        )  # fmt: skip
+        return self._submit(event)
 
     def artifact_built(
         self, memory_id: str, *, artifact_id: str, artifact_kind: str, model: str, path: str,

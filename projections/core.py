@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from memstream.projections.decide import split_kid
-from memstream.schemas.memcube import Logged, MemState, Outcome
+from memstream.schemas.keyid import KeyId
+from memstream.schemas.memcube import KeyDestruction, Logged, MemState, Outcome
 
 #: Bump when the projection's rows change meaning: stores built by another version rebuild.
+#: 3: per-memory keys (the audit's ``scope``; erase scopes; an erased memory loses its source)
 PROJECTOR_VERSION = 3
 
 _json = msgspec.json.Encoder()
@@ -68,7 +69,7 @@ AUDIT_COLUMNS = (
     "offset", "event_id", "type", "schema_version", "namespace", "memory_id", "subject",
     "key_id", "actor", "context", "occurred_at", "recorded_at", "expected_version",
     "correlation_id", "causation_id", "status", "code", "reason", "why", "version",
-    "revision", "state", "chain_hash", "tombstone",
+    "revision", "state", "chain_hash", "tombstone", "scope",
 )  # fmt: skip
 ARTIFACT_COLUMNS = (
     "artifact_id", "memory_id", "namespace", "artifact_kind", "model", "path", "checksum",
@@ -87,9 +88,9 @@ class CoreBatch:
     artifacts: Columns = field(default_factory=lambda: Columns(ARTIFACT_COLUMNS))
     #: memory ids whose rolled-back versions must copy content, in log order
     rollbacks: list[tuple[str, int]] = field(default_factory=list)
-    #: memories whose plaintext must be dropped, and the key ids destroyed
+    #: memories whose plaintext must be dropped, and the keys destroyed
     erased_memories: list[str] = field(default_factory=list)
-    destroyed: list[tuple[str, str]] = field(default_factory=list)
+    destroyed: list[KeyDestruction] = field(default_factory=list)
     #: subject → highest key generation seen in this batch
     key_generations: dict[str, int] = field(default_factory=dict)
     first_offset: int = -1
@@ -128,18 +129,19 @@ def project(pairs: list[tuple[Logged, Outcome]], batch: CoreBatch | None = None)
             b.first_offset = logged.offset
         b.last_offset = logged.offset
         why = getattr(p, "reason", None) if p is not None else (ev.clear or {}).get("reason")
+        scope = ev.ref("scope") if ev.type == "erase" else None
         add_audit((
             logged.offset, ev.event_id, ev.type, ev.schema_version, ev.namespace, ev.memory_id,
             ev.effective_subject, logged.key_id, ev.actor,
             encode(ev.context).decode(), ev.occurred_at, logged.recorded_at,
             ev.expected_version, ev.correlation_id, ev.causation_id, out.status, out.code,
             out.reason, why, out.version, out.revision, out.state, logged.chain_hash.hex(),
-            p is None,
+            p is None, scope,
         ))  # fmt: skip
         if logged.key_id is not None:
-            subject, g = split_kid(logged.key_id)
-            if g > b.key_generations.get(subject, 0):
-                b.key_generations[subject] = g
+            k = KeyId.parse(logged.key_id)
+            if k.generation > b.key_generations.get(k.subject, 0):
+                b.key_generations[k.subject] = k.generation
         if not out.accepted:
             continue
         for m in out.changes:
@@ -148,9 +150,9 @@ def project(pairs: list[tuple[Logged, Outcome]], batch: CoreBatch | None = None)
                 logged.offset, m.memory_id, m.namespace, m.state, m.frozen, m.version,
                 m.revision, logged.recorded_at,
             ))  # fmt: skip
-        target = out.changes[0]
         t = ev.type
         if t in ("create", "merge", "revise", "rollback"):
+            target = out.changes[0]
             copy_from = None
             text = getattr(p, "text", None) if p is not None else None
             if t == "rollback":

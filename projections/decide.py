@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import msgspec
 from memstream.schemas import lifecycle as lc
 from memstream.schemas.events import Create, Merge
-from memstream.schemas.memcube import Logged, MemState, Outcome
+from memstream.schemas.keyid import KeyId
+from memstream.schemas.memcube import KeyDestruction, Logged, MemState, Outcome
 
 replace = msgspec.structs.replace
 
@@ -25,6 +26,8 @@ SUBJECT_MISMATCH = "subject_mismatch"
 KEY_ERASED = "key_erased"
 INVALID_MERGE = "invalid_merge"
 INVALID_ROLLBACK = "invalid_rollback"
+SEALED_BY_SUBJECT = "sealed_by_subject"
+UNKNOWN_SUBJECT = "unknown_subject"
 
 
 @dataclass
@@ -39,23 +42,46 @@ class DecisionState:
     #: subject → generation up to which its keys are destroyed.
     erased_generation: dict[str, int] = field(default_factory=dict)
 
+    #: memories with a payload sealed directly under a subject key (records written before
+    #: per-memory keys): erasing one of them alone cannot shred that content.
+    legacy_sealed: set[str] = field(default_factory=set)
+    #: (subject, memory id) → the highest number of the memory's data keys seen in the log,
+    #: where above 1 (rare: a memory recreated after its subject's erase, or written to
+    #: after its own). A memory erase destroys its data keys up to that number, so that a
+    #: replay destroys what the live store destroyed, not keys made after the erase.
+    data_key_number: dict[tuple[str, str], int] = field(default_factory=dict)
+
     def commit(self, logged: Logged, outcome: Outcome) -> None:
         """Fold an outcome (and the key id the record was sealed under) into the state."""
         kid = logged.key_id
         if kid is not None:
-            subject, gen = split_kid(kid)
-            if gen > self.key_generation.get(subject, 0):
-                self.key_generation[subject] = gen
+            k = KeyId.parse(kid)
+            if k.generation > self.key_generation.get(k.subject, 0):
+                self.key_generation[k.subject] = k.generation
+            if k.memory_id is None:
+                self.legacy_sealed.add(logged.event.memory_id)
+            elif k.dek_generation > 1:
+                pair = (k.subject, k.memory_id)
+                if k.dek_generation > self.data_key_number.get(pair, 1):
+                    self.data_key_number[pair] = k.dek_generation
         for m in outcome.changes:
             if m.memory_id not in self.memories:
                 self.by_subject.setdefault(m.subject, set()).add(m.memory_id)
             self.memories[m.memory_id] = m
-        if outcome.destroy_key is not None:
-            subject, kid = outcome.destroy_key
-            self.erased_generation[subject] = split_kid(kid)[1]
+        d = outcome.destroy_key
+        if d is not None and d.scope == "subject":
+            self.erased_generation[d.subject] = d.generation
 
-    def load(self, memories: list[MemState], keys: list[tuple[str, int, int]]) -> None:
-        """Restore from a projection: memories and (subject, generation, erased_generation)."""
+    def load(
+        self,
+        memories: list[MemState],
+        keys: list[tuple[str, int, int]],
+        legacy_sealed: list[str] | None = None,
+        data_key_numbers: list[tuple[str, str, int]] | None = None,
+    ) -> None:
+        """Restore from a projection: memories, (subject, generation, erased_generation),
+        the memories with a legacy-sealed payload and (subject, memory id, data key number)
+        where above 1."""
         for m in memories:
             self.memories[m.memory_id] = m
             self.by_subject.setdefault(m.subject, set()).add(m.memory_id)
@@ -64,21 +90,9 @@ class DecisionState:
                 self.key_generation[subject] = gen
             if erased:
                 self.erased_generation[subject] = erased
-
-
-_kids: dict[str, tuple[str, int]] = {}
-
-
-def split_kid(kid: str) -> tuple[str, int]:
-    """(subject, generation) of a key id ``subject#generation`` (remembered: a log holds
-    few distinct key ids, and every event of a catch-up asks for one twice)."""
-    parts = _kids.get(kid)
-    if parts is None:
-        subject, _, gen = kid.rpartition("#")
-        parts = (subject, int(gen))
-        if len(_kids) < 100_000:
-            _kids[kid] = parts
-    return parts
+        self.legacy_sealed.update(legacy_sealed or ())
+        for subject, memory_id, n in data_key_numbers or ():
+            self.data_key_number[(subject, memory_id)] = n
 
 
 def _reject(logged: Logged, code: str, reason: str, current: MemState | None = None) -> Outcome:
@@ -151,16 +165,18 @@ def decide(state: DecisionState, logged: Logged) -> Outcome:
 
     # A payload sealed under a key that an earlier erase destroyed is gone: refuse it.
     if logged.key_id is not None:
-        ksubject, gen = split_kid(logged.key_id)
-        if gen <= state.erased_generation.get(ksubject, 0):
+        k = KeyId.parse(logged.key_id)
+        if k.generation <= state.erased_generation.get(k.subject, 0):
             return _reject(
                 logged,
                 KEY_ERASED,
                 f"the payload was sealed under key {logged.key_id}, destroyed by an earlier "
-                f"erase of subject {ksubject}; publish it again",
+                f"erase of subject {k.subject}; publish it again",
                 state.memories.get(ev.memory_id),
             )
 
+    if ev.type == "erase" and ev.ref("scope") == "subject":
+        return _decide_subject_erase(state, logged)
     current = state.memories.get(ev.memory_id)
     if ev.type == "merge":
         return _decide_merge(state, logged, current)
@@ -362,43 +378,75 @@ def _decide_merge(state: DecisionState, logged: Logged, current: MemState | None
     return _accept(logged, new, (new, *changes))
 
 
+def _erased(m: MemState, **kw) -> MemState:
+    """``m`` erased: its descriptive metadata (tags, metadata, source) goes with its content."""
+    return replace(m, state="erased", tags=(), metadata={}, source=None, **kw)
+
+
 def _decide_erase(state: DecisionState, logged: Logged, current: MemState, common) -> Outcome:
+    """Scope ``memory``: this memory alone (its data keys are destroyed)."""
     ev = logged.event
-    subject = current.subject
+    if ev.memory_id in state.legacy_sealed:
+        return _reject(
+            logged,
+            SEALED_BY_SUBJECT,
+            f"memory {ev.memory_id} has content sealed directly under the key of subject "
+            f"{current.subject} (written before per-memory keys), which cannot be destroyed "
+            f"for this memory alone; erase subject {current.subject} instead (erase_subject)",
+            current,
+        )
+    new = _erased(current, **common)
+    n = state.data_key_number.get((current.subject, ev.memory_id), 1)
+    destroy = KeyDestruction(
+        scope="memory", subject=current.subject, memory_id=ev.memory_id, generation=n
+    )
+    return _accept(logged, new, (new,), destroy_key=destroy, erased=(ev.memory_id,))
+
+
+def _decide_subject_erase(state: DecisionState, logged: Logged) -> Outcome:
+    """Scope ``subject``: every memory of the subject (its keys are destroyed). The
+    envelope's memory id names no memory (by convention the event id)."""
+    ev = logged.event
+    subject = ev.effective_subject
     members = sorted(state.by_subject.get(subject, ()))
+    if not members:
+        return _reject(
+            logged,
+            UNKNOWN_SUBJECT,
+            f"subject {subject} has no memory here; nothing to erase",
+        )
     frozen = [m for m in members if state.memories[m].frozen]
     if frozen:
         return _reject(
             logged,
             lc.FROZEN,
-            f"erasing memory {ev.memory_id} destroys the key of subject {subject}, which also "
-            f"seals frozen memories {', '.join(frozen[:5])}; unfreeze them first",
-            current,
+            f"erasing subject {subject} destroys its keys, which also seal frozen memories "
+            f"{', '.join(frozen[:5])}; unfreeze them first",
         )
-    changes = []
     t = logged.recorded_at
-    for mid in members:
-        m = state.memories[mid]
-        if m.state == "erased":
-            continue
-        if mid == current.memory_id:
-            changes.insert(
-                0, replace(m, **common, state="erased", tags=(), metadata={}, source=None)
-            )
-        else:
-            changes.append(
-                replace(
-                    m,
-                    state="erased",
-                    tags=(),
-                    metadata={},
-                    source=None,
-                    revision=m.revision + 1,
-                    updated_at=t,
-                    updated_by=ev.actor,
-                    updated_offset=logged.offset,
-                )
-            )
+    changes = tuple(
+        _erased(
+            m,
+            revision=m.revision + 1,
+            updated_at=t,
+            updated_by=ev.actor,
+            updated_offset=logged.offset,
+        )
+        for m in (state.memories[mid] for mid in members)
+        if m.state != "erased"
+    )
     gen = state.key_generation.get(subject, 0)
-    destroy = (subject, f"{subject}#{gen}") if gen else None
-    return _accept(logged, changes[0], tuple(changes), destroy_key=destroy)
+    destroy = KeyDestruction(scope="subject", subject=subject, generation=gen) if gen else None
+    return Outcome(
+        offset=logged.offset,
+        recorded_at=logged.recorded_at,
+        event_id=ev.event_id,
+        type=ev.type,
+        namespace=ev.namespace,
+        memory_id=ev.memory_id,
+        status="accepted",
+        state="erased",
+        changes=changes,
+        destroy_key=destroy,
+        erased=tuple(m.memory_id for m in changes),
+    )

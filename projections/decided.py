@@ -10,8 +10,8 @@ built again, the same, for any offset the projection holds: a subscriber that st
 from offset 0 a year later gets every verdict, and a processor that catches up from its
 own checkpoint sees what it would have seen live.
 
-Two fields are not kept and come back empty: ``destroy_key`` of an erase carries the key
-generation it destroyed only while the decider acts on it, and the content of an erased
+Two fields are not kept and come back empty: ``destroy_key`` of an erase carries the keys
+it destroys only while the decider acts on it, and the content of an erased
 memory's versions (tags, metadata) is gone, which is what the erase asked for.
 
 Pure reads: one query per range of offsets, no writes.
@@ -87,6 +87,10 @@ def read_outcomes(duck: DuckStore, after: int, upto: int) -> list[Outcome]:
     for row in verdicts:
         offset, recorded_at, event_id, type_, namespace, memory_id = row[:6]
         status, code, reason, version, revision, state = row[6:]
+        changed = tuple(changes.get(offset, ()))
+        erased = (
+            tuple(m.memory_id for m in changed) if type_ == "erase" and status == "accepted" else ()
+        )
         out.append(
             Outcome(
                 offset=offset,
@@ -101,7 +105,8 @@ def read_outcomes(duck: DuckStore, after: int, upto: int) -> list[Outcome]:
                 version=version,
                 revision=revision,
                 state=state,
-                changes=tuple(changes.get(offset, ())),
+                changes=changed,
+                erased=erased,
             )  # fmt: skip
         )
     return out

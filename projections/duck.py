@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS audit (
     context JSON, occurred_at TIMESTAMPTZ, recorded_at TIMESTAMPTZ, expected_version INTEGER,
     correlation_id VARCHAR, causation_id VARCHAR, status VARCHAR, code VARCHAR,
     reason VARCHAR, why VARCHAR, version INTEGER, revision INTEGER, state VARCHAR,
-    chain_hash VARCHAR, tombstone BOOLEAN
+    chain_hash VARCHAR, tombstone BOOLEAN, scope VARCHAR
 );
 CREATE TABLE IF NOT EXISTS artifacts (
     artifact_id VARCHAR PRIMARY KEY, memory_id VARCHAR, namespace VARCHAR,
@@ -529,27 +529,46 @@ class DuckStore:
                 "WHERE list_contains(?, memory_id)",
                 (ids,),
             )
-        for subject, kid in b.destroyed:
-            gen = int(kid.rpartition("#")[2])
+        for d in b.destroyed:
+            if d.scope == "memory":
+                # The memory's reasons were sealed under its data keys: personal data too.
+                # ``subject#g/memory#n``: the keys numbered up to the destroyed ``n`` (the
+                # batch may hold later events of the memory, under a later key).
+                cur.execute(
+                    "UPDATE audit SET why = NULL, tombstone = TRUE WHERE memory_id = ? "
+                    "AND subject = ? AND contains(split_part(key_id, '#', 2), '/') "
+                    "AND TRY_CAST(split_part(key_id, '#', 3) AS INTEGER) <= ?",
+                    (d.memory_id, d.subject, d.generation),
+                )
+                continue
+            gen = d.generation
             cur.execute(
                 "INSERT INTO subjects VALUES (?, ?, ?) ON CONFLICT (subject) DO UPDATE SET "
                 "erased_generation = greatest(subjects.erased_generation, excluded.erased_generation)",
-                (subject, gen, gen),
+                (d.subject, gen, gen),
             )
-            # Reasons written under the destroyed keys are personal data too.
+            # Reasons written under the destroyed keys are personal data too. A key id is
+            # ``subject#g`` or ``subject#g/memory#n``: ``g`` is the subject's generation.
             cur.execute(
                 "UPDATE audit SET why = NULL, tombstone = TRUE WHERE subject = ? AND key_id IS NOT NULL "
-                "AND CAST(split_part(key_id, '#', -1) AS INTEGER) <= ?",
-                (subject, gen),
+                "AND CAST(split_part(split_part(key_id, '#', 2), '/', 1) AS INTEGER) <= ?",
+                (d.subject, gen),
             )
 
     # -- loading the decision state ---------------------------------------------------------
 
-    def load_states(self) -> tuple[list[MemState], list[tuple[str, int, int]]]:
+    def load_states(
+        self,
+    ) -> tuple[list[MemState], list[tuple[str, int, int]], list[str], list[tuple[str, str, int]]]:
+        """Memories, (subject, key generation, erased generation), the memories with a
+        payload sealed directly under a subject key (a key id without ``/`` after its ``#``),
+        and the memories' data key numbers above 1 (see ``DecisionState``)."""
         with self.reading() as cur:
             return self._load_states(cur)
 
-    def _load_states(self, cur) -> tuple[list[MemState], list[tuple[str, int, int]]]:
+    def _load_states(
+        self, cur
+    ) -> tuple[list[MemState], list[tuple[str, int, int]], list[str], list[tuple[str, str, int]]]:
         rows = cur.execute(
             f"SELECT {_cols(MEMORY_COLUMNS)}, epoch_us(created_at), epoch_us(updated_at) "
             "FROM memories"
@@ -567,7 +586,21 @@ class DuckStore:
         keys = cur.execute(
             "SELECT subject, key_generation, erased_generation FROM subjects"
         ).fetchall()
-        return states, [(s, int(g or 0), int(e or 0)) for s, g, e in keys]
+        legacy = cur.execute(
+            "SELECT DISTINCT memory_id FROM audit WHERE key_id IS NOT NULL "
+            "AND NOT contains(split_part(key_id, '#', 2), '/')"
+        ).fetchall()
+        numbers = cur.execute(
+            "SELECT subject, memory_id, max(TRY_CAST(split_part(key_id, '#', 3) AS INTEGER)) AS n "
+            "FROM audit WHERE contains(split_part(key_id, '#', 2), '/') "
+            "GROUP BY subject, memory_id HAVING n > 1"
+        ).fetchall()
+        return (
+            states,
+            [(s, int(g or 0), int(e or 0)) for s, g, e in keys],
+            [m for (m,) in legacy],
+            [(s, m, int(n)) for s, m, n in numbers],
+        )
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -190,7 +190,7 @@ def history(
 _AUDIT_FIELDS = (
     '"offset", event_id, type, namespace, memory_id, subject, actor, context, occurred_at, '
     "recorded_at, expected_version, correlation_id, causation_id, status, code, reason, why, "
-    "version, revision, state, chain_hash, tombstone"
+    "version, revision, state, chain_hash, tombstone, scope"
 )
 
 
@@ -242,8 +242,22 @@ def audit(
     rows = store.query(sql, params)
     more = len(rows) > limit
     rows = rows[:limit]
+    # What each accepted erase erased: the memories it moved to ``erased`` (its transitions).
+    erases = [r["offset"] for r in rows if r["type"] == "erase" and r["status"] == "accepted"]
+    erased: dict[int, list[str]] = {}
+    if erases:
+        for offset, mid in (
+            store.cursor()
+            .execute(
+                'SELECT "offset", memory_id FROM transitions WHERE list_contains(?, "offset") '
+                "AND state = 'erased' ORDER BY \"offset\", rowid",
+                (erases,),
+            )
+            .fetchall()
+        ):
+            erased.setdefault(offset, []).append(mid)
     entries = []
     for r in rows:
         r["context"] = _meta(r["context"])
-        entries.append(AuditEntry(**r))
+        entries.append(AuditEntry(**r, erased=erased.get(r["offset"], [])))
     return AuditPage(entries=entries, next_after=entries[-1].offset if more else None)

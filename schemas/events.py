@@ -196,17 +196,31 @@ class Unfreeze(_Transition, frozen=True, kw_only=True):
 
 
 class Erase(Payload, frozen=True, kw_only=True):
-    """Crypto-shred the memory's *subject*: its key is destroyed, and with it every payload
-    sealed under it. Every memory of that subject becomes ``erased``.
+    """Crypto-shred what the erase names, by ``scope``:
 
-    The reason stays readable (the audit keeps who, when and why): it must not contain the
-    personal data being erased.
+    - ``"memory"``: the memory of the envelope's ``memory_id``. Its data keys are destroyed,
+      and with them every payload sealed for it; no other memory is touched.
+    - ``"subject"``: every memory of the subject (the envelope's ``subject``, else its
+      namespace). The subject's keys are destroyed, and with them every data key they wrap.
+      The envelope's ``memory_id`` selects nothing: the SDK puts the event id there.
+
+    The scope and the reason stay readable (the audit keeps what was erased, who, when and
+    why): the reason must not contain the personal data being erased.
+
+    Version 1 had no scope and always meant the subject (its upcaster says so).
     """
 
     TYPE: ClassVar[str] = "erase"
-    CLEAR: ClassVar[tuple[str, ...]] = ("reason",)
+    VERSION: ClassVar[int] = 2
+    CLEAR: ClassVar[tuple[str, ...]] = ("scope", "reason")
 
+    scope: Literal["memory", "subject"]
     reason: ShortText | None = None
+
+
+def _erase_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """An erase of version 1 destroyed its memory's subject key: scope ``subject``."""
+    return {**data, "scope": "subject"}
 
 
 class ArtifactBuilt(Payload, frozen=True, kw_only=True):
@@ -312,8 +326,14 @@ DEFAULT_PAYLOADS: tuple[type[Payload], ...] = (
 )
 
 
+#: upcasters of the default payload types, by type: ``{version: upcaster}``
+DEFAULT_UPCASTERS: dict[str, dict[int, Upcaster]] = {"erase": {1: _erase_v1_to_v2}}
+
+
 def default_registry() -> Registry:
-    return Registry([EventType(p.TYPE, p) for p in DEFAULT_PAYLOADS])
+    return Registry(
+        [EventType(p.TYPE, p, dict(DEFAULT_UPCASTERS.get(p.TYPE, {}))) for p in DEFAULT_PAYLOADS]
+    )
 
 
 # ------------------------------------------------------------------------------- event

@@ -64,12 +64,30 @@ class Logged(msgspec.Struct, frozen=True, gc=False):
     content_hash: str | None
 
 
+class KeyDestruction(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The keys an accepted erase destroys; the drivers act on it (never sent to clients).
+
+    - ``scope="memory"``: the data keys of memory ``memory_id`` of ``subject`` numbered up
+      to ``generation`` (the highest the log used for it: keys made after the erase, for
+      events refused as ``erased``, are not the erase's business, so a replay destroys
+      exactly what the live store did);
+    - ``scope="subject"``: every key of ``subject`` up to ``generation`` (the highest one
+      the log used), and every data key those keys wrap.
+    """
+
+    scope: Literal["memory", "subject"]
+    subject: str
+    generation: int = 0
+    memory_id: str | None = None
+
+
 class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The verdict on one event, plus where it landed.
 
     ``changes`` are the post-states of every memory the event changed (a merge changes its
-    sources too, an erase every memory of the subject). ``destroy_key`` names the subject
-    and the last key generation an accepted erase destroys.
+    sources too, a subject erase every memory of the subject). ``destroy_key`` tells the
+    drivers which keys an accepted erase destroys. ``erased`` lists the memories an accepted
+    erase erased (one for scope ``memory``), for the caller to see.
     """
 
     offset: int
@@ -85,7 +103,8 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     revision: int | None = None
     state: str | None = None
     changes: tuple[MemState, ...] = ()
-    destroy_key: tuple[str, str] | None = None
+    destroy_key: KeyDestruction | None = None
+    erased: tuple[str, ...] = ()
     duplicate: bool = False
     #: The log partition the event landed in: ``None`` in the embedded store (one log),
     #: the ``memstream.events`` partition (its namespace's) in the Kafka runtime.
@@ -112,4 +131,5 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             "recorded_at": self.recorded_at,
             "duplicate": self.duplicate,
             "partition": self.partition,
+            "erased": list(self.erased),
         }

@@ -89,6 +89,10 @@ class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
     state: str | None
     chain_hash: str
     tombstone: bool
+    #: an erase's scope (``memory`` or ``subject``); ``None`` for other events
+    scope: str | None = None
+    #: the memories an accepted erase erased
+    erased: list[str] = []
 
 
 class AuditPage(msgspec.Struct, frozen=True, kw_only=True):

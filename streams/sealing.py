@@ -1,10 +1,13 @@
 """Turning events into stored records and back: sealing (AES-256-GCM) and opening.
 
-The payload of every event is encrypted under its subject's data key before it reaches
-any log, with the event id and key id as associated data (a ciphertext cannot be moved to
-another record). Clear fields (see :class:`memstream.schemas.events.Payload`) stay
-readable. Opening a record whose key was destroyed yields a *tombstone*: the envelope and
-the clear fields, with ``payload=None``.
+The payload of every event is encrypted under the data key of the memory it is about (the
+envelope's ``memory_id``; for a merge, the new memory), wrapped by its subject's key,
+before it reaches any log, with the event id and key id as associated data (a ciphertext
+cannot be moved to another record). Clear fields (see
+:class:`memstream.schemas.events.Payload`) stay readable. Opening a record whose key was
+destroyed yields a *tombstone*: the envelope and the clear fields, with ``payload=None``.
+Records sealed directly under a subject key (written before per-memory keys) open the same
+way.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Event, Payload
+from memstream.schemas.keyid import KeyId
 from memstream.schemas.record import Sealed, StoredEvent
 
 from .keystore import KeyDestroyed, KeyStore
+
+#: the most ciphers kept (one per key: with a key per memory, a bound)
+_CIPHERS = 65_536
 
 _record_encoder = msgspec.json.Encoder()
 _payload_encoder = msgspec.json.Encoder()
@@ -38,6 +45,9 @@ class Sealer:
         self.keys = keys
         self.codec = codec
         self._aead: dict[str, AESGCM] = {}
+        #: the key of each cached cipher, and the content-hash key derived from it (made
+        #: when first needed: opening never needs one)
+        self._keys: dict[str, bytes] = {}
         self._hash_keys: dict[str, bytes] = {}
 
     # -- keys ---------------------------------------------------------------------------
@@ -45,20 +55,51 @@ class Sealer:
     def _cipher(self, kid: str, key: bytes) -> AESGCM:
         c = self._aead.get(kid)
         if c is None:
+            if len(self._aead) >= _CIPHERS:
+                oldest = next(iter(self._aead))
+                del self._aead[oldest]
+                self._keys.pop(oldest, None)
+                self._hash_keys.pop(oldest, None)
             c = self._aead[kid] = AESGCM(key)
-            self._hash_keys[kid] = hmac.new(key, b"memstream/content-hash", hashlib.sha256).digest()
+            self._keys[kid] = key
         return c
 
     def forget(self, kids: list[str]) -> None:
-        """Drop cached ciphers of destroyed keys."""
+        """Drop cached ciphers of destroyed keys (of a subject key: also of the data keys it
+        wraps)."""
+        subjects = set()
         for k in kids:
             self._aead.pop(k, None)
+            self._keys.pop(k, None)
             self._hash_keys.pop(k, None)
+            if not KeyId.parse(k).is_data_key:
+                subjects.add(k + "/")
+        if subjects:
+            wrapped = [k for k in self._aead if k.startswith(tuple(subjects))]
+            for k in wrapped:
+                self._aead.pop(k, None)
+                self._keys.pop(k, None)
+                self._hash_keys.pop(k, None)
 
     def content_hash(self, kid: str, text: str) -> str:
-        """Keyed hash of a text under a subject key: equal texts match, erased ones can't be
-        confirmed by anyone."""
-        return hashlib.blake2b(text.encode(), key=self._hash_keys[kid], digest_size=16).hexdigest()
+        """Keyed hash of a text under a memory's data key: equal texts of one memory match
+        (another memory's never do), erased ones can't be confirmed by anyone."""
+        hkey = self._hash_keys.get(kid)
+        if hkey is None:
+            hkey = hmac.new(self._keys[kid], b"memstream/content-hash", hashlib.sha256).digest()
+            self._hash_keys[kid] = hkey
+        return hashlib.blake2b(text.encode(), key=hkey, digest_size=16).hexdigest()
+
+    @staticmethod
+    def needs_key(event: Event) -> bool:
+        """Whether ``event`` has a payload part to seal (not only clear fields)."""
+        p = event.payload
+        return p is not None and len(p.CLEAR) < len(p.__struct_fields__)
+
+    @classmethod
+    def data_keys_needed(cls, events: list[Event]) -> set[tuple[str, str]]:
+        """The (subject, memory id) data keys sealing ``events`` takes."""
+        return {(e.effective_subject, e.memory_id) for e in events if cls.needs_key(e)}
 
     # -- sealing --------------------------------------------------------------------------
 
@@ -67,10 +108,10 @@ class Sealer:
         return self.seal_all([event])[0]
 
     def seal_all(self, events: list[Event]) -> list[tuple[bytes, str | None, str | None]]:
-        """:meth:`seal` of each event. The subjects' keys the batch needs and lacks are
-        created first, all in one durable commit of the key store."""
+        """:meth:`seal` of each event. The memories' data keys the batch needs and lacks (and
+        their subjects' keys) are created first, all in one durable commit of the key store."""
         parts = list(zip(events, map(_split, events), strict=True))
-        self.keys.ensure({e.effective_subject for e, (plain, _) in parts if plain})
+        self.keys.ensure_data_keys({(e.effective_subject, e.memory_id) for e, (p, _) in parts if p})
         return [self._seal(e, plain, clear) for e, (plain, clear) in parts]
 
     def _seal(
@@ -80,7 +121,7 @@ class Sealer:
         kid = None
         content_hash = None
         if plain:
-            kid, key = self.keys.current(event.effective_subject)
+            kid, key = self.keys.current_data_key(event.effective_subject, event.memory_id)
             cipher = self._cipher(kid, key)
             nonce = os.urandom(12)
             ct = cipher.encrypt(nonce, plain, _aad(event.event_id, kid))

@@ -49,11 +49,14 @@ def snapshot():
     return take_snapshot
 
 
-def run_workload(store: MemoryStore, rng, n: int, namespaces=("user/alice", "user/bob")) -> None:
-    """``n`` random operations (many valid, some rejected) through the SDK, in small batches."""
+def run_workload(
+    store: MemoryStore, rng, n: int, namespaces=("user/alice", "user/bob"), erases: bool = True
+) -> None:
+    """``n`` random operations (many valid, some rejected) through the SDK, in small batches;
+    ``erases=False``: none that erase (which make past content unreadable, by design)."""
     ids: list[str] = []
     ops = ["revise", "archive", "restore", "activate", "expire", "freeze", "unfreeze",
-           "rollback", "merge", "create", "create", "revise"]  # fmt: skip
+           "rollback", "merge", "create", "create", "revise"] + ["erase"] * erases  # fmt: skip
     done = 0
     while done < n:
         batch = []
@@ -80,6 +83,10 @@ def run_workload(store: MemoryStore, rng, n: int, namespaces=("user/alice", "use
                 batch.append(store.event("revise", ns, mid, {"text": f"rev {rng.random():.6f}"}))
             elif op == "rollback":
                 batch.append(store.event("rollback", ns, mid, {"to_version": 1}))
+            elif op == "erase":  # one memory; now and then a whole subject
+                scope = "subject" if rng.random() < 0.2 else "memory"
+                mid = mid if scope == "memory" else f"subject-erase-{done}"
+                batch.append(store.event("erase", ns, mid, {"scope": scope, "reason": "test"}))
             else:
                 batch.append(store.event(op, ns, mid, {"reason": f"{op} by test"}))
         store.append(batch)

@@ -67,6 +67,7 @@ def _root(
 for _command in (
     ops.serve,
     writes.publish,
+    writes.erase,
     reads.get,
     reads.history,
     reads.search,

@@ -105,7 +105,9 @@ def audit_table(entries: Sequence[AuditEntry], title: str) -> Table:
     for col in ("offset", "recorded at", "actor", "operation", "memory", "outcome", "why"):
         t.add_column(col, no_wrap=col in ("offset", "recorded at", "operation"))
     for e in entries:
-        if e.status == "accepted":
+        if e.status == "accepted" and e.type == "erase":
+            outcome = Text(f"accepted → erased {', '.join(e.erased) or 'nothing'}", style="green")
+        elif e.status == "accepted":
             outcome = Text(f"accepted → {e.state} v{e.version}", style="green")
         else:
             outcome = Text(f"rejected ({e.code}): {e.reason}", style="red")
@@ -113,7 +115,7 @@ def audit_table(entries: Sequence[AuditEntry], title: str) -> Table:
             str(e.offset),
             _when(e.recorded_at),
             Text(e.actor),
-            e.type,
+            f"{e.type} ({e.scope})" if e.scope else e.type,
             Text(e.memory_id),
             outcome,
             Text(e.why or ""),

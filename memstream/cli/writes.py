@@ -1,4 +1,5 @@
-"""``memstream publish``: append events from a file or stdin, all validated first."""
+"""Writing commands: ``publish`` (events from a file or stdin, all validated first) and
+``erase`` (one memory, or every memory of a subject)."""
 
 from __future__ import annotations
 
@@ -172,3 +173,64 @@ def publish(
                 + (f"; last offset {max(o.offset for o in outcomes)}" if outcomes else "")
             )
     raise typer.Exit(EXIT_REJECTED if rejected else EXIT_OK)
+
+
+def erase(
+    memory_id: Annotated[
+        str | None, typer.Argument(help="The memory to erase; no other memory is touched.")
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(
+            "--subject", help="Erase every memory of this subject instead (no MEMORY_ID)."
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            help="With --subject: the namespace the erase is logged in (default: the subject)."
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Why; it stays readable in the audit: no personal data in it."),
+    ] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Crypto-shred one memory (MEMORY_ID), or every memory of a subject (--subject);
+    print what was erased. Exit 1 if the erase was refused."""
+    with reported(json_out):
+        if (memory_id is None) == (subject is None):
+            raise CliError(
+                "name what to erase: a MEMORY_ID (that memory alone) or --subject SUBJECT "
+                "(every memory of the subject), not both",
+                EXIT_BAD_INPUT,
+                {"error": "bad_input"},
+            )
+        if namespace is not None and subject is None:
+            raise CliError(
+                "--namespace goes with --subject (a memory's namespace is known)",
+                EXIT_BAD_INPUT,
+                {"error": "bad_input"},
+            )
+        with open_store(store, url) as target:
+            if subject is not None:
+                o = target.erase_subject(subject, namespace=namespace, reason=reason)
+                scope, what = "subject", f"subject {subject}"
+            else:
+                assert memory_id is not None
+                o = target.erase(memory_id, reason=reason)
+                scope, what = "memory", f"memory {memory_id}"
+        if json_out:
+            print_json({"scope": scope, "erased": list(o.erased), "outcome": o.public()})
+        else:
+            out.print(outcomes_table([o]))
+            out.print(
+                f"erased {what} (scope {scope}): {len(o.erased)} "
+                f"memor{'y' if len(o.erased) == 1 else 'ies'}"
+                + (f": {', '.join(o.erased)}" if o.erased else "")
+                + f"; offset {o.offset}"
+            )
+    raise typer.Exit(EXIT_OK)

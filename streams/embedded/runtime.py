@@ -400,8 +400,7 @@ class EmbeddedRuntime:
         out = decide(self.state, logged)
         self.state.commit(logged, out)
         if out.destroy_key is not None:
-            subject, kid = out.destroy_key
-            self.sealer.forget(self.keys.destroy(subject, up_to_kid=kid))
+            self.sealer.forget(self.keys.shred(out.destroy_key))
         return out
 
     def _duplicate_outcome(self, offset: int) -> Outcome:

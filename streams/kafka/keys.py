@@ -1,4 +1,5 @@
-"""The subjects' data keys, shared by every worker through a compacted topic.
+"""The keys (subjects' keys and memories' data keys), shared by every worker through a
+compacted topic.
 
 Why a topic and not a database: the workers already share the broker and nothing else;
 a compacted topic with one partition gives every worker the same keys in the same order,
@@ -12,7 +13,14 @@ named by events of two partitions); the first proposal in the topic wins everywh
 other is never used. Proposal ids keep both records apart under compaction, so a fresh
 reader sees the same first one.
 
-Erasure has to destroy, for every key id of the subject up to the erased generation:
+A memory's data key is proposed the same way, after its subject's key: the record holds
+the data key *wrapped* by the subject key (a data key id is ``subject#g/memory#n``, see
+:mod:`memstream.schemas.keyid`), never the raw key, and is read back before anything is
+sealed under it.
+
+Erasing a memory destroys every proposal record of each of its data keys, and every
+worker's copy. Erasing a subject has to destroy, for every key id of the subject up to the
+erased generation (each worker then also drops the data keys those keys wrapped):
 every proposal record in the topic (each is replaced by a "destroyed" record under the same
 record key, and compaction then drops the key bytes from the topic's segments; until the
 log cleaner runs, and in any copy or mirror of the topic, they remain: see ops/kafka.md),
@@ -29,6 +37,7 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 from aiokafka import TopicPartition
+from memstream.schemas.keyid import KeyId
 from memstream.streams.keystore import KeyStore
 
 from . import clients
@@ -40,8 +49,10 @@ log = logging.getLogger("memstream.kafka.keys")
 class KeyRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     kid: str
     subject: str
+    #: the subject key's generation (of a data key: that of the subject key wrapping it)
     generation: int
-    #: the 256-bit key (base64 in JSON); ``None``: destroyed
+    #: the 256-bit subject key, or for a data key id the data key wrapped by its subject
+    #: key (base64 in JSON); ``None``: destroyed
     key: bytes | None = None
 
 
@@ -176,11 +187,43 @@ class SharedKeys(clients.TopicFollower):
         if still:  # destroyed again in between: the next call proposes the next generation
             raise RuntimeError(f"no live key for {still} after proposing one; retry")
 
+    async def ensure_data_keys(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Make sure every (subject, memory id) has a live data key here, proposing (wrapped)
+        ones where needed; the subjects' keys must be live already (:meth:`ensure`)."""
+        missing = sorted({p for p in pairs if self.store.live_data_key(*p) is None})
+        if not missing:
+            return
+        sends = []
+        for subject, memory_id in missing:  # proposed together, read back once
+            skid = self.store.live(subject)
+            if skid is None:
+                raise RuntimeError(f"no live key for subject {subject!r}; retry")
+            gen = KeyId.parse(skid).generation
+            n = self.store.data_key_number(subject, memory_id) + 1
+            kid = str(KeyId.data_key(subject, gen, memory_id, n))
+            rec = KeyRecord(
+                kid=kid, subject=subject, generation=gen, key=self.store.wrap(kid, os.urandom(32))
+            )
+            sends.append(
+                await self._p.send(
+                    self.settings.keys,
+                    _enc.encode(rec),
+                    key=f"{kid}|{uuid.uuid4().hex}".encode(),
+                    partition=0,
+                )
+            )
+        placed = await asyncio.wait_for(asyncio.gather(*sends), self.settings.send_timeout)
+        last = max(md.offset for md in placed)
+        await self._reached(last, self.settings.send_timeout)
+        still = [p for p in missing if self.store.live_data_key(*p) is None]
+        if still:  # destroyed again in between: the next call proposes the next one
+            raise RuntimeError(f"no live data key for {still} after proposing one; retry")
+
     async def destroy(self, subject: str, kids: Iterable[str]) -> None:
         """Publish the destruction of ``kids`` (every proposal record of each)."""
         last = -1
         for kid in kids:
-            gen = int(kid.rpartition("#")[2])
+            gen = KeyId.parse(kid).generation
             rec = KeyRecord(kid=kid, subject=subject, generation=gen, key=None)
             for pkey in sorted(self._proposals.get(kid, {f"{kid}|".encode()})):
                 md = await asyncio.wait_for(

@@ -28,6 +28,7 @@ from memstream.projections.search import SearchQuery
 from memstream.projections.search import search as run_search
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import default_registry
+from memstream.schemas.memcube import KeyDestruction
 from memstream.schemas.views import SearchHit
 from memstream.streams.keystore import KeyStore
 from memstream.streams.sealing import Sealer
@@ -165,6 +166,7 @@ class Node:
             for e in batch
         ]
         await self.keys.ensure(self.sequencer.subjects([p for _, p in parsed]))
+        await self.keys.ensure_data_keys(self.sequencer.data_keys([p for _, p in parsed]))
         now = time.time_ns() // 1000
         by_partition: dict[int, list[Any]] = defaultdict(list)
         for partition, p in parsed:
@@ -261,8 +263,8 @@ class Node:
                 await self.keys.catch_up()
                 shard = await self._reopen(shard)
         self.applied_events += len(recs) - res.skipped
-        for subject, generation in res.erased:
-            await self._destroy(subject, generation)
+        for d in res.erased:
+            await self._destroy(d)
         await self._publish(shard, res.outcomes)
         if res.scrub:  # erased content must leave the shard's file, not only its rows
             await asyncio.to_thread(shard.duck.scrub)
@@ -275,10 +277,15 @@ class Node:
         self.shards.pop(shard.partition, None)
         return await self._shard(shard.partition)
 
-    async def _destroy(self, subject: str, generation: int) -> None:
-        kids = self.keystore.kids(subject, generation)
-        self.sealer.forget(self.keystore.destroy(subject, f"{subject}#{generation}"))
-        await self.keys.destroy(subject, kids)
+    async def _destroy(self, d: KeyDestruction) -> None:
+        """Destroy an erase's keys here and on the keys topic (every worker's copy)."""
+        if d.scope == "memory":
+            assert d.memory_id is not None
+            kids = self.keystore.data_kids(d.subject, d.memory_id)
+        else:
+            kids = self.keystore.kids(d.subject, d.generation)
+        self.sealer.forget(self.keystore.shred(d))
+        await self.keys.destroy(d.subject, kids)
 
     async def _publish(self, shard: Shard, outcomes: list[Any]) -> None:
         """Send the outcomes of a committed batch; the outbox cursor moves once the broker
@@ -312,8 +319,8 @@ class Node:
 
     async def _publish_pending(self, shard: Shard) -> None:
         """The outbox after a restart: erasures and outcomes committed but not published."""
-        for subject, generation in await asyncio.to_thread(shard.pending_erasures):
-            await self._destroy(subject, generation)
+        for d in await asyncio.to_thread(shard.pending_erasures):
+            await self._destroy(d)
         pending = await asyncio.to_thread(shard.pending_outcomes)
         if pending:
             log.info(

@@ -8,10 +8,11 @@ that what reaches the log is a well-formed event on the right partition, sealed:
   oversize → an ``malformed`` incident (the request's bytes never reach the log);
 - a record whose key is not on this partition (a producer with another partitioner), or
   whose namespace is not its key → a ``misrouted`` incident;
-- otherwise each event is sealed under its subject's key and stamped with ``recorded_at``.
+- otherwise each event is sealed under its memory's data key and stamped with ``recorded_at``.
 
-The subjects' keys must be live locally before :meth:`Sequencer.sequence` runs
-(:meth:`Sequencer.subjects` lists them; the worker ensures them through the keys topic).
+The subjects' keys and the memories' data keys must be live locally before
+:meth:`Sequencer.seal` runs (:meth:`Sequencer.subjects` and :meth:`Sequencer.data_keys`
+list them; the worker ensures them through the keys topic).
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ class Sequencer:
     @staticmethod
     def subjects(parsed: list[Parsed]) -> set[str]:
         return {e.effective_subject for p in parsed for e in p.events}
+
+    @staticmethod
+    def data_keys(parsed: list[Parsed]) -> set[tuple[str, str]]:
+        """The (subject, memory id) data keys sealing ``parsed`` takes."""
+        return Sealer.data_keys_needed([e for p in parsed for e in p.events])
 
     def seal(self, parsed: Parsed, now_us: int | None = None) -> list[Sequenced]:
         """The events records of one parsed request (keys must be live)."""

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import msgspec
 from memstream.projections.core import project
-from memstream.projections.decide import DecisionState, decide, split_kid
+from memstream.projections.decide import DecisionState, decide
 from memstream.projections.decided import read_outcomes
 from memstream.projections.duck import DuckStore
 from memstream.projections.processor import Decided
 from memstream.schemas.events import Event
-from memstream.schemas.memcube import Logged, Outcome
+from memstream.schemas.memcube import KeyDestruction, Logged, Outcome
 from memstream.streams.feed import DecidedFeed
 from memstream.streams.keystore import KeyStore
 from memstream.streams.log import GENESIS, chain_hash
@@ -93,9 +93,9 @@ class Applied:
 
     outcomes: list[Outcome] = field(default_factory=list)  # to publish (no duplicates)
     skipped: int = 0  # at or below the shard's offset
-    #: (subject, generation): accepted erases, in log order; every key of the subject up to
-    #: that generation must be destroyed on the keys topic too
-    erased: list[tuple[str, int]] = field(default_factory=list)
+    #: the keys accepted erases destroyed, in log order: they must be destroyed on the keys
+    #: topic too (a memory's data keys; a subject's keys up to a generation)
+    erased: list[KeyDestruction] = field(default_factory=list)
     #: whether the batch erased memories: their bytes are still in the shard's file
     #: until :meth:`DuckStore.scrub` rewrites it
     scrub: bool = False
@@ -192,8 +192,7 @@ class Shard:
                 res.outcomes.append(out)
                 seen_now[logged.event.event_id] = None
             if out.destroy_key is not None:
-                subject, kid = out.destroy_key
-                res.erased.append((subject, split_kid(kid)[1]))
+                res.erased.append(out.destroy_key)
         if last == self.offset:
             return res
         batch = project(pairs)
@@ -282,7 +281,7 @@ class Shard:
         out = decide(self.state, logged)
         self.state.commit(logged, out)
         if out.destroy_key is not None:
-            self.sealer.forget(self.keys.destroy(*out.destroy_key))
+            self.sealer.forget(self.keys.shred(out.destroy_key))
         return logged, _placed(out, self.partition)
 
     def _own(self, kind, r: KRecord, error: str) -> Incident:
@@ -350,7 +349,7 @@ class Shard:
         )
         return [Outcome(**r, partition=self.partition) for r in rows]
 
-    def pending_erasures(self) -> list[tuple[str, int]]:
+    def pending_erasures(self) -> list[KeyDestruction]:
         """Accepted erases committed but not yet marked published: their keys must be
         destroyed on the keys topic (again; destroying is idempotent)."""
         if self.outbox >= self.offset:
@@ -358,10 +357,30 @@ class Shard:
         rows = self.duck.query(
             "SELECT DISTINCT a.subject, s.erased_generation FROM audit a JOIN subjects s "
             "ON s.subject = a.subject WHERE a.\"offset\" > ? AND a.type = 'erase' "
-            "AND a.status = 'accepted'",
+            "AND a.status = 'accepted' AND a.scope = 'subject'",
             [self.outbox],
         )
-        return [(r["subject"], int(r["erased_generation"])) for r in rows]
+        out = [
+            KeyDestruction(scope="subject", subject=r["subject"], generation=r["erased_generation"])
+            for r in rows
+        ]
+        # a memory erase: the memory's data keys up to the highest number used before it
+        rows = self.duck.query(
+            "SELECT a.memory_id, a.subject, (SELECT coalesce(max(TRY_CAST(split_part(k.key_id, "
+            "'#', 3) AS INTEGER)), 1) FROM audit k WHERE k.memory_id = a.memory_id AND "
+            'k.subject = a.subject AND k."offset" < a."offset" AND '
+            "contains(split_part(k.key_id, '#', 2), '/')) AS n FROM audit a "
+            "WHERE a.\"offset\" > ? AND a.type = 'erase' AND a.status = 'accepted' "
+            "AND a.scope = 'memory' ORDER BY a.\"offset\"",
+            [self.outbox],
+        )
+        out += [
+            KeyDestruction(
+                scope="memory", subject=r["subject"], memory_id=r["memory_id"], generation=r["n"]
+            )
+            for r in rows
+        ]
+        return out
 
     def published(self, upto: int) -> None:
         """Mark outcomes up to ``upto`` as published.

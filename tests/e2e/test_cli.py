@@ -181,3 +181,42 @@ def test_bench_validates_its_suites_before_running(cli, tmp_path):
     assert r.code == 2
     assert "unknown suite(s) warp" in r.stderr and "ingest" in r.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_erase_a_memory_or_a_subject(mode, cli):
+    store, server = mode
+    s = str(store)
+    ns = "user/gina"
+    mems = [make_event(namespace=ns, payload={"text": f"Gina fact {i}"}) for i in range(3)]
+    r = cli("publish", "--store", s, "--json", input=json.dumps(mems))
+    assert r.code == 0, r.stderr
+    ids = [m["memory_id"] for m in mems]
+
+    r = cli("erase", ids[0], "--reason", "wrong", "--store", s, "--json")
+    assert r.code == 0, r.stderr
+    body = r.json()
+    assert body["scope"] == "memory" and body["erased"] == [ids[0]]
+    head = body["outcome"]["offset"]
+    r = cli("get", ids[0], "--store", s, "--json", "--min-offset", str(head))
+    assert r.json()["state"] == "erased" and r.json()["text"] is None
+    r = cli("get", ids[1], "--store", s, "--json")
+    assert r.json()["text"] == "Gina fact 1"
+    r = cli("audit", "--store", s, "--json", "--type", "erase", "--min-offset", str(head))
+    assert [(e["scope"], e["erased"]) for e in r.json()["entries"]] == [("memory", [ids[0]])]
+
+    r = cli("erase", ids[0], "--store", s, "--json")  # erased already: refused
+    assert r.code == 1 and r.json()["outcome"]["code"] == "erased"
+    r = cli("erase", ids[0], "--subject", ns, "--store", s)  # both: bad input
+    assert r.code == 2 and "not both" in r.stderr
+    assert cli("erase", "--store", s).code == 2  # neither
+
+    r = cli("erase", "--subject", ns, "--store", s)
+    assert r.code == 0, r.stderr
+    assert f"erased subject {ns} (scope subject): 2 memories" in " ".join(r.stdout.split())
+    for mid in ids[1:]:
+        r = cli("get", mid, "--store", s, "--json", "--min-offset", str(head + 1))
+        assert r.json()["state"] == "erased" and r.json()["text"] is None
+    r = cli("erase", "--subject", "user/nobody", "--store", s, "--json")
+    assert r.code == 1 and r.json()["outcome"]["code"] == "unknown_subject"
+    if server is not None:
+        assert server.running and server.stop() == 0, server.log()

@@ -11,7 +11,13 @@ import pytest
 from memstream.schemas.views import AuditPage, Memory, Version
 
 from memstream.client import HttpMemoryStore
-from memstream.errors import CrossNamespace, InvalidTransition, MalformedEvent, UnknownMemory
+from memstream.errors import (
+    CrossNamespace,
+    InvalidTransition,
+    MalformedEvent,
+    UnknownMemory,
+    UnknownSubject,
+)
 
 
 def test_health_and_ready(api):
@@ -241,3 +247,70 @@ def test_memory_store_connect_is_the_http_client(api):
         assert isinstance(ms, HttpMemoryStore)
         o = ms.create("user/carol", "Carol reads at night")
         assert ms.get(o.memory_id, min_offset=o.offset).created_by == "connector"
+
+
+def test_erase_a_memory_or_a_subject_over_http(api, event, post):
+    ns = "user/erasable"
+    a, b, c_ = (event(namespace=ns, payload={"text": f"fact {i} about Eve"}) for i in range(3))
+    with api.client() as c:
+        assert post(c, [a, b, c_]).status_code == 200
+        # scope memory (schema version 2): this memory, no other
+        one = event(
+            "erase", namespace=ns, memory_id=b["memory_id"], schema_version=2,
+            payload={"scope": "memory", "reason": "wrong fact"},
+        )  # fmt: skip
+        r = post(c, one)
+        assert r.status_code == 200, r.text
+        (out,) = r.json()["outcomes"]
+        assert out["status"] == "accepted" and out["erased"] == [b["memory_id"]]
+        head = out["offset"]
+        got = c.get(f"/v1/memories/{b['memory_id']}", params={"min_offset": head}).json()
+        assert got["state"] == "erased" and got["text"] is None
+        for kept in (a, c_):
+            m = c.get(f"/v1/memories/{kept['memory_id']}").json()
+            assert m["state"] == "active" and m["text"] == kept["payload"]["text"]
+        audit = {"type": "erase", "namespace": ns, "min_offset": head}
+        (entry,) = c.get("/v1/audit", params=audit).json()["entries"]
+        assert entry["scope"] == "memory" and entry["erased"] == [b["memory_id"]]
+
+        # scope subject: everything of the subject; the memory id names no memory
+        every = event(
+            "erase", namespace=ns, schema_version=2, payload={"scope": "subject"},
+        )  # fmt: skip
+        every["memory_id"] = every["event_id"]
+        (out,) = post(c, every).json()["outcomes"]
+        assert out["status"] == "accepted"
+        assert sorted(out["erased"]) == sorted([a["memory_id"], c_["memory_id"]])
+        for gone in (a, c_):
+            m = c.get(f"/v1/memories/{gone['memory_id']}", params={"min_offset": out["offset"]})
+            assert m.json()["state"] == "erased" and m.json()["text"] is None
+        audit["min_offset"] = out["offset"]
+        entries = c.get("/v1/audit", params=audit).json()["entries"]
+        assert [e["scope"] for e in entries] == ["memory", "subject"]
+
+        # an erase as version 1 producers send it (no scope) still means the subject
+        d = event(namespace="user/erasable-v1")
+        post(c, d)
+        (out,) = post(
+            c, event("erase", namespace="user/erasable-v1", memory_id=d["memory_id"])
+        ).json()["outcomes"]
+        assert out["status"] == "accepted" and out["erased"] == [d["memory_id"]]
+        (entry,) = c.get(
+            "/v1/audit",
+            params={"type": "erase", "namespace": "user/erasable-v1", "min_offset": out["offset"]},
+        ).json()["entries"]
+        assert entry["scope"] == "subject"
+
+
+def test_the_python_client_erases_a_memory_or_a_subject(api):
+    with HttpMemoryStore.connect(api.url, actor="agent-9") as ms:
+        x = ms.create("user/frank", "Frank's old address")
+        y = ms.create("user/frank", "Frank likes chess")
+        out = ms.erase(x.memory_id, reason="moved")
+        assert out.erased == (x.memory_id,)
+        assert ms.get(y.memory_id, min_offset=out.offset).text == "Frank likes chess"
+        assert ms.get(x.memory_id).text is None
+        every = ms.erase_subject("user/frank")
+        assert every.erased == (y.memory_id,)
+        with pytest.raises(UnknownSubject):
+            ms.erase_subject("user/nobody-here")

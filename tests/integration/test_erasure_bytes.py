@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -196,3 +197,36 @@ def test_kill_9_right_after_an_erase_then_reopen_leaves_no_byte(tmp_path):
             h for h in store.search("favourite tea", k=10) if h.memory.namespace == "user/dave"
         ]
     assert found_on_disk(root, wanted) == {}
+
+
+def test_a_kafka_worker_leaves_no_byte_of_an_erased_memory(deployment) -> None:
+    """The same on Kafka: the worker's shard rewrites its file after the erasing batch and
+    the shard's search indexes purge on their own; then a graceful stop, and a scan of
+    everything the worker keeps."""
+    from memstream.kafka import KafkaMemoryStore
+
+    w = deployment.start_worker("w1", MEMSTREAM_SEMANTIC="1")
+    deployment.serving()
+    data = Path(w.data)
+    with KafkaMemoryStore(deployment.settings, api=w.url) as store:
+        gone = write_marked(store, "user/erin")
+        kept = write_marked(store, "user/erin")
+        for mem in (gone, kept):
+            hits = store.search(mem["markers"]["revision"], k=3, alpha=0.5)
+            assert mem["memory_id"] in [h.memory.memory_id for h in hits]
+        erased = {
+            f"{name}{form}": (value.lower() if form else value).encode()
+            for name, value in gone["markers"].items()
+            for form in ("", ":lower")
+        }
+        neighbour = {"text": kept["markers"]["text"].encode()}
+        assert found_on_disk(data, erased), "the markers must be on the worker's disk first"
+        store.erase(gone["memory_id"])
+        deadline = time.monotonic() + 60
+        while found_on_disk(data, erased) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert found_on_disk(data, erased) == {}, "a running worker must clear the bytes"
+        assert store.get(kept["memory_id"]).text.endswith("about coffee")
+    assert deployment.stop(w) == 0
+    assert found_on_disk(data, erased) == {}
+    assert "text" in found_on_disk(data, neighbour)

@@ -21,6 +21,7 @@ from memstream.projections.processor import Decided, ProcessorContext
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import default_registry
 from memstream.streams.kafka import clients
+from memstream.streams.kafka.keys import SharedKeys
 from memstream.streams.kafka.partitioning import partition_of
 from memstream.streams.kafka.records import KRecord
 from memstream.streams.kafka.shard import CORE_FILE, Shard
@@ -88,8 +89,10 @@ def test_a_shard_reads_its_decided_events_back_from_the_broker(deployment, tmp_p
         outcomes.append(store.revise(a.memory_id, "Alice drinks jasmine tea"))
         outcomes.append(store.archive(a.memory_id))
         outcomes += store.append([store.event("revise", NAMESPACE, a.memory_id, {"text": "no"})])
-        b = store.create(NAMESPACE, "Bob likes jazz", subject="person/bob")  # erased alone
-        outcomes += [b, store.erase(b.memory_id)]
+        b = store.create(NAMESPACE, "Bob likes jazz")  # a's subject, and erased alone
+        erased = store.erase(b.memory_id)
+        assert erased.erased == (b.memory_id,)
+        outcomes += [b, erased]
         # a record that is no event: audited as an incident, read back as one
         raw = Producer(
             {"bootstrap.servers": deployment.settings.bootstrap, "partitioner": "murmur2_random"}
@@ -135,8 +138,28 @@ def test_a_shard_reads_its_decided_events_back_from_the_broker(deployment, tmp_p
         assert logged.event.event_id == want.event_id
     texts = [getattr(seen[o.offset][0].event.payload, "text", None) for o in outcomes]
     assert texts[:2] == ["Alice drinks green tea", "Alice drinks jasmine tea"]
-    # the erased memory's content cannot be opened any more: a tombstone, not its text
+    # the erased memory's content cannot be opened any more: a tombstone, not its text;
+    # its neighbours under the same subject key open as before
     assert seen[outcomes[4].offset][0].event.payload is None
+    assert seen[outcomes[-1].offset][0].event.payload.text == "after the garbage"
+
+    # every worker learns it from the keys topic: one reading it from scratch holds b's data
+    # key destroyed, a's and the subject's live
+    async def read_keys() -> KeyStore:
+        fresh = KeyStore(tmp_path / "fresh-keys.sqlite", create_keys=False)
+        shared = SharedKeys(settings, fresh)
+        await shared.start()
+        await shared.stop()
+        return fresh
+
+    fresh = asyncio.run(read_keys())
+    try:
+        kid_a, kid_b = (seen[o.offset][0].key_id for o in (outcomes[0], outcomes[4]))
+        assert kid_a.startswith(f"{NAMESPACE}#1/") and kid_b.startswith(f"{NAMESPACE}#1/")
+        assert fresh.is_destroyed(kid_b) and not fresh.is_destroyed(kid_a)
+        assert not fresh.is_destroyed(f"{NAMESPACE}#1")
+    finally:
+        fresh.close()
     incidents = [(lg, out) for lg, out in collect.seen if out.code == "malformed"]
     assert len(incidents) == 1
     logged, out = incidents[0]

@@ -266,9 +266,9 @@ def test_rebuild_and_replay_make_zero_model_calls(
 
 
 def test_erase_removes_from_both_indexes_and_the_cache(store: MemoryStore) -> None:
+    # one subject (user/alice) for both: the erase of one memory leaves the other searchable
     keep = store.create("user/alice", "Alice runs the Berlin marathon every September")
-    gone = store.create("user/alice", "Carol's passport number is in the blue folder",
-                        subject="person/carol")  # fmt: skip
+    gone = store.create("user/alice", "Alice's passport number is in the blue folder")
     store.flush()
     assert ids(store.search("passport blue folder", k=1)) == [gone.memory_id]
     cache = store.semantic.embedder.cache
@@ -281,6 +281,10 @@ def test_erase_removes_from_both_indexes_and_the_cache(store: MemoryStore) -> No
     assert store.semantic.keywords.search("passport", 5) == []
     assert cache.count() == 1  # its vector is gone from the cache too
     assert ids(store.search("marathon", k=1)) == [keep.memory_id]
+    for alpha in (1.0, 0.5, 0.0):
+        (hit,) = store.search("Berlin marathon in September", k=1, alpha=alpha)
+        assert hit.memory.memory_id == keep.memory_id
+        assert hit.memory.text == "Alice runs the Berlin marathon every September"
     assert gone.memory_id not in ids(store.search("passport", exact=True, states=["erased"]))
 
 
@@ -438,7 +442,8 @@ def test_search_consistency_property(tmp_path_factory, model: LazyEmbedder, ops)
                                       {"sources": srcs, "text": text})])  # fmt: skip
                 continue
             payload = {"text": text} if op == "revise" else (
-                {"to_version": 1} if op == "rollback" else {}
+                {"to_version": 1} if op == "rollback" else
+                {"scope": "memory"} if op == "erase" else {}
             )  # fmt: skip
             s.append([s.event(op, "user/alice", mid, payload)])
         s.flush()

@@ -12,12 +12,13 @@ from memstream.schemas.memcube import Logged
 
 IDS = ["a", "b", "c", "d"]
 OPS = ["create", "revise", "activate", "archive", "restore", "rollback", "expire", "freeze",
-       "unfreeze", "erase", "merge", "artifact_built"]  # fmt: skip
+       "unfreeze", "erase", "erase_subject", "merge", "artifact_built"]  # fmt: skip
 PAYLOADS = {
     "create": lambda: ev.Create(text="t"),
     "revise": lambda: ev.Revise(text="t2"),
     "rollback": lambda: ev.Rollback(to_version=1),
-    "erase": lambda: ev.Erase(reason="r"),
+    "erase": lambda: ev.Erase(scope="memory", reason="r"),
+    "erase_subject": lambda: ev.Erase(scope="subject", reason="r"),
     "artifact_built": lambda: ev.ArtifactBuilt(
         artifact_id="x", artifact_kind="kv_cache", model="m", path="p", checksum="c"
     ),
@@ -41,10 +42,12 @@ def make(i: int, op, mid, ns, sources, expected, subject) -> Logged:
         payload = PAYLOADS[op]()
     else:
         payload = ev.default_registry().types[op].payload(reason=None)
+    if op == "erase_subject":
+        op = "erase"
     e = ev.Event(
         event_id=f"00000000-0000-7000-8000-{i:012d}",
         type=op,
-        schema_version=1,
+        schema_version=payload.VERSION,
         namespace=ns,
         memory_id=mid,
         occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
@@ -53,7 +56,10 @@ def make(i: int, op, mid, ns, sources, expected, subject) -> Logged:
         subject=subject,
         payload=payload,
     )
-    kid = f"{subject or ns}#1" if op not in ("erase", "artifact_built") else None
+    # sealed under the memory's data key; every seventh under the bare subject key (legacy)
+    kid = None
+    if op not in ("erase", "artifact_built"):
+        kid = f"{subject or ns}#1" if i % 7 == 0 else f"{subject or ns}#1/{mid}#1"
     return Logged(i, 1_000 + i, b"", e, kid, None)
 
 
@@ -84,6 +90,11 @@ def test_lifecycle_invariants(seq):
         if o.status == "rejected":
             assert not changed and o.code and o.reason
             continue
+        if o.type == "erase":
+            assert changed == set(o.erased)
+            assert all(after[m].state == "erased" for m in changed)
+            if o.destroy_key is not None and o.destroy_key.scope == "memory":
+                assert o.erased == (o.memory_id,), "a memory erase erases that memory alone"
         for mid in changed:
             old, new = before.get(mid), after[mid]
             if old is None:

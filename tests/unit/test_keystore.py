@@ -74,7 +74,8 @@ def test_sealing_a_batch_creates_its_missing_keys_together(tmp_path: Path) -> No
     ]
     sealed = sealer.seal_all(events)
     assert len(commits) == 1
-    assert [kid for _, kid, _ in sealed] == [f"user/u{i % 7}#1" for i in range(30)]
+    # each memory its own data key, wrapped by its subject's key
+    assert [kid for _, kid, _ in sealed] == [f"user/u{i % 7}#1/m{i}#1" for i in range(30)]
     for e, (data, _, _) in zip(events, sealed, strict=True):
         opened, _ = sealer.open(data)
         assert opened.payload == e.payload

@@ -90,6 +90,8 @@ def apply(store: MemoryStore, op: str, mid: str, exists: bool):
         payload = {"text": "new content"}
     elif op == "rollback":
         payload = {"to_version": 1}
+    elif op == "erase":  # the matrix's erase is of one memory (a subject's: docs/lifecycle.md)
+        payload = {"scope": "memory"}
     elif op == "artifact_built":
         payload = dict(
             artifact_id=f"a-{mid}", artifact_kind="kv_cache", model="tiny", path="/x", checksum="c"

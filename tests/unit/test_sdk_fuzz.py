@@ -212,6 +212,10 @@ ARGS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStra
         },
     ),  # fmt: skip
     "rollback": ({"memory_id": memory_id, "to_version": version}, {**on_memory, **envelope_kw}),
+    "erase_subject": (
+        {"subject": namespace},
+        {**on_memory, **{k: v for k, v in envelope_kw.items() if k != "subject"}},
+    ),
     **{
         op: ({"memory_id": memory_id}, {**on_memory, **envelope_kw})
         for op in ("activate", "archive", "restore", "expire", "freeze", "unfreeze", "erase")
@@ -317,7 +321,7 @@ NOT_FUZZED = {
 
 WRITES = {
     "append", "publish_json", "create", "revise", "merge", "rollback", "activate", "archive",
-    "restore", "expire", "freeze", "unfreeze", "erase", "artifact_built",
+    "restore", "expire", "freeze", "unfreeze", "erase", "erase_subject", "artifact_built",
 }  # fmt: skip
 
 

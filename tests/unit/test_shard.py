@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Create, Erase, Event, Revise, default_registry
+from memstream.schemas.memcube import KeyDestruction
 from memstream.streams.kafka.partitioning import partition_of
 from memstream.streams.kafka.records import KRecord
 from memstream.streams.kafka.sequencer import Sequencer
@@ -32,7 +33,7 @@ def ev(t: str, mid: str, payload, ns: str = NS) -> Event:
     return Event(
         event_id=str(uuid.uuid4()),
         type=t,
-        schema_version=1,
+        schema_version=payload.VERSION,
         namespace=ns,
         memory_id=mid,
         occurred_at=datetime.now(UTC),
@@ -205,21 +206,44 @@ def test_an_unknown_key_stops_the_batch_before_anything_is_written(
 
 def test_an_erase_reports_the_keys_to_destroy_and_leaves_tombstones(rig: Rig) -> None:
     recs = rig.publish(
-        ev("create", "m1", Create(text="secret")), ev("erase", "m1", Erase(reason="asked"))
+        ev("create", "m1", Create(text="secret")),
+        ev("create", "m2", Create(text="neighbour")),
+        ev("erase", "m1", Erase(scope="memory", reason="asked")),
     )
     res = rig.shard.apply(recs)
-    assert res.erased == [(NS, 1)]
-    assert rig.memories() == {"m1": ("erased", 1, 2)}
-    assert rig.keys.is_destroyed(f"{NS}#1")
-    assert rig.shard.duck.query("SELECT text FROM versions") == [{"text": None}]
+    assert res.erased == [KeyDestruction(scope="memory", subject=NS, memory_id="m1", generation=1)]
+    assert rig.memories() == {"m1": ("erased", 1, 2), "m2": ("active", 1, 1)}
+    assert rig.keys.is_destroyed(f"{NS}#1/m1#1")
+    assert not rig.keys.is_destroyed(f"{NS}#1/m2#1") and not rig.keys.is_destroyed(f"{NS}#1")
+    texts = rig.shard.duck.query("SELECT memory_id, text FROM versions ORDER BY memory_id")
+    assert texts == [{"memory_id": "m1", "text": None}, {"memory_id": "m2", "text": "neighbour"}]
+    assert rig.sealer.open(recs[0].value)[0].payload is None
+    assert rig.sealer.open(recs[1].value)[0].payload is not None
+
+    more = rig.publish(ev("erase", "x", Erase(scope="subject")))
+    res = rig.shard.apply(more)
+    assert res.erased == [KeyDestruction(scope="subject", subject=NS, generation=1)]
+    assert rig.memories() == {"m1": ("erased", 1, 2), "m2": ("erased", 1, 2)}
+    assert rig.keys.is_destroyed(f"{NS}#1") and rig.keys.is_destroyed(f"{NS}#1/m2#1")
 
 
 def test_the_outbox_republishes_what_was_committed_but_not_published(rig: Rig) -> None:
     e1 = ev("create", "m1", Create(text="a"))
-    rig.shard.apply(rig.publish(e1, ev("erase", "m1", Erase())))
+    e2 = ev("create", "m2", Create(text="b"))
+    rig.shard.apply(
+        rig.publish(
+            e1,
+            e2,
+            ev("erase", "m1", Erase(scope="memory")),
+            ev("erase", "e1", Erase(scope="subject")),
+        )
+    )
     # the worker died after the commit, before publishing: all of it is pending
     assert [o.event_id for o in rig.shard.pending_outcomes()][:1] == [e1.event_id]
-    assert rig.shard.pending_erasures() == [(NS, 1)]
+    assert rig.shard.pending_erasures() == [
+        KeyDestruction(scope="subject", subject=NS, generation=1),
+        KeyDestruction(scope="memory", subject=NS, memory_id="m1", generation=1),
+    ]
     rig.shard.published(rig.shard.offset)
     rig.shard.close()
     rig.shard = rig.open()
