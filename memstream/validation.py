@@ -109,8 +109,11 @@ def number(value: Any, field: str, *, optional: bool = True, minimum: float, max
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadRequest(f"{field} must be a number, not {_kind(value)}", field=field)
-    if not (math.isfinite(value) and minimum <= value <= maximum):
-        raise BadRequest(f"{field} must be within [{minimum}, {maximum}], not {value!r}", field)
+    # an int is compared as it is: one too large for a float would overflow ``isfinite``
+    finite = isinstance(value, int) or math.isfinite(value)
+    if not (finite and minimum <= value <= maximum):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise BadRequest(f"{field} must be within [{minimum}, {maximum}], not {shown}", field)
     return float(value)
 
 

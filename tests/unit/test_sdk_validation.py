@@ -158,3 +158,13 @@ def test_built_event_reads_back_as_replayed(store: MemoryStore, tmp_path):
     live = store.runtime.duck.query("SELECT * FROM memories")
     with store.replay(tmp_path / "replay") as r:
         assert r.runtime.duck.query("SELECT * FROM memories") == live
+
+
+@pytest.mark.parametrize("idle", [10**300, -(10**300), float("inf"), float("nan"), -1])
+def test_a_follow_timeout_out_of_range_is_a_bad_request(store: MemoryStore, idle) -> None:
+    """An int too large for a float once overflowed the range check itself."""
+    from memstream.errors import BadRequest
+
+    with pytest.raises(BadRequest) as info:
+        next(iter(store.follow(0, idle=idle)))
+    assert info.value.field == "idle"
