@@ -118,6 +118,7 @@ class Reads(abc.ABC):
         as_of: Point | None = None,
         exact: bool = False,
         alpha: float | None = None,
+        query_hints: bool = True,
         min_offset: int | None = None,
     ) -> list[SearchHit]:
         """Memories matching ``query`` (text) or ``vector``, best first, with their scores.
@@ -141,7 +142,7 @@ class Reads(abc.ABC):
             created_before=created_before, updated_after=updated_after,
             updated_before=updated_before, metadata=metadata or {},
             include_archived=include_archived, as_of=as_of, exact=exact,
-            alpha=DEFAULT_ALPHA if alpha is None else alpha,
+            alpha=DEFAULT_ALPHA if alpha is None else alpha, query_hints=query_hints,
         )  # fmt: skip
         return self._search(q, min_offset)
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from memstream.projections.context import indexed, stored_metadata
 from memstream.projections.embedding import CachedEmbedder, EmbeddingCache, default_model_path
 from memstream.projections.models import (
     EMBEDDINGS_FILE,
@@ -157,13 +158,18 @@ def reembed(
     try:
         with target.runtime.duck.reading() as cur:
             rows = cur.execute(
-                "SELECT m.memory_id, v.content_hash, v.text, len(v.vector) "
+                "SELECT m.memory_id, v.content_hash, v.text, len(v.vector), v.metadata "
                 "FROM memories m JOIN versions v "
                 "ON v.memory_id = m.memory_id AND v.version = m.version "
                 "WHERE list_contains(?, m.state) AND v.text IS NOT NULL "
                 "AND v.content_hash IS NOT NULL ORDER BY m.memory_id",
                 [list(LIVE_STATES)],
             ).fetchall()
+        # What the indexes embed: the text with its context, under its own cache key.
+        rows = [
+            (memory_id, *indexed(text, content_hash, stored_metadata(meta))[::-1], vlen)
+            for memory_id, content_hash, text, vlen, meta in rows
+        ]
         supplied = [r for r in rows if r[3] is not None]
         wrong_dim = sum(1 for r in supplied if r[3] != dim)
         texts: dict[str, str] = {}

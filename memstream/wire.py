@@ -164,6 +164,13 @@ class SearchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, om
         ]
         | None
     ) = None
+    query_hints: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Rank memories dated in a period the query names, or said by a "
+            "speaker it names, first."
+        ),
+    ] = True
     min_offset: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
     partitions: Annotated[
         list[int] | None,
@@ -178,6 +185,7 @@ class SearchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, om
             kinds=self.kinds, metadata=self.metadata or {},
             include_archived=self.include_archived, as_of=point(self.as_of, "as_of"),
             exact=self.exact, alpha=DEFAULT_ALPHA if self.alpha is None else self.alpha,
+            query_hints=self.query_hints,
             **{name: time_point(getattr(self, name), name) for name in _TIMES},
         )  # fmt: skip
 
@@ -197,7 +205,8 @@ class SearchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, om
             kinds=listed(q.kinds), metadata=dict(q.metadata) or None,
             include_archived=q.include_archived,
             as_of=format_point(q.as_of) if isinstance(q.as_of, datetime) else q.as_of,
-            exact=q.exact, alpha=q.alpha, min_offset=min_offset, partitions=partitions,
+            exact=q.exact, alpha=q.alpha, query_hints=q.query_hints, min_offset=min_offset,
+            partitions=partitions,
             **{n: format_point(w) if (w := getattr(q, n)) is not None else None for n in _TIMES},
         )  # fmt: skip
 

@@ -32,6 +32,7 @@ Design choices:
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import threading
@@ -78,6 +79,17 @@ def _schema() -> tantivy.Schema:
     builder.add_text_field("namespace", stored=False, tokenizer_name="raw", index_option="basic")
     builder.add_text_field("text", stored=False, tokenizer_name=TOKENIZER_NAME, index_option="freq")
     return builder.build()
+
+
+def _explained(node: Any, found: dict[str, float]) -> None:
+    """Collect N and avgdl from a tantivy BM25 explanation."""
+    if isinstance(node, dict):
+        description = str(node.get("description", ""))
+        for name in ("N", "avgdl"):
+            if description.startswith(name + ","):
+                found[name] = float(node["value"])
+        for child in node.get("details") or ():
+            _explained(child, found)
 
 
 def _reraise_fatal(exc: BaseException) -> None:
@@ -340,6 +352,61 @@ class KeywordIndex:
     def analyze(self, text: str) -> list[str]:
         """The index terms of ``text`` (what a query for it will look up)."""
         return list(self._analyzer.analyze(text))
+
+    def statistics(self, terms: Sequence[str]) -> tuple[int, float | None, dict[str, int]]:
+        """The BM25 statistics of this index for ``terms``: documents (N), average text
+        length (``None`` if no term matches), and each term's document frequency, as
+        tantivy's own scoring counts them (deleted documents count until a merge)."""
+        searcher = self._index.searcher()
+        df = {t: int(searcher.doc_freq("text", t)) for t in terms}
+        for term in sorted(df, key=lambda t: (-df[t], t)):
+            if not df[term]:
+                break
+            query = tantivy.Query.term_query(self._schema, "text", term)
+            hits = searcher.search(query, limit=1, count=False).hits
+            if not hits:
+                continue
+            found: dict[str, float] = {}
+            _explained(json.loads(query.explain(searcher, hits[0][1]).to_json()), found)
+            if "N" in found and "avgdl" in found:
+                return int(found["N"]), found["avgdl"], df
+        return int(searcher.num_docs), None, df
+
+    def score_outside(self, query: str, docs: Sequence[tuple[str, str]]) -> list[tuple[str, float]]:
+        """BM25 of ``(memory_id, text)`` documents that are not in this index, with this
+        index's statistics: what each would score if it were one more document here.
+
+        The formula is tantivy's (``k1 = 1.2``, ``b = 0.75``, ``idf = ln(1 + (N - n +
+        0.5) / (n + 0.5))``) with N, the average length and each term's n taken from this
+        index. Two differences from a document indexed here: the document's length is
+        exact where tantivy stores lengths above 40 terms rounded, and it does not count
+        itself in N or n. With no statistics to borrow (an empty index, or no query term
+        in it) the average length is the documents' own. Only documents with a query
+        term are returned, best first (ties by id).
+        """
+        terms = list(dict.fromkeys(self._analyzer.analyze(query)))[:MAX_QUERY_TERMS]
+        if not terms or not docs:
+            return []
+        analyzed = [(memory_id, self._analyzer.analyze(text)) for memory_id, text in docs]
+        n_docs, avgdl, df = self.statistics(terms)
+        if avgdl is None or avgdl <= 0:
+            avgdl = max(1.0, sum(len(t) for _, t in analyzed) / len(analyzed))
+        n_docs = max(n_docs, 1)
+        idf = {t: math.log(1.0 + (n_docs - df[t] + 0.5) / (df[t] + 0.5)) for t in terms}
+        k1, b = 1.2, 0.75
+        out = []
+        for memory_id, tokens in analyzed:
+            counts: dict[str, int] = {}
+            for token in tokens:
+                if token in idf:
+                    counts[token] = counts.get(token, 0) + 1
+            if not counts:
+                continue
+            norm = k1 * (1.0 - b + b * len(tokens) / avgdl)
+            score = sum(idf[t] * (k1 + 1.0) * f / (f + norm) for t, f in counts.items())
+            out.append((memory_id, score))
+        out.sort(key=lambda h: (-h[1], h[0]))
+        return out
 
     def search(
         self,

@@ -12,8 +12,10 @@
    ``exact=True``) are scored by brute force with their vectors from the durable embedding
    cache (by content hash; a miss is embedded once and cached) or the producer's vector.
 3. **Keyword ranking.** BM25 over the persistent keyword index restricted to the
-   candidates; when candidates outside the index take part, all candidates are ranked with
-   a transient in-memory index built with the same analyzer (so one BM25 ranks them all).
+   candidates (scores unchanged by the restriction); candidates outside the index
+   (archived, as of an offset) are scored by the same formula with that index's
+   statistics (:meth:`KeywordIndex.score_outside`), so one scale ranks them all and every
+   path, ``exact=True`` included, ranks a memory the same way.
 4. **Fusion.** Weighted reciprocal-rank fusion::
 
        score(d) = alpha / (RRF_K + rank_sem(d)) + (1 - alpha) / (RRF_K + rank_kw(d))
@@ -23,6 +25,10 @@
    scales (BM25 grows with query length and corpus statistics). ``alpha = 1`` is semantic
    only, ``alpha = 0`` keyword only; memories with a fused score of 0 are dropped. The
    default comes from the measurement in ``docs/search.md``.
+5. **Query hints.** A query naming a period ("in May 2023") ranks memories dated within
+   it first, then memories whose metadata ``speaker`` it names (score bonuses; see
+   :func:`_hinted`). The indexes see a memory's text with its metadata ``context``
+   (:mod:`~memstream.projections.context`).
 
 ``exact=True`` scores every candidate by brute force (the reference that the approximate
 path is tested against). ``as_of`` (an offset) answers over the versions valid then: per
@@ -32,6 +38,7 @@ text, tags and metadata come from that version.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,11 +51,13 @@ from memstream.schemas.lifecycle import STATES
 from memstream.schemas.memcube import MemState
 from memstream.schemas.views import Memory, SearchHit
 
+from .context import indexed, stored_metadata
 from .duck import DuckStore
 from .embedding import unit_vector
 from .keyword import KeywordIndex
 from .reads import CURRENT_EXPRESSIONS, CURRENT_SOURCE, view_from_row, view_select
 from .semantic import LIVE_STATES, SemanticProjection
+from .timehints import Period, date_of, period_of
 from .usage import UsageTracker
 
 __all__ = ["DEFAULT_ALPHA", "RRF_K", "SearchQuery", "fuse", "search"]
@@ -57,6 +66,14 @@ __all__ = ["DEFAULT_ALPHA", "RRF_K", "SearchQuery", "fuse", "search"]
 DEFAULT_ALPHA = 1.0
 #: The reciprocal-rank constant (the usual 60: damps the difference between top ranks).
 RRF_K = 60
+#: Added to the score of a memory dated within the period the query names (a fused
+#: score is at most 1 / (RRF_K + 1)), and how much deeper the lists are then.
+TIME_HINT_BONUS = 1.0
+TIME_HINT_DEPTH = 4
+#: Added to the score of a memory whose metadata ``speaker`` is a word of the query.
+SPEAKER_HINT_BONUS = 0.5
+SPEAKER_KEY = "speaker"
+_WORDS = re.compile(r"\w+")
 KINDS = ("plaintext", "activation", "parameter")
 
 #: Up to this many ids are fetched with a constant IN list, more with a list parameter.
@@ -89,6 +106,9 @@ class SearchQuery:
     as_of: int | datetime | None = None
     exact: bool = False
     alpha: float = DEFAULT_ALPHA
+    #: rank memories dated within a period the query names first, then memories whose
+    #: speaker it names (projections/timehints.py)
+    query_hints: bool = True
 
     def check(self, dim: int) -> None:
         """Refuse invalid input with a message naming the parameter and the fix."""
@@ -247,6 +267,12 @@ class _Candidate:
     text: str | None
     content_hash: str | None
     vector: list[float] | None
+    metadata: Any = None
+
+    def indexed(self) -> tuple[str, str | None]:
+        """What the indexes see of it: (text with its context, embedding-cache key)."""
+        assert self.text is not None
+        return indexed(self.text, self.content_hash, stored_metadata(self.metadata))
 
 
 def _candidates(duck: DuckStore, q: SearchQuery) -> list[_Candidate]:
@@ -254,7 +280,8 @@ def _candidates(duck: DuckStore, q: SearchQuery) -> list[_Candidate]:
     where, more = _where(q, e)
     with duck.reading() as cur:
         rows = cur.execute(
-            f"SELECT m.memory_id, {e['namespace']}, {e['state']}, v.text, v.content_hash, v.vector "
+            f"SELECT m.memory_id, {e['namespace']}, {e['state']}, v.text, v.content_hash, v.vector, "
+            "v.metadata "
             f"FROM {source} WHERE {' AND '.join(where)}",
             params + more,
         ).fetchall()
@@ -324,12 +351,65 @@ def _exact_semantic(
                 continue
         own.append(i)
     if own:
-        matrix[own] = proj.cached_vectors([(scored[i].content_hash, scored[i].text) for i in own])  # type: ignore[misc]
+        keyed = [scored[i].indexed()[::-1] for i in own]  # (cache key, indexed text)
+        matrix[own] = proj.cached_vectors(keyed)  # type: ignore[arg-type]
         # Owned like indexed vectors, so an erase drops these too.
-        proj.embedder.cache.link([(scored[i].memory_id, scored[i].content_hash) for i in own])  # type: ignore[misc]
+        proj.embedder.cache.link(
+            [(scored[i].memory_id, h) for i, (h, _) in zip(own, keyed, strict=True)]
+        )  # type: ignore[misc]
     scores = matrix @ query
     order = np.lexsort((np.arange(len(scored)), -scores))[:n]
     return [(scored[i].memory_id, float(scores[i])) for i in order]
+
+
+def _keyword_ranking(
+    keywords: KeywordIndex, query: str, cands: list[_Candidate], current: bool, depth: int
+) -> list[tuple[str, float]]:
+    """BM25 of the candidates, always with the persistent index's statistics.
+
+    Live candidates (now, not ``as_of``) are in the persistent index: it ranks them,
+    restricted to their ids, exactly as an unfiltered search would (``exact=True``
+    included). The others (archived or other states, versions as of an offset) are not:
+    they are scored by the same BM25 formula with that index's statistics (see
+    :meth:`KeywordIndex.score_outside`), so one scale ranks them all and a live memory
+    scores the same whichever else is a candidate.
+    """
+    live = {c.memory_id for c in cands if current and c.state in LIVE_STATES}
+    hits = keywords.search(query, depth, allowed_ids=live) if live else []
+    rest = [(c.memory_id, c.indexed()[0]) for c in cands if c.memory_id not in live and c.text]
+    if rest:
+        hits = sorted(hits + keywords.score_outside(query, rest), key=lambda h: (-h[1], h[0]))
+    return hits[:depth]
+
+
+def _hinted(
+    duck: DuckStore,
+    proj: SemanticProjection,
+    fused: list[tuple[str, float, float | None, float | None]],
+    period: Period | None,
+    words: set[str],
+    as_of: int | None,
+    current: Mapping[str, MemState] | None,
+) -> list[tuple[str, float, float | None, float | None]]:
+    """Memories dated within ``period`` first, then those whose speaker the query names:
+    their score gains :data:`TIME_HINT_BONUS` / :data:`SPEAKER_HINT_BONUS` (more than any
+    fused score), so the order also survives merging by score across the partitions of
+    the Kafka runtime. Within each group the fused order stays."""
+    views = _views(duck, proj, [m for m, *_ in fused], as_of, current)
+    out = []
+    for memory_id, score, ss, ks in fused:
+        view = views.get(memory_id)
+        if view is not None:
+            if period is not None:
+                day = date_of(view.metadata, view.created_at)
+                if day is not None and period[0] <= day < period[1]:
+                    score += TIME_HINT_BONUS
+            speaker = view.metadata.get(SPEAKER_KEY) if words else None
+            if isinstance(speaker, str) and speaker.casefold() in words:
+                score += SPEAKER_HINT_BONUS
+        out.append((memory_id, score, ss, ks))
+    out.sort(key=lambda h: -h[1])  # stable: ties keep the fused order
+    return out
 
 
 def _query_vector(proj: SemanticProjection, q: SearchQuery) -> npt.NDArray[np.float32] | None:
@@ -359,7 +439,12 @@ def search(
         raise TypeError("search: resolve a time as_of to an offset of the log first")
     vectors, keywords = proj.vectors, proj.keywords
     assert vectors is not None and keywords is not None, "the semantic projection is not open"
-    depth = max(5 * q.k, 50)
+    period = period_of(q.query) if q.query_hints and q.query else None
+    # A period reorders the lists' union: deeper lists give it more to bring forward.
+    # Every path ranks lists of the same length (a hit past the k-th may be dropped as no
+    # longer live): a memory deep in both lists can outscore one atop a single list, so
+    # lists of other lengths would fuse into another order.
+    depth = max(5 * q.k, 50) * (TIME_HINT_DEPTH if period is not None else 1) + 10
     qvec = _query_vector(proj, q)
     wanted = set(q.wanted_states())
     fast = q.as_of is None and not q.exact and not q.has_filters() and wanted <= set(LIVE_STATES)
@@ -368,9 +453,9 @@ def search(
     if fast:
         # Everything wanted is in the indexes: no candidate query (the hot path).
         if qvec is not None:
-            semantic = vectors.search(qvec, depth + 10)
+            semantic = vectors.search(qvec, depth)
         if q.query and q.alpha < 1.0:
-            keyword = keywords.search(q.query, depth + 10)
+            keyword = keywords.search(q.query, depth)
     else:
         cands = _candidates(duck, q)
         indexed = (
@@ -389,12 +474,11 @@ def search(
                     key=lambda h: (-h[1], h[0]),
                 )[:depth]
         if q.query and q.alpha < 1.0 and cands:
-            if not outside:
-                keyword = keywords.search(q.query, depth, allowed_ids=in_index)
-            else:
-                docs = [(c.memory_id, c.namespace, c.text) for c in cands if c.text is not None]
-                keyword = KeywordIndex.transient(docs).search(q.query, depth)
-    fused = fuse(semantic, keyword, q.alpha, depth + 10)
+            keyword = _keyword_ranking(keywords, q.query, cands, q.as_of is None, depth)
+    fused = fuse(semantic, keyword, q.alpha, depth)
+    words = set(_WORDS.findall(q.query.casefold())) if q.query_hints and q.query else set()
+    if (period is not None or (words and SPEAKER_HINT_BONUS)) and fused:
+        fused = _hinted(duck, proj, fused, period, words, q.as_of, current)
     hits: list[tuple[Memory, float, float | None, float | None]] = []
     # Rows are fetched for the best k first (every fetched row costs), and for the rest
     # only if some of those are no longer wanted.

@@ -55,6 +55,7 @@ import numpy.typing as npt
 from memstream.schemas.memcube import MemState
 from memstream.schemas.views import Memory
 
+from .context import INDEXING, indexed, stored_metadata
 from .core import PROJECTOR_VERSION
 from .duck import DuckStore
 from .embedding import (
@@ -155,6 +156,7 @@ class SemanticProjection:
             "projector_version": PROJECTOR_VERSION,
             "model_id": self.embedder.model_id,
             "dim": self.embedder.dim,
+            "indexing": INDEXING,
         }
 
     def _open(self, duck: DuckStore, upto: int) -> None:
@@ -310,11 +312,14 @@ class SemanticProjection:
         that no erased memory's terms or vector stay in a file."""
         assert self.keywords is not None and self._duck is not None
         with self._duck.reading() as cur:
-            docs = cur.execute(
-                f"SELECT m.memory_id, m.namespace, v.text FROM {CURRENT_SOURCE} "
+            rows = cur.execute(
+                f"SELECT m.memory_id, m.namespace, v.text, v.metadata FROM {CURRENT_SOURCE} "
                 "WHERE list_contains(?, m.state) AND v.text IS NOT NULL ORDER BY m.memory_id",
                 [list(LIVE_STATES)],
             ).fetchall()
+        docs = [
+            (m, ns, indexed(text, None, stored_metadata(meta))[0]) for m, ns, text, meta in rows
+        ]
         started = time.monotonic()
         self.keywords.purge(docs, self.checkpoint)
         self._save(force=True)
@@ -373,7 +378,11 @@ class SemanticProjection:
                 and view.text is not None
                 and view.content_hash is not None
             ):
-                live.append((view.memory_id, view.namespace, view.text, view.content_hash, vector))
+                # The indexes see the text with its context (projections/context.py).
+                text, key = indexed(view.text, view.content_hash, view.metadata)
+                live.append(
+                    (view.memory_id, view.namespace, text, key or view.content_hash, vector)
+                )
                 views.append(view)
             else:
                 gone.append(view.memory_id)

@@ -111,6 +111,14 @@ def search(
         float | None,
         typer.Option(min=0.0, max=1.0, help="Semantic weight: 1 semantic only, 0 keywords only."),
     ] = None,
+    query_hints: Annotated[
+        bool,
+        typer.Option(
+            "--hints/--no-hints",
+            help='Rank memories dated in a period the query names ("in May 2023"), or '
+            "said by a speaker it names, first.",
+        ),
+    ] = True,
     as_of: AsOfOpt = None,
     min_offset: MinOffsetOpt = None,
     store: StoreOpt = DEFAULT_STORE,
@@ -128,7 +136,7 @@ def search(
                 query, namespaces=namespace or None, k=k, tags_any=tag or None,
                 tags_all=all_tags or None, states=state or None,
                 include_archived=include_archived, exact=exact, alpha=alpha, as_of=point,
-                min_offset=min_offset,
+                query_hints=query_hints, min_offset=min_offset,
             )  # fmt: skip
         if json_out:
             print_json(hits)

@@ -281,3 +281,19 @@ def test_keyword_recall_on_the_labelled_paraphrases(tmp_path: Path) -> None:
         scores = evaluate_recall(lambda q: ids(kw.search(q, 10)), questions)
     assert scores[10] >= 0.4
     assert scores[1] <= scores[5] <= scores[10]
+
+
+def test_outside_documents_score_with_the_index_statistics(index: KeywordIndex) -> None:
+    """A document outside the index scores as tantivy scores the same text inside it
+    (same N, document frequencies and average length): one scale for both."""
+    query = "green tea prefers Friday"
+    inside = dict(index.search(query, 10))
+    outside = dict(index.score_outside(query, [(m, text) for m, _, text in DOCS]))
+    assert inside.keys() == outside.keys() == {"m1", "m3", "m4"}
+    for memory_id, score in inside.items():
+        assert outside[memory_id] == pytest.approx(score, rel=1e-5)
+    n_docs, avgdl, df = index.statistics(["tea", "absent"])
+    assert n_docs == len(DOCS) and avgdl and df == {"tea": 2, "absent": 0}
+    # A term the index never saw is as rare as can be; no query term, no score.
+    assert index.score_outside("zeppelin", [("x", "a zeppelin")])[0][1] > 0
+    assert index.score_outside("the", [("x", "the")]) == []

@@ -293,6 +293,7 @@ ARGS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStra
             "as_of": point,
             "exact": flag,
             "alpha": arg(st.none(), floats),
+            "query_hints": flag,
             "min_offset": offset,
         },
     ),  # fmt: skip

@@ -21,7 +21,9 @@ router = APIRouter(tags=["memories"])
     description="Semantic (vector) and keyword (BM25) rankings fused by weighted "
     "reciprocal rank (`alpha` = semantic weight). Filters narrow the candidates exactly. "
     "`exact` scores every candidate by brute force; `as_of` searches the versions valid "
-    "at an offset or time. The Kafka runtime gathers from every partition the namespaces "
+    "at an offset or time. `query_hints` (default on) ranks memories dated in a period the "
+    "query names, then those said by a speaker it names, first. "
+    "The Kafka runtime gathers from every partition the namespaces "
     "name (all without any). See docs/search.md.",
     openapi_extra=request_body(ref("SearchRequest")),
     responses={
