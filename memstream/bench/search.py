@@ -24,6 +24,13 @@ What is measured, each ``repeats`` times (medians headline, every run in the JSO
   included), with a precomputed query vector, and with the filter.
 - **overhead** (item 3): p95 of the vector search minus p95 of raw ``knn_query`` on the
   store's own hnswlib graph, same query, same ``k`` and ``ef`` the store asks for.
+- **query embedding**: one question at a time, the store's query path
+  (:meth:`TransformersEmbedder.embed_query`) against the path queries took before it
+  (``embed([text])``: the batch path with a batch of one, the process's torch threads),
+  interleaved question by question in the same run; the two vectors' cosine, and
+  recall@10 of the labelled questions (the store's search and exact search, over the same
+  stored vectors) with each path's query vectors. What the store adds to a text search
+  is the text search's time less the query embedding's.
 - **embedding throughput** (item 4): texts/s of memstream's :class:`TransformersEmbedder`
   (the batched path the store uses) against raw transformers (``AutoModel`` + tokenizer +
   mean pooling, same batch size, same texts), on texts embedded afresh (no cache); the two
@@ -76,6 +83,8 @@ APPEND_BATCH = 1_000
 GOAL_RECALL = 0.98
 GOAL_OVERHEAD_MS = 2.0
 GOAL_EMBED_RATIO = 0.9
+GOAL_QUERY_RATIO = 0.5  # the query embedding's p50 against the previous path's
+GOAL_QUERY_RECALL_DELTA = 0.005
 
 
 def _shown(path: Path) -> str:
@@ -368,6 +377,113 @@ def _latency(
     return out
 
 
+# -- the query embedding ---------------------------------------------------------------------
+
+
+def _hits_at_10(
+    store: MemoryStore,
+    corpus: Corpus,
+    ids: list[str],
+    vectors: npt.NDArray[np.float32],
+    queries: npt.NDArray[np.float32],
+) -> dict[str, float]:
+    row_of = {mid: i for i, mid in enumerate(corpus.ids)}
+    hits = {"store": 0, "exact": 0}
+    for q, labelled in zip(queries, corpus.questions, strict=True):
+        answer = ids[row_of[labelled.answer_id]]
+        hits["store"] += answer in {
+            h.memory.memory_id for h in store.search(vector=q.tolist(), k=K)
+        }
+        hits["exact"] += answer in {ids[i] for i in _exact_top(vectors, q, K)}
+    return {how: n / len(corpus.questions) for how, n in hits.items()}
+
+
+def _query_embedding(
+    store: MemoryStore,
+    model: LazyEmbedder,
+    corpus: Corpus,
+    ids: list[str],
+    vectors: npt.NDArray[np.float32],
+    repeats: int,
+    reporter: Reporter,
+) -> dict[str, Any]:
+    """The query embedding alone, previous path against the store's, same questions and run.
+
+    The two run back to back for each question, in alternating order; the text search runs
+    after them (it embeds with the store's path, then searches), so what the store adds is
+    its time less the query embedding's.
+    """
+    import torch
+
+    ours = model.model()
+    questions = [q.question for q in corpus.questions]
+    paths = {"previous": lambda t: ours.embed([t])[0], "query": ours.embed_query}
+    for text in questions[: min(10, len(questions))]:
+        for fn in paths.values():
+            fn(text)
+    clock = time.perf_counter
+    runs = []
+    with reporter.task("search: query embedding", repeats) as tick:
+        for _ in range(repeats):
+            times: dict[str, list[float]] = {"previous": [], "query": [], "text_search": []}
+            with clean_heap():
+                for i, text in enumerate(questions):
+                    for name in ("previous", "query") if i % 2 == 0 else ("query", "previous"):
+                        t = clock()
+                        paths[name](text)
+                        times[name].append((clock() - t) * 1e3)
+                    t = clock()
+                    store.search(text, k=K)
+                    times["text_search"].append((clock() - t) * 1e3)
+            run_ = {
+                name: {"p50_ms": _pct(v, 50), "p95_ms": _pct(v, 95), "n": len(v)}
+                for name, v in times.items()
+            }
+            run_["ratio_p50"] = run_["query"]["p50_ms"] / run_["previous"]["p50_ms"]
+            run_["ratio_p95"] = run_["query"]["p95_ms"] / run_["previous"]["p95_ms"]
+            run_["store_adds_p50_ms"] = run_["text_search"]["p50_ms"] - run_["query"]["p50_ms"]
+            runs.append(run_)
+            tick(1)
+    previous = np.stack([paths["previous"](t) for t in questions])
+    query = np.stack([paths["query"](t) for t in questions])
+    cosine = np.sum(previous * query, axis=1)
+    recall = {
+        name: _hits_at_10(store, corpus, ids, vectors, vecs)
+        for name, vecs in (("previous", previous), ("query", query))
+    }
+    delta = max(abs(recall["query"][how] - recall["previous"][how]) for how in ("store", "exact"))
+    if cosine.min() < 0.99:
+        raise BenchError(
+            f"search (query embedding): the query path's vectors differ from the previous "
+            f"path's (lowest cosine {cosine.min():.4f})"
+        )
+
+    def med(path_: str, key: str) -> dict[str, float]:
+        return spread([r[path_][key] for r in runs])
+
+    return {
+        "questions": len(questions),
+        "mean_words": float(np.mean([len(t.split()) for t in questions])),
+        "query_path": ours.query_path,
+        "query_threads": ours.query_threads,
+        "previous_threads": torch.get_num_threads(),
+        "previous_ms": {"p50": med("previous", "p50_ms"), "p95": med("previous", "p95_ms")},
+        "query_ms": {"p50": med("query", "p50_ms"), "p95": med("query", "p95_ms")},
+        "text_search_ms": {
+            "p50": med("text_search", "p50_ms"),
+            "p95": med("text_search", "p95_ms"),
+        },
+        "store_adds_p50_ms": spread([r["store_adds_p50_ms"] for r in runs]),
+        "ratio_p50": spread([r["ratio_p50"] for r in runs]),
+        "ratio_p95": spread([r["ratio_p95"] for r in runs]),
+        "lowest_cosine": float(cosine.min()),
+        "max_abs_difference": float(np.abs(previous - query).max()),
+        "recall_at_10": recall,
+        "recall_at_10_delta": delta,
+        "runs": runs,
+    }
+
+
 # -- embedding throughput --------------------------------------------------------------------
 
 
@@ -527,6 +643,7 @@ def run(
                 with clean_heap():
                     latencies.append(_latency(store, corpus, queries, index._graph, depth, ef))
                 tick(1)
+        query_embedding = _query_embedding(store, model, corpus, ids, vectors, repeats, reporter)
         final_counts = store_counts(store)
     finally:
         if store is not None:
@@ -551,6 +668,7 @@ def run(
         "overhead_p95_ms": overhead,
         "latency_runs": latencies,
         "embedding": embedding,
+        "query_embedding": query_embedding,
         "index_build": {
             "store_vectors_per_s": index_rate,
             "raw_hnswlib_vectors_per_s": raw_rate,
@@ -575,12 +693,16 @@ def run(
         "filtered_recall_at_10": GOAL_RECALL,
         "overhead_p95_ms": GOAL_OVERHEAD_MS,
         "embedding_ratio": GOAL_EMBED_RATIO,
+        "query_embedding_ratio": GOAL_QUERY_RATIO,
+        "query_recall_delta": GOAL_QUERY_RECALL_DELTA,
     }
     results["meets"] = {
         "recall_at_10": recall["recall_at_10"] >= GOAL_RECALL,
         "filtered_recall_at_10": recall["filtered_recall_at_10"] >= GOAL_RECALL,
         "overhead_p95_ms": overhead["median"] <= GOAL_OVERHEAD_MS,
         "embedding_ratio": embedding["ratio"] >= GOAL_EMBED_RATIO,
+        "query_embedding_ratio": query_embedding["ratio_p50"]["median"] <= GOAL_QUERY_RATIO,
+        "query_recall_delta": query_embedding["recall_at_10_delta"] <= GOAL_QUERY_RECALL_DELTA,
     }
     return {
         "parameters": {

@@ -31,6 +31,7 @@ import httpx
 from memstream.client.reads import HttpReads
 from memstream.errors import BadRequest, PartitionUnavailable, SearchDisabled, Unsupported
 from memstream.projections import reads
+from memstream.projections.embedding import embed_query
 from memstream.projections.search import SearchQuery
 from memstream.queries import AuditQuery, Point
 from memstream.schemas.events import Event
@@ -257,8 +258,8 @@ class WorkerBackend:
         else:
             parts = list(range(self.partitions))
         if q.vector is None and q.query is not None and q.alpha > 0:
-            vec = node.model.embed([q.query])  # once, here; the owners get its vector
-            q = dataclasses.replace(q, vector=[float(x) for x in vec[0]])
+            vec = embed_query(node.model, q.query)  # once, here; the owners get its vector
+            q = dataclasses.replace(q, vector=[float(x) for x in vec])
         local = [p for p in parts if p in node.owned]
         remote: dict[str, list[int]] = {}
         for p in parts:

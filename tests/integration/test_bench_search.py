@@ -47,6 +47,7 @@ def test_search_suite_writes_its_json_and_summary_rows(runs) -> None:
         "| search, recall@10",
         "| search, latency",
         "| search, embedding",
+        "| search, query embedding",
         "| search, index build",
     ):
         assert row in summary
@@ -73,6 +74,12 @@ def test_search_suite_measures_the_store_it_built(runs) -> None:
     assert {k: v["n"] for k, v in lat.items() if isinstance(v, dict)} == dict.fromkeys(
         ("text", "vector", "filtered", "raw_knn", "raw_knn_k10"), 20
     )
+    qe = r["query_embedding"]
+    assert qe["questions"] == 20 and qe["runs"][0]["query"]["n"] == 20
+    assert qe["query_path"] in ("onednn-prepacked", "eager")
+    assert qe["lowest_cosine"] > 0.999 and qe["recall_at_10_delta"] <= 0.005
+    assert set(qe["recall_at_10"]) == {"previous", "query"}
+    assert r["meets"]["query_recall_delta"] is True
     emb = r["embedding"]
     assert emb["texts"] == 32 and emb["runs"][0]["lowest_cosine_agreement"] > 0.999
     assert emb["ratio"] == pytest.approx(

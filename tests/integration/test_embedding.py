@@ -220,14 +220,24 @@ def test_put_vectors_checks_the_dimension(
     np.testing.assert_allclose(vector, np.full(384, 1 / np.sqrt(384)), atol=1e-6)
 
 
-def test_semantic_retrieval_on_labelled_paraphrases(embedder: TransformersEmbedder) -> None:
-    """Real MiniLM vectors in the ANN index: recall against exact search and on questions."""
+@pytest.fixture(scope="module")
+def labelled_index(embedder: TransformersEmbedder) -> tuple[VectorIndex, list]:
+    """The labelled memories and 400 distractors, embedded by the batch path, in a
+    VectorIndex that always searches its graph; and the labelled questions."""
     memories, questions = load_labelled_set(RETRIEVAL_DATA)
     distractors = distractor_corpus(400, seed=0)
     ids = list(memories) + [f"d{i}" for i in range(len(distractors))]
     vectors = embedder.embed(list(memories.values()) + distractors)
     index = VectorIndex(embedder.dim, embedder.model_id, exact_limit=0)  # always the graph
     index.upsert(ids, vectors)
+    return index, questions
+
+
+def test_semantic_retrieval_on_labelled_paraphrases(
+    embedder: TransformersEmbedder, labelled_index: tuple[VectorIndex, list]
+) -> None:
+    """Real MiniLM vectors in the ANN index: recall against exact search and on questions."""
+    index, questions = labelled_index
     query_vectors = embedder.embed([q.question for q in questions])
 
     overlap = 0
@@ -241,3 +251,144 @@ def test_semantic_retrieval_on_labelled_paraphrases(embedder: TransformersEmbedd
         lambda q: [i for i, _ in index.search(by_question[q], 10)], questions, ks=(1, 5, 10)
     )
     assert scores[1] >= 0.6 and scores[10] >= 0.85
+
+
+# -- the query path (embed_query): one short text, the same vector space -------------------
+
+
+def _query_texts() -> list[str]:
+    """The 220 questions of the labelled set and a few edge cases."""
+    _, questions = load_labelled_set(RETRIEVAL_DATA)
+    return [q.question for q in questions] + [
+        "", "ok", "Überweisung an Zoë, 5 € — schon erledigt? 🙂", "token " * 400,
+    ]  # fmt: skip
+
+
+def _reference(embedder: TransformersEmbedder, texts: list[str]) -> np.ndarray:
+    """Plain transformers on the same weights, one text at a time: mean pooling, L2 norm."""
+    import torch
+
+    rows = []
+    with torch.inference_mode():
+        for text in texts:
+            enc = embedder._tokenizer([text], truncation=True, max_length=256, return_tensors="pt")
+            hidden = embedder._model(**enc).last_hidden_state
+            pooled = hidden.mean(dim=1)  # one text: every token counts
+            rows.append(torch.nn.functional.normalize(pooled, dim=1)[0].numpy())
+    return np.stack(rows)
+
+
+@pytest.mark.slow
+def test_query_path_agrees_with_the_batch_path_and_reference(
+    embedder: TransformersEmbedder,
+) -> None:
+    texts = _query_texts()
+    model_id = embedder.model_id
+    fast = np.stack([embedder.embed_query(t) for t in texts])
+    assert embedder.query_path in ("onednn-prepacked", "eager")
+    assert embedder.model_id == model_id  # same weights: the same vector space
+    assert fast.shape == (len(texts), 384) and fast.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    sample = texts[::8] + texts[-4:]
+    for got, want in (
+        (fast, embedder.embed(texts)),
+        (fast[[texts.index(t) for t in sample]], _reference(embedder, sample)),
+    ):
+        cosine = np.sum(got * want, axis=1)
+        assert cosine.min() >= 0.99
+        # Not an approximation: the same float32 math, summed in another order.
+        assert np.abs(got - want).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_query_path_is_deterministic(embedder: TransformersEmbedder) -> None:
+    texts = _query_texts()[:40]
+    first = [embedder.embed_query(t) for t in texts]
+    embedder.embed(texts)  # a batch in between changes nothing
+    for text, vector in zip(reversed(texts), reversed(first), strict=True):
+        assert np.array_equal(embedder.embed_query(text), vector)
+
+
+@pytest.mark.slow
+def test_batch_embedding_is_unchanged_by_the_query_path() -> None:
+    """Document vectors (what stores hold) come from the batch path, which queries leave
+    alone: bitwise the same before and after the first queries, and equal to plain
+    transformers."""
+    import torch
+
+    memories, _ = load_labelled_set(RETRIEVAL_DATA)
+    texts = list(memories.values())[:64]
+    fresh = TransformersEmbedder()
+    before = fresh.embed(texts)
+    threads = torch.get_num_threads()
+    for text in texts[:5]:
+        fresh.embed_query(text)
+    assert torch.get_num_threads() == threads  # the query's own setting was undone
+    assert np.array_equal(fresh.embed(texts), before)
+    np.testing.assert_allclose(before[:16], _reference(fresh, texts[:16]), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_query_path_recall_equals_the_batch_path(
+    embedder: TransformersEmbedder, labelled_index: tuple[VectorIndex, list]
+) -> None:
+    """Recall@10 of the labelled questions over documents embedded by the batch path (as
+    stores hold them): the query path's vectors against the batch path's."""
+    index, questions = labelled_index
+    texts = [q.question for q in questions]
+    old = dict(zip(texts, embedder.embed(texts), strict=True))
+    new = {t: embedder.embed_query(t) for t in texts}
+    recall = {
+        name: evaluate_recall(
+            lambda q, v=vectors: [i for i, _ in index.search(v[q], 10)], questions
+        )
+        for name, vectors in (("old", old), ("new", new))
+    }
+    assert abs(recall["new"][10] - recall["old"][10]) <= 0.005
+    assert recall["new"][10] >= 0.85
+
+
+def test_query_threads_are_the_calling_threads_own(embedder: TransformersEmbedder) -> None:
+    """The query sets its torch threads for its own thread only, and restores them."""
+    import threading
+
+    import torch
+
+    seen: dict[str, int] = {}
+    go, done = threading.Event(), threading.Event()
+
+    def other() -> None:
+        seen["before"] = torch.get_num_threads()
+        go.set()
+        done.wait(10)
+        seen["after"] = torch.get_num_threads()
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    go.wait(10)
+    threads = torch.get_num_threads()
+    embedder.embed_query("Is the other thread's setting left alone?")
+    done.set()
+    worker.join()
+    assert torch.get_num_threads() == threads
+    assert seen["after"] == seen["before"]
+    with pytest.raises(TypeError):
+        embedder.embed_query(["not", "a", "str"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="query_threads"):
+        TransformersEmbedder(query_threads=0)
+
+
+def test_query_path_falls_back_to_the_model_when_it_cannot_prepack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from memstream.projections import embedding
+
+    def unavailable(model: object) -> object:
+        raise RuntimeError("no oneDNN here")
+
+    monkeypatch.setattr(embedding, "_prepacked_copy", unavailable)
+    fallback = TransformersEmbedder()
+    text = "Which herb should be left out of dishes I cook for them?"
+    vector = fallback.embed_query(text)
+    assert fallback.query_path == "eager"
+    np.testing.assert_allclose(vector, fallback.embed([text])[0], atol=1e-6)

@@ -59,7 +59,8 @@ def texts() -> list[str]:
 
 
 class Calls:
-    """Counts the texts every TransformersEmbedder of the process embeds."""
+    """Counts the texts every TransformersEmbedder of the process embeds (batches and
+    queries)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.batches: list[tuple[str, int]] = []
@@ -73,7 +74,15 @@ class Calls:
             calls.batches.append((model.model_id, len(batch)))
             return original(model, batch)
 
+        original_query = TransformersEmbedder.embed_query
+
+        def counted_query(model: TransformersEmbedder, text):  # type: ignore[no-untyped-def]
+            counted(model, [])  # a query: one text, on the single-text path
+            calls.batches[-1] = (model.model_id, 1)
+            return original_query(model, text)
+
         monkeypatch.setattr(embedding_mod.TransformersEmbedder, "embed", counted)
+        monkeypatch.setattr(embedding_mod.TransformersEmbedder, "embed_query", counted_query)
 
     def texts(self, model_id: str | None = None) -> int:
         return sum(n for m, n in self.batches if model_id is None or m == model_id)
