@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from memstream.schemas.codec import MalformedEvent
+from memstream.schemas.codec import EventTooLarge, MalformedEvent
 from memstream.schemas.memcube import Outcome
 from memstream.streams.embedded import (
     LogTampered,
@@ -26,6 +26,7 @@ from memstream.streams.sealing import RecordCorrupt
 
 __all__ = [
     "MalformedEvent",
+    "EventTooLarge",
     "Rejected",
     "UnknownMemory",
     "AlreadyExists",

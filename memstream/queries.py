@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from memstream.projections.search import DEFAULT_ALPHA, SearchQuery
-from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 
-__all__ = ["AuditQuery", "Reads", "SearchQuery"]
+__all__ = ["LIST_STATES", "AuditQuery", "ListQuery", "Reads", "SearchQuery"]
 
 #: A point in the log: an offset, or a time (``recorded_at``, with a timezone).
 Point = datetime | int
@@ -38,6 +38,24 @@ class AuditQuery:
     #: the cursor: entries after this offset (a page's ``next_after``)
     after: int | None = None
     as_of: Point | None = None
+    limit: int = 100
+
+
+#: The states a list shows when it names none: the memories in use (search's default).
+LIST_STATES = ("active", "activated")
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """Which memories to list, in creation order (every given filter must match)."""
+
+    namespace: str | None = None
+    #: None: :data:`LIST_STATES`
+    states: Sequence[str] | None = None
+    #: memories with every one of these tags
+    tags: Sequence[str] = ()
+    #: the cursor: memories created after this offset (a page's ``next_after``)
+    after: int | None = None
     limit: int = 100
 
 
@@ -72,6 +90,27 @@ class Reads(abc.ABC):
     ) -> list[Version]:
         """The version chain, oldest first, with merge parents' chains."""
         return self._history(memory_id, namespace, include_parents, as_of, min_offset)
+
+    def list_memories(
+        self,
+        namespace: str | None = None,
+        *,
+        states: str | Sequence[str] | None = None,
+        tags: str | Sequence[str] | None = None,
+        after: int | None = None,
+        limit: int = 100,
+        min_offset: int | None = None,
+    ) -> MemoryPage:
+        """Memories in creation order, a page at a time: those of ``namespace`` (every
+        one's without; the Kafka runtime needs it), in ``states`` (default
+        :data:`LIST_STATES`), with every tag of ``tags``. Pass ``page.next_after`` as
+        ``after`` for the next page."""
+        if isinstance(states, str):
+            states = [states]
+        if isinstance(tags, str):
+            tags = [tags]
+        q = ListQuery(namespace=namespace, states=states, tags=tags or (), after=after, limit=limit)  # type: ignore[arg-type]  # checked by the service
+        return self._list(q, min_offset)
 
     def audit(
         self,
@@ -170,6 +209,9 @@ class Reads(abc.ABC):
 
     @abc.abstractmethod
     def _audit(self, q: AuditQuery, partition: int | None, min_offset: int | None) -> AuditPage: ...
+
+    @abc.abstractmethod
+    def _list(self, q: ListQuery, min_offset: int | None) -> MemoryPage: ...
 
     @abc.abstractmethod
     def _search(self, q: SearchQuery, min_offset: int | None) -> list[SearchHit]: ...

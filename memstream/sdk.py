@@ -25,11 +25,11 @@ from memstream.errors import BadRequest, MalformedEvent
 from memstream.operations import Operations, new_id, raise_rejections
 from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery
-from memstream.queries import AuditQuery, Point, Reads
+from memstream.queries import AuditQuery, ListQuery, Point, Reads
 from memstream.schemas import events as ev
 from memstream.schemas.codec import surrogate_error
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.service import Caller, EmbeddedBackend, MemoryService
 from memstream.settings import semantic_default as _semantic_default
 from memstream.streams.embedded import EmbeddedRuntime, LogPrefix, Options, ProgressFactory
@@ -308,6 +308,9 @@ class MemoryStore(Operations, Reads):
             self.caller, memory_id, namespace=namespace, include_parents=include_parents,
             as_of=as_of, min_offset=min_offset,
         )  # fmt: skip
+
+    def _list(self, q: ListQuery, min_offset: int | None) -> MemoryPage:
+        return self.service.list_memories(self.caller, q, min_offset=min_offset)
 
     def _audit(self, q: AuditQuery, partition: int | None, min_offset: int | None) -> AuditPage:
         return self.service.audit(self.caller, q, partition=partition, min_offset=min_offset)

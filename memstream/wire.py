@@ -13,11 +13,22 @@ from typing import Annotated, Any
 
 import msgspec
 
-from memstream.errors import BadRequest
+from memstream.errors import BadRequest, Rejected
 from memstream.projections.search import DEFAULT_ALPHA, SearchQuery
+from memstream.schemas.events import Context
+from memstream.schemas.memcube import Outcome
+from memstream.schemas.views import SearchHit
 
 __all__ = [
+    "AddRequest",
     "CONTEXT_HEADERS",
+    "ChangeRequest",
+    "EraseSubjectRequest",
+    "ReviseRequest",
+    "hits_body",
+    "not_found_body",
+    "outcome_body",
+    "rejected_body",
     "FORWARDED_HEADER",
     "PRINCIPAL_HEADER",
     "BackupRequest",
@@ -209,6 +220,138 @@ class SearchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, om
             partitions=partitions,
             **{n: format_point(w) if (w := getattr(q, n)) is not None else None for n in _TIMES},
         )  # fmt: skip
+
+
+# -- the one-line operations: a memory's fields, the event built by the server ---------------
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+_NAMESPACE = msgspec.Meta(
+    min_length=1,
+    max_length=512,
+    description="The memory's namespace (its tenant): `user/<id>`, `agent/<id>`, `team/<id>`.",
+)
+_CONTEXT = msgspec.Meta(
+    description="The call context (app, session, purpose); default: the X-Memstream-App, "
+    "-Session and -Purpose headers."
+)
+_IN = msgspec.Meta(
+    description="The memory's namespace: needed by the Kafka runtime (it names the "
+    "partition); an embedded store looks it up."
+)
+
+
+class AddRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``POST /v1/memories``: a new memory. The server builds the ``create`` event
+    (event id, schema version, time; the caller as actor)."""
+
+    namespace: Annotated[str, _NAMESPACE]
+    text: Annotated[str, msgspec.Meta(description="The content.")]
+    tags: list[str] = []
+    metadata: dict[str, Any] = {}
+    subject: Annotated[
+        _Id | None,
+        msgspec.Meta(description="Whose data it is (its key seals it). Default: the namespace."),
+    ] = None
+    memory_id: Annotated[_Id | None, msgspec.Meta(description="Default: a new UUIDv7.")] = None
+    context: Annotated[Context | None, _CONTEXT] = None
+
+    def apply(self, ops: Any) -> Outcome:
+        return ops.create(
+            self.namespace, self.text, tags=self.tags, metadata=self.metadata,
+            subject=self.subject, memory_id=self.memory_id, context=self.context,
+        )  # fmt: skip
+
+
+class ReviseRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``POST /v1/memories/{memory_id}/revise``: a new version of the content."""
+
+    text: str
+    tags: Annotated[list[str] | None, msgspec.Meta(description="Default: unchanged.")] = None
+    metadata: Annotated[dict[str, Any] | None, msgspec.Meta(description="Default: unchanged.")] = (
+        None
+    )
+    reason: str | None = None
+    expected_version: Annotated[
+        Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None,
+        msgspec.Meta(description="Refuse the revision unless the memory is at this revision."),
+    ] = None
+    namespace: Annotated[str | None, _IN] = None
+    context: Annotated[Context | None, _CONTEXT] = None
+
+    def apply(self, ops: Any, memory_id: str) -> Outcome:
+        return ops.revise(
+            memory_id, self.text, tags=self.tags, metadata=self.metadata, reason=self.reason,
+            expected_version=self.expected_version, namespace=self.namespace,
+            context=self.context,
+        )  # fmt: skip
+
+
+class ChangeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body (optional) of ``POST /v1/memories/{memory_id}/archive``, ``restore`` and
+    ``erase``."""
+
+    reason: Annotated[
+        str | None,
+        msgspec.Meta(description="Why; it stays readable in the audit (even after an erase)."),
+    ] = None
+    expected_version: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+    namespace: Annotated[str | None, _IN] = None
+    context: Annotated[Context | None, _CONTEXT] = None
+
+    def apply(self, ops: Any, operation: str, memory_id: str) -> Outcome:
+        return getattr(ops, operation)(
+            memory_id, reason=self.reason, expected_version=self.expected_version,
+            namespace=self.namespace, context=self.context,
+        )  # fmt: skip
+
+
+class EraseSubjectRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body (optional) of ``POST /v1/subjects/{subject}/erase``."""
+
+    reason: str | None = None
+    namespace: Annotated[
+        str | None,
+        msgspec.Meta(description="Where the erase is logged (default: the subject itself)."),
+    ] = None
+    context: Annotated[Context | None, _CONTEXT] = None
+
+    def apply(self, ops: Any, subject: str) -> Outcome:
+        return ops.erase_subject(
+            subject, namespace=self.namespace, reason=self.reason, context=self.context
+        )
+
+
+# -- response bodies: one function each, used by the HTTP API and by the CLI's --json ---------
+
+
+def outcome_body(o: Outcome) -> dict[str, Any]:
+    """An operation's outcome as the API answers it (times in RFC 3339)."""
+    return o.public()
+
+
+def rejected_body(e: Rejected) -> dict[str, Any]:
+    """The answer to an operation the lifecycle refused (HTTP 409; the CLI exits 1)."""
+    public = e.outcome.public() if isinstance(e.outcome, Outcome) else e.outcome
+    return {"error": "rejected", "message": str(e), "code": e.code, "outcome": public}
+
+
+def not_found_body(memory_id: str, version: int | None = None, as_of: Any = None) -> dict[str, Any]:
+    """The answer to a read of a memory that does not exist (at that version or point):
+    HTTP 404; the CLI exits 1."""
+    detail = f" at version {version}" if version is not None else ""
+    detail += f" as of {as_of}" if as_of is not None else ""
+    return {
+        "error": "not_found",
+        "message": f"memory {memory_id} does not exist{detail}; check the id, or read its "
+        f"audit trail (GET /v1/audit?memory_id=..., `memstream audit --memory ...`) to "
+        "see what happened to it",
+        "memory_id": memory_id,
+    }
+
+
+def hits_body(hits: list[SearchHit]) -> dict[str, Any]:
+    """Search hits as the API answers them."""
+    return {"hits": hits}
 
 
 #: Headers a caller names itself with (its principal, and its call context).

@@ -18,7 +18,9 @@ from memstream.schemas.memcube import KeyDestruction, Logged, MemState, Outcome
 
 #: Bump when the projection's rows change meaning: stores built by another version rebuild.
 #: 3: per-memory keys (the audit's ``scope``; erase scopes; an erased memory loses its source)
-PROJECTOR_VERSION = 3
+#: 4: 64-bit columns for what an event may carry as a 64-bit integer (expected_version,
+#:    priority, retention_days, an artifact's source_version)
+PROJECTOR_VERSION = 4
 
 _json = msgspec.json.Encoder()
 

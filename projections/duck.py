@@ -51,8 +51,8 @@ CREATE TABLE IF NOT EXISTS projection_offsets (projector VARCHAR PRIMARY KEY, "o
 CREATE TABLE IF NOT EXISTS memories (
     memory_id VARCHAR PRIMARY KEY, namespace VARCHAR, subject VARCHAR, kind VARCHAR,
     state VARCHAR, frozen BOOLEAN, version INTEGER, revision INTEGER, tags VARCHAR[],
-    metadata JSON, source VARCHAR, owner VARCHAR, visibility VARCHAR, priority INTEGER,
-    ttl_seconds BIGINT, retention_days INTEGER, parents {_PARENTS},
+    metadata JSON, source VARCHAR, owner VARCHAR, visibility VARCHAR, priority BIGINT,
+    ttl_seconds BIGINT, retention_days BIGINT, parents {_PARENTS},
     created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, created_by VARCHAR, updated_by VARCHAR,
     created_offset BIGINT, updated_offset BIGINT
 );
@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS transitions (
 CREATE TABLE IF NOT EXISTS audit (
     "offset" BIGINT, event_id VARCHAR, type VARCHAR, schema_version INTEGER,
     namespace VARCHAR, memory_id VARCHAR, subject VARCHAR, key_id VARCHAR, actor VARCHAR,
-    context JSON, occurred_at TIMESTAMPTZ, recorded_at TIMESTAMPTZ, expected_version INTEGER,
+    context JSON, occurred_at TIMESTAMPTZ, recorded_at TIMESTAMPTZ, expected_version BIGINT,
     correlation_id VARCHAR, causation_id VARCHAR, status VARCHAR, code VARCHAR,
     reason VARCHAR, why VARCHAR, version INTEGER, revision INTEGER, state VARCHAR,
     chain_hash VARCHAR, tombstone BOOLEAN, scope VARCHAR
@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE TABLE IF NOT EXISTS artifacts (
     artifact_id VARCHAR PRIMARY KEY, memory_id VARCHAR, namespace VARCHAR,
     artifact_kind VARCHAR, model VARCHAR, path VARCHAR, checksum VARCHAR, size_bytes BIGINT,
-    status VARCHAR, source_version INTEGER, detail VARCHAR, event_id VARCHAR,
+    status VARCHAR, source_version BIGINT, detail VARCHAR, event_id VARCHAR,
     "offset" BIGINT, recorded_at TIMESTAMPTZ
 );
 CREATE TABLE IF NOT EXISTS subjects (
@@ -89,9 +89,9 @@ _TYPES: dict[str, pa.DataType] = {
     "parents": _PARENT_TYPE, "tags": pa.list_(pa.string()), "frozen": pa.bool_(),
     "tombstone": pa.bool_(), "version": pa.int32(), "revision": pa.int32(),
     "offset": pa.int64(), "copy_from": pa.int32(), "schema_version": pa.int32(),
-    "expected_version": pa.int32(), "priority": pa.int32(), "ttl_seconds": pa.int64(),
-    "retention_days": pa.int32(), "created_offset": pa.int64(), "updated_offset": pa.int64(),
-    "size_bytes": pa.int64(), "source_version": pa.int32(), "vector": pa.list_(pa.float32()),
+    "expected_version": pa.int64(), "priority": pa.int64(), "ttl_seconds": pa.int64(),
+    "retention_days": pa.int64(), "created_offset": pa.int64(), "updated_offset": pa.int64(),
+    "size_bytes": pa.int64(), "source_version": pa.int64(), "vector": pa.list_(pa.float32()),
 }  # fmt: skip
 
 CORE = "core"

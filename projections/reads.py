@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 from memstream.schemas.memcube import MemState
-from memstream.schemas.views import AuditEntry, AuditPage, Memory, Parent, Version
+from memstream.schemas.views import AuditEntry, AuditPage, Memory, MemoryPage, Parent, Version
 
 from .duck import DuckStore
 
@@ -112,8 +112,8 @@ def get_memory(
         m = _memory(rows[0])
         if version is not None and version > m.version:
             return None
-        if version is not None:
-            m = msgspec.structs.replace(m, version=version)
+        if version is not None and version != m.version:
+            m = _at_version(store, m, version)
         return m
     # As of an offset: the last transition of the memory at or before it.
     t = store.query(
@@ -141,7 +141,59 @@ def get_memory(
         updated_by=actor[0]["actor"] if actor else row["updated_by"],
         offset=tr["offset"],
     )
-    return _memory(row)
+    m = _memory(row)
+    return _at_version(store, m, want) if want != tr["version"] else m
+
+
+def _at_version(store: DuckStore, m: Memory, version: int) -> Memory:
+    """``m`` (its content already that of ``version``) with the version's own offset, time
+    and author: where and when that content was written, not the memory's last change."""
+    rows = store.query(
+        'SELECT "offset", recorded_at, actor FROM versions WHERE memory_id = ? AND version = ?',
+        [m.memory_id, version],
+    )
+    if not rows:
+        return msgspec.structs.replace(m, version=version)
+    v = rows[0]
+    return msgspec.structs.replace(
+        m, version=version, offset=v["offset"], updated_at=v["recorded_at"], updated_by=v["actor"]
+    )
+
+
+def list_memories(
+    store: DuckStore,
+    *,
+    namespace: str | None,
+    states: list[str],
+    tags: list[str],
+    after: int | None,
+    limit: int,
+) -> MemoryPage:
+    """Memories at their current version in creation order (``created_offset``), matching
+    every given filter; ``after`` is the cursor (a creation offset, exclusive)."""
+    where, params = ["list_contains(?, m.state)"], [states]
+    if namespace is not None:
+        where.append("m.namespace = ?")
+        params.append(namespace)
+    if tags:
+        where.append("list_has_all(v.tags, ?)")
+        params.append(tags)
+    if after is not None:
+        where.append("m.created_offset > ?")
+        params.append(after)
+    sql = (
+        f"SELECT {view_select(CURRENT_EXPRESSIONS)}, m.created_offset AS created_offset "
+        f"FROM {CURRENT_SOURCE} WHERE {' AND '.join(where)} "
+        "ORDER BY m.created_offset LIMIT ?"
+    )
+    params.append(limit + 1)
+    rows = store.query(sql, params)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursors = [r.pop("created_offset") for r in rows]
+    return MemoryPage(
+        memories=[_memory(r) for r in rows], next_after=cursors[-1] if more and rows else None
+    )
 
 
 def _version(row: dict[str, Any]) -> Version:

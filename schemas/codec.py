@@ -45,6 +45,19 @@ class MalformedEvent(ValueError):
         }
 
 
+class EventTooLarge(MalformedEvent):
+    """A payload over the codec's size limit (``limit`` bytes): HTTP answers 413."""
+
+    def __init__(
+        self, message: str, *, limit: int, field: str | None = "$.payload", index: int | None = None
+    ):
+        self.limit = limit
+        super().__init__(message, field=field, index=index)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "error": "too_large", "limit": self.limit}
+
+
 LONE_SURROGATE = "contains a lone surrogate (U+D800..U+DFFF), which cannot be stored as UTF-8"
 
 
@@ -205,10 +218,10 @@ class EventCodec:
     def check_size(self, size: int, *, index: int | None = None) -> None:
         """Refuse a payload of ``size`` encoded bytes over the limit (the oversize rule)."""
         if size > self.max_event_bytes:
-            raise MalformedEvent(
+            raise EventTooLarge(
                 f"payload is {size} bytes, over the limit of {self.max_event_bytes} bytes "
-                f"(configure max_event_bytes to raise it)",
-                field="$.payload",
+                "(configure max_event_bytes to raise it)",
+                limit=self.max_event_bytes,
                 index=index,
             )
 

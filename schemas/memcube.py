@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -17,6 +18,22 @@ import msgspec
 from .events import Event
 
 Status = Literal["accepted", "rejected"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def rfc3339(us: int) -> str:
+    """A log time (integer microseconds since the epoch, UTC) as RFC 3339, written the way
+    msgspec writes every other time of the API: ``2026-11-22T10:15:00.123456Z``."""
+    return (_EPOCH + timedelta(microseconds=us)).isoformat().replace("+00:00", "Z")
+
+
+def micros(value: str | int) -> int:
+    """The inverse of :func:`rfc3339` (an integer passes through)."""
+    if isinstance(value, int):
+        return value
+    when = datetime.fromisoformat(value)
+    return (when - _EPOCH) // timedelta(microseconds=1)
 
 
 # ``gc=False`` on the structs below: the decision state keeps one MemState per memory for
@@ -114,8 +131,20 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     def accepted(self) -> bool:
         return self.status == "accepted"
 
+    @property
+    def recorded_time(self) -> datetime:
+        """:attr:`recorded_at` (the log's clock, integer microseconds) as an aware datetime."""
+        return _EPOCH + timedelta(microseconds=self.recorded_at)
+
+    @classmethod
+    def from_public(cls, body: dict[str, Any]) -> Outcome:
+        """The outcome from its :meth:`public` form (what the HTTP API answers)."""
+        body = {**body, "recorded_at": micros(body["recorded_at"])}
+        return msgspec.convert(body, cls)
+
     def public(self) -> dict[str, Any]:
-        """The outcome as callers see it (no internal change list)."""
+        """The outcome as callers see it (no internal change list); ``recorded_at`` as
+        RFC 3339, like every other time of the API."""
         return {
             "status": self.status,
             "code": self.code,
@@ -128,7 +157,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             "revision": self.revision,
             "state": self.state,
             "offset": self.offset,
-            "recorded_at": self.recorded_at,
+            "recorded_at": rfc3339(self.recorded_at),
             "duplicate": self.duplicate,
             "partition": self.partition,
             "erased": list(self.erased),

@@ -102,6 +102,14 @@ class AuditPage(msgspec.Struct, frozen=True, kw_only=True):
     next_after: int | None
 
 
+class MemoryPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of memories in creation order; pass ``next_after`` as ``after`` to get the
+    next page (None: this is the last)."""
+
+    memories: list[Memory]
+    next_after: int | None
+
+
 class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
     """One search result: the memory, its fused score and the two scores it came from.
 

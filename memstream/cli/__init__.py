@@ -66,8 +66,13 @@ def _root(
 
 for _command in (
     ops.serve,
-    writes.publish,
+    writes.add,
+    reads.list_memories,
+    writes.revise,
+    writes.archive,
+    writes.restore,
     writes.erase,
+    writes.publish,
     reads.get,
     reads.history,
     reads.search,
@@ -82,7 +87,7 @@ for _command in (
     kafka.status,
     kafka.broker,
 ):
-    app.command()(_command)
+    app.command("list" if _command is reads.list_memories else None)(_command)
 audit_app.callback()(audit.audit)
 audit_app.command("verify")(audit.audit_verify)
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,6 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
 from memstream.errors import (
@@ -30,14 +31,16 @@ from memstream.errors import (
     ProjectorFailed,
     RecordCorrupt,
     Rejected,
+    SearchDisabled,
     StoreLocked,
     StoreReadOnly,
+    UnknownMemory,
 )
-from memstream.schemas.memcube import Outcome
 from memstream.settings import CliSettings
 from memstream.streams.embedded import ProgressFactory
 from memstream.streams.runner import ProcessorFailed
 from memstream.streams.settings import Settings, StoreSettings, env_var
+from memstream.wire import not_found_body, rejected_body
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -47,6 +50,10 @@ EXIT_UNAVAILABLE = 3
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+if not out.is_terminal:
+    # Piped or redirected: no terminal to fit, so nothing wraps at 80 columns (or $COLUMNS)
+    # and no table squeezes or drops a column; each line is as long as its content.
+    out.width = 1_000_000
 
 app = typer.Typer(
     name="memstream",
@@ -123,8 +130,37 @@ class CliError(Exception):
 
 
 def print_json(obj: Any) -> None:
+    """``obj`` as JSON on stdout, encoded as the HTTP API encodes its answers (msgspec):
+    pass the body the API answers for the same call (see :mod:`memstream.wire`)."""
     sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
     sys.stdout.flush()
+
+
+def show(renderable: Any) -> None:
+    """Print ``renderable`` (a table, usually) on stdout, whole: piped, at its natural width
+    (see ``out``); on a terminal too narrow for a table, one block per row (column: value)
+    instead of squeezed or dropped columns."""
+    if isinstance(renderable, Table) and out.is_terminal:
+        wide = out.options.update(max_width=1_000_000)
+        if out.measure(renderable, options=wide).minimum > out.width:
+            renderable = as_records(renderable)
+    out.print(renderable)
+
+
+def as_records(table: Table) -> Group:
+    """A table as one block per row: ``column: value`` lines, a blank line between rows."""
+    parts: list[Any] = [Text(str(table.title), style="bold")] if table.title else []
+    columns = [(str(c.header) if table.show_header else "", list(c.cells)) for c in table.columns]
+    for row in range(table.row_count):
+        if parts:
+            parts.append(Text(""))
+        cells = [(h, cells[row]) for h, cells in columns]
+        if not table.show_header and len(cells) == 2:  # a field/value table
+            cells = [(str(cells[0][1]), cells[1][1])]
+        for header, cell in cells:
+            value = cell if isinstance(cell, Text) else Text(str(cell))
+            parts.append(Text(f"{header}: ", style="bold") + value if header else value)
+    return Group(*parts)
 
 
 def classify(e: BaseException) -> CliError | None:
@@ -136,13 +172,16 @@ def classify(e: BaseException) -> CliError | None:
         return e
     if isinstance(e, MalformedEvent):
         return CliError(str(e), EXIT_BAD_INPUT, e.to_dict())
-    if isinstance(e, Rejected):
-        public = e.outcome.public() if isinstance(e.outcome, Outcome) else e.outcome
-        return CliError(str(e), EXIT_REJECTED, {"error": "rejected", "outcome": public})
+    if isinstance(e, UnknownMemory) and e.offset is None:  # refused before it was appended
+        return CliError(str(e), EXIT_REJECTED, not_found_body(str(e.memory_id)))
+    if isinstance(e, Rejected):  # the body HTTP answers (409)
+        return CliError(str(e), EXIT_REJECTED, rejected_body(e))
     if isinstance(e, LogTampered):  # failed verification, like `audit verify`'s break
         return CliError(str(e), EXIT_REJECTED, e.to_dict())
     if isinstance(e, RecordCorrupt):
         return CliError(str(e), EXIT_REJECTED, {"error": "record_corrupt"})
+    if isinstance(e, SearchDisabled):  # the body HTTP answers (503)
+        return CliError(str(e), EXIT_UNAVAILABLE, {"error": "search_disabled"})
     if isinstance(e, NotCaughtUp):
         body = {"error": "not_caught_up", "wanted": e.wanted, "reached": e.reached}
         return CliError(str(e), EXIT_UNAVAILABLE, body)

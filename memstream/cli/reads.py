@@ -1,10 +1,13 @@
-"""Reading commands: ``get``, ``history`` and ``search``."""
+"""Reading commands: ``get``, ``history``, ``list`` and ``search``. With ``--json`` each
+prints exactly the body the HTTP API answers for the same call (:mod:`memstream.wire`)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+
+from memstream.wire import hits_body, not_found_body
 
 from .common import (
     DEFAULT_STORE,
@@ -16,13 +19,13 @@ from .common import (
     ReadOnlyOpt,
     StoreOpt,
     UrlOpt,
-    out,
     point_option,
     print_json,
     reported,
+    show,
 )
 from .connect import open_store
-from .render import history_table, hits_table, memory_table
+from .render import history_table, hits_table, memories_table, memory_table
 
 
 def get(
@@ -41,18 +44,12 @@ def get(
         with open_store(store, url, read_only=read_only) as target:
             m = target.get(memory_id, version=version, as_of=point, min_offset=min_offset)
         if m is None:
-            where = f" at version {version}" if version is not None else ""
-            where += f" as of {as_of}" if as_of is not None else ""
-            raise CliError(
-                f"memory {memory_id} does not exist{where}; check the id, or look at "
-                f"`memstream audit --memory {memory_id}`",
-                EXIT_REJECTED,
-                {"error": "not_found", "memory_id": memory_id},
-            )
+            body = not_found_body(memory_id, version, as_of)
+            raise CliError(body["message"], EXIT_REJECTED, body)
         if json_out:
             print_json(m)
         else:
-            out.print(memory_table(m))
+            show(memory_table(m))
 
 
 def history(
@@ -75,17 +72,49 @@ def history(
                 memory_id, include_parents=parents, as_of=point, min_offset=min_offset
             )
         if not versions:
-            raise CliError(
-                f"memory {memory_id} has no versions"
-                + (f" as of {as_of}" if as_of is not None else "")
-                + f"; check the id, or look at `memstream audit --memory {memory_id}`",
-                EXIT_REJECTED,
-                {"error": "not_found", "memory_id": memory_id},
-            )
+            body = not_found_body(memory_id, as_of=as_of)
+            raise CliError(body["message"], EXIT_REJECTED, body)
         if json_out:
             print_json(versions)
         else:
-            out.print(history_table(versions, f"version chain of {memory_id}"))
+            show(history_table(versions, f"version chain of {memory_id}"))
+
+
+def list_memories(
+    namespace: Annotated[
+        str | None,
+        typer.Argument(help="The namespace (user/alice); every namespace's without it."),
+    ] = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option("--state", help="Only these states (repeat); default active, activated."),
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Has every one of these tags (repeat).")
+    ] = None,
+    after: Annotated[
+        int | None, typer.Option(min=-1, help="Cursor: the `next_after` of the page before.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Memories per page.")] = 100,
+    min_offset: MinOffsetOpt = None,
+    store: StoreOpt = DEFAULT_STORE,
+    url: UrlOpt = None,
+    read_only: ReadOnlyOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List memories in creation order, a page at a time, with filters."""
+    with reported(json_out):
+        with open_store(store, url, read_only=read_only) as target:
+            page = target.list_memories(
+                namespace, states=state or None, tags=tag or None, after=after, limit=limit,
+                min_offset=min_offset,
+            )  # fmt: skip
+        if json_out:
+            print_json(page)
+        else:
+            show(memories_table(page.memories, f"memories of {namespace or 'every namespace'}"))
+            if page.next_after is not None:
+                show(f"more memories: pass --after {page.next_after}")
 
 
 def search(
@@ -139,6 +168,6 @@ def search(
                 query_hints=query_hints, min_offset=min_offset,
             )  # fmt: skip
         if json_out:
-            print_json(hits)
+            print_json(hits_body(hits))
         else:
-            out.print(hits_table(hits, f"search: {query}"))
+            show(hits_table(hits, f"search: {query}"))

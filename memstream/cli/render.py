@@ -13,7 +13,14 @@ from rich.text import Text
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditEntry, Memory, SearchHit, Version
 
-__all__ = ["audit_table", "hits_table", "history_table", "memory_table", "outcomes_table"]
+__all__ = [
+    "audit_table",
+    "hits_table",
+    "history_table",
+    "memories_table",
+    "memory_table",
+    "outcomes_table",
+]
 
 
 def _when(value: datetime | int | None) -> str:
@@ -56,6 +63,19 @@ def memory_table(m: Memory) -> Table:
     ]
     for k, v in rows:
         t.add_row(k, v if isinstance(v, Text) else Text(v))
+    return t
+
+
+def memories_table(memories: Sequence[Memory], title: str) -> Table:
+    """Memories: id, namespace, state, version, tags, updated, text."""
+    t = Table(title=title, title_justify="left")
+    for col in ("memory", "namespace", "state", "v", "tags", "updated", "text"):
+        t.add_column(col, no_wrap=col not in ("text", "tags"))
+    for m in memories:
+        t.add_row(
+            Text(m.memory_id), Text(m.namespace), m.state + (" (frozen)" if m.frozen else ""),
+            str(m.version), Text(", ".join(m.tags)), _when(m.updated_at), _clip(m.text, 70),
+        )  # fmt: skip
     return t
 
 

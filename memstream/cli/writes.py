@@ -1,11 +1,13 @@
-"""Writing commands: ``publish`` (events from a file or stdin, all validated first) and
-``erase`` (one memory, or every memory of a subject)."""
+"""Writing commands: ``add``, ``revise``, ``archive``, ``restore`` and ``erase`` (one line
+each; the event is built for you), and ``publish`` (events from a file or stdin, all
+validated first). With ``--json`` the one-line commands print exactly the body the HTTP
+API answers for the same call: the outcome (:func:`memstream.wire.outcome_body`)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import typer
@@ -15,6 +17,7 @@ from memstream.schemas.codec import DEFAULT_MAX_EVENT_BYTES, EventCodec
 from memstream.schemas.events import default_registry
 from memstream.schemas.memcube import Outcome
 from memstream.streams.kafka.settings import KafkaSettings
+from memstream.wire import outcome_body
 
 from .common import (
     DEFAULT_STORE,
@@ -31,6 +34,7 @@ from .common import (
     progress_bar,
     reported,
     setting,
+    show,
 )
 from .connect import kafka_store, open_store
 from .render import outcomes_table
@@ -167,7 +171,7 @@ def publish(
         else:
             shown = outcomes if len(outcomes) <= 50 else rejected[:50]
             if shown:
-                out.print(outcomes_table(shown, "outcomes" if shown is outcomes else "rejected"))
+                show(outcomes_table(shown, "outcomes" if shown is outcomes else "rejected"))
             out.print(
                 f"{len(outcomes) - len(rejected)} accepted, {len(rejected)} rejected"
                 + (f"; last offset {max(o.offset for o in outcomes)}" if outcomes else "")
@@ -224,9 +228,9 @@ def erase(
                 o = target.erase(memory_id, reason=reason)
                 scope, what = "memory", f"memory {memory_id}"
         if json_out:
-            print_json({"scope": scope, "erased": list(o.erased), "outcome": o.public()})
+            print_json(outcome_body(o))
         else:
-            out.print(outcomes_table([o]))
+            show(outcomes_table([o]))
             out.print(
                 f"erased {what} (scope {scope}): {len(o.erased)} "
                 f"memor{'y' if len(o.erased) == 1 else 'ies'}"
@@ -234,3 +238,134 @@ def erase(
                 + f"; offset {o.offset}"
             )
     raise typer.Exit(EXIT_OK)
+
+
+# -- one line each: the event is built for you ---------------------------------------------------
+
+ReasonOpt = Annotated[
+    str | None,
+    typer.Option(help="Why; it stays readable in the audit: no personal data in it."),
+]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeat).")]
+MetaOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--meta",
+        help="Metadata as KEY=VALUE (repeat); a VALUE that is JSON (3, true, [1,2]) is "
+        "taken as such, anything else as a string.",
+    ),
+]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        help="The memory's namespace: needed only to record an attempt on an unknown memory.",
+    ),
+]
+ExpectedOpt = Annotated[
+    int | None,
+    typer.Option("--expected-version", min=0, help="Refuse unless the memory is at this revision."),
+]
+
+
+def _metadata(pairs: list[str] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, not {pair!r}", param_hint="--meta")
+        try:
+            meta[key] = msgspec.json.decode(value)
+        except msgspec.DecodeError:
+            meta[key] = value
+    return meta
+
+
+def _done(o: Outcome, json_out: bool, said: str) -> None:
+    if json_out:
+        print_json(outcome_body(o))
+        return
+    show(outcomes_table([o]))
+    out.print(f"{said}; offset {o.offset}")
+
+
+def add(
+    namespace: Annotated[
+        str, typer.Argument(help="Whose memory: user/<id>, agent/<id>, team/<id>...")
+    ],
+    text: Annotated[str, typer.Argument(help="The memory's content.")],
+    tag: TagOpt = None,
+    meta: MetaOpt = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(help="Whose data it is (its key seals it); default the namespace."),
+    ] = None,
+    memory_id: Annotated[
+        str | None, typer.Option("--id", help="The memory's id; default a new UUIDv7.")
+    ] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a memory from a namespace and a text; print its id and outcome."""
+    with reported(json_out):
+        metadata = _metadata(meta)
+        with open_store(store, url, create=True) as target:
+            o = target.create(
+                namespace, text, tags=tag or [], metadata=metadata, subject=subject,
+                memory_id=memory_id,
+            )  # fmt: skip
+        _done(o, json_out, f"added memory {o.memory_id} to {namespace}")
+
+
+def revise(
+    memory_id: Annotated[str, typer.Argument(help="The memory's id.")],
+    text: Annotated[str, typer.Argument(help="Its new content.")],
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Its tags from now on (repeat).")
+    ] = None,
+    meta: MetaOpt = None,
+    reason: ReasonOpt = None,
+    expected_version: ExpectedOpt = None,
+    namespace: NamespaceOpt = None,
+    store: StoreOpt = DEFAULT_STORE,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a new version of a memory's content (tags and metadata kept unless given)."""
+    with reported(json_out):
+        metadata = _metadata(meta) if meta else None
+        with open_store(store, url) as target:
+            o = target.revise(
+                memory_id, text, tags=tag or None, metadata=metadata, reason=reason,
+                expected_version=expected_version, namespace=namespace,
+            )  # fmt: skip
+        _done(o, json_out, f"revised memory {memory_id}: version {o.version}")
+
+
+def _change(operation: str, done: str) -> Any:
+    def command(
+        memory_id: Annotated[str, typer.Argument(help="The memory's id.")],
+        reason: ReasonOpt = None,
+        expected_version: ExpectedOpt = None,
+        namespace: NamespaceOpt = None,
+        store: StoreOpt = DEFAULT_STORE,
+        url: UrlOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        with reported(json_out):
+            with open_store(store, url) as target:
+                o = getattr(target, operation)(
+                    memory_id, reason=reason, expected_version=expected_version,
+                    namespace=namespace,
+                )  # fmt: skip
+            _done(o, json_out, f"{done} memory {memory_id}")
+
+    command.__name__ = operation
+    return command
+
+
+archive = _change("archive", "archived")
+archive.__doc__ = "Move a memory to cold storage: out of default search and lists, restorable."
+restore = _change("restore", "restored")
+restore.__doc__ = "Bring an archived memory back to active."

@@ -14,8 +14,8 @@ from urllib.parse import quote
 import msgspec
 
 from memstream.projections.search import SearchQuery
-from memstream.queries import AuditQuery, Point, Reads
-from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.queries import AuditQuery, ListQuery, Point, Reads
+from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.streams.log import ChainBreak
 from memstream.wire import SearchRequest, format_point
 
@@ -26,6 +26,7 @@ __all__ = ["HttpReads"]
 _memory = msgspec.json.Decoder(Memory)
 _versions = msgspec.json.Decoder(list[Version])
 _audit_page = msgspec.json.Decoder(AuditPage)
+_memory_page = msgspec.json.Decoder(MemoryPage)
 
 
 class _Hits(msgspec.Struct):
@@ -83,7 +84,21 @@ class HttpReads(ApiTransport, Reads):
             "min_offset": min_offset,
         }
         resp = self._request("GET", memory_path(memory_id) + "/history", params=params)
+        if resp.status_code == 404 and body_of(resp).get("error") == "not_found":
+            return []
         return _versions.decode(self._ok(resp).content)
+
+    def _list(self, q: ListQuery, min_offset: int | None) -> MemoryPage:
+        params = {
+            "namespace": q.namespace,
+            "state": list(q.states) if q.states is not None else None,
+            "tag": list(q.tags) or None,
+            "after": q.after,
+            "limit": q.limit,
+            "min_offset": min_offset,
+        }
+        resp = self._request("GET", "/v1/memories", params=params)
+        return _memory_page.decode(self._ok(resp).content)
 
     def _audit(self, q: AuditQuery, partition: int | None, min_offset: int | None) -> AuditPage:
         params = {

@@ -21,19 +21,26 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 import msgspec
 
-from memstream.errors import MalformedEvent, NotCaughtUp
+from memstream.errors import MalformedEvent, NotCaughtUp, UnknownMemory
 from memstream.operations import Operations, raise_rejections
 from memstream.schemas.codec import EventCodec
-from memstream.schemas.events import Event, Registry, default_registry
+from memstream.schemas.events import Context, Event, Registry, default_registry
 from memstream.schemas.memcube import Outcome
 from memstream.streams.embedded import ProgressFactory
-from memstream.wire import format_point
+from memstream.wire import (
+    AddRequest,
+    ChangeRequest,
+    EraseSubjectRequest,
+    ReviseRequest,
+    format_point,
+)
 
-from .reads import HttpReads
+from .reads import HttpReads, memory_path
 from .transport import DEFAULT_TIMEOUT, LONG_TIMEOUT, body_of, error_of
 
 if TYPE_CHECKING:
@@ -42,6 +49,35 @@ if TYPE_CHECKING:
     from memstream.sdk import MemoryStore
 
 __all__ = ["HttpMemoryStore"]
+
+#: keyword arguments the one-line routes take besides the body's own fields; a call with any
+#: other (``event_id``, ``occurred_at``, ``correlation_id``, ``actor``, a payload field such as
+#: ``kind`` or ``vector``) builds its event here and posts it to ``/v1/events``
+_ONE_LINE = {"context", "namespace", "reason", "expected_version", "subject", "memory_id"}
+
+
+def _plain(*texts: Any, **kw: Any) -> bool:
+    """Whether a call's arguments are of the types the one-line routes take: anything else
+    builds the event here, so it is refused as the embedded store refuses it (the field's
+    JSON path in a :class:`MalformedEvent`)."""
+    if not all(isinstance(t, str) for t in texts):
+        return False
+    for name, value in kw.items():
+        if value is None:
+            continue
+        if name == "tags" and not (
+            isinstance(value, list | tuple) and all(isinstance(t, str) for t in value)
+        ):
+            return False
+        if name == "metadata" and not isinstance(value, dict):
+            return False
+        if name == "context" and not isinstance(value, dict | Context):
+            return False
+        if name == "expected_version" and (isinstance(value, bool) or not isinstance(value, int)):
+            return False
+        if name in ("namespace", "reason", "subject", "memory_id") and not isinstance(value, str):
+            return False
+    return True
 
 
 class HttpMemoryStore(Operations, HttpReads):
@@ -158,11 +194,66 @@ class HttpMemoryStore(Operations, HttpReads):
         resp = self._request("POST", "/v1/events", content=raw)
         if resp.status_code not in (200, 409) or "outcomes" not in (body := body_of(resp)):
             raise error_of(resp)
-        outcomes = [msgspec.convert(o, Outcome) for o in body["outcomes"]]
+        outcomes = [Outcome.from_public(o) for o in body["outcomes"]]
         if outcomes:
             top = max(o.offset for o in outcomes)
             self.last_offset = top if self.last_offset is None else max(self.last_offset, top)
         return raise_rejections(outcomes, raise_on_reject)
+
+    # The operations the server builds events for (``POST /v1/memories`` and friends); the
+    # others, and calls with what those routes do not take, build the event here.
+
+    def _operation(self, path: str, body: Any, *, memory_id: str | None = None) -> Outcome:
+        content = msgspec.json.encode(body)
+        resp = self._request("POST", path, content=content)
+        if resp.status_code == 404 and body_of(resp).get("error") == "not_found":
+            raise UnknownMemory(
+                {
+                    "type": path.rsplit("/", 1)[-1], "code": "unknown_memory",
+                    "memory_id": memory_id, "offset": None,
+                    "reason": f"memory {memory_id} does not exist; pass namespace= to record "
+                    "the attempt in the audit anyway",
+                }
+            )  # fmt: skip
+        o = Outcome.from_public(body_of(self._ok(resp)))
+        self.last_offset = o.offset if self.last_offset is None else max(self.last_offset, o.offset)
+        return o
+
+    def create(self, namespace: str, text: str, **kw: Any) -> Outcome:  # type: ignore[override]
+        simple = {"tags", "metadata", "subject", "memory_id", "context"}
+        if set(kw) - simple or not _plain(namespace, text, **kw):
+            return super().create(namespace, text, **kw)
+        tags, metadata = list(kw.pop("tags", ())), kw.pop("metadata", None) or {}
+        body = AddRequest(namespace=namespace, text=text, tags=tags, metadata=metadata, **kw)
+        return self._operation("/v1/memories", body)
+
+    def revise(self, memory_id: str, text: str, **kw: Any) -> Outcome:  # type: ignore[override]
+        simple = {"tags", "metadata"} | _ONE_LINE - {"subject", "memory_id"}
+        if set(kw) - simple or not _plain(memory_id, text, **kw):
+            return super().revise(memory_id, text, **kw)
+        body = ReviseRequest(text=text, **kw)
+        return self._operation(memory_path(memory_id) + "/revise", body, memory_id=memory_id)
+
+    def _change(self, operation: str, memory_id: str, kw: dict[str, Any]) -> Outcome:
+        if set(kw) - (_ONE_LINE - {"subject", "memory_id"}) or not _plain(memory_id, **kw):
+            return getattr(super(), operation)(memory_id, **kw)
+        body = ChangeRequest(**kw)
+        return self._operation(f"{memory_path(memory_id)}/{operation}", body, memory_id=memory_id)
+
+    def archive(self, memory_id: str, **kw: Any) -> Outcome:  # type: ignore[override]
+        return self._change("archive", memory_id, kw)
+
+    def restore(self, memory_id: str, **kw: Any) -> Outcome:  # type: ignore[override]
+        return self._change("restore", memory_id, kw)
+
+    def erase(self, memory_id: str, **kw: Any) -> Outcome:  # type: ignore[override]
+        return self._change("erase", memory_id, kw)
+
+    def erase_subject(self, subject: str, **kw: Any) -> Outcome:  # type: ignore[override]
+        if set(kw) - {"namespace", "reason", "context"} or not _plain(subject, **kw):
+            return super().erase_subject(subject, **kw)
+        body = EraseSubjectRequest(**kw)
+        return self._operation("/v1/subjects/" + quote(subject, safe="/:@") + "/erase", body)
 
     def _placement(self, memory_id: str) -> tuple[str, str | None] | None:
         """(namespace, subject) of a memory, read through the projection.

@@ -11,13 +11,16 @@ import msgspec
 
 from memstream.errors import (
     BadRequest,
+    EventTooLarge,
     MalformedEvent,
     NotCaughtUp,
     PartitionUnavailable,
     ProjectorFailed,
     SearchDisabled,
     StoreReadOnly,
+    rejection,
 )
+from memstream.schemas.memcube import Outcome
 from memstream.wire import PRINCIPAL_HEADER
 
 __all__ = ["DEFAULT_TIMEOUT", "LONG_TIMEOUT", "ApiTransport", "ServerError", "ServerUnavailable"]
@@ -69,8 +72,14 @@ def error_of(resp: httpx.Response) -> Exception:
     message = str(body.get("message") or resp.reason_phrase)
     if resp.status_code == 422 and error == "malformed":
         return _malformed(body)
+    if error == "rejected" and isinstance(body.get("outcome"), dict):
+        return rejection(Outcome.from_public(body["outcome"]))
     if resp.status_code == 413:
-        return MalformedEvent(message, field=body.get("field"), index=body.get("index"))
+        detail, field = _malformed(body).detail, body.get("field")
+        detail = detail.removesuffix(f" (at {field})") if field else detail
+        return EventTooLarge(
+            detail, limit=body.get("limit") or 0, field=field, index=body.get("index")
+        )
     if error == "not_caught_up":
         return NotCaughtUp(int(body["wanted"]), int(body["reached"]), float(body["wait"]))
     if error in ("unavailable", "catching_up") and "partition" in body:

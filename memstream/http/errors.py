@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memstream.errors import (
     BadRequest,
+    EventTooLarge,
     MalformedEvent,
     NotCaughtUp,
     PartitionUnavailable,
@@ -70,6 +71,7 @@ _SEARCH_OFF = (
 #: exception type → response; the most specific type wins (Starlette looks up the MRO).
 HANDLERS: dict[type[Exception], Callable[[Request, Any], Response]] = {
     MalformedEvent: lambda _, e: MsgspecResponse(e.to_dict(), 422),
+    EventTooLarge: lambda _, e: MsgspecResponse(e.to_dict(), 413),
     BodyTooLarge: lambda _, e: error(413, "too_large", str(e), field=None, index=None,
                                      limit=e.limit),
     NotCaughtUp: _not_caught_up,

@@ -15,8 +15,16 @@ from fastapi.openapi.utils import get_openapi
 
 from memstream.schemas.events import Event, Registry
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
-from memstream.wire import BackupRequest, ReplayRequest, SearchRequest
+from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
+from memstream.wire import (
+    AddRequest,
+    BackupRequest,
+    ChangeRequest,
+    EraseSubjectRequest,
+    ReplayRequest,
+    ReviseRequest,
+    SearchRequest,
+)
 
 __all__ = [
     "DESCRIPTION",
@@ -98,7 +106,12 @@ def _components(registry: Registry) -> dict[str, Any]:
             Memory,
             list[Version],
             AuditPage,
+            MemoryPage,
             Outcome,
+            AddRequest,
+            ReviseRequest,
+            ChangeRequest,
+            EraseSubjectRequest,
             BackupRequest,
             ReplayRequest,
             SearchRequest,
@@ -123,6 +136,11 @@ def _components(registry: Registry) -> dict[str, Any]:
     outcome = comps["Outcome"]
     for internal in ("changes", "destroy_key"):
         outcome["properties"].pop(internal, None)
+    outcome["properties"]["recorded_at"] = {
+        "type": "string",
+        "format": "date-time",
+        "description": "When the log recorded the event (RFC 3339, UTC).",
+    }
     comps.pop("MemState", None)
     comps["Error"] = _ERROR_SCHEMA
     comps["Outcomes"] = _OUTCOMES_SCHEMA
@@ -137,9 +155,14 @@ are projections of it.
 * Writes return where each event landed (`offset`); pass it as `min_offset` to a read to
   read your own writes (the read waits, bounded, and answers 503 with the lag otherwise).
 * Malformed events (not JSON, unknown type, missing or mistyped field, future
-  `schema_version`, oversize) are refused with 422 and never appended. Well-formed
+  `schema_version`) are refused with 422 and never appended; an oversize payload or body
+  with 413, naming the limit. Well-formed
   operations the lifecycle forbids are appended, decided once, and come back `rejected`
   with a reason (409 for a single event).
+* `POST /v1/memories` creates a memory from a namespace and a text, and
+  `POST /v1/memories/{id}/revise|archive|restore|erase` change one: the server builds the
+  event. `POST /v1/events` takes events built by a producer.
+* Every time is RFC 3339 (UTC); an unknown memory is 404 on every read.
 """
 
 

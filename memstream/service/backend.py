@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from memstream.projections.search import SearchQuery
-from memstream.queries import AuditQuery, Point
+from memstream.queries import AuditQuery, ListQuery, Point
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Event
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.streams.feed import DecidedFeed
 from memstream.streams.log import ChainBreak
 
@@ -63,6 +63,10 @@ class Backend(Protocol):
         as_of: Point | None,
         min_offset: int | None,
     ) -> list[Version]: ...
+
+    def list_memories(self, caller: Caller, q: ListQuery, *, min_offset: int | None) -> MemoryPage:
+        """Memories at their current version in creation order (``q`` checked)."""
+        ...
 
     def audit(
         self, caller: Caller, q: AuditQuery, *, partition: int | None, min_offset: int | None

@@ -14,10 +14,10 @@ from typing import Any
 from memstream.errors import BadRequest, SearchDisabled
 from memstream.projections import reads
 from memstream.projections.search import SearchQuery
-from memstream.queries import AuditQuery, Point
+from memstream.queries import AuditQuery, ListQuery, Point
 from memstream.schemas.events import Event
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.streams.embedded import LOG_FILE, EmbeddedRuntime
 from memstream.streams.feed import DecidedFeed
 from memstream.streams.log import ChainBreak, EmbeddedLog
@@ -114,6 +114,18 @@ class EmbeddedBackend:
     ) -> list[Version]:
         self._wait(min_offset)
         return reads.history(self.runtime.duck, memory_id, include_parents, self.as_of(as_of))
+
+    def placement(self, memory_id: str) -> tuple[str, str | None] | None:
+        """(namespace, subject) of a memory the log holds (decided, maybe not projected)."""
+        m = self.runtime.state.memories.get(memory_id)
+        return (m.namespace, m.subject) if m is not None else None
+
+    def list_memories(self, caller: Caller, q: ListQuery, *, min_offset: int | None) -> MemoryPage:
+        self._wait(min_offset)
+        return reads.list_memories(
+            self.runtime.duck, namespace=q.namespace, states=list(q.states or ()),
+            tags=list(q.tags), after=q.after, limit=q.limit,
+        )  # fmt: skip
 
     def audit(
         self, caller: Caller, q: AuditQuery, *, partition: int | None, min_offset: int | None

@@ -18,12 +18,14 @@ import msgspec
 
 from memstream import validation as check
 from memstream.errors import BadRequest, MalformedEvent
+from memstream.operations import Operations, raise_rejections
 from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery
-from memstream.queries import AuditQuery, Point
+from memstream.queries import LIST_STATES, AuditQuery, ListQuery, Point
+from memstream.schemas import events as ev
 from memstream.schemas.events import Context, Event
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.streams.log import ChainBreak
 
 from .backend import Backend
@@ -79,6 +81,13 @@ class MemoryService:
         """Append wire JSON: one event object or an array of them (decoded and validated
         here; a malformed one refuses the batch with :class:`MalformedEvent`)."""
         return self.append(caller, self.codec.decode(data))
+
+    def operations(self, caller: Caller, namespace: str | None = None) -> Operations:
+        """The operation methods (``create``, ``revise``, ``archive``, ``erase``, ...) as
+        ``caller``: each builds its event here, server-side, and appends it through
+        :meth:`append` (so it is stamped and authorized like any other). ``namespace``
+        tells a backend that needs it (a Kafka worker) where existing memories live."""
+        return _CallerOperations(self, caller, namespace)
 
     def _stamped(self, caller: Caller, events: Sequence[Event]) -> list[Event]:
         """A remote caller's events, with its principal as actor and its call context where
@@ -161,6 +170,25 @@ class MemoryService:
             caller, memory_id, namespace=namespace, include_parents=include_parents,
             as_of=as_of, min_offset=min_offset,
         )  # fmt: skip
+
+    def list_memories(
+        self, caller: Caller, q: ListQuery, *, min_offset: int | None = None
+    ) -> MemoryPage:
+        """Memories at their current version, in creation order, a page at a time."""
+        if not isinstance(q, ListQuery):
+            raise BadRequest(f"expected a ListQuery, not {type(q).__name__}")
+        states = check.strings(q.states, "states")
+        q = dataclasses.replace(
+            q,
+            namespace=check.text(q.namespace, "namespace"),
+            states=tuple(states) if states is not None else LIST_STATES,
+            tags=tuple(check.strings(q.tags, "tags") or ()),
+            after=check.integer(q.after, "after", minimum=-1),
+            limit=check.integer(q.limit, "limit", optional=False, minimum=1, maximum=10_000),
+        )
+        min_offset = check.integer(min_offset, "min_offset")
+        self.authorize(caller, "read", namespace=q.namespace)
+        return self.backend.list_memories(caller, q, min_offset=min_offset)
 
     def audit(
         self,
@@ -270,6 +298,31 @@ class MemoryService:
         to = check.point(to, "to")
         self.authorize(caller, "replay")
         return _writing("replay", "into", into, lambda: self.backend.replay_copy(into, to))
+
+
+class _CallerOperations(Operations):
+    """:class:`Operations` bound to a service and a caller (see
+    :meth:`MemoryService.operations`)."""
+
+    def __init__(self, service: MemoryService, caller: Caller, namespace: str | None):
+        self.service, self.caller, self.namespace = service, caller, namespace
+        self.actor = caller.principal
+        self.codec = service.codec
+        self.registry: ev.Registry = service.codec.registry
+
+    def append(self, events: Sequence[Any], *, raise_on_reject: bool = False) -> list[Outcome]:
+        outcomes = self.service.append(self.caller, events)
+        return raise_rejections(outcomes, raise_on_reject)
+
+    def _built(self, event: Event) -> None:
+        self.codec.check_size(len(msgspec.json.encode(event.payload)))
+
+    def _placement(self, memory_id: str) -> tuple[str, str | None] | None:
+        placement = getattr(self.service.backend, "placement", None)
+        if placement is not None:
+            return placement(memory_id)
+        m = self.service.get(self.caller, memory_id, namespace=self.namespace)
+        return (m.namespace, m.subject) if m is not None else None
 
 
 def _writing(what: str, field: str, path: Path, copy: Callable[[], Any]) -> Any:

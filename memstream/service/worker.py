@@ -33,10 +33,10 @@ from memstream.errors import BadRequest, PartitionUnavailable, SearchDisabled, U
 from memstream.projections import reads
 from memstream.projections.embedding import embed_query
 from memstream.projections.search import SearchQuery
-from memstream.queries import AuditQuery, Point
+from memstream.queries import AuditQuery, ListQuery, Point
 from memstream.schemas.events import Event
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditPage, Memory, SearchHit, Version
+from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.streams.feed import DecidedFeed
 from memstream.streams.kafka.node import Node
 from memstream.streams.kafka.partitioning import partition_of
@@ -220,6 +220,15 @@ class WorkerBackend:
                 min_offset=min_offset,
             )  # fmt: skip
         return reads.history(at.duck, memory_id, include_parents, self._offset(at, as_of))
+
+    def list_memories(self, caller: Caller, q: ListQuery, *, min_offset: int | None) -> MemoryPage:
+        at = self._route(caller, q.namespace, None, min_offset)
+        if isinstance(at, _Peer):
+            return at._list(q, min_offset)
+        return reads.list_memories(
+            at.duck, namespace=q.namespace, states=list(q.states or ()), tags=list(q.tags),
+            after=q.after, limit=q.limit,
+        )  # fmt: skip
 
     def audit(
         self, caller: Caller, q: AuditQuery, *, partition: int | None, min_offset: int | None

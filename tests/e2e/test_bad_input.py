@@ -28,6 +28,9 @@ class Malformed:
     body: Callable[[], bytes]
     field: str | None
     says: tuple[str, ...]
+    #: the error code and HTTP status (oversize is 413, naming the limit)
+    error: str = "malformed"
+    status: int = 422
 
 
 def _json(e: Any) -> bytes:
@@ -64,6 +67,8 @@ MALFORMED = {
         lambda: _json(make_event(payload={"text": "x" * 5000})),
         "$.payload",
         ("over the limit of 2048 bytes", "max_event_bytes"),
+        "too_large",
+        413,
     ),
 }
 
@@ -74,9 +79,11 @@ def test_http_malformed_is_refused_and_appends_nothing(strict_api, post, case):
     head = strict_api.head
     with strict_api.client() as c:
         r = post(c, bad.body())
-    assert r.status_code == 422, r.text
+    assert r.status_code == bad.status, r.text
     body = r.json()
-    assert body["error"] == "malformed" and body["field"] == bad.field and body["index"] is None
+    assert body["error"] == bad.error and body["field"] == bad.field and body["index"] is None
+    if bad.status == 413:
+        assert body["limit"] == 2048
     for phrase in bad.says:
         assert phrase in body["message"], body["message"]
     assert strict_api.head == head
@@ -89,7 +96,7 @@ def test_cli_malformed_is_refused_and_appends_nothing(strict_api, cli, case):
     r = cli("publish", "-", "--store", str(strict_api.store), "--json", input=bad.body())
     assert r.code == 2, r.stderr
     body = r.json()
-    assert body["error"] == "malformed" and body["field"] == bad.field
+    assert body["error"] == bad.error and body["field"] == bad.field
     for phrase in bad.says:
         assert phrase in body["message"] and phrase in r.stderr
     assert strict_api.head == head

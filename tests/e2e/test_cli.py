@@ -194,9 +194,9 @@ def test_erase_a_memory_or_a_subject(mode, cli):
 
     r = cli("erase", ids[0], "--reason", "wrong", "--store", s, "--json")
     assert r.code == 0, r.stderr
-    body = r.json()
-    assert body["scope"] == "memory" and body["erased"] == [ids[0]]
-    head = body["outcome"]["offset"]
+    body = r.json()  # the outcome, as POST /v1/memories/{id}/erase answers it
+    assert body["type"] == "erase" and body["erased"] == [ids[0]]
+    head = body["offset"]
     r = cli("get", ids[0], "--store", s, "--json", "--min-offset", str(head))
     assert r.json()["state"] == "erased" and r.json()["text"] is None
     r = cli("get", ids[1], "--store", s, "--json")
@@ -220,3 +220,164 @@ def test_erase_a_memory_or_a_subject(mode, cli):
     assert r.code == 1 and r.json()["outcome"]["code"] == "unknown_subject"
     if server is not None:
         assert server.running and server.stop() == 0, server.log()
+
+
+# -- one-line writes, list, and --json as HTTP answers it ------------------------------------------
+
+
+def test_add_list_revise_archive_restore_erase_in_one_line_each(mode, cli):
+    store, server = mode
+    s = str(store)
+    r = cli("add", "user/hana", "Hana drinks green tea", "--tag", "drinks", "--meta",
+            "source=chat", "--meta", "confidence=0.9", "--id", "hana-tea", "--store", s, "--json")  # fmt: skip
+    assert r.code == 0, r.stderr
+    o = r.json()
+    assert (o["status"], o["type"], o["memory_id"], o["version"]) == (
+        "accepted", "create", "hana-tea", 1,
+    )  # fmt: skip
+    assert o["recorded_at"].endswith("Z")  # RFC 3339, like every time
+    r = cli("add", "user/hana", "Hana works at ACME", "--store", s)
+    assert r.code == 0, r.stderr
+    assert "added memory" in r.stdout and "user/hana" in r.stdout
+    r = cli("revise", "hana-tea", "Hana drinks jasmine tea", "--reason", "corrected", "--store",
+            s, "--json")  # fmt: skip
+    assert r.code == 0 and r.json()["version"] == 2, r.stderr
+    r = cli("get", "hana-tea", "--store", s, "--json", "--min-offset", str(r.json()["offset"]))
+    got = r.json()
+    assert (got["text"], got["tags"], got["metadata"]) == (
+        "Hana drinks jasmine tea", ["drinks"], {"source": "chat", "confidence": 0.9},
+    )  # fmt: skip
+    r = cli("list", "user/hana", "--store", s, "--json")
+    assert r.code == 0, r.stderr
+    assert [m["text"] for m in r.json()["memories"]] == [
+        "Hana drinks jasmine tea", "Hana works at ACME",
+    ]  # fmt: skip
+    r = cli("archive", "hana-tea", "--reason", "old", "--store", s, "--json")
+    assert r.code == 0 and r.json()["state"] == "archived"
+    r = cli("archive", "hana-tea", "--store", s, "--json")  # refused: HTTP's 409 body
+    assert r.code == 1
+    assert r.json()["error"] == "rejected" and r.json()["code"] == "invalid_transition"
+    r = cli(
+        "list",
+        "user/hana",
+        "--store",
+        s,
+        "--json",
+        "--min-offset",
+        str(r.json()["outcome"]["offset"]),
+    )
+    assert [m["memory_id"] for m in r.json()["memories"]] != ["hana-tea"]
+    assert "hana-tea" not in [m["memory_id"] for m in r.json()["memories"]]
+    r = cli("list", "user/hana", "--state", "archived", "--store", s)
+    assert r.code == 0 and "hana-tea" in r.stdout and "archived" in r.stdout
+    r = cli("restore", "hana-tea", "--store", s, "--json")
+    assert r.code == 0 and r.json()["state"] == "active"
+    r = cli("erase", "hana-tea", "--store", s, "--json")
+    assert r.code == 0 and r.json()["erased"] == ["hana-tea"]
+    for command in (["revise", "nobody", "x"], ["archive", "nobody"], ["history", "nobody"]):
+        r = cli(*command, "--store", s, "--json")  # HTTP's 404 body; nothing appended
+        assert r.code == 1 and r.json()["error"] == "not_found", (command, r.stderr)
+    r = cli("add", "user/hana", "x", "--meta", "novalue", "--store", s)
+    assert r.code == 2 and "KEY=VALUE" in r.stderr
+    if server is not None:
+        assert server.running and server.stop() == 0, server.log()
+
+
+def test_json_prints_exactly_what_http_answers(api, cli):
+    """`--json` of get, history, list, add and search is the HTTP body of the same call."""
+    import httpx
+
+    r = cli("add", "user/ines", "Ines reads crime novels", "--tag", "books", "--url", api.url,
+            "--json")  # fmt: skip
+    assert r.code == 0, r.stderr
+    added = r.json()
+    mid, offset = added["memory_id"], added["offset"]
+    with httpx.Client(base_url=api.url) as c:
+        direct = c.post("/v1/memories", json={"namespace": "user/ines", "text": "x"}).json()
+        assert list(added) == list(direct)  # the same shape, field for field
+        assert all(type(added[k]) is type(direct[k]) for k in added if added[k] is not None)
+        at = {"min_offset": direct["offset"]}
+        pairs = [
+            (["get", mid], c.get(f"/v1/memories/{mid}", params=at)),
+            (["get", mid, "--version", "1"], c.get(f"/v1/memories/{mid}", params={"version": 1})),
+            (["history", mid], c.get(f"/v1/memories/{mid}/history")),
+            (["list", "user/ines"], c.get("/v1/memories", params={"namespace": "user/ines"})),
+            (["get", "nobody"], c.get("/v1/memories/nobody")),
+            (["history", "nobody"], c.get("/v1/memories/nobody/history")),
+        ]
+        for args, http in pairs:
+            r = cli(*args, "--url", api.url, "--json", "--min-offset", str(direct["offset"]))
+            assert r.json() == http.json(), (args, r.stdout, http.text)
+            assert r.stdout.strip() == http.text, args  # byte for byte
+        # search: this server keeps no indexes, and says so the same way (the hits' body,
+        # {"hits": [...]}, is compared in tests/integration/test_search.py)
+        r = cli("search", "novels", "--url", api.url, "--json")
+        http = c.post("/v1/search", json={"query": "novels"})
+        assert (r.code, http.status_code) == (3, 503)
+        assert r.json() == http.json() and r.json()["error"] == "search_disabled"
+    assert offset < direct["offset"]
+
+
+def test_tables_keep_every_column_when_piped_to_a_narrow_width(tmp_path, cli):
+    s = str(tmp_path / "store")
+    r = cli("add", "user/jo", "Jo plays the cello on Sundays", "--tag", "music", "--id",
+            "a-rather-long-memory-identifier-0001", "--store", s)  # fmt: skip
+    assert r.code == 0, r.stderr
+    cli("revise", "a-rather-long-memory-identifier-0001", "Jo plays the viola", "--store", s)
+    for args, headers in (
+        (["list", "user/jo"], ("memory", "namespace", "state", "tags", "updated", "text")),
+        (["history", "a-rather-long-memory-identifier-0001"],
+         ("memory", "op", "actor", "recorded at", "offset", "text")),
+        (["audit"], ("offset", "recorded at", "actor", "operation", "memory", "outcome")),
+    ):  # fmt: skip
+        r = cli(*args, "--store", s, COLUMNS="40")  # stdout is a pipe, not a terminal
+        assert r.code == 0, r.stderr
+        lines = r.stdout.splitlines()
+        header = next(line for line in lines if line.startswith("┃"))
+        for name in headers:
+            assert name in header, (args, name, r.stdout)
+        # nothing wrapped: every value on one line, whole
+        assert "a-rather-long-memory-identifier-0001" in r.stdout, r.stdout
+        if args[0] != "audit":  # the audit shows no content
+            assert any("Jo plays the viola" in line for line in lines), r.stdout
+
+
+def test_a_narrow_terminal_shows_one_block_per_row() -> None:
+    import io
+
+    from memstream.schemas.views import Memory
+    from rich.console import Console
+
+    from memstream.cli import common
+    from memstream.cli.render import memories_table
+
+    now = "2026-01-01T00:00:00Z"
+    m = msgspec_memory(Memory, now)
+    buf = io.StringIO()
+    narrow = Console(file=buf, width=30, force_terminal=True, color_system=None)
+    saved = common.out
+    common.out = narrow
+    try:
+        common.show(memories_table([m], "memories"))
+    finally:
+        common.out = saved
+    text = buf.getvalue()
+    for line in ("memory: m-1", "namespace: user/kim", "state: active", "text: Kim likes"):
+        assert line in text, text
+
+
+def msgspec_memory(cls, when: str):
+    import msgspec
+
+    return msgspec.convert(
+        {
+            "memory_id": "m-1", "namespace": "user/kim", "subject": "user/kim",
+            "kind": "plaintext", "state": "active", "frozen": False, "version": 1,
+            "revision": 1, "text": "Kim likes long walks by the river", "content_hash": None,
+            "tags": ["walks"], "metadata": {}, "source": None, "owner": None,
+            "visibility": "private", "priority": 0, "ttl_seconds": None,
+            "retention_days": None, "parents": [], "created_at": when, "updated_at": when,
+            "created_by": "t", "updated_by": "t", "offset": 0,
+        },
+        cls,
+    )  # fmt: skip

@@ -18,6 +18,7 @@ from memstream.errors import (
     UnknownMemory,
     UnknownSubject,
 )
+from memstream.operations import new_id
 
 
 def test_health_and_ready(api):
@@ -38,6 +39,10 @@ def test_openapi_documents_every_endpoint_and_the_event_schema(api):
         "/v1/events",
         "/v1/memories/{memory_id}",
         "/v1/memories/{memory_id}/history",
+        "/v1/memories",
+        "/v1/memories/{memory_id}/revise",
+        "/v1/memories/{memory_id}/erase",
+        "/v1/subjects/{subject}/erase",
         "/v1/audit",
         "/v1/audit/verify",
         "/v1/backup",
@@ -131,8 +136,12 @@ def test_get_a_version_or_as_of_an_offset_or_a_time(api, event, post):
         assert c.get(path, params={"version": 1}).json()["text"] == "first"
         as_of_offset = c.get(path, params={"as_of": first["offset"]}).json()
         assert (as_of_offset["text"], as_of_offset["version"]) == ("first", 1)
-        when = datetime.fromtimestamp(first["recorded_at"] / 1e6).astimezone().isoformat()
-        assert c.get(path, params={"as_of": when}).json()["text"] == "first"
+        # an outcome's time is RFC 3339, like every other time; it reads back as a point
+        assert first["recorded_at"].endswith("Z")
+        assert c.get(path, params={"as_of": first["recorded_at"]}).json()["text"] == "first"
+        # a version's own offset, time and author, not the memory's last change
+        v1 = c.get(path, params={"version": 1}).json()
+        assert (v1["offset"], v1["updated_at"]) == (first["offset"], first["recorded_at"])
         assert c.get(path, params={"version": 9}).status_code == 404
         naive = c.get(path, params={"as_of": "2026-01-01T00:00:00"})
         assert naive.status_code == 400
@@ -146,7 +155,10 @@ def test_unknown_memory_is_404_naming_it(api):
         r = c.get("/v1/memories/nobody-here")
         assert r.status_code == 404
         assert r.json()["error"] == "not_found" and "nobody-here" in r.json()["message"]
-        assert c.get("/v1/memories/nobody-here/history").json() == []
+        # every per-memory read: its history too
+        h = c.get("/v1/memories/nobody-here/history")
+        assert h.status_code == 404 and h.json()["error"] == "not_found"
+        assert "nobody-here" in h.json()["message"]
 
 
 def test_min_offset_beyond_the_log_is_a_clear_400(api):
@@ -233,9 +245,9 @@ def test_the_python_client_speaks_the_sdk(api):
         with pytest.raises(MalformedEvent) as bad:
             ms.append([{"type": "create"}])
         assert "missing required field" in str(bad.value)
-        page = ms.audit(actor="agent-7", limit=1000)
+        page = ms.audit(actor="agent-7", limit=1000, min_offset=ms.head)
         assert isinstance(page, AuditPage)
-        assert [e.status for e in page.entries].count("rejected") == 2
+        assert [e.status for e in page.entries].count("rejected") == 2, page.entries[-4:]
         assert ms.verify() is None
         assert ms.get("not-a-memory") is None
 
@@ -314,3 +326,123 @@ def test_the_python_client_erases_a_memory_or_a_subject(api):
         assert every.erased == (y.memory_id,)
         with pytest.raises(UnknownSubject):
             ms.erase_subject("user/nobody-here")
+
+
+# -- one-line operations: the server builds the events ----------------------------------------
+
+
+def test_one_line_create_needs_a_namespace_and_a_text(api):
+    with api.client() as c:
+        r = c.post(
+            "/v1/memories",
+            json={"namespace": "user/dana", "text": "Dana drinks oolong", "tags": ["drinks"],
+                  "metadata": {"source": "chat"}, "context": {"session": "s-1"}},
+            headers={"X-Memstream-Principal": "agent:planner"},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        o = r.json()
+        assert (o["status"], o["type"], o["version"], o["state"]) == (
+            "accepted", "create", 1, "active",
+        )  # fmt: skip
+        assert r.headers["location"] == f"/v1/memories/{o['memory_id']}"
+        assert datetime.fromisoformat(o["recorded_at"]).tzinfo is not None  # RFC 3339
+        m = c.get(r.headers["location"], params={"min_offset": o["offset"]}).json()
+        assert (m["text"], m["tags"], m["metadata"]) == (
+            "Dana drinks oolong", ["drinks"], {"source": "chat"},
+        )  # fmt: skip
+        assert m["created_by"] == "agent:planner" and m["subject"] == "user/dana"
+        entry = c.get("/v1/audit", params={"memory_id": o["memory_id"]}).json()["entries"][0]
+        assert entry["actor"] == "agent:planner" and entry["context"]["session"] == "s-1"
+        # a chosen id, and the subject named
+        r = c.post(
+            "/v1/memories",
+            json={"namespace": "agent/helper", "text": "Dana is allergic to nuts",
+                  "memory_id": "dana-allergy", "subject": "user/dana"},
+        )  # fmt: skip
+        assert r.status_code == 201 and r.json()["memory_id"] == "dana-allergy"
+        # the same id again is refused by the lifecycle: 409 with the outcome
+        again = c.post("/v1/memories", json={"namespace": "agent/helper", "text": "x",
+                                             "memory_id": "dana-allergy"})  # fmt: skip
+        assert again.status_code == 409
+        assert again.json()["error"] == "rejected" and again.json()["code"] == "already_exists"
+        assert again.json()["outcome"]["memory_id"] == "dana-allergy"
+        # what is missing or mistyped is a 400 naming the field; nothing is appended
+        head = api.head
+        bad = c.post("/v1/memories", json={"text": "no namespace"})
+        assert bad.status_code == 400 and "namespace" in bad.json()["message"]
+        bad = c.post("/v1/memories", json={"namespace": "user/dana", "text": 3})
+        assert bad.status_code == 400 and bad.json()["field"] == "body.text"
+        assert api.head == head
+
+
+def test_one_line_revise_archive_restore_erase_and_list(api):
+    with api.client() as c:
+        ns = f"user/{new_id()}"
+        created = [
+            c.post(
+                "/v1/memories",
+                json={"namespace": ns, "text": f"note {i}", "tags": ["t"] if i else []},
+            ).json()  # fmt: skip
+            for i in range(3)
+        ]
+        first = created[0]["memory_id"]
+        path = f"/v1/memories/{first}"
+        r = c.post(path + "/revise", json={"text": "note 0, revised", "reason": "typo"})
+        assert r.status_code == 200 and r.json()["version"] == 2
+        r = c.post(path + "/revise", json={"text": "lost update", "expected_version": 1})
+        assert r.status_code == 409 and r.json()["code"] == "version_conflict"
+        assert c.post(path + "/archive", json={"reason": "old"}).json()["state"] == "archived"
+        head = c.post(path + "/archive")  # an empty body is fine; twice is refused
+        assert head.status_code == 409 and head.json()["code"] == "invalid_transition"
+        # the list: in use by default, in creation order, paginated, filtered
+        last = head.json()["outcome"]["offset"]
+        page = c.get("/v1/memories", params={"namespace": ns, "min_offset": last}).json()
+        assert [m["memory_id"] for m in page["memories"]] == [o["memory_id"] for o in created[1:]]
+        assert page["next_after"] is None
+        one = c.get("/v1/memories", params={"namespace": ns, "limit": 1}).json()
+        assert len(one["memories"]) == 1 and one["next_after"] is not None
+        rest = c.get("/v1/memories", params={"namespace": ns, "after": one["next_after"]}).json()
+        assert [m["memory_id"] for m in one["memories"] + rest["memories"]] == [
+            o["memory_id"] for o in created[1:]
+        ]
+        archived = c.get("/v1/memories", params={"namespace": ns, "state": "archived"}).json()
+        assert [m["text"] for m in archived["memories"]] == ["note 0, revised"]
+        both = c.get("/v1/memories", params={"namespace": ns, "state": ["archived", "active"]})
+        assert len(both.json()["memories"]) == 3
+        tagged = c.get("/v1/memories", params={"namespace": ns, "tag": "t"}).json()
+        assert len(tagged["memories"]) == 2
+        assert c.post(path + "/restore").json()["state"] == "active"
+        erased = c.post(path + "/erase", json={"reason": "asked"}).json()
+        assert erased["erased"] == [first] and erased["state"] == "erased"
+        # an unknown memory is 404 and appends nothing
+        head = api.head
+        for op in ("revise", "archive", "restore", "erase"):
+            r = c.post(
+                f"/v1/memories/nobody-{op}/{op}", json={"text": "x"} if op == "revise" else {}
+            )
+            assert r.status_code == 404 and r.json()["error"] == "not_found", r.text
+        assert api.head == head
+        # every memory of a subject
+        r = c.post(f"/v1/subjects/{ns}/erase", json={"reason": "GDPR art. 17"})
+        assert r.status_code == 200 and sorted(r.json()["erased"]) == sorted(
+            o["memory_id"] for o in created[1:]
+        )
+
+
+def test_the_python_client_writes_through_the_one_line_routes(api):
+    with HttpMemoryStore.connect(api.url, actor="agent:client") as store:
+        o = store.create("user/erin", "Erin cycles to work", tags=["commute"])
+        assert o.accepted and isinstance(o.recorded_at, int)
+        assert store.revise(o.memory_id, "Erin takes the train").version == 2
+        assert store.archive(o.memory_id).state == "archived"
+        with pytest.raises(InvalidTransition):
+            store.archive(o.memory_id)
+        with pytest.raises(UnknownMemory):
+            store.archive("nobody-at-all")
+        assert store.restore(o.memory_id).state == "active"
+        page = store.list_memories("user/erin", min_offset=store.last_offset)
+        assert [m.memory_id for m in page.memories] == [o.memory_id]
+        assert store.erase(o.memory_id).erased == (o.memory_id,)
+        assert store.history("nobody-at-all") == []  # 404 on the wire, [] in the SDK
+        trail = store.audit(memory_id=o.memory_id, min_offset=store.last_offset).entries
+        assert {e.actor for e in trail} == {"agent:client"}

@@ -386,7 +386,17 @@ def test_cli_search(tmp_path: Path, model: LazyEmbedder) -> None:
     res = runner.invoke(app, ["search", "locker code", "--store", str(path), "--k", "2",
                               "--tag", "home", "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)[0]["memory"]["memory_id"] == m.memory_id
+    cli_body = json.loads(res.stdout)
+    assert cli_body["hits"][0]["memory"]["memory_id"] == m.memory_id
+    # --json is the body POST /v1/search answers (but for the usage the first search added)
+    from memstream.http import create_app
+
+    with open_store(path, model) as s, TestClient(create_app(s)) as c:
+        http = c.post("/v1/search", json={"query": "locker code", "k": 2, "tags_any": ["home"]})
+    usage = ("access_count", "last_access", "heat")
+    strip = lambda body: [{k: v for k, v in h.items() if k not in usage} for h in body["hits"]]  # noqa: E731
+    assert list(cli_body) == list(http.json()) == ["hits"]
+    assert strip(cli_body) == strip(http.json())
     table = runner.invoke(app, ["search", "locker", "--store", str(path), "--exact"])
     assert table.exit_code == 0 and "search: locker" in table.stdout and "active" in table.stdout
 

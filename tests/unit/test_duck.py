@@ -178,3 +178,20 @@ def test_a_batch_prepared_on_one_thread_is_written_on_another(tmp_path: Path) ->
     finally:
         direct.close()
         split.close()
+
+
+def test_64_bit_values_an_event_may_carry_are_projected(tmp_path: Path) -> None:
+    """priority, retention_days and expected_version are 64-bit on the wire: the projection
+    keeps them (a 32-bit column stopped the projector)."""
+    from memstream import MemoryStore
+    from memstream.errors import VersionConflict
+
+    big = 2**62
+    with MemoryStore.open(tmp_path / "s", semantic=False) as store:
+        store.create("user/a", "x", memory_id="m", priority=big, retention_days=big)
+        with pytest.raises(VersionConflict):
+            store.revise("m", "y", expected_version=2**63 - 2)
+        store.flush()
+        m = store.get("m")
+        assert m is not None and (m.priority, m.retention_days) == (big, big)
+        assert store.audit(memory_id="m").entries[-1].expected_version == 2**63 - 2

@@ -256,6 +256,17 @@ ARGS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStra
             "min_offset": offset,
         },
     ),  # fmt: skip
+    "list_memories": (
+        {},
+        {
+            "namespace": arg(st.none(), namespace),
+            "states": strings,
+            "tags": strings,
+            "after": offset,
+            "limit": positive,
+            "min_offset": offset,
+        },
+    ),  # fmt: skip
     "audit": (
         {},
         {

@@ -18,7 +18,7 @@ from memstream.schemas.events import Context, default_registry
 
 from memstream import MemoryStore, new_id
 from memstream.http import create_app
-from memstream.queries import AuditQuery, SearchQuery
+from memstream.queries import AuditQuery, ListQuery, SearchQuery
 from memstream.service import ACTIONS, Caller, MemoryService
 
 
@@ -55,7 +55,18 @@ CALLS = {
     "replay_copy": lambda s, c, e: s.replay_copy(c, Path("/nowhere"), 3),
     "follow": lambda s, c, e: s.follow(c, 0),
     "follow_async": lambda s, c, e: s.follow_async(c, 0),
+    "list_memories": lambda s, c, e: s.list_memories(c, ListQuery(namespace="user/alice")),
+    # the operations build their events server-side and append them through the service
+    "operations": lambda s, c, e: _ignoring(TypeError, s.operations(c).create, "user/a", "tea"),
 }
+
+
+def _ignoring(error: type[Exception], fn, *args):
+    """``fn(*args)``; the mock backend's None outcome list raises ``error`` after the call."""
+    try:
+        fn(*args)
+    except error:
+        pass
 
 
 def test_every_service_entry_point_passes_authorize_before_the_backend() -> None:
@@ -79,7 +90,7 @@ def test_every_service_entry_point_passes_authorize_before_the_backend() -> None
             order.append(f"authorize:{action}")
 
         service.authorize = authorize  # type: ignore[method-assign]
-        for method in ("append", "get", "history", "audit", "search", "verify", "flush", "checkpoint",
+        for method in ("append", "get", "history", "list_memories", "audit", "search", "verify", "flush", "checkpoint",
                        "head", "health", "ready", "status", "backup", "replay_copy",
                        "feed"):  # fmt: skip
             getattr(backend, method).side_effect = lambda *a, _o=order, **k: _o.append("backend")

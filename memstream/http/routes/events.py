@@ -35,7 +35,7 @@ router = APIRouter(tags=["events"])
     responses={
         200: json_content(ref("Outcomes"), "one outcome per event, in order"),
         409: error_content("a single event was rejected (with `outcomes`)"),
-        413: error_content("the body is over the size limit"),
+        413: error_content("the body, or an event's payload, is over the size limit (`limit`)"),
         422: error_content("malformed: nothing was appended"),
     },
 )  # fmt: skip
