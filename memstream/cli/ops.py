@@ -141,8 +141,8 @@ def demo(
     url: UrlOpt = None,
     actor: Annotated[str, typer.Option(help="The agent the demo acts as.")] = "assistant",
     namespace: Annotated[
-        str, typer.Option(help="Namespace of the demo's memories.")
-    ] = "user/alice",
+        str, typer.Option(help="Namespace of the demo's memories (its own: a rerun adds nothing).")
+    ] = "demo/alice",
     json_out: JsonOpt = False,
 ) -> None:
     """Show memstream at work over HTTP: create, revise, archive, merge, a rejection,
