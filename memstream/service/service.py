@@ -230,6 +230,7 @@ class MemoryService:
     def flush(self, caller: Caller, timeout: float | None = None) -> None:
         """Wait until everything appended is projected (``timeout``: at most that long)."""
         self.authorize(caller, "status")
+        timeout = check.number(timeout, "timeout", minimum=0.0, maximum=1e9)
         self.backend.flush(timeout)
 
     def checkpoint(self, caller: Caller) -> dict[str, Any]:
