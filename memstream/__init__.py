@@ -4,7 +4,32 @@ Every memory operation is an immutable, encrypted event on a log; projections (D
 vector and keyword indexes) are rebuilt from it. Start with :class:`MemoryStore`.
 """
 
-from memstream.errors import LogTampered, MalformedEvent, Rejected
+from memstream.errors import (
+    AlreadyExists,
+    BadRequest,
+    CrossNamespace,
+    InvalidMerge,
+    InvalidRollback,
+    InvalidTransition,
+    KeyErased,
+    LogTampered,
+    MalformedEvent,
+    MemoryErased,
+    MemoryFrozen,
+    NotCaughtUp,
+    PartitionUnavailable,
+    ProcessorFailed,
+    ProjectorFailed,
+    RecordCorrupt,
+    Rejected,
+    SearchDisabled,
+    StoreLocked,
+    StoreReadOnly,
+    SubjectMismatch,
+    UnknownMemory,
+    Unsupported,
+    VersionConflict,
+)
 from memstream.schemas.events import Context, Event
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditEntry, AuditPage, Memory, Version
@@ -18,12 +43,45 @@ __all__ = [
     "AuditPage",
     "Context",
     "Event",
-    "LogTampered",
-    "MalformedEvent",
     "Memory",
     "MemoryStore",
     "Outcome",
-    "Rejected",
     "Version",
     "new_id",
+    # every error a user can meet (memstream.errors)
+    "AlreadyExists",
+    "BadRequest",
+    "CrossNamespace",
+    "InvalidMerge",
+    "InvalidRollback",
+    "InvalidTransition",
+    "KeyErased",
+    "LogTampered",
+    "MalformedEvent",
+    "MemoryErased",
+    "MemoryFrozen",
+    "NotCaughtUp",
+    "PartitionUnavailable",
+    "ProcessorFailed",
+    "ProjectorFailed",
+    "RecordCorrupt",
+    "Rejected",
+    "SearchDisabled",
+    "StoreLocked",
+    "StoreReadOnly",
+    "SubjectMismatch",
+    "UnknownMemory",
+    "Unsupported",
+    "VersionConflict",
+    # the Kafka runtime's (loaded on first use: they import its client)
+    "NotWritten",
+    "OutcomePending",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in ("NotWritten", "OutcomePending"):
+        from memstream.streams.kafka import producer
+
+        return getattr(producer, name)
+    raise AttributeError(f"module 'memstream' has no attribute {name!r}")

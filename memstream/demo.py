@@ -6,8 +6,12 @@ called in-process, so what it shows is what any client gets. It creates memories
 one, archives and restores one, merges two, attempts operations the lifecycle forbids
 (and shows the typed rejections, which the audit keeps), then prints a memory's version
 chain with its merge parents, the audit trail (who, what, when, why, outcome), and the
-verdict of ``audit verify``. Each run uses fresh memory ids, so it can run again on the
-same store.
+verdict of ``audit verify``.
+
+It writes into a namespace of its own (``demo/alice`` by default), under fixed memory ids
+derived from it, and checks before writing: when those memories are already there (the
+demo ran on this store before: ``./ops/run`` again after a restart), it writes nothing and
+shows what the first run left. A store holds one copy of the demo, however often it runs.
 """
 
 from __future__ import annotations
@@ -29,7 +33,17 @@ from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditEntry, Version
 from memstream.sdk import new_id
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_NAMESPACE", "demo_ids", "run_demo"]
+
+#: Where the demo's memories live, apart from a user's own.
+DEMO_NAMESPACE = "demo/alice"
+_NAMES = ("tea", "coffee", "theme", "city", "drinks")
+
+
+def demo_ids(namespace: str = DEMO_NAMESPACE) -> dict[str, str]:
+    """The demo's memory ids in ``namespace``: fixed, so a second run finds the first's."""
+    slug = "-".join(part for part in namespace.replace("/", "-").split("-") if part)
+    return {name: f"{slug}-{name}" for name in _NAMES}
 
 
 class _Narrator:
@@ -125,17 +139,19 @@ def run_demo(
     store: Path | None = None,
     serving: bool = True,
     actor: str = "assistant",
-    namespace: str = "user/alice",
+    namespace: str = DEMO_NAMESPACE,
 ) -> dict[str, Any]:
     """Run the demo against the server at ``url``; a JSON-ready summary of what it did.
 
     ``console``: where to narrate (None: silent). ``store``: the store directory, for the
     CLI hints. ``serving``: whether the server keeps running afterwards (the hints differ).
+    When the demo's memories are already in ``namespace`` it writes nothing and shows them
+    (``already_ran`` in the summary).
     """
 
     say = _Narrator(console)
     tag = new_id().replace("-", "")[-6:]
-    ids = {name: f"alice-{name}-{tag}" for name in ("tea", "coffee", "theme", "city", "drinks")}
+    ids = demo_ids(namespace)
     ctx = {"app": "memstream-demo", "session": f"demo-{tag}", "purpose": "remember preferences"}
     outcomes: list[Outcome] = []
     rejections: list[dict[str, Any]] = []
@@ -148,6 +164,16 @@ def run_demo(
                 f"HTTP API at {url}",
             )
         )
+        present = [name for name, memory_id in ids.items() if ms.get(memory_id) is not None]
+        if present:
+            say.print(
+                Text(
+                    f"The demo already ran on this store: {len(present)} of its memories are "
+                    f"in {namespace}. It writes nothing again; here is what it left.",
+                    style="yellow",
+                )
+            )
+            return _shown(ms, say, url, store, serving, ids, namespace)
 
         say.section("1. create memories")
         for name, text, tags in (
@@ -251,9 +277,58 @@ def run_demo(
     return {
         "url": url,
         "namespace": namespace,
+        "already_ran": False,
         "memories": ids,
         "outcomes": [o.public() for o in outcomes],
         "rejections": rejections,
+        "history": msgspec.to_builtins(chain),
+        "audit": msgspec.to_builtins(entries),
+        "verify": verdict,
+    }
+
+
+def _shown(
+    ms: HttpMemoryStore,
+    say: _Narrator,
+    url: str,
+    store: Path | None,
+    serving: bool,
+    ids: dict[str, str],
+    namespace: str,
+) -> dict[str, Any]:
+    """What an earlier run of the demo left (a second run writes nothing): the version
+    chain, the audit trail of its memories, the verdict of ``audit verify``."""
+    chain: list[Version] = []
+    if ms.get(ids["drinks"]) is not None:
+        say.section(f"the version chain of {ids['drinks']} (with merge parents)")
+        chain = ms.history(ids["drinks"], include_parents=True)
+        say.print(version_tree(ids["drinks"], chain))
+    say.section("the audit trail: who, what, when, why, outcome")
+    trail = ms.audit(namespace=namespace, limit=1000)
+    entries = [e for e in trail.entries if e.memory_id in ids.values()]
+    say.print(audit_lines(entries))
+    brk = ms.verify()
+    verdict = {
+        "ok": brk is None,
+        "offset": brk.offset if brk else None,
+        "reason": brk.reason if brk else None,
+        "head": ms.head,
+    }
+    say.section("audit verify")
+    say.print(
+        Text("  OK: the hash chain is intact", style="bold green")
+        if brk is None
+        else Text(f"  BROKEN at offset {brk.offset}: {brk.reason}", style="bold red")
+    )
+    _hints(say, url, store, serving, ids["drinks"], namespace)
+    rejected = [e for e in entries if e.status != "accepted"]
+    return {
+        "url": url,
+        "namespace": namespace,
+        "already_ran": True,
+        "memories": ids,
+        "outcomes": [],
+        "rejections": [{"attempt": e.type, "error": e.code, "offset": e.offset} for e in rejected],
         "history": msgspec.to_builtins(chain),
         "audit": msgspec.to_builtins(entries),
         "verify": verdict,

@@ -9,6 +9,14 @@
   (:mod:`memstream.validation` checks them once, at the service's edge).
 - :class:`LogTampered`: the log breaks its hash chain (the store was not opened, or a
   replay not made); :class:`RecordCorrupt`: a record that cannot be opened, by offset.
+- :class:`NotCaughtUp`: a read's ``min_offset`` (or a ``flush`` given a timeout) was not
+  reached in time; it names what lags (the projection, the search indexes) and where it
+  stands. :class:`ProjectorFailed`, :class:`ProcessorFailed`: the projection or a
+  processor stopped on an error (reopen the store). :class:`StoreLocked`,
+  :class:`StoreReadOnly`: another process holds the store; a read-only store refused a
+  write.
+
+Every one of them is importable from ``memstream`` itself.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from memstream.streams.embedded import (
     StoreLocked,
     StoreReadOnly,
 )
+from memstream.streams.runner import ProcessorFailed
 from memstream.streams.sealing import RecordCorrupt
 
 __all__ = [
@@ -44,6 +53,7 @@ __all__ = [
     "UnknownSubject",
     "NotCaughtUp",
     "ProjectorFailed",
+    "ProcessorFailed",
     "RecordCorrupt",
     "StoreLocked",
     "StoreReadOnly",

@@ -322,9 +322,13 @@ class MemoryStore(Operations, Reads):
         """Recompute the log's hash chain; the first record that breaks it, or None."""
         return self.service.verify(self.caller, progress)
 
-    def flush(self) -> None:
-        """Wait until everything appended is projected."""
-        self.service.flush(self.caller)
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything appended is projected and processed by every processor
+        (the search indexes), however long that takes: long work shows its progress
+        through the ``progress`` factory the store was opened with, and in the log.
+        ``timeout``: raise :class:`~memstream.errors.NotCaughtUp` after that many seconds,
+        naming what lags."""
+        self.service.flush(self.caller, timeout)
 
     def checkpoint(self) -> dict[str, Any]:
         """Bring every file of the store in line with the log: the projections and the

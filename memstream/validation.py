@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -267,6 +268,13 @@ def path(value: Any, field: str) -> Path:
     _no_surrogate(value, field)
     if "\x00" in value:
         raise BadRequest(f"{field} contains a NUL character", field=field)
+    if "\\" in value or any(unicodedata.category(ch) == "Cc" for ch in value):
+        # DuckDB reads a backslash as a separator (so the store would land elsewhere), and
+        # no store's path needs a control character.
+        raise BadRequest(
+            f"{field} contains a backslash or a control character; choose a plain path",
+            field=field,
+        )
     return Path(value).expanduser()
 
 

@@ -16,7 +16,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,8 @@ __all__ = [
     "MODEL_FILE",
     "LazyEmbedder",
     "configured_embedder",
+    "loading",
+    "loading_model",
     "open_embedder",
     "read_model_config",
     "shared_embedder",
@@ -54,6 +58,32 @@ MODEL_FORMAT = 1
 
 _models: dict[tuple[str, int, int], TransformersEmbedder] = {}
 _models_lock = threading.Lock()
+#: model name -> when (monotonic) its load began, for the loads under way in this process
+_loading: dict[str, float] = {}
+
+
+@contextmanager
+def loading_model(name: str) -> Iterator[None]:
+    """Mark a load of the model ``name`` as under way for its duration (see :func:`loading`):
+    a read waiting for a processor that loads it waits for the load, and says so."""
+    started = time.monotonic()
+    _loading[name] = started
+    log.info("loading the embedding model %s", name)
+    try:
+        yield
+    finally:
+        _loading.pop(name, None)
+        log.info("loaded the embedding model %s in %.1f s", name, time.monotonic() - started)
+
+
+def loading() -> tuple[str, float] | None:
+    """The embedding model being loaded in this process and the seconds it has taken so
+    far (the longest-running load), or None."""
+    under_way = list(_loading.items())
+    if not under_way:
+        return None
+    name, started = min(under_way, key=lambda item: item[1])
+    return name, time.monotonic() - started
 
 
 class LazyEmbedder:
@@ -85,8 +115,12 @@ class LazyEmbedder:
 
     @cached_property
     def model_id(self) -> str:
-        name = self.path.resolve().name if self._named else DEFAULT_MODEL_NAME
-        return f"{name}@{model_fingerprint(self.path, max_length=self.max_length)}"
+        return f"{self.name}@{model_fingerprint(self.path, max_length=self.max_length)}"
+
+    @property
+    def name(self) -> str:
+        """The model's name (its folder's, or all-MiniLM-L6-v2 for the default one)."""
+        return self.path.resolve().name if self._named else DEFAULT_MODEL_NAME
 
     @property
     def loaded(self) -> bool:
@@ -100,11 +134,12 @@ class LazyEmbedder:
         with _models_lock:
             model = _models.get(self._key)
             if model is None:
-                model = TransformersEmbedder(
-                    self.path if self._named else None,
-                    batch_size=self.batch_size,
-                    max_length=self.max_length,
-                )
+                with loading_model(self.name):
+                    model = TransformersEmbedder(
+                        self.path if self._named else None,
+                        batch_size=self.batch_size,
+                        max_length=self.max_length,
+                    )
                 _models[self._key] = model
         return model
 

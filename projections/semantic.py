@@ -103,6 +103,8 @@ class SemanticProjection:
     """
 
     name = "semantic"
+    #: What a message about its lag calls it.
+    title = "the search indexes (vector and keyword)"
 
     def __init__(
         self,
@@ -217,6 +219,17 @@ class SemanticProjection:
         os.replace(tmp, self.directory / FOLLOWER_FILE)
 
     # -- the processor protocol ------------------------------------------------------------
+
+    def busy(self) -> str | None:
+        """What keeps it from catching up besides work (its embedding model loading, with
+        the seconds it has taken so far), or None."""
+        from .models import loading
+
+        under_way = loading()
+        if under_way is None:
+            return None
+        name, seconds = under_way
+        return f"loading the embedding model {name} ({seconds:.0f} s so far)"
 
     def start(self, ctx: ProcessorContext) -> int:
         """Load both indexes and catch up with the core projection's current state (or

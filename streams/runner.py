@@ -202,9 +202,13 @@ class ProcessorRunner:
         timeout: float,
         on_timeout: Callable[[int], BaseException],
         names: Sequence[str] | None = None,
+        *,
+        extend: Callable[[], float] | None = None,
     ) -> None:
         """Block until the processors (all, or those ``names``) reflect ``offset``; raise
-        ``on_timeout(reached)`` after ``timeout`` seconds, or the failure of one of them."""
+        ``on_timeout(reached)`` after ``timeout`` seconds, or the failure of one of them.
+        ``extend``, asked each time the time is up, gives seconds more to wait (0: none):
+        the embedded driver's wait for a model that is loading."""
         lanes = [lane for lane in self.lanes if names is None or lane.processor.name in names]
         deadline = time.monotonic() + timeout
         with self.cond:
@@ -215,5 +219,9 @@ class ProcessorRunner:
                     return
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise on_timeout(reached)
+                    more = extend() if extend is not None else 0.0
+                    if more <= 0:
+                        raise on_timeout(reached)
+                    deadline = time.monotonic() + more
+                    left = more
                 self.cond.wait(left)

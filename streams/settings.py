@@ -99,6 +99,10 @@ class StoreSettings(Settings):
     batch_size: int = Field(10_000, ge=1)
     #: Seconds a read waits for ``min_offset`` to be projected.
     read_wait: float = Field(10.0, ge=0)
+    #: Seconds a read (or a ``flush`` given a timeout) waits beyond ``read_wait`` for a
+    #: processor whose embedding model is still loading (a cold start on a busy machine
+    #: can take a minute or more); the wait says what is loading and for how long.
+    load_wait: float = Field(300.0, ge=0)
     #: Seconds between two ticks of a processor (its time-based saves and flushes).
     follow_interval: float = Field(1.0, gt=0)
     #: Seconds from an erase to the rewrite of the files that held its bytes (the core

@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import erasure, ingest, kafka, opening, project, replay, report, search
+from . import erasure, ingest, kafka, opening, peers, project, replay, report, search
 from .common import BenchError, Reporter, Scratch, machine_info, now_iso, write_json
+from .peers import PeerMissing
 
 SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "ingest": ingest.run,
@@ -29,15 +30,19 @@ SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "kafka": kafka.run,
     "erasure": erasure.run,
 }
+#: Suites run only when asked for by name: ``peers`` needs Mem0, installed apart
+#: (``--peer-python``; see :mod:`memstream.bench.peers`).
+OPTIONAL_SUITES: dict[str, Callable[..., dict[str, Any]]] = {"peers": peers.run}
 #: Repeats per suite when none are asked for: medians of 3, but 2 replays (at scale 1.0 a
 #: replay of 1M events takes minutes, and the source store's own opening is one more
 #: projection of the same log, reported beside them).
 DEFAULT_REPEATS = {
     "ingest": 3, "project": 3, "replay": 2, "open": 3, "search": 3, "kafka": 3, "erasure": 3,
+    "peers": 1,
 }  # fmt: skip
 SEED = 20250717
 
-__all__ = ["SUITES", "BenchError", "run"]
+__all__ = ["OPTIONAL_SUITES", "SUITES", "BenchError", "PeerMissing", "run"]
 
 
 def run(
@@ -50,6 +55,7 @@ def run(
     progress: bool = True,
     docs: Path | None = None,
     cache_dir: Path | None = None,
+    peer_python: str | None = None,
 ) -> dict[str, Any]:
     """Run ``suites`` (all when empty) at ``scale`` and write their JSON into ``out``.
 
@@ -58,13 +64,18 @@ def run(
     the system's temporary directory; its disk decides what ``fsync`` costs). ``docs``, a
     markdown file with the summary markers, gets the new table. ``cache_dir`` keeps the
     ``search`` suite's embeddings between runs (default ``$MEMSTREAM_BENCH_CACHE`` or
-    ``~/.cache/memstream/bench``). Returns the suites' results by name, plus the paths
+    ``~/.cache/memstream/bench``). ``peer_python``: the interpreter that runs Mem0 for
+    the ``peers`` suite (which runs only when named; it raises :class:`PeerMissing`,
+    saying how to install Mem0, before anything runs when none can). Returns the suites' results by name, plus the paths
     written.
     """
     names = list(suites) or list(SUITES)
-    unknown = [s for s in names if s not in SUITES]
+    every = {**SUITES, **OPTIONAL_SUITES}
+    unknown = [s for s in names if s not in every]
     if unknown:
-        raise ValueError(f"unknown suite(s) {unknown}; choose from {sorted(SUITES)}")
+        raise ValueError(f"unknown suite(s) {unknown}; choose from {sorted(every)}")
+    if "peers" in names:
+        peer_python = peers.find_peer_python(peer_python)  # before anything runs
     if scale <= 0:
         raise ValueError(f"scale must be positive, not {scale}")
     if repeats is not None and repeats < 1:
@@ -80,8 +91,10 @@ def run(
             try:
                 n = repeats if repeats is not None else DEFAULT_REPEATS[name]
                 started = now_iso()
-                extra = {"cache_dir": cache_dir} if name == "search" else {}
-                data = SUITES[name](scratch, reporter, scale, n, SEED, **extra)
+                extra: dict[str, Any] = {"cache_dir": cache_dir} if name == "search" else {}
+                if name == "peers":
+                    extra = {"peer_python": peer_python}
+                data = every[name](scratch, reporter, scale, n, SEED, **extra)
                 result = {
                     "suite": name,
                     "timestamp": started,

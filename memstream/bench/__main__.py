@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import SUITES, run
+from . import OPTIONAL_SUITES, SUITES, PeerMissing, run
 from .report import table
 
 
@@ -19,8 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--suite",
         action="append",
-        choices=sorted(SUITES),
-        help="a suite to run (repeatable; default: all)",
+        choices=sorted({**SUITES, **OPTIONAL_SUITES}),
+        help="a suite to run (repeatable; default: all but peers, which needs Mem0)",
     )
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiplies the event counts (default 1.0)"
@@ -45,8 +45,24 @@ def main(argv: list[str] | None = None) -> int:
         "$MEMSTREAM_BENCH_CACHE or ~/.cache/memstream/bench)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--peer-python",
+        default=None,
+        help="the interpreter of an environment with mem0ai installed (the peers suite; "
+        "default $MEMSTREAM_PEER_PYTHON, or this one if it has mem0)",
+    )
     args = parser.parse_args(argv)
-    result = run(
+    try:
+        result = _run(args)
+    except PeerMissing as e:  # nothing ran: say how to install Mem0, and stop cleanly
+        sys.stderr.write(f"{e}\n")
+        return 0
+    sys.stdout.write(table(result["suites"]))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> dict:
+    return run(
         args.suite or [],
         args.out,
         args.scale,
@@ -55,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.quiet,
         docs=args.update_docs,
         cache_dir=args.cache_dir,
+        peer_python=args.peer_python,
     )
-    sys.stdout.write(table(result["suites"]))
-    return 0
 
 
 if __name__ == "__main__":

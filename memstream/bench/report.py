@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-SUITE_ORDER = ("ingest", "project", "replay", "open", "search", "kafka", "erasure")
+SUITE_ORDER = ("ingest", "project", "replay", "open", "search", "kafka", "erasure", "peers")
 START = "<!-- bench:summary:start -->"
 END = "<!-- bench:summary:end -->"
 
@@ -210,6 +210,41 @@ def _erasure_rows(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def _peers_rows(d: dict[str, Any]) -> list[str]:
+    p, ours, theirs, floor = d["parameters"], d["memstream"], d["peer"], d["floor"]
+    peer = "Mem0" if p["peer"] == "mem0" else p["peer"]
+
+    def ms(r: dict[str, Any]) -> str:
+        return f"{r['p50_ms']:.2f} / {r['p95_ms']:.2f} ms"
+
+    rows = [
+        f"| peers, writes one at a time | {_n(p['single'])} creates, each acknowledged "
+        f"(durable): **{_n(ours['single']['acks_per_s'])}/s**; all searchable "
+        f"{ours['single']['searchable_seconds']:.1f} s after the first | {peer} `add` "
+        f"(infer=False): {theirs['single']['acks_per_s']:,.1f}/s; searchable "
+        f"{theirs['single']['searchable_seconds']:.1f} s | "
+        f"{ours['single']['acks_per_s'] / theirs['single']['acks_per_s']:.1f} | — | — |",
+        f"| peers, batched until searchable | {_n(p['texts'])} texts in batches of "
+        f"{p['batch']} per user: **{ours['batch']['searchable_seconds']:.1f} s** (acked "
+        f"{ours['batch']['ack_seconds']:.1f} s) | {peer}: "
+        f"{theirs['batch']['searchable_seconds']:.1f} s; raw embedding floor (same model, "
+        f"same texts, batches of 64): {floor['seconds']:.1f} s | "
+        f"{ours['batch']['searchable_seconds'] / floor['seconds']:.2f} of the floor | — | — |",
+        f"| peers, search filtered to one user | {p['questions']} questions, k "
+        f"{p['k']}, p50 / p95: **{ms(ours['search'])}** (hit rate "
+        f"{ours['search']['hit_rate']:.2f}) | {peer}: {ms(theirs['search'])} (hit rate "
+        f"{theirs['search']['hit_rate']:.2f}) | "
+        f"{ours['search']['p50_ms'] / theirs['search']['p50_ms']:.2f} | — | — |",
+    ]
+    for op in ("get", "history", "update", "delete"):
+        rows.append(
+            f"| peers, {op} | {ours[op]['n']} calls, p50 / p95: **{ms(ours[op])}** | "
+            f"{peer}: {ms(theirs[op])} | {ours[op]['p50_ms'] / theirs[op]['p50_ms']:.2f} "
+            "| — | — |"
+        )
+    return rows
+
+
 _ROWS = {
     "ingest": _ingest_rows,
     "project": _project_rows,
@@ -218,6 +253,7 @@ _ROWS = {
     "search": _search_rows,
     "kafka": _kafka_rows,
     "erasure": _erasure_rows,
+    "peers": _peers_rows,
 }
 
 

@@ -17,6 +17,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -183,7 +184,10 @@ def classify(e: BaseException) -> CliError | None:
     if isinstance(e, SearchDisabled):  # the body HTTP answers (503)
         return CliError(str(e), EXIT_UNAVAILABLE, {"error": "search_disabled"})
     if isinstance(e, NotCaughtUp):
-        body = {"error": "not_caught_up", "wanted": e.wanted, "reached": e.reached}
+        body = {
+            "error": "not_caught_up", "wanted": e.wanted, "reached": e.reached,
+            "lagging": e.lagging, "started": e.started,
+        }  # fmt: skip
         return CliError(str(e), EXIT_UNAVAILABLE, body)
     unavailable = (
         StoreLocked, ProjectorFailed, ProcessorFailed, ServerUnavailable, ServerError, ServeError,
@@ -227,6 +231,7 @@ def reported(json_out: bool) -> Iterator[None]:
 def progress_bar(enabled: bool = True) -> Iterator[ProgressFactory]:
     """A rich progress display on stderr, as the ``progress`` factory the store takes."""
     bar = Progress(
+        SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -238,7 +243,8 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressFactory]:
     with bar:
 
         def factory(label: str, total: int) -> Callable[[int], None]:
-            task = bar.add_task(label, total=total)
+            # no total (a model loading): a spinner and the time it has taken
+            task = bar.add_task(label, total=total if total > 0 else None)
             return lambda n: bar.advance(task, n)
 
         yield factory

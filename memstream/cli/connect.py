@@ -69,6 +69,7 @@ def open_store(
     actor: str = "cli",
     semantic: bool = False,
     read_only: bool = False,
+    progress: Any = None,
 ) -> Iterator[MemoryStore | HttpMemoryStore]:
     """The store to work on: a server (``--url``, or the one holding ``store``) or the
     directory itself, opened for the duration of the command.
@@ -76,7 +77,8 @@ def open_store(
     An embedded store is opened without its search indexes unless ``semantic`` (only
     ``search`` needs them): they catch up from their checkpoint the next time they are
     opened, so other commands neither load the model nor wait for embeddings.
-    ``read_only`` opens it for inspection (``--read-only``; see ``MemoryStore.open``)."""
+    ``read_only`` opens it for inspection (``--read-only``; see ``MemoryStore.open``).
+    ``progress``: the store's progress factory (a rebuild, a flush, a model loading)."""
     if url:
         with connect(url, actor) as client:
             yield client
@@ -94,7 +96,12 @@ def open_store(
         options["max_event_bytes"] = max_event_bytes
     try:
         embedded = MemoryStore.open(
-            root, actor=actor, semantic=semantic, read_only=read_only, **options
+            root,
+            actor=actor,
+            semantic=semantic,
+            read_only=read_only,
+            progress=progress,
+            **options,
         )
     except StoreLocked as locked:
         with via_server(root, actor, locked) as client:

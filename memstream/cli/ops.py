@@ -141,8 +141,8 @@ def demo(
     url: UrlOpt = None,
     actor: Annotated[str, typer.Option(help="The agent the demo acts as.")] = "assistant",
     namespace: Annotated[
-        str, typer.Option(help="Namespace of the demo's memories.")
-    ] = "user/alice",
+        str, typer.Option(help="Namespace of the demo's memories (its own: a rerun adds nothing).")
+    ] = "demo/alice",
     json_out: JsonOpt = False,
 ) -> None:
     """Show memstream at work over HTTP: create, revise, archive, merge, a rejection,
@@ -195,7 +195,9 @@ def bench(
     suite: Annotated[
         list[str] | None,
         typer.Option(
-            "--suite", help=f"Suite to run (repeatable): {', '.join(BENCH_SUITES)}; default all."
+            "--suite",
+            help=f"Suite to run (repeatable): {', '.join(BENCH_SUITES)}; default all but "
+            "peers (Mem0 side by side: needs --peer-python).",
         ),
     ] = None,
     out_dir: Annotated[
@@ -214,6 +216,14 @@ def bench(
         ),
     ] = None,
     cache_dir: Annotated[Path | None, setting(BenchSettings, "cache", "--cache-dir")] = None,
+    peer_python: Annotated[
+        str | None,
+        typer.Option(
+            "--peer-python",
+            help="Interpreter of an environment with mem0ai installed, for the peers suite "
+            "(default $MEMSTREAM_PEER_PYTHON).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the benchmarks (ratios against baselines measured in the same run)."""
@@ -226,8 +236,9 @@ def bench(
                 EXIT_UNAVAILABLE,
                 {"error": "no_bench"},
             ) from None
-        known = tuple(getattr(bench_mod, "SUITES", BENCH_SUITES))
-        suites = list(suite) if suite else list(known)
+        default = tuple(getattr(bench_mod, "SUITES", BENCH_SUITES))
+        known = (*default, *getattr(bench_mod, "OPTIONAL_SUITES", ()))
+        suites = list(suite) if suite else list(default)
         unknown = [s for s in suites if s not in known]
         if unknown:
             raise typer.BadParameter(
@@ -236,9 +247,14 @@ def bench(
             )
         if scale <= 0:
             raise typer.BadParameter("must be greater than 0", param_hint="--scale")
-        result = bench_mod.run(
-            suites, out_dir, scale, repeats=repeats, docs=update_docs, cache_dir=cache_dir
-        )
+        try:
+            result = bench_mod.run(
+                suites, out_dir, scale, repeats=repeats, docs=update_docs, cache_dir=cache_dir,
+                peer_python=peer_python,
+            )  # fmt: skip
+        except bench_mod.PeerMissing as e:  # nothing ran: how to install Mem0
+            err.print(str(e))
+            return
         if json_out:
             print_json(result)
         else:

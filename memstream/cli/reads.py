@@ -21,6 +21,7 @@ from .common import (
     UrlOpt,
     point_option,
     print_json,
+    progress_bar,
     reported,
     show,
 )
@@ -158,7 +159,10 @@ def search(
     """Search memories by meaning and by words (fused), with filters."""
     with reported(json_out):
         point = point_option(as_of, "--as-of")
-        with open_store(store, url, semantic=True, read_only=read_only) as target:
+        with (
+            progress_bar(enabled=not json_out) as progress,
+            open_store(store, url, semantic=True, read_only=read_only, progress=progress) as target,
+        ):
             if min_offset is None:
                 target.flush()  # the indexes catch up first (embedding what they lack)
             hits = target.search(

@@ -81,7 +81,11 @@ def error_of(resp: httpx.Response) -> Exception:
             detail, limit=body.get("limit") or 0, field=field, index=body.get("index")
         )
     if error == "not_caught_up":
-        return NotCaughtUp(int(body["wanted"]), int(body["reached"]), float(body["wait"]))
+        return NotCaughtUp(
+            int(body["wanted"]), int(body["reached"]), float(body["wait"]),
+            lagging=str(body.get("lagging") or "the projection"),
+            started=bool(body.get("started", True)), message=message,
+        )  # fmt: skip
     if error in ("unavailable", "catching_up") and "partition" in body:
         return PartitionUnavailable(
             message, partition=body["partition"], error=error, offset=body.get("offset"),

@@ -40,7 +40,8 @@ log = logging.getLogger("memstream.http")
 def _not_caught_up(request: Request, e: NotCaughtUp) -> Response:
     return error(
         503, "not_caught_up", str(e), wanted=e.wanted, reached=e.reached,
-        lag=e.wanted - e.reached, wait=request.app.state.read_wait, headers={"retry-after": "1"},
+        lag=e.wanted - e.reached, wait=request.app.state.read_wait, lagging=e.lagging,
+        started=e.started, headers={"retry-after": "1"},
     )  # fmt: skip
 
 

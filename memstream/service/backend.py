@@ -85,8 +85,8 @@ class Backend(Protocol):
         """Recompute the log's hash chain; the first record that breaks it, or None."""
         ...
 
-    def flush(self) -> None:
-        """Wait until everything appended is projected."""
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything appended is projected (``timeout``: at most that long)."""
         ...
 
     def checkpoint(self) -> dict[str, Any]:

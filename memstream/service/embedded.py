@@ -170,8 +170,8 @@ class EmbeddedBackend:
     def verify(self, progress: Callable[[int], None] | None) -> ChainBreak | None:
         return self.runtime.log.verify(progress)
 
-    def flush(self) -> None:
-        self.runtime.flush()
+    def flush(self, timeout: float | None = None) -> None:
+        self.runtime.flush(timeout)
 
     def checkpoint(self) -> dict[str, Any]:
         started = time.monotonic()

@@ -255,10 +255,11 @@ class MemoryService:
         self.authorize(caller, "audit")
         return self.backend.feed().follow_async(start, batch=batch, idle=idle)
 
-    def flush(self, caller: Caller) -> None:
-        """Wait until everything appended is projected."""
+    def flush(self, caller: Caller, timeout: float | None = None) -> None:
+        """Wait until everything appended is projected (``timeout``: at most that long)."""
         self.authorize(caller, "status")
-        self.backend.flush()
+        timeout = check.number(timeout, "timeout", minimum=0.0, maximum=1e9)
+        self.backend.flush(timeout)
 
     def checkpoint(self, caller: Caller) -> dict[str, Any]:
         """Bring every file of the store in line with the log now: projections caught up

@@ -302,7 +302,7 @@ class WorkerBackend:
     def verify(self, progress: Callable[[int], None] | None) -> ChainBreak | None:
         raise Unsupported(_NO_LOG)
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         raise Unsupported("a worker cannot flush the deployment; read with min_offset")
 
     def checkpoint(self) -> dict[str, Any]:

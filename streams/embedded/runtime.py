@@ -66,15 +66,128 @@ ProgressFactory = Callable[[str, int], Callable[[int], None]]
 log = logging.getLogger("memstream.embedded")
 
 
-class NotCaughtUp(TimeoutError):
-    """A read asked for ``min_offset`` that the projection did not reach in time."""
+#: What a wait that runs out suggests, unless the caller knows better.
+WAIT_FIX = (
+    "retry, or wait longer (read_wait, $MEMSTREAM_READ_WAIT; a model that is loading gets "
+    "load_wait more, $MEMSTREAM_LOAD_WAIT)"
+)
 
-    def __init__(self, wanted: int, reached: int, waited: float):
-        self.wanted, self.reached = wanted, reached
-        super().__init__(
-            f"the projection reached offset {reached}, not {wanted}, within {waited:.1f}s "
-            f"(lag {wanted - reached}); retry, or raise the wait"
-        )
+
+class NotCaughtUp(TimeoutError):
+    """A read asked for ``min_offset`` (``wanted``) that the projection, or a processor
+    (the search indexes), did not reach in time.
+
+    ``lagging`` names what lags (``the projection``, ``the search indexes (vector and
+    keyword)``, ``processor NAME``); ``reached`` is the last offset it reflects (``-1``:
+    none yet); ``started`` is False when it has not even started (it is opening: loading
+    its embedding model, or rebuilding from the projection), ``doing`` says what it is
+    busy with, ``fix`` what to do. The message says all of it."""
+
+    def __init__(
+        self,
+        wanted: int,
+        reached: int,
+        waited: float,
+        *,
+        lagging: str = "the projection",
+        started: bool = True,
+        doing: str | None = None,
+        fix: str = WAIT_FIX,
+        message: str | None = None,
+    ):
+        self.wanted, self.waited, self.lagging = wanted, waited, lagging
+        self.started = started and reached >= -1
+        self.reached = max(reached, -1)
+        self.doing = doing
+        if message is None:
+            if self.started:
+                lag = f"lag {wanted - self.reached}" + (f"; {doing}" if doing else "")
+                state = (
+                    f"it reached offset {self.reached} ({lag})"
+                    if self.reached >= 0
+                    else f"it has reflected no event yet ({lag})"
+                )
+            else:
+                state = f"it has not started yet: {doing or 'opening (loading its model)'}"
+            goal = f"reach offset {wanted}" if wanted >= 0 else "start"
+            message = f"{lagging} did not {goal} within {waited:.1f} s: {state}; {fix}"
+        super().__init__(message)
+
+
+def _title(processor: Processor) -> str:
+    """What a message calls a processor: its ``title`` and name, or ``processor NAME``."""
+    title = getattr(processor, "title", None)
+    return f"{title} (processor {processor.name!r})" if title else f"processor {processor.name!r}"
+
+
+def _busy(processor: Processor) -> str | None:
+    """What the processor says keeps it from catching up (its model loading), or None."""
+    busy = getattr(processor, "busy", None)
+    return busy() if busy is not None else None
+
+
+class _Waiting:
+    """The progress of one long wait: after :data:`SHOW_AFTER` seconds, what it waits for
+    goes to the store's progress factory (a bar per label, a spinner for a model that is
+    loading) and to the log."""
+
+    #: seconds a wait stays silent
+    SHOW_AFTER = 2.0
+    #: seconds between two log lines about the same wait
+    LOG_EVERY = 10.0
+
+    def __init__(self, progress: ProgressFactory | None, timeout: float | None):
+        self.progress = progress
+        self.started = time.monotonic()
+        self.timeout = timeout
+        self.refills = 0
+        self._bars: dict[str, tuple[Callable[[int], None], int]] = {}
+        self._logged: dict[str, float] = {}
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def slice(self, deadline: float | None) -> float:
+        """The next slice of a wait that ends at ``deadline`` (None: never)."""
+        step = 1.0 if self.seconds() >= self.SHOW_AFTER else self.SHOW_AFTER
+        return step if deadline is None else max(0.0, min(step, deadline - time.monotonic()))
+
+    def expired(self, deadline: float | None) -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    def _log(self, key: str, level: int, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._logged.get(key, -self.LOG_EVERY) >= self.LOG_EVERY:
+            self._logged[key] = now
+            log.log(level, message, *args)
+
+    def show(self, label: str, left: int) -> None:
+        """``left`` items remain of ``label`` (a bar from the first call on)."""
+        if self.seconds() < self.SHOW_AFTER:
+            return
+        self._log(label, logging.INFO, "waiting: %s, %d events left", label, left)
+        if self.progress is None:
+            return
+        bar = self._bars.get(label)
+        if bar is None:
+            self._bars[label] = (self.progress(label, left), left)
+        else:
+            tick, before = bar
+            if left < before:
+                tick(before - left)
+                self._bars[label] = (tick, left)
+
+    def note(self, who: str, doing: str, log_level: int = logging.INFO) -> None:
+        """The wait for ``who`` is held up by ``doing`` (``loading the embedding model NAME
+        (12 s so far)``): logged every few seconds, and a spinner (progress with no
+        total)."""
+        if self.seconds() < self.SHOW_AFTER:
+            return
+        self._log("note", log_level, "waiting for %s: %s", who, doing)
+        if self.progress is not None:
+            label = doing.split(" (", 1)[0]
+            if label not in self._bars:
+                self._bars[label] = (self.progress(label, 0), 0)
 
 
 class ProjectorFailed(RuntimeError):
@@ -124,6 +237,8 @@ class EmbeddedRuntime:
         a broken log is then only warned about (nothing past the break is projected),
         every append is refused, and the verified position is left as it was."""
         self.root = Path(root)
+        #: what long waits (a flush, a read waiting for a model to load) report progress to
+        self._progress = progress
         self._processors = list(processors or ())
         self.options = options or Options()
         self.inspecting = read_only
@@ -585,13 +700,41 @@ class EmbeddedRuntime:
                 self._cond.wait(left)
         self._check()
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Wait until everything appended so far is projected, and processed by every
-        processor."""
-        wait = max(self.options.read_wait, 600.0)
+        processor: until done, however long that takes (``timeout``: raise
+        :class:`NotCaughtUp` after that many seconds). Long work shows its progress through
+        the store's progress factory (and the log): events left to project, the
+        processors' lag, an embedding model that is loading."""
         end = self.head if self.broken is None else self._projected
-        self.wait_for(end, timeout=wait)
-        self.wait_for_processors(end, timeout=wait)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waited = _Waiting(self._progress, timeout)
+        fix = "retry, or call flush() without a timeout: it waits until done"
+        while True:  # the core projection, then the processors, in slices (for progress)
+            try:
+                self.wait_for(end, timeout=waited.slice(deadline))
+                break
+            except NotCaughtUp:
+                if waited.expired(deadline):
+                    raise NotCaughtUp(end, self._projected, timeout or 0.0, fix=fix) from None
+                waited.show("projecting events", end - self._projected)
+        while True:
+            try:
+                self.runner.wait_for(
+                    end, waited.slice(deadline), lambda reached: NotCaughtUp(end, reached, 0)
+                )
+                return
+            except NotCaughtUp:
+                if waited.expired(deadline):
+                    raise self._processors_behind(end, timeout or 0.0, None, fix) from None
+                for lane in self.runner.lanes:
+                    busy = getattr(lane.processor, "busy", None)
+                    doing = busy() if busy is not None else None
+                    if doing:
+                        waited.note(_title(lane.processor), doing)
+                    behind = end - max(lane.checkpoint, -1)
+                    if behind > 0:
+                        waited.show(f"{_title(lane.processor)}: catching up", behind)
 
     # -- erasure: nothing left on disk -------------------------------------------------------
 
@@ -631,13 +774,63 @@ class EmbeddedRuntime:
     ) -> None:
         """Block until every processor (or those ``names``: a search waits for the search
         indexes only) reflects ``min_offset`` (or, for ``None``, has started); raise the
-        failure of one of them that stopped."""
+        failure of one of them that stopped.
+
+        The wait is bounded by ``timeout`` (default ``read_wait``), plus up to ``load_wait``
+        while one of them is loading its embedding model (a cold start on a busy machine):
+        that wait is logged, and shown through the store's progress factory, naming the
+        model and the seconds it has taken. Running out raises :class:`NotCaughtUp`
+        naming the processor that lags, the offset it reached (or that it has not started
+        yet, and why) and the fix."""
         self.wait_for(min_offset, timeout)
         wanted = -1 if min_offset is None else min_offset
         wait = self.options.read_wait if timeout is None else timeout
+        lanes = [
+            lane for lane in self.runner.lanes if names is None or lane.processor.name in names
+        ]
+        waited = _Waiting(self._progress, wait)
+        load_deadline: float | None = None
+
+        def extend() -> float:
+            """Seconds more to wait once ``wait`` has run out: while a model loads (up to
+            ``load_wait``), then ``read_wait`` afresh for the work it held up."""
+            nonlocal load_deadline
+            held = next(
+                ((lane, d) for lane in lanes if (d := _busy(lane.processor)) is not None), None
+            )
+            now = time.monotonic()
+            if held is not None:
+                if load_deadline is None:
+                    load_deadline = now + self.options.load_wait
+                left = load_deadline - now
+                if left > 0:
+                    waited.note(_title(held[0].processor), held[1], log_level=logging.WARNING)
+                    return min(left, 1.0)
+                return 0.0
+            if load_deadline is not None and waited.refills < 1:
+                waited.refills += 1
+                return wait
+            return 0.0
+
         self.runner.wait_for(
-            wanted, wait, lambda reached: NotCaughtUp(wanted, reached, wait), names
-        )
+            wanted, wait, lambda _: self._processors_behind(wanted, waited.seconds(), names),
+            names, extend=extend,
+        )  # fmt: skip
+
+    def _processors_behind(
+        self, wanted: int, waited: float, names: Sequence[str] | None, fix: str = WAIT_FIX
+    ) -> NotCaughtUp:
+        """The timeout of a wait for processors: the one that lags most, by name."""
+        lanes = [
+            lane for lane in self.runner.lanes if names is None or lane.processor.name in names
+        ]
+        if not lanes:
+            return NotCaughtUp(wanted, self.runner.checkpoint, waited, lagging="the processors")
+        lane = min(lanes, key=lambda lane: lane.checkpoint)
+        return NotCaughtUp(
+            wanted, lane.checkpoint, waited, lagging=_title(lane.processor),
+            started=lane.checkpoint >= -1, doing=_busy(lane.processor), fix=fix,
+        )  # fmt: skip
 
     # -- copies -------------------------------------------------------------------------------
 

@@ -17,13 +17,13 @@ def test_memstream_demo_prints_the_version_chain_and_the_audit_trail(cli, tmp_pa
     assert r.code == 0, r.stderr
     out = r.stdout
     for expected in (
-        "version chain of alice-drinks-",
+        "version chain of demo-alice-drinks",
         "audit trail",
         "InvalidTransition",
         "MemoryFrozen",
         "merge",
         "OK",
-        "memstream get alice-drinks-",
+        "memstream get demo-alice-drinks",
     ):
         assert expected in out, expected
     assert not (store / "server.json").exists()  # the demo's own server stopped cleanly
@@ -40,6 +40,25 @@ def test_memstream_demo_json(cli, tmp_path):
     assert chain[-1] == (merged, "merge") and len({m for m, _ in chain}) == 3
     ops = [(e["type"], e["status"]) for e in result["audit"]]
     assert ("revise", "rejected") in ops and ("expire", "rejected") in ops
+
+
+def test_the_demo_writes_once_into_its_own_namespace(cli, tmp_path):
+    """Run twice on one store (``./ops/run`` after a restart): one copy of the demo."""
+    store = tmp_path / "store"
+    first = cli("demo", "--store", str(store), "--json")
+    assert first.code == 0, first.stderr
+    again = cli("demo", "--store", str(store), "--json")
+    assert again.code == 0, again.stderr
+    a, b = first.json(), again.json()
+    assert (a["already_ran"], b["already_ran"]) == (False, True)
+    assert a["namespace"] == b["namespace"] == "demo/alice"
+    assert b["outcomes"] == [] and b["verify"]["ok"] is True
+    assert b["verify"]["head"] == a["verify"]["head"]  # the second run appended nothing
+    assert b["memories"] == a["memories"]
+    assert [e["offset"] for e in b["audit"]] == [e["offset"] for e in a["audit"]]
+    assert [x["error"] for x in b["rejections"]] == ["invalid_transition", "frozen"]
+    shown = cli("demo", "--store", str(store))
+    assert shown.code == 0 and "already ran" in shown.stdout
 
 
 def test_serve_demo_keeps_serving_until_sigterm(tmp_path):

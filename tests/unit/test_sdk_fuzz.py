@@ -310,7 +310,7 @@ ARGS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStra
     ),  # fmt: skip
     "follow": ({}, {"start": offset, "batch": positive, "idle": arg(st.none(), floats)}),
     "verify": ({}, {"progress": arg(st.none())}),
-    "flush": ({}, {}),
+    "flush": ({}, {"timeout": arg(st.none(), floats)}),
     "checkpoint": ({}, {}),
     # the destination exists and is not empty (the store's own directory), is a file, or is
     # not a path at all; a valid new directory is not drawn (every call would copy the log)
