@@ -27,6 +27,7 @@ from .common import (
     print_json,
     progress_bar,
     reported,
+    show,
 )
 from .connect import open_store
 from .render import audit_table
@@ -88,7 +89,7 @@ def audit(
         if json_out:
             print_json({"entries": entries, "next_after": cursor})
         else:
-            out.print(audit_table(entries, "audit"))
+            show(audit_table(entries, "audit"))
             if cursor is not None:
                 out.print(f"more entries: pass --after {cursor} (or --all)")
 

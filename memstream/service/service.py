@@ -312,6 +312,8 @@ class _CallerOperations(Operations):
         self.registry: ev.Registry = service.codec.registry
 
     def append(self, events: Sequence[Any], *, raise_on_reject: bool = False) -> list[Outcome]:
+        """Append events built by :meth:`event` (validated there); wire input goes through
+        :meth:`MemoryService.publish_json`."""
         outcomes = self.service.append(self.caller, events)
         return raise_rejections(outcomes, raise_on_reject)
 
