@@ -32,6 +32,7 @@ from .embedding import (
     EmbeddingCache,
     TransformersEmbedder,
     default_model_path,
+    embed_query,
     model_fingerprint,
 )
 
@@ -147,8 +148,9 @@ class LazyEmbedder:
         return self.model().embed(texts)
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
-        """One query's vector on the single-text path (:meth:`TransformersEmbedder.embed_query`)."""
-        return self.model().embed_query(text)
+        """One query's vector on the loaded model's single-text path when it has one
+        (:meth:`TransformersEmbedder.embed_query`), else as a batch of one."""
+        return embed_query(self.model(), text)
 
 
 def shared_embedder(path: str | os.PathLike[str] | None = None) -> LazyEmbedder:
