@@ -271,7 +271,7 @@ class Mem0Peer:
         return [r["id"] for r in out["results"]]
 
     def wait_searchable(self) -> None:
-        pass  # add returns once the vector is in Qdrant
+        """Nothing to wait for: Mem0's ``add`` returns once the vector is in Qdrant."""
 
     def search(self, query: str, user: str, k: int) -> list[str]:
         out = self.memory.search(query, filters={"user_id": user}, top_k=k)
