@@ -1,11 +1,13 @@
-"""Search: symbolic filters in DuckDB, semantic (hnswlib) and keyword (tantivy) rankings, fused.
+"""Search: symbolic filters, semantic (hnswlib) and keyword (tantivy) rankings, fused.
 
 1. **Candidates.** The filters (namespaces, tags any/all, states, kinds, time ranges on
-   ``created_at``/``updated_at``, metadata equality) are one DuckDB query over the current
-   state, or over the versions valid at ``as_of``. The candidate set is exact: ranking only
-   ever happens *within* it, so a selective filter never loses recall (the vector index
-   scores small candidate sets exactly, and falls back to exact scoring when a filtered
-   graph search finds too few).
+   ``created_at``/``updated_at``, metadata equality) select from the current-memory view
+   (:mod:`~memstream.projections.views`: set intersections, then the time ranges and the
+   metadata checked per candidate), or, for ``as_of`` and without a view, are one DuckDB
+   query over the current state or the versions valid then. The candidate set is exact:
+   ranking only ever happens *within* it, so a selective filter never loses recall (the
+   vector index scores small candidate sets exactly, and falls back to exact scoring when
+   a filtered graph search finds too few).
 2. **Semantic ranking.** Live memories (``active``/``activated``) are in the vector
    index. Candidates outside it (archived ones with ``include_archived``, other states asked
    for explicitly, every candidate of an ``as_of`` search, and all of them with
@@ -50,6 +52,7 @@ from .keyword import KeywordIndex
 from .reads import CURRENT_EXPRESSIONS, CURRENT_SOURCE, view_from_row, view_select
 from .semantic import LIVE_STATES, SemanticProjection
 from .usage import UsageTracker
+from .views import MemoryViews
 
 __all__ = ["DEFAULT_ALPHA", "RRF_K", "SearchQuery", "fuse", "search"]
 
@@ -279,29 +282,6 @@ def _memories(duck: DuckStore, ids: list[str], as_of: int | None) -> dict[str, M
     return {m.memory_id: m for m in map(view_from_row, rows)}
 
 
-def _views(
-    duck: DuckStore,
-    proj: SemanticProjection,
-    ids: list[str],
-    as_of: int | None,
-    current: Mapping[str, MemState] | None,
-) -> dict[str, Memory]:
-    """The views of ``ids`` now (from memory where current) or as of an offset (DuckDB)."""
-    if as_of is not None or current is None:
-        return _memories(duck, ids, as_of)
-
-    def offset_of(memory_id: str) -> int | None:
-        state = current.get(memory_id)
-        return None if state is None else state.updated_offset
-
-    found, missing = proj.rows.get(ids, offset_of)
-    if missing:
-        read = _memories(duck, missing, None)
-        proj.rows.put(read.values())
-        found.update(read)
-    return found
-
-
 # -- scoring -----------------------------------------------------------------------------------
 
 
@@ -332,6 +312,87 @@ def _exact_semantic(
     return [(scored[i].memory_id, float(scores[i])) for i in order]
 
 
+def _from_views(
+    duck: DuckStore,
+    proj: SemanticProjection,
+    views: MemoryViews,
+    q: SearchQuery,
+    qvec: npt.NDArray[np.float32] | None,
+    depth: int,
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """The semantic and keyword rankings of the candidates the view selects (the same
+    candidates, split the same way, as the DuckDB path below)."""
+    vectors, keywords = proj.vectors, proj.keywords
+    assert vectors is not None and keywords is not None
+    ids = views.select(q)
+    if not ids:
+        return [], []
+    if q.exact:
+        in_index: set[str] = set()
+        outside_ids = list(ids)
+    else:
+        live = set(LIVE_STATES)
+        if set(q.wanted_states()) <= live:
+            live_ids = ids
+        else:
+            live_ids = {i for i in ids if (m := views.state(i)) is not None and m.state in live}
+        missing = vectors.missing(live_ids)
+        in_index = live_ids.difference(missing) if missing else live_ids
+        outside_ids = [i for i in ids if i not in in_index] if len(in_index) < len(ids) else []
+    outside = _view_candidates(duck, views, outside_ids)
+    semantic: list[tuple[str, float]] = []
+    keyword: list[tuple[str, float]] = []
+    if qvec is not None:
+        if in_index:
+            semantic = vectors.search(qvec, depth, in_index)
+        if outside:
+            semantic = sorted(
+                semantic + _exact_semantic(proj, qvec, outside, depth),
+                key=lambda h: (-h[1], h[0]),
+            )[:depth]
+    if q.query and q.alpha < 1.0:
+        if not outside:
+            keyword = keywords.search(q.query, depth, allowed_ids=in_index)
+        else:
+            docs = [
+                (c.memory_id, c.namespace, c.text)
+                for c in _view_candidates(None, views, list(ids))
+                if c.text is not None
+            ]
+            keyword = KeywordIndex.transient(docs).search(q.query, depth)
+    return semantic, keyword
+
+
+def _view_candidates(
+    duck: DuckStore | None, views: MemoryViews, ids: list[str]
+) -> list[_Candidate]:
+    """Candidates from the view, in the order of their last change (the order DuckDB's
+    table and the keyword index hold them in, so that ties rank as on the DuckDB path); a
+    producer's vector (not held in memory) from DuckDB."""
+    states = [(m.updated_offset, m) for i in ids if (m := views.state(i)) is not None]
+    states.sort(key=lambda om: om[0])
+    out = []
+    wanted: list[tuple[str, int]] = []
+    for _, m in states:
+        memory_id = m.memory_id
+        text, content_hash, supplied = views.content(memory_id)
+        out.append(_Candidate(memory_id, m.namespace, m.state, text, content_hash, None))
+        if supplied and duck is not None:
+            wanted.append((memory_id, m.version))
+    if wanted:
+        with duck.reading() as cur:  # type: ignore[union-attr]
+            rows = cur.execute(
+                "SELECT v.memory_id, v.vector FROM versions v JOIN (SELECT "
+                "unnest(?::VARCHAR[]) AS memory_id, unnest(?::INTEGER[]) AS version) k "
+                "ON k.memory_id = v.memory_id AND k.version = v.version",
+                [[w[0] for w in wanted], [w[1] for w in wanted]],
+            ).fetchall()
+        found = dict(rows)
+        for c in out:
+            c.vector = found.get(c.memory_id)
+    return out
+
+
 def _query_vector(proj: SemanticProjection, q: SearchQuery) -> npt.NDArray[np.float32] | None:
     if q.alpha == 0.0:
         return None
@@ -347,12 +408,16 @@ def search(
     q: SearchQuery,
     usage: UsageTracker | None = None,
     current: Mapping[str, MemState] | None = None,
+    views: MemoryViews | None = None,
 ) -> list[SearchHit]:
     """Run ``q`` (see the module docstring for how); records the hits' usage if given.
 
-    ``current`` is the core's decision state (memory id -> :class:`MemState`): with it,
-    the hits' current views come from the search processor's in-memory rows while they match
-    that state (see :mod:`~memstream.projections.rows`), and only the others from DuckDB.
+    ``views`` (the current-memory view, :mod:`~memstream.projections.views`, at an offset
+    the caller made sure of): a search that is not ``as_of`` takes its candidates and its
+    hits' views from it, and makes no DuckDB query unless a candidate outside the vector
+    index carries a producer's vector. Without it (an ``as_of`` search, or the view not
+    loaded yet), both come from DuckDB. ``current`` (the core's decision state) is
+    accepted for callers that pass it, and not used.
     """
     q.check(proj.embedder.dim)
     if isinstance(q.as_of, datetime):
@@ -371,6 +436,8 @@ def search(
             semantic = vectors.search(qvec, depth + 10)
         if q.query and q.alpha < 1.0:
             keyword = keywords.search(q.query, depth + 10)
+    elif views is not None and q.as_of is None:
+        semantic, keyword = _from_views(duck, proj, views, q, qvec, depth)
     else:
         cands = _candidates(duck, q)
         indexed = (
@@ -403,7 +470,11 @@ def search(
         batch = fused[start : start + size]
         start += len(batch)
         size = len(fused)
-        rows = _views(duck, proj, [m for m, *_ in batch], q.as_of, current)
+        batch_ids = [m for m, *_ in batch]
+        if views is not None and q.as_of is None:
+            rows = views.memories(batch_ids)
+        else:
+            rows = _memories(duck, batch_ids, q.as_of)
         for memory_id, score, ss, ks in batch:
             m = rows.get(memory_id)
             if m is None or m.state not in wanted:  # the index lags the state: never leak
