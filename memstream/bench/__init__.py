@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import erasure, ingest, kafka, opening, project, replay, report, search
+from . import erasure, ingest, kafka, opening, project, reads, replay, report, search
 from .common import BenchError, Reporter, Scratch, machine_info, now_iso, write_json
 
 SUITES: dict[str, Callable[..., dict[str, Any]]] = {
@@ -26,6 +26,7 @@ SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "replay": replay.run,
     "open": opening.run,
     "search": search.run,
+    "reads": reads.run,
     "kafka": kafka.run,
     "erasure": erasure.run,
 }
@@ -33,7 +34,8 @@ SUITES: dict[str, Callable[..., dict[str, Any]]] = {
 #: replay of 1M events takes minutes, and the source store's own opening is one more
 #: projection of the same log, reported beside them).
 DEFAULT_REPEATS = {
-    "ingest": 3, "project": 3, "replay": 2, "open": 3, "search": 3, "kafka": 3, "erasure": 3,
+    "ingest": 3, "project": 3, "replay": 2, "open": 3, "search": 3, "reads": 3, "kafka": 3,
+    "erasure": 3,
 }  # fmt: skip
 SEED = 20250717
 
@@ -80,7 +82,7 @@ def run(
             try:
                 n = repeats if repeats is not None else DEFAULT_REPEATS[name]
                 started = now_iso()
-                extra = {"cache_dir": cache_dir} if name == "search" else {}
+                extra = {"cache_dir": cache_dir} if name in ("search", "reads") else {}
                 data = SUITES[name](scratch, reporter, scale, n, SEED, **extra)
                 result = {
                     "suite": name,
