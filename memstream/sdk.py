@@ -88,6 +88,7 @@ class MemoryStore(Operations, Reads):
         actor: str = "sdk",
         semantic: Any | None = None,
         usage: Any | None = None,
+        views: Any | None = None,
     ):
         self.runtime = runtime
         self.actor = actor
@@ -99,7 +100,9 @@ class MemoryStore(Operations, Reads):
         #: The usage indicators (a :class:`UsageTracker`), or None.
         self.usage_tracker = usage
         #: Every operation and read goes through the service (one per store).
-        self.backend = EmbeddedBackend(runtime, semantic, usage)
+        #: The current-memory view (a :class:`MemoryViews`), or None.
+        self.views = views
+        self.backend = EmbeddedBackend(runtime, semantic, usage, views)
         self.service = MemoryService(self.backend)
         self._callers: tuple[str, Caller] | None = None
 
@@ -149,9 +152,11 @@ class MemoryStore(Operations, Reads):
         :class:`~memstream.errors.StoreReadOnly`.
         """
         from memstream.projections.usage import UsageTracker
+        from memstream.projections.views import MemoryViews
 
         usage = UsageTracker()
-        processors: list[Any] = [usage]
+        views = MemoryViews()
+        processors: list[Any] = [views, usage]
         proj = None
         if semantic if semantic is not None else _semantic_default():
             from memstream.projections.models import open_embedder
@@ -172,7 +177,7 @@ class MemoryStore(Operations, Reads):
             if proj is not None:
                 proj.embedder.cache.close()
             raise
-        return cls(rt, actor=actor, semantic=proj, usage=usage)
+        return cls(rt, actor=actor, semantic=proj, usage=usage, views=views)
 
     @staticmethod
     def connect(url: str, *, actor: str = "sdk", timeout: float = 30.0) -> HttpMemoryStore:
@@ -183,6 +188,8 @@ class MemoryStore(Operations, Reads):
         return HttpMemoryStore.connect(url, actor=actor, timeout=timeout)
 
     def close(self) -> None:
+        if self.views is not None:
+            self.views.cancel()  # a view still loading is not waited for
         self.runtime.close()
 
     def __enter__(self) -> MemoryStore:

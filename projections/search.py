@@ -1,11 +1,13 @@
-"""Search: symbolic filters in DuckDB, semantic (hnswlib) and keyword (tantivy) rankings, fused.
+"""Search: symbolic filters, semantic (hnswlib) and keyword (tantivy) rankings, fused.
 
 1. **Candidates.** The filters (namespaces, tags any/all, states, kinds, time ranges on
-   ``created_at``/``updated_at``, metadata equality) are one DuckDB query over the current
-   state, or over the versions valid at ``as_of``. The candidate set is exact: ranking only
-   ever happens *within* it, so a selective filter never loses recall (the vector index
-   scores small candidate sets exactly, and falls back to exact scoring when a filtered
-   graph search finds too few).
+   ``created_at``/``updated_at``, metadata equality) select from the current-memory view
+   (:mod:`~memstream.projections.views`: set intersections, then the time ranges and the
+   metadata checked per candidate), or, for ``as_of`` and without a view, are one DuckDB
+   query over the current state or the versions valid then. The candidate set is exact:
+   ranking only ever happens *within* it, so a selective filter never loses recall (the
+   vector index scores small candidate sets exactly, and falls back to exact scoring when
+   a filtered graph search finds too few).
 2. **Semantic ranking.** Live memories (``active``/``activated``) are in the vector
    index. Candidates outside it (archived ones with ``include_archived``, other states asked
    for explicitly, every candidate of an ``as_of`` search, and all of them with
@@ -39,7 +41,7 @@ text, tags and metadata come from that version.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,6 +61,7 @@ from .reads import CURRENT_EXPRESSIONS, CURRENT_SOURCE, view_from_row, view_sele
 from .semantic import LIVE_STATES, SemanticProjection
 from .timehints import Period, date_of, period_of
 from .usage import UsageTracker
+from .views import MemoryViews
 
 __all__ = ["DEFAULT_ALPHA", "RRF_K", "SearchQuery", "fuse", "search"]
 
@@ -306,29 +309,6 @@ def _memories(duck: DuckStore, ids: list[str], as_of: int | None) -> dict[str, M
     return {m.memory_id: m for m in map(view_from_row, rows)}
 
 
-def _views(
-    duck: DuckStore,
-    proj: SemanticProjection,
-    ids: list[str],
-    as_of: int | None,
-    current: Mapping[str, MemState] | None,
-) -> dict[str, Memory]:
-    """The views of ``ids`` now (from memory where current) or as of an offset (DuckDB)."""
-    if as_of is not None or current is None:
-        return _memories(duck, ids, as_of)
-
-    def offset_of(memory_id: str) -> int | None:
-        state = current.get(memory_id)
-        return None if state is None else state.updated_offset
-
-    found, missing = proj.rows.get(ids, offset_of)
-    if missing:
-        read = _memories(duck, missing, None)
-        proj.rows.put(read.values())
-        found.update(read)
-    return found
-
-
 # -- scoring -----------------------------------------------------------------------------------
 
 
@@ -363,42 +343,49 @@ def _exact_semantic(
 
 
 def _keyword_ranking(
-    keywords: KeywordIndex, query: str, cands: list[_Candidate], current: bool, depth: int
+    keywords: KeywordIndex, query: str, live: set[str], rest: list[_Candidate], depth: int
 ) -> list[tuple[str, float]]:
     """BM25 of the candidates, always with the persistent index's statistics.
 
-    Live candidates (now, not ``as_of``) are in the persistent index: it ranks them,
+    ``live`` candidates (now, not ``as_of``) are in the persistent index: it ranks them,
     restricted to their ids, exactly as an unfiltered search would (``exact=True``
-    included). The others (archived or other states, versions as of an offset) are not:
+    included). The ``rest`` (archived or other states, versions as of an offset) are not:
     they are scored by the same BM25 formula with that index's statistics (see
     :meth:`KeywordIndex.score_outside`), so one scale ranks them all and a live memory
     scores the same whichever else is a candidate.
     """
-    live = {c.memory_id for c in cands if current and c.state in LIVE_STATES}
     hits = keywords.search(query, depth, allowed_ids=live) if live else []
-    rest = [(c.memory_id, c.indexed()[0]) for c in cands if c.memory_id not in live and c.text]
-    if rest:
-        hits = sorted(hits + keywords.score_outside(query, rest), key=lambda h: (-h[1], h[0]))
+    outside = [(c.memory_id, c.indexed()[0]) for c in rest if c.text]
+    if outside:
+        hits = sorted(hits + keywords.score_outside(query, outside), key=lambda h: (-h[1], h[0]))
     return hits[:depth]
+
+
+def _views(
+    duck: DuckStore, views: MemoryViews | None, ids: list[str], as_of: int | None
+) -> dict[str, Memory]:
+    """The views of ``ids`` now (from the in-memory view) or as of an offset (DuckDB)."""
+    if views is not None and as_of is None:
+        return views.memories(ids)
+    return _memories(duck, ids, as_of)
 
 
 def _hinted(
     duck: DuckStore,
-    proj: SemanticProjection,
+    views: MemoryViews | None,
     fused: list[tuple[str, float, float | None, float | None]],
     period: Period | None,
     words: set[str],
     as_of: int | None,
-    current: Mapping[str, MemState] | None,
 ) -> list[tuple[str, float, float | None, float | None]]:
     """Memories dated within ``period`` first, then those whose speaker the query names:
     their score gains :data:`TIME_HINT_BONUS` / :data:`SPEAKER_HINT_BONUS` (more than any
     fused score), so the order also survives merging by score across the partitions of
     the Kafka runtime. Within each group the fused order stays."""
-    views = _views(duck, proj, [m for m, *_ in fused], as_of, current)
+    found = _views(duck, views, [m for m, *_ in fused], as_of)
     out = []
     for memory_id, score, ss, ks in fused:
-        view = views.get(memory_id)
+        view = found.get(memory_id)
         if view is not None:
             if period is not None:
                 day = date_of(view.metadata, view.created_at)
@@ -409,6 +396,62 @@ def _hinted(
                 score += SPEAKER_HINT_BONUS
         out.append((memory_id, score, ss, ks))
     out.sort(key=lambda h: -h[1])  # stable: ties keep the fused order
+    return out
+
+
+#: The candidates of a filtered search: the live ones now (ids: the indexes hold them), the
+#: others (with their content: archived or other states, every version of an ``as_of``
+#: search), and a loader of the live ones' content where a brute-force score needs it.
+_Split = tuple[set[str], list[_Candidate], Callable[[set[str]], list[_Candidate]]]
+
+
+def _split_views(duck: DuckStore, views: MemoryViews, q: SearchQuery) -> _Split:
+    """The candidates the in-memory view selects (set operations, no query)."""
+    ids = views.select(q)
+    if set(q.wanted_states()) <= set(LIVE_STATES):
+        live = ids
+    else:
+        live = {i for i in ids if (m := views.state(i)) is not None and m.state in LIVE_STATES}
+    rest = _view_candidates(duck, views, [i for i in ids if i not in live])
+    return live, rest, lambda wanted: _view_candidates(duck, views, list(wanted))
+
+
+def _split_duck(duck: DuckStore, q: SearchQuery) -> _Split:
+    """The candidates DuckDB's query selects (``as_of``: none of them is live)."""
+    cands = _candidates(duck, q)
+    current = q.as_of is None
+    live = {c.memory_id for c in cands if current and c.state in LIVE_STATES}
+    rest = [c for c in cands if c.memory_id not in live]
+    return live, rest, lambda wanted: [c for c in cands if c.memory_id in wanted]
+
+
+def _view_candidates(
+    duck: DuckStore | None, views: MemoryViews, ids: list[str]
+) -> list[_Candidate]:
+    """Candidates from the view, in the order of their last change (the order DuckDB's
+    table and the keyword index hold them in, so that ties rank as on the DuckDB path); a
+    producer's vector (not held in memory) from DuckDB."""
+    states = [(m.updated_offset, m) for i in ids if (m := views.state(i)) is not None]
+    states.sort(key=lambda om: om[0])
+    out = []
+    wanted: list[tuple[str, int]] = []
+    for _, m in states:
+        memory_id = m.memory_id
+        text, content_hash, supplied, metadata = views.content(memory_id)
+        out.append(_Candidate(memory_id, m.namespace, m.state, text, content_hash, None, metadata))
+        if supplied and duck is not None:
+            wanted.append((memory_id, m.version))
+    if wanted:
+        with duck.reading() as cur:  # type: ignore[union-attr]
+            rows = cur.execute(
+                "SELECT v.memory_id, v.vector FROM versions v JOIN (SELECT "
+                "unnest(?::VARCHAR[]) AS memory_id, unnest(?::INTEGER[]) AS version) k "
+                "ON k.memory_id = v.memory_id AND k.version = v.version",
+                [[w[0] for w in wanted], [w[1] for w in wanted]],
+            ).fetchall()
+        found = dict(rows)
+        for c in out:
+            c.vector = found.get(c.memory_id)
     return out
 
 
@@ -427,12 +470,16 @@ def search(
     q: SearchQuery,
     usage: UsageTracker | None = None,
     current: Mapping[str, MemState] | None = None,
+    views: MemoryViews | None = None,
 ) -> list[SearchHit]:
     """Run ``q`` (see the module docstring for how); records the hits' usage if given.
 
-    ``current`` is the core's decision state (memory id -> :class:`MemState`): with it,
-    the hits' current views come from the search processor's in-memory rows while they match
-    that state (see :mod:`~memstream.projections.rows`), and only the others from DuckDB.
+    ``views`` (the current-memory view, :mod:`~memstream.projections.views`, at an offset
+    the caller made sure of): a search that is not ``as_of`` takes its candidates and its
+    hits' views from it, and makes no DuckDB query unless a candidate outside the vector
+    index carries a producer's vector. Without it (an ``as_of`` search, or the view not
+    loaded yet), both come from DuckDB. ``current`` (the core's decision state) is
+    accepted for callers that pass it, and not used.
     """
     q.check(proj.embedder.dim)
     if isinstance(q.as_of, datetime):
@@ -457,28 +504,30 @@ def search(
         if q.query and q.alpha < 1.0:
             keyword = keywords.search(q.query, depth)
     else:
-        cands = _candidates(duck, q)
-        indexed = (
-            [c for c in cands if c.state in LIVE_STATES and c.memory_id in vectors]
-            if q.as_of is None and not q.exact
-            else []
-        )
-        in_index = {c.memory_id for c in indexed}
-        outside = [c for c in cands if c.memory_id not in in_index]
+        if views is not None and q.as_of is None:
+            live, rest, load = _split_views(duck, views, q)
+        else:
+            live, rest, load = _split_duck(duck, q)
+        if q.exact:
+            in_index: set[str] = set()
+        else:  # a live memory the vector index lacks (a producer's odd vector) is scored outside
+            missing = vectors.missing(live)
+            in_index = live.difference(missing) if missing else live
         if qvec is not None:
-            if indexed:
+            outside = rest if len(in_index) == len(live) else load(live - in_index) + rest
+            if in_index:
                 semantic = vectors.search(qvec, depth, in_index)
             if outside:
                 semantic = sorted(
                     semantic + _exact_semantic(proj, qvec, outside, depth),
                     key=lambda h: (-h[1], h[0]),
                 )[:depth]
-        if q.query and q.alpha < 1.0 and cands:
-            keyword = _keyword_ranking(keywords, q.query, cands, q.as_of is None, depth)
+        if q.query and q.alpha < 1.0 and (live or rest):
+            keyword = _keyword_ranking(keywords, q.query, live, rest, depth)
     fused = fuse(semantic, keyword, q.alpha, depth)
     words = set(_WORDS.findall(q.query.casefold())) if q.query_hints and q.query else set()
     if (period is not None or (words and SPEAKER_HINT_BONUS)) and fused:
-        fused = _hinted(duck, proj, fused, period, words, q.as_of, current)
+        fused = _hinted(duck, views, fused, period, words, q.as_of)
     hits: list[tuple[Memory, float, float | None, float | None]] = []
     # Rows are fetched for the best k first (every fetched row costs), and for the rest
     # only if some of those are no longer wanted.
@@ -487,7 +536,7 @@ def search(
         batch = fused[start : start + size]
         start += len(batch)
         size = len(fused)
-        rows = _views(duck, proj, [m for m, *_ in batch], q.as_of, current)
+        rows = _views(duck, views, [m for m, *_ in batch], q.as_of)
         for memory_id, score, ss, ks in batch:
             m = rows.get(memory_id)
             if m is None or m.state not in wanted:  # the index lags the state: never leak

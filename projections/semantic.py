@@ -11,8 +11,8 @@ post-states the outcomes carry:
   (a restore, a rollback), read from the core projection's ``versions`` by (memory id,
   version), which never changes once decided;
 * a live memory's text is embedded through the durable :class:`CachedEmbedder` (batched,
-  keyed by model and content hash) and upserted, with its current view kept in memory
-  for searches (:class:`~memstream.projections.rows.CurrentRows`);
+  keyed by model and content hash) and upserted (the hits' views come from the
+  current-memory view, :mod:`~memstream.projections.views`);
 * an erased memory also loses its cached vectors (crypto-shredding reaches derived data);
 * a producer-supplied vector is used instead of the model, after a dimension check; a
   vector of the wrong dimension is recorded in :attr:`problems` and logged, and the memory
@@ -69,7 +69,6 @@ from .reads import (
     view_from_row,
     view_select,
 )
-from .rows import DEFAULT_CAPACITY, CurrentRows
 from .vectors import VectorIndex
 
 __all__ = ["LIVE_STATES", "SemanticProjection"]
@@ -97,9 +96,6 @@ class SemanticProjection:
         save_changes: changed memories that trigger a save regardless of time.
         progress: a progress factory for rebuilds (``label, total -> tick(n)``).
         vector_options: :class:`VectorIndex` keywords (``num_threads``, ``exact_limit``...).
-        row_capacity: current views of live memories kept in memory for searches
-            (:class:`~memstream.projections.rows.CurrentRows`); 0 reads every hit's row
-            from DuckDB.
     """
 
     name = "semantic"
@@ -116,7 +112,6 @@ class SemanticProjection:
         purge_delay: float = 1.0,
         progress: ProgressFactory | None = None,
         vector_options: dict[str, Any] | None = None,
-        row_capacity: int = DEFAULT_CAPACITY,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -134,8 +129,6 @@ class SemanticProjection:
         self.problems: dict[str, str] = {}
         self.vectors: VectorIndex | None = None
         self.keywords: KeywordIndex | None = None
-        #: Current views of the indexed memories, so searches answer without DuckDB.
-        self.rows = CurrentRows(row_capacity)
         self._lock = threading.RLock()
         self._duck: DuckStore | None = None
         self._dirty = 0
@@ -201,7 +194,6 @@ class SemanticProjection:
         self.vectors = VectorIndex(self.embedder.dim, self.embedder.model_id, **self.vector_options)
         self.keywords = KeywordIndex(self.directory / "keywords", overwrite=True)
         self.problems.clear()
-        self.rows.clear()
         ids = [r["memory_id"] for r in duck.query(
             "SELECT memory_id FROM memories WHERE list_contains(?, state) ORDER BY memory_id",
             [list(LIVE_STATES)],
@@ -380,7 +372,6 @@ class SemanticProjection:
         if any) and remove the rest."""
         assert self.vectors is not None and self.keywords is not None
         live: list[tuple[str, str, str, str, list[float] | None]] = []
-        views: list[Memory] = []
         gone: list[str] = []
         erased: list[str] = []
         for view, vector in entries:
@@ -394,13 +385,10 @@ class SemanticProjection:
                 live.append(
                     (view.memory_id, view.namespace, text, key or view.content_hash, vector)
                 )
-                views.append(view)
             else:
                 gone.append(view.memory_id)
                 if view.state == "erased":
                     erased.append(view.memory_id)
-        self.rows.drop(gone)
-        self.rows.put(views)
         if gone:
             self.vectors.remove(gone)
             wiped = set(erased)

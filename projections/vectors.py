@@ -36,6 +36,7 @@ import struct
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import filterfalse
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,10 @@ class VectorIndex:
 
     def __contains__(self, memory_id: object) -> bool:
         return memory_id in self._labels
+
+    def missing(self, ids: Iterable[str]) -> list[str]:
+        """Those of ``ids`` that have no vector here (one C-level pass)."""
+        return list(filterfalse(self._labels.__contains__, ids))
 
     def ids(self) -> Iterator[str]:
         """Live memory ids, in insertion order of their current vectors."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import erasure, ingest, kafka, opening, peers, project, replay, report, search
+from . import erasure, ingest, kafka, opening, peers, project, reads, replay, report, search
 from .common import BenchError, Reporter, Scratch, machine_info, now_iso, write_json
 from .peers import PeerMissing
 
@@ -27,6 +27,7 @@ SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "replay": replay.run,
     "open": opening.run,
     "search": search.run,
+    "reads": reads.run,
     "kafka": kafka.run,
     "erasure": erasure.run,
 }
@@ -37,8 +38,8 @@ OPTIONAL_SUITES: dict[str, Callable[..., dict[str, Any]]] = {"peers": peers.run}
 #: replay of 1M events takes minutes, and the source store's own opening is one more
 #: projection of the same log, reported beside them).
 DEFAULT_REPEATS = {
-    "ingest": 3, "project": 3, "replay": 2, "open": 3, "search": 3, "kafka": 3, "erasure": 3,
-    "peers": 1,
+    "ingest": 3, "project": 3, "replay": 2, "open": 3, "search": 3, "reads": 3, "kafka": 3,
+    "erasure": 3, "peers": 1,
 }  # fmt: skip
 SEED = 20250717
 
@@ -91,7 +92,9 @@ def run(
             try:
                 n = repeats if repeats is not None else DEFAULT_REPEATS[name]
                 started = now_iso()
-                extra: dict[str, Any] = {"cache_dir": cache_dir} if name == "search" else {}
+                extra: dict[str, Any] = (
+                    {"cache_dir": cache_dir} if name in ("search", "reads") else {}
+                )
                 if name == "peers":
                     extra = {"peer_python": peer_python}
                 data = every[name](scratch, reporter, scale, n, SEED, **extra)

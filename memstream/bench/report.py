@@ -12,7 +12,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-SUITE_ORDER = ("ingest", "project", "replay", "open", "search", "kafka", "erasure", "peers")
+SUITE_ORDER = (
+    "ingest",
+    "project",
+    "replay",
+    "open",
+    "search",
+    "reads",
+    "kafka",
+    "erasure",
+    "peers",
+)
 START = "<!-- bench:summary:start -->"
 END = "<!-- bench:summary:end -->"
 
@@ -162,6 +172,53 @@ def _query_embedding_rows(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def _reads_rows(d: dict[str, Any]) -> list[str]:
+    p, r, g = d["parameters"], d["results"], d["goals"]
+    rd, sr, meets = r["reads"], r["search"], r["meets"]
+
+    def ms(key: str, src: dict[str, Any] = rd) -> str:
+        return f"{src[key]['median']:.3f} ms"
+
+    mem = rd["view_memory"]
+    rows = [
+        f"| reads, get | `MemoryStore.get` of a current memory ({_n(p['memories'])} memories, "
+        f"from the view), p50 / p95: **{ms('get_view_p50_ms')}** / {ms('get_view_p95_ms')} "
+        f"(the view: {mem['bytes_per_memory']:,.0f} bytes per memory, loaded in "
+        f"{mem['load_seconds']:.1f} s) | the same SDK call on the DuckDB path: "
+        f"{ms('get_duckdb_p50_ms')} / {ms('get_duckdb_p95_ms')} | "
+        f"{rd['get_duckdb_p50_ms']['median'] / rd['get_view_p50_ms']['median']:,.0f}× | "
+        f"p50 ≤ {g['get_p50_ms']} ms | {_ok(meets['get_p50_ms'])} |",
+        f"| reads, history | `MemoryStore.history`, p50 / p95: "
+        f"**{ms('history_view_p50_ms')}** / {ms('history_view_p95_ms')} | DuckDB path: "
+        f"{ms('history_duckdb_p50_ms')} / {ms('history_duckdb_p95_ms')} | "
+        f"{rd['history_duckdb_p50_ms']['median'] / rd['history_view_p50_ms']['median']:,.0f}× | "
+        f"p50 ≤ {g['history_p50_ms']} ms | {_ok(meets['history_p50_ms'])} |",
+        f"| reads, HTTP get | `GET /v1/memories/{{id}}` round trip p50 (uvicorn, httpx, local "
+        f"socket): **{ms('http_view_p50_ms')}**, the server's own time "
+        f"{ms('http_view_server_p50_ms')} | DuckDB path: {ms('http_duckdb_p50_ms')} (server "
+        f"{ms('http_duckdb_server_p50_ms')}) | gap **{ms('http_view_gap_p50_ms')}** | "
+        f"gap ≤ {g['http_gap_p50_ms']} ms | {_ok(meets['http_gap_p50_ms'])} |",
+    ]
+    names = {"namespace_1": "1 namespace", "namespaces_3": "3 namespaces", "tag_10pct": "a tag"}
+    emb = sr["embed_p50_ms"]["median"]
+    for key, label in names.items():
+        f = sr["filters"][key]
+        rows.append(
+            f"| reads, filtered search, {label} | {_n(f['members'])} of "
+            f"{_n(sr['memories'])} memories: with a query vector (what the store adds) "
+            f"p50 **{f['view_p50_ms']['median']:.2f} ms** (p95 {f['view_p95_ms']['median']:.2f});"
+            f" with the text {f['text_p50_ms']['median']:.1f} ms, the embedding alone "
+            f"{emb:.1f} ms; recall@10 vs exact **{f['recall_at_10']:.3f}** | candidates by the "
+            f"DuckDB query: {f['duckdb_p50_ms']['median']:.2f} ms "
+            f"(p95 {f['duckdb_p95_ms']['median']:.2f}) | "
+            f"{f['duckdb_p50_ms']['median'] / f['view_p50_ms']['median']:.1f}× | added ≤ "
+            f"{g['filter_added_p50_ms']:g} ms, recall ≥ {g['filter_recall_at_10']} | "
+            f"{_ok(meets['filter_added_p50_ms:' + key])} / "
+            f"{_ok(meets['filter_recall_at_10:' + key])} |"
+        )
+    return rows
+
+
 def _kafka_rows(d: dict[str, Any]) -> list[str]:
     p, r = d["parameters"], d["results"]
     one, two = r["one_worker_events_per_s"]["median"], r["two_workers_events_per_s"]["median"]
@@ -251,6 +308,7 @@ _ROWS = {
     "replay": _replay_rows,
     "open": _open_rows,
     "search": _search_rows,
+    "reads": _reads_rows,
     "kafka": _kafka_rows,
     "erasure": _erasure_rows,
     "peers": _peers_rows,

@@ -79,6 +79,8 @@ K = 10
 NAMESPACES = 20
 SELECTIVE_TAG = "selective"
 SELECTIVE_SHARE = 0.01
+#: A tag the ``reads`` suite gives 10% of the memories (a filter that is not selective).
+EXTRA_TAG = "tenth"
 APPEND_BATCH = 1_000
 GOAL_RECALL = 0.98
 GOAL_OVERHEAD_MS = 2.0
@@ -102,8 +104,11 @@ def _pct(values: list[float], q: float) -> float:
 # -- the store -------------------------------------------------------------------------------
 
 
-def _write_store(path: Path, corpus: Corpus, selective: set[int]) -> tuple[list[str], dict]:
-    """Append one create per memory (search indexes off); return the memory ids."""
+def _write_store(
+    path: Path, corpus: Corpus, selective: set[int], extra: set[int] | None = None
+) -> tuple[list[str], dict]:
+    """Append one create per memory (search indexes off); return the memory ids. The
+    memories of ``extra`` also carry the tag :data:`EXTRA_TAG`."""
     ids: list[str] = []
     spaces = [f"user/u{i:02d}" for i in range(NAMESPACES)]
     store = MemoryStore.open(path, actor="bench", durability="os", semantic=False, batch_size=5_000)
@@ -115,6 +120,8 @@ def _write_store(path: Path, corpus: Corpus, selective: set[int]) -> tuple[list[
                 mid = new_id()
                 ids.append(mid)
                 tags = ["bench", SELECTIVE_TAG] if i in selective else ["bench"]
+                if extra is not None and i in extra:
+                    tags.append(EXTRA_TAG)
                 batch.append(
                     ev.Event(
                         event_id=new_id(), type="create", schema_version=ev.Create.VERSION,

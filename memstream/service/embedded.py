@@ -14,6 +14,7 @@ from typing import Any
 from memstream.errors import BadRequest, SearchDisabled
 from memstream.projections import reads
 from memstream.projections.search import SearchQuery
+from memstream.projections.views import VIEWS, MemoryViews
 from memstream.queries import AuditQuery, ListQuery, Point
 from memstream.schemas.events import Event
 from memstream.schemas.memcube import Outcome
@@ -21,6 +22,7 @@ from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Ve
 from memstream.streams.embedded import LOG_FILE, EmbeddedRuntime
 from memstream.streams.feed import DecidedFeed
 from memstream.streams.log import ChainBreak, EmbeddedLog
+from memstream.streams.runner import ProcessorFailed
 
 from .caller import Caller
 
@@ -38,16 +40,32 @@ def log_records(root: Path) -> int:
 
 class EmbeddedBackend:
     """:class:`~memstream.service.backend.Backend` over an :class:`EmbeddedRuntime`, its
-    search indexes (a ``SemanticProjection``, or None) and its usage indicators (a
-    ``UsageTracker``, or None)."""
+    search indexes (a ``SemanticProjection``, or None), its usage indicators (a
+    ``UsageTracker``, or None) and its current-memory view (a ``MemoryViews``, or None).
+
+    Reads of the current state (``get`` and ``history`` without ``version``/``as_of``, the
+    candidates and hits of a search without ``as_of``) come from the view once it is
+    loaded; each first waits until the view reflects the core projection's committed
+    offset (and ``min_offset``), so it is never older than the DuckDB read it replaces.
+    Reads of the past, and every read while the view loads or after its lane failed, go
+    to DuckDB.
+    """
 
     partitions = 1
 
-    def __init__(self, runtime: EmbeddedRuntime, semantic: Any | None = None, usage: Any = None):
+    def __init__(
+        self,
+        runtime: EmbeddedRuntime,
+        semantic: Any | None = None,
+        usage: Any = None,
+        views: MemoryViews | None = None,
+    ):
         self.runtime = runtime
         self.codec = runtime.codec
         self.semantic = semantic
         self.usage = usage
+        self.views = views
+        self._view_names = (VIEWS,)
 
     @property
     def read_wait(self) -> float:
@@ -86,6 +104,26 @@ class EmbeddedBackend:
             )
         self.runtime.wait_for(min_offset)
 
+    def _current(self, min_offset: int | None) -> MemoryViews | None:
+        """The view, once it reflects the core's committed offset and ``min_offset``
+        (``None``: not loaded, or its lane failed: read DuckDB)."""
+        runtime = self.runtime
+        self._wait(min_offset)
+        views = self.views
+        if views is None or not views.ready:
+            return None
+        target = runtime.projected_offset
+        if min_offset is not None and min_offset > target:
+            target = min_offset
+        if views.checkpoint < target:
+            try:
+                runtime.wait_for_processors(target, names=self._view_names)
+            except ProcessorFailed:
+                return None
+            if not views.ready:
+                return None
+        return views
+
     def get(
         self,
         caller: Caller,
@@ -96,6 +134,13 @@ class EmbeddedBackend:
         as_of: Point | None,
         min_offset: int | None,
     ) -> Memory | None:
+        if version is None and as_of is None:
+            views = self._current(min_offset)
+            if views is not None:
+                m = views.get(memory_id)
+                if m is not None and self.usage is not None:
+                    self.usage.record((memory_id,))
+                return m
         self._wait(min_offset)
         m = reads.get_memory(self.runtime.duck, memory_id, version, self.as_of(as_of))
         if m is not None and self.usage is not None:
@@ -112,6 +157,10 @@ class EmbeddedBackend:
         as_of: Point | None,
         min_offset: int | None,
     ) -> list[Version]:
+        if as_of is None:
+            views = self._current(min_offset)
+            if views is not None:
+                return views.history(memory_id, include_parents)
         self._wait(min_offset)
         return reads.history(self.runtime.duck, memory_id, include_parents, self.as_of(as_of))
 
@@ -163,7 +212,10 @@ class EmbeddedBackend:
             raise BadRequest(str(e), field=field) from None
         self._wait(min_offset)
         self.runtime.wait_for_processors(min_offset, names=[self.semantic.name])
-        return run(self.runtime.duck, self.semantic, q, self.usage, self.runtime.state.memories)
+        views = self._current(min_offset) if q.as_of is None else None
+        return run(
+            self.runtime.duck, self.semantic, q, self.usage, self.runtime.state.memories, views
+        )
 
     # -- the log and the process ----------------------------------------------------------------
 

@@ -201,6 +201,10 @@ class WorkerBackend:
                 memory_id, namespace=namespace, version=version, as_of=as_of,
                 min_offset=min_offset,
             )  # fmt: skip
+        if version is None and as_of is None:
+            views = self.node.processors.views_of(at.partition, at.offset)
+            if views is not None:  # as fresh as the shard the route checked
+                return views.get(memory_id)
         return reads.get_memory(at.duck, memory_id, version, self._offset(at, as_of))
 
     def history(
@@ -219,6 +223,10 @@ class WorkerBackend:
                 memory_id, namespace=namespace, include_parents=include_parents, as_of=as_of,
                 min_offset=min_offset,
             )  # fmt: skip
+        if as_of is None:
+            views = self.node.processors.views_of(at.partition, at.offset)
+            if views is not None:
+                return views.history(memory_id, include_parents)
         return reads.history(at.duck, memory_id, include_parents, self._offset(at, as_of))
 
     def list_memories(self, caller: Caller, q: ListQuery, *, min_offset: int | None) -> MemoryPage:

@@ -365,9 +365,14 @@ class Node:
                 raise LookupError(f"partition {p}: the search indexes are not open yet")
             await asyncio.sleep(0.05)
         await self.processors.wait(p, -1 if min_offset is None else min_offset, ["semantic"])
+        views = None
         if as_of is not None:
             q = dataclasses.replace(q, as_of=shard.duck.offset_at_time(as_of))
-        return await asyncio.to_thread(run_search, shard.duck, proj, q, None, shard.state.memories)
+        else:  # candidates and hits from the view when it is as fresh as the shard
+            views = self.processors.views_of(p, shard.offset)
+        return await asyncio.to_thread(
+            run_search, shard.duck, proj, q, None, shard.state.memories, views
+        )
 
     # -- partitions --------------------------------------------------------------------------
 

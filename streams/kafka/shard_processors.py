@@ -19,6 +19,7 @@ from memstream.projections.embedding import CachedEmbedder
 from memstream.projections.models import LazyEmbedder
 from memstream.projections.processor import Processor
 from memstream.projections.semantic import SemanticProjection
+from memstream.projections.views import VIEWS, MemoryViews
 from memstream.streams.processors import build as build_registered
 from memstream.streams.runner import ProcessorRunner
 
@@ -72,9 +73,10 @@ class ShardProcessors:
         return self.model is not None
 
     def for_shard(self, shard: Shard) -> list[Processor]:
-        """The processors of one shard: its search indexes (when enabled), then those
-        installed packages register (:mod:`memstream.streams.processors`)."""
-        out: list[Processor] = []
+        """The processors of one shard: its current-memory view, its search indexes (when
+        enabled), then those installed packages register
+        (:mod:`memstream.streams.processors`)."""
+        out: list[Processor] = [MemoryViews()]
         if self.model is not None and self.cache is not None:
             embedder = CachedEmbedder(self.model, _Shared(self.cache))
             out.append(SemanticProjection(shard.dir / "semantic", embedder))
@@ -120,6 +122,9 @@ class ShardProcessors:
         runner = self.runners.pop(p, None)
         if runner is None:
             return
+        views = runner[VIEWS]
+        assert isinstance(views, MemoryViews)
+        views.cancel()  # reads of the partition stop here; a load is not waited for
         await asyncio.to_thread(runner.close)
         for proc in runner.processors:
             if isinstance(proc, SemanticProjection):
@@ -159,6 +164,16 @@ class ShardProcessors:
         proc = runner["semantic"]
         assert isinstance(proc, SemanticProjection)
         return proc
+
+    def views_of(self, p: int, offset: int) -> MemoryViews | None:
+        """Partition ``p``'s current-memory view if it is loaded and reflects ``offset``
+        (``None``: read the shard's DuckDB)."""
+        runner = self.runners.get(p)
+        if runner is None:
+            return None
+        views = runner[VIEWS]
+        assert isinstance(views, MemoryViews)
+        return views if views.ready and views.checkpoint >= offset else None
 
     def checkpoint(self, p: int) -> int:
         """The offset every processor of partition ``p`` reflects (``-2``: not started)."""

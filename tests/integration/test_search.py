@@ -291,41 +291,39 @@ def test_erase_removes_from_both_indexes_and_the_cache(store: MemoryStore) -> No
 # -- hits served from memory ------------------------------------------------------------------------
 
 
-def test_hits_come_from_current_rows_in_memory_and_never_stale(
+def test_filtered_searches_and_hits_come_from_the_view_and_never_stale(
     store: MemoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import memstream.projections.search as search_module
 
-    bike = store.create("user/alice", "The user's bike is a green Brompton")
-    car = store.create("user/alice", "The user's car is a red Fiat 500")
+    bike = store.create("user/alice", "The user's bike is a green Brompton", tags=["ride"])
+    car = store.create("user/alice", "The user's car is a red Fiat 500", tags=["ride"])
     store.search("bike", k=2, min_offset=car.offset)  # the follower indexed both
-    reads: list[list[str]] = []
-    original = search_module._memories
+    queried: list[str] = []
 
-    def counted(duck, ids, as_of):  # type: ignore[no-untyped-def]
-        reads.append(list(ids))
-        return original(duck, ids, as_of)
+    def refuse(*args, **kw):  # type: ignore[no-untyped-def]
+        queried.append(args[0] if args else "")
+        raise AssertionError("a search of the current state read DuckDB")
 
-    monkeypatch.setattr(search_module, "_memories", counted)
-    hits = store.search("bike", k=2)
+    monkeypatch.setattr(search_module, "_memories", refuse)
+    monkeypatch.setattr(search_module, "_candidates", refuse)
+    hits = store.search("bike", k=2, namespaces=["user/alice"], tags_any=["ride"])
     assert {h.memory.memory_id for h in hits} == {bike.memory_id, car.memory_id}
-    assert reads == []  # both views came from memory, none from DuckDB
     assert hits[0].memory == store.get(bike.memory_id)
 
-    old_view = hits[0].memory
     revised = store.revise(bike.memory_id, "The user's bike is a blue Brompton")
-    store.search("bike", k=1, min_offset=revised.offset)
-    # A follower lagging behind the core puts the old view back: it must not be served.
-    store.semantic.rows.put([old_view])
-    top = store.search("bike", k=1, min_offset=revised.offset)[0]
+    top = store.search("bike", k=1, namespaces=["user/alice"], min_offset=revised.offset)[0]
     assert top.memory.text == "The user's bike is a blue Brompton" and top.memory.version == 2
-    assert reads == [[bike.memory_id]]  # the stale view was read again from DuckDB
-
-    car_view = next(h.memory for h in hits if h.memory.memory_id == car.memory_id)
     archived = store.archive(car.memory_id)
-    store.semantic.rows.put([car_view])  # the same, for a memory no longer live
-    found = store.search("car", k=2, min_offset=archived.offset)
+    found = store.search("car", k=2, tags_any=["ride"], min_offset=archived.offset)
     assert car.memory_id not in {h.memory.memory_id for h in found}
+    assert queried == []
+
+    monkeypatch.undo()  # while the view is not loaded, DuckDB answers the same
+    assert store.views is not None
+    store.views.ready = False
+    again = store.search("car", k=2, tags_any=["ride"], min_offset=archived.offset)
+    assert [h.memory for h in again] == [h.memory for h in found]
 
 
 # -- usage ----------------------------------------------------------------------------------------

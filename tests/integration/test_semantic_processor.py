@@ -33,7 +33,8 @@ def indexed(store: MemoryStore) -> dict:
     store.flush()
     proj = store.semantic
     ids = sorted(proj.vectors.ids())
-    views, missing = proj.rows.get(ids, lambda m: store.runtime.state.memories[m].updated_offset)
+    views = store.views.memories(ids)
+    missing = [m for m in ids if m not in views]
     return {
         "ids": ids,
         "keywords": len(proj.keywords),

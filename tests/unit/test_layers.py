@@ -67,8 +67,8 @@ def test_the_import_contracts_hold(tmp_path: Path) -> None:
 
 def test_a_forbidden_import_breaks_the_contract(tmp_path: Path) -> None:
     layout = lay_out(tmp_path / "layout")
-    rows = layout / "memstream" / "projections" / "rows.py"
+    rows = layout / "memstream" / "projections" / "views.py"
     rows.write_text(rows.read_text() + "\nfrom memstream.streams import log  # noqa\n")
     result = lint(layout)
     assert result.returncode != 0
-    assert "memstream.projections.rows -> memstream.streams.log" in result.stdout, result.stdout
+    assert "memstream.projections.views -> memstream.streams.log" in result.stdout, result.stdout
