@@ -56,6 +56,7 @@ from memstream.schemas.views import Memory, SearchHit
 from .context import indexed, stored_metadata
 from .duck import DuckStore
 from .embedding import unit_vector
+from .facets import clauses as facet_clauses
 from .keyword import KeywordIndex
 from .reads import CURRENT_EXPRESSIONS, CURRENT_SOURCE, view_from_row, view_select
 from .semantic import LIVE_STATES, SemanticProjection
@@ -156,6 +157,13 @@ class SearchQuery:
         if self.states is not None:
             return list(dict.fromkeys(self.states))
         return list(LIVE_STATES) + (["archived"] if self.include_archived else [])
+
+    def facets_only(self) -> bool:
+        """Whether its filters are namespaces and tags only (the indexes hold those)."""
+        return not (
+            self.kinds or self.created_after or self.created_before or self.updated_after
+            or self.updated_before or self.metadata
+        )  # fmt: skip
 
     def has_filters(self) -> bool:
         return bool(
@@ -455,6 +463,15 @@ def _view_candidates(
     return out
 
 
+def _has_facets(m: Memory, q: SearchQuery) -> bool:
+    """Whether ``m`` (a current view) passes ``q``'s namespace and tag filters."""
+    if q.namespaces is not None and m.namespace not in q.namespaces:
+        return False
+    if q.tags_any and not any(t in m.tags for t in q.tags_any):
+        return False
+    return all(t in m.tags for t in q.tags_all or ())
+
+
 def _query_vector(proj: SemanticProjection, q: SearchQuery) -> npt.NDArray[np.float32] | None:
     if q.alpha == 0.0:
         return None
@@ -494,7 +511,9 @@ def search(
     depth = max(5 * q.k, 50) * (TIME_HINT_DEPTH if period is not None else 1) + 10
     qvec = _query_vector(proj, q)
     wanted = set(q.wanted_states())
-    fast = q.as_of is None and not q.exact and not q.has_filters() and wanted <= set(LIVE_STATES)
+    in_indexes = q.as_of is None and not q.exact and wanted <= set(LIVE_STATES)
+    fast = in_indexes and not q.has_filters()
+    faceted = in_indexes and not fast and q.facets_only()
     semantic: list[tuple[str, float]] = []
     keyword: list[tuple[str, float]] = []
     if fast:
@@ -503,6 +522,16 @@ def search(
             semantic = vectors.search(qvec, depth)
         if q.query and q.alpha < 1.0:
             keyword = keywords.search(q.query, depth)
+    elif faceted:
+        # Filters on namespaces and tags: the indexes select their candidates themselves.
+        if qvec is not None:
+            where = facet_clauses(q.namespaces, q.tags_any or (), q.tags_all or ())
+            semantic = vectors.search_facets(qvec, depth, where)
+        if q.query and q.alpha < 1.0:
+            allowed = None
+            if q.tags_any or q.tags_all:
+                allowed = views.select(q) if views is not None else _split_duck(duck, q)[0]
+            keyword = keywords.search(q.query, depth, namespaces=q.namespaces, allowed_ids=allowed)
     else:
         if views is not None and q.as_of is None:
             live, rest, load = _split_views(duck, views, q)
@@ -540,6 +569,8 @@ def search(
         for memory_id, score, ss, ks in batch:
             m = rows.get(memory_id)
             if m is None or m.state not in wanted:  # the index lags the state: never leak
+                continue
+            if faceted and not _has_facets(m, q):  # nor a namespace or tags of the past
                 continue
             hits.append((m, score, ss, ks))
             if len(hits) == q.k:

@@ -60,6 +60,7 @@ from .core import PROJECTOR_VERSION
 from .duck import DuckStore
 from .embedding import CachedEmbedder, embed_query
 from .errors import IndexUnusable
+from .facets import facets_of
 from .keyword import KeywordIndex
 from .processor import Decided, ProcessorContext
 from .reads import (
@@ -372,6 +373,7 @@ class SemanticProjection:
         if any) and remove the rest."""
         assert self.vectors is not None and self.keywords is not None
         live: list[tuple[str, str, str, str, list[float] | None]] = []
+        facets: dict[str, tuple[str, ...]] = {}
         gone: list[str] = []
         erased: list[str] = []
         for view, vector in entries:
@@ -385,6 +387,7 @@ class SemanticProjection:
                 live.append(
                     (view.memory_id, view.namespace, text, key or view.content_hash, vector)
                 )
+                facets[view.memory_id] = facets_of(view.namespace, view.tags)
             else:
                 gone.append(view.memory_id)
                 if view.state == "erased":
@@ -440,7 +443,7 @@ class SemanticProjection:
         if ok_ids:
             for memory_id in ok_ids:
                 self.problems.pop(memory_id, None)
-            self.vectors.upsert(ok_ids, np.concatenate(matrices))
+            self.vectors.upsert(ok_ids, np.concatenate(matrices), [facets[m] for m in ok_ids])
 
     # -- saving --------------------------------------------------------------------------
 

@@ -23,6 +23,12 @@ search followed by filtering loses recall when few candidates are allowed; scori
 the allowed rows is exact and, for a few thousand rows, faster than the graph), and the
 data to compact without re-embedding.
 
+Each vector may carry **facets**: opaque strings naming values a search filters on (the
+memory's namespace and tags, :mod:`~memstream.projections.facets`). The index keeps, per
+facet, the set of live labels holding it, so a filtered search finds its candidate rows by
+set operations over integers, without touching memory ids, and scores them exactly or
+in the graph (:meth:`VectorIndex.search_facets`).
+
 Vectors are L2-normalised on the way in and compared by inner product, so scores are
 cosine similarities (higher is better).
 """
@@ -43,7 +49,7 @@ from typing import Any
 import hnswlib
 import numpy as np
 import numpy.typing as npt
-from memstream.projections.embedding import normalize_rows, unit_vector
+from memstream.projections.embedding import _torch_threads, normalize_rows, unit_vector
 from memstream.projections.errors import IndexUnusable
 from memstream.projections.snapshot import (
     MANIFEST_NAME,
@@ -60,13 +66,20 @@ EF_MIN = 200
 EF_MAX = 1000
 #: Vectors per unit of that list: 125 gives 800 at 100,000 vectors.
 EF_PER_VECTORS = 125
+#: Candidates of a filtered search scored exactly rather than searched in the graph.
+FILTER_EXACT_LIMIT = 32_768
 FORMAT = "memstream.vector-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: facets per label
 
 # hnswlib's saved header: offsetLevel0, max_elements, cur_element_count,
 # size_data_per_element, label_offset, offset_data (size_t), maxlevel (int),
 # enterpoint_node (uint), maxM, maxM0, M (size_t), mult (double), ef_construction (size_t).
 _HNSW_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
+
+#: Candidate sets at least this large are gathered and scored by torch on one thread:
+#: numpy's gather allocates fresh pages per call and its BLAS spins a second thread,
+#: which on a busy machine cost several times the product itself.
+GATHER_MIN = 2048
 
 
 class VectorIndex:
@@ -100,6 +113,11 @@ class VectorIndex:
             of searched in the graph. Around this size exact scoring costs about as
             much as a filtered graph search whatever the index size, and it is never
             less accurate.
+        filter_exact_limit: a filtered search scores its candidates exactly up to this
+            many (a filtered graph search must fetch ``k`` divided by the filter's share
+            of the index, so for a filter held by a few percent of the memories it walks
+            far more of the graph than an unfiltered one: at 100,000 vectors and a 5%
+            filter, a list of 2,400). Exact scoring reads the candidates' rows once.
         seed: hnswlib's random seed (level assignment), fixed for reproducible builds.
     """
 
@@ -116,6 +134,7 @@ class VectorIndex:
         growth_chunk: int = 1024,
         compact_threshold: float | None = 0.25,
         exact_limit: int = 2048,
+        filter_exact_limit: int = FILTER_EXACT_LIMIT,
         seed: int = 100,
     ) -> None:
         if dim < 1:
@@ -142,6 +161,9 @@ class VectorIndex:
         if exact_limit < 0:
             raise ValueError(f"exact_limit must be >= 0, got {exact_limit}")
         self.exact_limit = exact_limit
+        if filter_exact_limit < 0:
+            raise ValueError(f"filter_exact_limit must be >= 0, got {filter_exact_limit}")
+        self.filter_exact_limit = filter_exact_limit
         self.seed = seed
         self.offset: int | None = None
         """The log offset covered by the last save or load (``None`` if never saved)."""
@@ -156,6 +178,9 @@ class VectorIndex:
         self._live = np.zeros(capacity, dtype=bool)
         self._ids: list[str | None] = []  # label -> memory id, None once deleted
         self._labels: dict[str, int] = {}  # memory id -> live label
+        self._keys: list[tuple[str, ...]] = []  # label -> its facets (() once deleted)
+        self._facets: dict[str, set[int]] = {}  # facet -> live labels holding it
+        self._facet_arrays: dict[str, npt.NDArray[np.int64]] = {}  # sorted, made on use
         self._deleted = 0
         self._graph = self._new_graph(capacity)
 
@@ -235,14 +260,22 @@ class VectorIndex:
 
     # -- writes --------------------------------------------------------------------------
 
-    def upsert(self, ids: Sequence[str], vectors: npt.ArrayLike) -> None:
-        """Insert or replace the vectors of ``ids`` (row ``i`` of ``vectors`` for ``ids[i]``).
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: npt.ArrayLike,
+        facets: Sequence[Iterable[str]] | None = None,
+    ) -> None:
+        """Insert or replace the vectors of ``ids`` (row ``i`` of ``vectors`` for ``ids[i]``),
+        with ``facets[i]`` the facets of ``ids[i]`` (none when ``facets`` is None).
 
         A replaced memory gets a fresh label and its old label is marked deleted (adding
         is much faster in hnswlib than replacing in place). Within one call the last
         occurrence of an id wins, as it would if the calls were made one by one.
         """
         ids = list(ids)
+        if facets is not None and len(facets) != len(ids):
+            raise ValueError(f"got {len(ids)} ids but {len(facets)} facet lists")
         matrix = np.asarray(vectors, dtype=np.float32)
         if matrix.ndim == 1 and len(ids) == 1:
             matrix = matrix.reshape(1, -1)
@@ -261,6 +294,7 @@ class VectorIndex:
         last = {memory_id: row for row, memory_id in enumerate(ids)}
         rows = list(last.values())
         unique_ids = list(last)
+        keys = [tuple(dict.fromkeys(facets[r])) for r in rows] if facets is not None else None
         matrix = normalize_rows(matrix[rows], what="vector")
         with self._lock:
             self._ensure_capacity(len(unique_ids))
@@ -276,7 +310,21 @@ class VectorIndex:
             self._ids.extend(unique_ids)
             for memory_id, label in zip(unique_ids, labels.tolist(), strict=True):
                 self._labels[memory_id] = label
+            self._add_facets(start, keys if keys is not None else [()] * len(unique_ids))
             self._maybe_compact()
+
+    def _add_facets(self, start: int, keys: list[tuple[str, ...]]) -> None:
+        """Record the facets of the labels ``start, start + 1, ...`` (just added)."""
+        self._keys.extend(keys)
+        facets, arrays = self._facets, self._facet_arrays
+        for label, held in enumerate(keys, start):
+            for key in held:
+                arrays.pop(key, None)
+                labels = facets.get(key)
+                if labels is None:
+                    facets[key] = {label}
+                else:
+                    labels.add(label)
 
     def remove(self, ids: Iterable[str]) -> int:
         """Remove memories; ids not present are ignored. Returns how many were removed."""
@@ -297,6 +345,14 @@ class VectorIndex:
             del self._labels[memory_id]
         self._graph.mark_deleted(label)
         self._ids[label] = None
+        for key in self._keys[label]:
+            self._facet_arrays.pop(key, None)
+            labels = self._facets.get(key)
+            if labels is not None:
+                labels.discard(label)
+                if not labels:
+                    del self._facets[key]
+        self._keys[label] = ()
         self._live[label] = False
         # The row is cleared so a removed memory's vector does not outlive it in our
         # file; hnswlib keeps its copy in memory, and ``save`` blanks it in the graph file.
@@ -332,6 +388,7 @@ class VectorIndex:
         with self._lock:
             live_labels = np.flatnonzero(self._live[: len(self._ids)]).tolist()
             ids = [self._live_id(label) for label in live_labels]
+            keys = [self._keys[label] for label in live_labels]
             vectors = self._vectors[live_labels].copy()
             capacity = max(len(ids) + self.growth_chunk, len(ids) * 5 // 4, 1)
             self._init_storage(capacity)
@@ -343,6 +400,7 @@ class VectorIndex:
                 kept: list[str | None] = [*ids]
                 self._ids = kept
                 self._labels = {memory_id: i for i, memory_id in enumerate(ids)}
+                self._add_facets(0, keys)
 
     def _live_id(self, label: int) -> str:
         memory_id = self._ids[label]
@@ -367,18 +425,37 @@ class VectorIndex:
             raise ValueError(f"k must be a positive integer, got {k!r}")
 
     def _top(
-        self, query: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], k: int
+        self,
+        query: npt.NDArray[np.float32],
+        labels: npt.NDArray[np.int64],
+        k: int,
     ) -> list[tuple[str, float]]:
         """Exact top-``k`` among ``labels`` (live labels only), best first."""
         if labels.size == 0:
             return []
+        if labels.size >= GATHER_MIN:
+            return self._ordered(labels, self._scores(query, labels), k)
+        return self._ordered(labels, self._vectors[labels] @ query, k)
+
+    def _scores(
+        self, query: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """Scores of many ``labels`` by torch on one thread: their rows gathered, or every
+        row through a slice when they are most of the index (a gather copies what it
+        reads)."""
+        import torch
+
         n_labels = len(self._ids)
-        if labels.size * 8 > n_labels:
-            # Scoring every row through a slice (a view) beats gathering many rows: the
-            # gather copies them first, which costs more than the product itself.
-            scores = (self._vectors[:n_labels] @ query)[labels]
-        else:
-            scores = self._vectors[labels] @ query
+        matrix, q = torch.from_numpy(self._vectors[:n_labels]), torch.from_numpy(query)
+        with _torch_threads(torch, 1):
+            if labels.size * 2 > n_labels:
+                return torch.mv(matrix, q).numpy()[labels]
+            rows = matrix.index_select(0, torch.from_numpy(labels))
+            return torch.mv(rows, q).numpy()
+
+    def _ordered(
+        self, labels: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], k: int
+    ) -> list[tuple[str, float]]:
         k = min(k, labels.size)
         if k < labels.size:
             part = np.argpartition(-scores, k - 1)[:k]
@@ -443,17 +520,73 @@ class VectorIndex:
             candidates = self._candidate_labels(allowed_ids)
             if candidates.size == 0:
                 return []
-            if candidates.size <= self.exact_limit:
-                return self._top(query, candidates, k)
-            wanted = min(k, int(candidates.size))
-            fetch = min(live, math.ceil(wanted * live / candidates.size * 2) + 10)
-            if fetch * 4 < live:
-                allowed = np.zeros(len(self._ids), dtype=bool)
-                allowed[candidates] = True
-                hits = self._graph_search(query, fetch, allowed)
-                if hits is not None and len(hits) >= wanted:
-                    return hits[:wanted]
+            return self._filtered(query, candidates, k, live)
+
+    def search_facets(
+        self, vector: npt.ArrayLike, k: int, clauses: Sequence[Sequence[str]]
+    ) -> list[tuple[str, float]]:
+        """Like :meth:`search`, over the live vectors that hold, for every clause of
+        ``clauses``, at least one of its facets (a conjunction of disjunctions; no clause:
+        every vector; an empty clause: none)."""
+        self._check_k(k)
+        query = self._query(vector)
+        with self._lock:
+            live = len(self._labels)
+            if live == 0:
+                return []
+            candidates = self._facet_labels(clauses)
+            if candidates.size == 0:
+                return []
+            return self._filtered(query, candidates, k, live)
+
+    def _facet_labels(self, clauses: Sequence[Sequence[str]]) -> npt.NDArray[np.int64]:
+        """Sorted live labels matching ``clauses`` (set operations in C, smallest first)."""
+        if not clauses:
+            return self._candidate_labels(None)
+        groups: list[list[npt.NDArray[np.int64]]] = []
+        for clause in clauses:
+            parts = [self._facet_array(key) for key in dict.fromkeys(clause) if key in self._facets]
+            if not parts:
+                return np.empty(0, dtype=np.int64)
+            groups.append(parts)
+        groups.sort(key=lambda parts: sum(map(len, parts)))
+        found: npt.NDArray[np.int64] | None = None
+        for parts in groups:
+            union = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
+            found = union if found is None else np.intersect1d(found, union, assume_unique=True)
+            if not found.size:
+                break
+        assert found is not None
+        return found
+
+    def _facet_array(self, key: str) -> npt.NDArray[np.int64]:
+        """The sorted live labels of facet ``key``, kept until the facet changes (so the
+        filter of a namespace nobody writes to is not rebuilt per search)."""
+        array = self._facet_arrays.get(key)
+        if array is None:
+            held = self._facets[key]
+            array = np.fromiter(held, dtype=np.int64, count=len(held))
+            array.sort()
+            self._facet_arrays[key] = array
+        return array
+
+    def _filtered(
+        self, query: npt.NDArray[np.float32], candidates: npt.NDArray[np.int64], k: int, live: int
+    ) -> list[tuple[str, float]]:
+        """Top ``k`` among ``candidates`` (sorted live labels): scored exactly while that
+        is cheaper than a filtered graph search, else searched in the graph (falling back
+        to exact scoring if too few allowed neighbours come back)."""
+        if candidates.size <= max(self.exact_limit, self.filter_exact_limit):
             return self._top(query, candidates, k)
+        wanted = min(k, int(candidates.size))
+        fetch = min(live, math.ceil(wanted * live / candidates.size * 2) + 10)
+        if fetch * 4 < live:
+            allowed = np.zeros(len(self._ids), dtype=bool)
+            allowed[candidates] = True
+            hits = self._graph_search(query, fetch, allowed)
+            if hits is not None and len(hits) >= wanted:
+                return hits[:wanted]
+        return self._top(query, candidates, k)
 
     def _graph_search(
         self,
@@ -503,6 +636,7 @@ class VectorIndex:
             "graph": f"graph-{generation}.bin",
             "vectors": f"vectors-{generation}.npy",
             "ids": f"ids-{generation}.json",
+            "facets": f"facets-{generation}.json",
         }
         with self._lock:
             n_labels = len(self._ids)
@@ -511,6 +645,7 @@ class VectorIndex:
             with (root / names["vectors"]).open("wb") as handle:
                 np.save(handle, self._vectors[:n_labels], allow_pickle=False)
             (root / names["ids"]).write_text(json.dumps(self._ids), encoding="utf-8")
+            (root / names["facets"]).write_text(json.dumps(self._keys), encoding="utf-8")
             files: dict[str, Any] = {}
             for role, name in names.items():
                 path = root / name
@@ -539,7 +674,9 @@ class VectorIndex:
             self.offset = offset
         keep = set(names.values()) | {MANIFEST_NAME}
         for path in root.iterdir():
-            stale = path.name.startswith(("graph-", "vectors-", "ids-", f"{MANIFEST_NAME}."))
+            stale = path.name.startswith(
+                ("graph-", "vectors-", "ids-", "facets-", f"{MANIFEST_NAME}.")
+            )
             if stale and path.name not in keep:
                 path.unlink(missing_ok=True)
 
@@ -624,7 +761,7 @@ class VectorIndex:
                 root,
             )
         paths: dict[str, Path] = {}
-        for role in ("graph", "vectors", "ids"):
+        for role in ("graph", "vectors", "ids", "facets"):
             entry = manifest["files"].get(role)
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
                 raise IndexUnusable(f"manifest lists no {role} file", root)
@@ -644,12 +781,19 @@ class VectorIndex:
         n_labels = manifest["labels"]
         try:
             ids = json.loads(paths["ids"].read_text(encoding="utf-8"))
+            keys = json.loads(paths["facets"].read_text(encoding="utf-8"))
             with paths["vectors"].open("rb") as handle:
                 vectors = np.load(handle, allow_pickle=False)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise IndexUnusable(f"cannot read saved ids or vectors ({exc})", root) from None
         if not isinstance(ids, list) or len(ids) != n_labels:
             raise IndexUnusable(f"ids file does not hold {n_labels} labels", root)
+        if (
+            not isinstance(keys, list)
+            or len(keys) != n_labels
+            or not all(isinstance(held, list) for held in keys)
+        ):
+            raise IndexUnusable(f"facets file does not hold {n_labels} labels", root)
         if vectors.dtype != np.float32 or vectors.shape != (n_labels, dim):
             raise IndexUnusable(
                 f"vectors file holds {vectors.dtype} {vectors.shape}, expected float32 "
@@ -684,6 +828,10 @@ class VectorIndex:
             if memory_id is not None:
                 index._labels[memory_id] = label
                 index._live[label] = True
+        index._keys = []
+        index._add_facets(
+            0, [tuple(held) if ids[i] is not None else () for i, held in enumerate(keys)]
+        )
         index._deleted = n_labels - len(index._labels)
         graph.set_ef(index.effective_ef)  # hnswlib's load reset it to 10
         if len(index._labels) != manifest["count"] or index._deleted != manifest["deleted"]:

@@ -470,3 +470,33 @@ def test_search_consistency_property(tmp_path_factory, model: LazyEmbedder, ops)
         archived = {i for i, m in states.items() if m.state == "archived"}
         with_archived = s.search("the", k=50, alpha=1.0, include_archived=True)
         assert set(ids(with_archived)) <= live | archived
+
+
+def test_namespace_and_tag_filters_are_answered_by_the_indexes(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Filters on namespaces and tags select their candidates inside the indexes (no
+    candidate query, no scan of the view), and still follow every change of tags."""
+    a = store.create("user/alice", "Alice's cat Miso loves tuna", tags=["pets"])
+    b = store.create("user/bob", "Bob's cat Pixel sleeps all day", tags=["pets"])
+    store.create("user/alice", "Alice takes the 8:15 train", tags=["travel"])
+    import memstream.projections.search as search_module
+
+    assert store.views is not None
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a namespace or tag filter scanned candidates outside the index")
+
+    monkeypatch.setattr(store.views, "select", refuse)
+    monkeypatch.setattr(search_module, "_candidates", refuse)
+    alice = store.search("cat", namespaces=["user/alice"], alpha=1.0)
+    assert ids(alice)[0] == a.memory_id and {h.memory.namespace for h in alice} == {"user/alice"}
+    assert set(ids(store.search("cat", tags_any=["pets"], alpha=1.0))) == {a.memory_id, b.memory_id}
+    out = store.revise(b.memory_id, "Bob's cat Pixel sleeps all day", tags=["indoor"])
+    store.flush()
+    assert ids(store.search("cat", tags_any=["pets"], alpha=1.0, min_offset=out.offset)) == [
+        a.memory_id
+    ]
+    assert ids(store.search("cat", tags_all=["indoor"], namespaces=["user/bob"], alpha=1.0)) == [
+        b.memory_id
+    ]

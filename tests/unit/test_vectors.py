@@ -21,7 +21,7 @@ from memstream.projections.vectors import MANIFEST_NAME, VectorIndex
 DIM = 48
 MODEL = "test-model@0000"
 # Small indexes are answered exactly; these tests force the hnswlib graph instead.
-GRAPH = {"exact_limit": 0}
+GRAPH = {"exact_limit": 0, "filter_exact_limit": 0}
 
 
 def clustered(n: int, seed: int, dim: int = DIM, clusters: int = 40) -> np.ndarray:
@@ -180,7 +180,7 @@ def test_selective_filter_equals_exact_search(built: VectorIndex, data: np.ndarr
 @pytest.fixture(scope="module")
 def graph_filtered(data: np.ndarray) -> VectorIndex:
     """An index that answers every filter through the graph (no exact shortcut)."""
-    index = VectorIndex(DIM, MODEL, num_threads=1, exact_limit=0)
+    index = VectorIndex(DIM, MODEL, num_threads=1, exact_limit=0, filter_exact_limit=0)
     index.upsert(ids_of(len(data)), data)
     return index
 
@@ -384,7 +384,7 @@ def test_interrupted_save_leaves_previous_index_loadable(tmp_path: Path, data: n
     assert loaded.offset == 42 and len(loaded) == 500
     loaded.save(root, offset=43)
     names = sorted(p.name for p in root.iterdir())
-    assert len(names) == 4 and MANIFEST_NAME in names  # old generation and strays gone
+    assert len(names) == 5 and MANIFEST_NAME in names  # old generation and strays gone
 
 
 def test_compaction_keeps_results_and_drops_deleted_labels(data: np.ndarray) -> None:
@@ -471,3 +471,125 @@ def test_matches_a_dictionary_model_under_any_history(
     got = index.exact_search(query, 5)
     np.testing.assert_allclose([s for _, s in got], [s for s, _ in expected], atol=1e-5)
     assert {i for i, _ in index.search(query, 40)} == set(model)
+
+
+# -- facets ---------------------------------------------------------------------------------
+
+
+def _facet_model(
+    model: dict[str, tuple[np.ndarray, tuple[str, ...]]], clauses: list[list[str]]
+) -> set[str]:
+    return {m for m, (_, held) in model.items() if all(set(c) & set(held) for c in clauses)}
+
+
+def test_facet_search_equals_exact_search_over_the_matching_memories(data: np.ndarray) -> None:
+    """Every kind of clause (one facet, any of several, all of several), answered by exact
+    scoring and by the graph, equals exact search over the memories that match."""
+    rng = np.random.default_rng(21)
+    spaces = [f"n:ns{i % 7}" for i in range(len(data))]
+    tags = [
+        tuple(f"t:{t}" for t in rng.choice(6, size=rng.integers(0, 3), replace=False)) for _ in data
+    ]
+    facets = [(s, *t) for s, t in zip(spaces, tags, strict=True)]
+    exact = VectorIndex(DIM, MODEL, num_threads=1)
+    graph = VectorIndex(DIM, MODEL, num_threads=1, exact_limit=0, filter_exact_limit=0)
+    for index in (exact, graph):
+        index.upsert(ids_of(len(data)), data, facets)
+    model = {m: (data[i], facets[i]) for i, m in enumerate(ids_of(len(data)))}
+    cases = [
+        [["n:ns0"]],
+        [["n:ns0", "n:ns3", "n:ns5"]],
+        [["t:1"]],
+        [["t:1", "t:4"]],
+        [["t:1"], ["t:2"]],
+        [["n:ns2"], ["t:0", "t:5"]],
+        [["n:nobody"]],
+        [[]],
+        [],
+    ]
+    for clauses in cases:
+        allowed = _facet_model(model, clauses)
+        for query in clustered(10, seed=22):
+            want = exact.exact_search(query, 10, allowed) if allowed else []
+            assert exact.search_facets(query, 10, clauses) == want, clauses
+            got = graph.search_facets(query, 10, clauses)
+            assert {i for i, _ in got} <= allowed, clauses
+            if len(allowed) >= 10:
+                assert len(got) == 10
+
+
+def test_facets_follow_replacements_removals_saves_and_compaction(tmp_path: Path) -> None:
+    vectors = clustered(40, seed=23)
+    index = VectorIndex(DIM, MODEL, num_threads=1, compact_threshold=None)
+    index.upsert(ids_of(40), vectors, [("n:a", "t:x") if i % 2 else ("n:b",) for i in range(40)])
+    query = vectors[0]
+
+    def matching(clauses: list[list[str]]) -> set[str]:
+        return {i for i, _ in index.search_facets(query, 40, clauses)}
+
+    odd = {f"m{i}" for i in range(1, 40, 2)}
+    assert matching([["t:x"]]) == odd and matching([["n:b"]]) == set(ids_of(40)) - odd
+    index.upsert(["m1"], vectors[1:2], [("n:b", "t:y")])  # retagged, moved
+    index.remove(["m3"])
+    assert matching([["t:x"]]) == odd - {"m1", "m3"}
+    assert matching([["t:y"]]) == {"m1"} and "m1" in matching([["n:b"]])
+    index.save(tmp_path, offset=7)
+    loaded = VectorIndex.load(tmp_path, DIM, MODEL)
+    assert {i for i, _ in loaded.search_facets(query, 40, [["t:x"]])} == odd - {"m1", "m3"}
+    index.compact()
+    assert matching([["t:x"]]) == odd - {"m1", "m3"} and matching([["t:y"]]) == {"m1"}
+
+
+def test_a_facets_file_of_the_wrong_length_is_unusable(tmp_path: Path, data: np.ndarray) -> None:
+    index = VectorIndex(DIM, MODEL, num_threads=1)
+    index.upsert(ids_of(10), data[:10], [("n:a",)] * 10)
+    index.save(tmp_path, offset=1)
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    entry = manifest["files"]["facets"]
+    path = tmp_path / entry["name"]
+    path.write_text(json.dumps([["n:a"]] * 9))
+    entry["bytes"], entry["sha256"] = (
+        path.stat().st_size,
+        __import__("hashlib").sha256(path.read_bytes()).hexdigest(),
+    )
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(IndexUnusable, match="facets file"):
+        VectorIndex.load(tmp_path, DIM, MODEL)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["upsert", "remove", "compact"]),
+            st.lists(st.integers(0, 30), min_size=1, max_size=8),
+            st.lists(st.sampled_from(["n:a", "n:b", "t:x", "t:y", "t:z"]), max_size=3),
+            st.integers(0, 2**31),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    st.lists(
+        st.lists(st.sampled_from(["n:a", "n:b", "t:x", "t:y", "t:z"]), max_size=2), max_size=3
+    ),
+)
+def test_facet_search_matches_a_dictionary_model(
+    ops: list[tuple[str, list[int], list[str], int]], clauses: list[list[str]]
+) -> None:
+    index = VectorIndex(8, MODEL, num_threads=1, compact_threshold=0.3, initial_capacity=4)
+    model: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
+    for op, keys, held, seed in ops:
+        names = [f"k{key}" for key in keys]
+        if op == "upsert":
+            vectors = np.random.default_rng(seed).normal(size=(len(names), 8)).astype(np.float32)
+            index.upsert(names, vectors, [held] * len(names))
+            for name, vector in zip(names, vectors, strict=True):
+                model[name] = (vector / np.linalg.norm(vector), tuple(held))
+        elif op == "remove":
+            index.remove(names)
+            for name in names:
+                model.pop(name, None)
+        else:
+            index.compact()
+    query = np.ones(8, dtype=np.float32) / np.sqrt(8)
+    assert {i for i, _ in index.search_facets(query, 40, clauses)} == _facet_model(model, clauses)
