@@ -329,7 +329,8 @@ class SemanticProjection:
                 [list(LIVE_STATES)],
             ).fetchall()
         docs = [
-            (m, ns, indexed(text, None, stored_metadata(meta))[0]) for m, ns, text, meta in rows
+            (m, ns, indexed(text, None, stored_metadata(meta))[0], text)
+            for m, ns, text, meta in rows
         ]
         started = time.monotonic()
         self.keywords.purge(docs, self.checkpoint)
@@ -380,6 +381,7 @@ class SemanticProjection:
         if any) and remove the rest."""
         assert self.vectors is not None and self.keywords is not None
         live: list[tuple[str, str, str, str, list[float] | None]] = []
+        own_texts: list[str] = []  # each live text without its context (keyword field)
         views: list[Memory] = []
         gone: list[str] = []
         erased: list[str] = []
@@ -394,6 +396,7 @@ class SemanticProjection:
                 live.append(
                     (view.memory_id, view.namespace, text, key or view.content_hash, vector)
                 )
+                own_texts.append(view.text)
                 views.append(view)
             else:
                 gone.append(view.memory_id)
@@ -414,7 +417,9 @@ class SemanticProjection:
                 self._purge_due = time.monotonic() + self.purge_delay
         if not live:
             return
-        self.keywords.upsert([(m, ns, text) for m, ns, text, _, _ in live])
+        self.keywords.upsert(
+            [(m, ns, text, o) for (m, ns, text, _, _), o in zip(live, own_texts, strict=True)]
+        )
         dim = self.embedder.dim
         supplied = [(m, h, v) for m, _, _, h, v in live if v is not None]
         good = [(m, h, v) for m, h, v in supplied if len(v) == dim]
