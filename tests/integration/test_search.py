@@ -120,7 +120,7 @@ def test_filters_never_lose_recall_against_exact(store: MemoryStore, labelled) -
     ]
     for f in filters:
         for _, _, question in labelled[:8]:
-            for alpha in (1.0, 0.5):
+            for alpha in (None, 1.0, 0.5):
                 approx = store.search(question, k=5, alpha=alpha, min_offset=head, **f)
                 exact = store.search(question, k=5, alpha=alpha, exact=True, **f)
                 assert ids(approx) == ids(exact), (f, question, alpha)
