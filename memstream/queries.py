@@ -162,9 +162,11 @@ class Reads(abc.ABC):
     ) -> list[SearchHit]:
         """Memories matching ``query`` (text) or ``vector``, best first, with their scores.
 
-        Semantic (vector) and keyword (BM25) rankings are fused by weighted reciprocal
-        rank: ``alpha`` is the semantic weight (1 = semantic only, 0 = keyword only;
-        default :data:`~memstream.projections.search.DEFAULT_ALPHA`). Filters narrow the
+        By default (``alpha=None``) a memory's score is its semantic similarity plus a
+        small bonus for the BM25 of its own text (docs/search.md, "Fusion"). With an
+        ``alpha``, semantic (vector) and keyword (BM25) rankings are fused by weighted
+        reciprocal rank: ``alpha`` is the semantic weight (1 = semantic only, 0 = keyword
+        only). Filters narrow the
         candidates exactly (no recall lost): ``namespaces``, ``tags_any``/``tags_all``,
         ``states`` (default active and activated, plus archived with
         ``include_archived``), ``kinds``, ``created_*``/``updated_*`` (timezone-aware),

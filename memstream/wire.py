@@ -171,7 +171,13 @@ class SearchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, om
     alpha: (
         Annotated[
             float,
-            msgspec.Meta(ge=0.0, le=1.0, description="Semantic weight: 1 semantic, 0 keyword."),
+            msgspec.Meta(
+                ge=0.0,
+                le=1.0,
+                description="Semantic weight of a reciprocal-rank fusion: 1 semantic only, "
+                "0 keyword only. Absent: the default ranking (semantic score plus a small "
+                "bonus for the BM25 of the memory's own text).",
+            ),
         ]
         | None
     ) = None

@@ -57,7 +57,11 @@ _SCHEMA_FIELDS = {
     "memory_id": ("raw", True),
     "namespace": ("raw", False),
     "text": (TOKENIZER_NAME, False),
+    "own": (TOKENIZER_NAME, False),
 }
+#: The fields a query can search: ``text`` is what the search indexes see of a memory (its
+#: text with its context, projections/context.py), ``own`` its text alone.
+FIELDS = ("text", "own")
 
 
 def _analyzer() -> tantivy.TextAnalyzer:
@@ -78,7 +82,13 @@ def _schema() -> tantivy.Schema:
     builder.add_text_field("memory_id", stored=True, tokenizer_name="raw", index_option="basic")
     builder.add_text_field("namespace", stored=False, tokenizer_name="raw", index_option="basic")
     builder.add_text_field("text", stored=False, tokenizer_name=TOKENIZER_NAME, index_option="freq")
+    builder.add_text_field("own", stored=False, tokenizer_name=TOKENIZER_NAME, index_option="freq")
     return builder.build()
+
+
+def _document(memory_id: str, namespace: str, text: str, own: str | None = None) -> Any:
+    own = text if own is None else own
+    return tantivy.Document(memory_id=memory_id, namespace=namespace, text=text, own=own)
 
 
 def _explained(node: Any, found: dict[str, float]) -> None:
@@ -90,6 +100,11 @@ def _explained(node: Any, found: dict[str, float]) -> None:
                 found[name] = float(node["value"])
         for child in node.get("details") or ():
             _explained(child, found)
+
+
+def _check_field(field: str) -> None:
+    if field not in FIELDS:
+        raise ValueError(f"field must be one of {FIELDS}, not {field!r}")
 
 
 def _reraise_fatal(exc: BaseException) -> None:
@@ -237,34 +252,36 @@ class KeywordIndex:
                 ) from exc
         return self._writer
 
-    def upsert(self, docs: Sequence[tuple[str, str, str]]) -> None:
-        """Buffer ``(memory_id, namespace, text)`` documents, replacing same-id ones.
+    def upsert(self, docs: Sequence[tuple[str, str, str] | tuple[str, str, str, str]]) -> None:
+        """Buffer ``(memory_id, namespace, text[, own])`` documents, replacing same-id ones.
 
-        Visible to :meth:`search` after the next :meth:`commit`. Within a batch the last
-        document of an id wins.
+        ``text`` is what the indexes see of the memory (its text with its context), ``own``
+        its text alone (default: ``text``). Visible to :meth:`search` after the next
+        :meth:`commit`. Within a batch the last document of an id wins.
         """
-        latest: dict[str, tuple[str, str]] = {}
+        latest: dict[str, tuple[str, str, str]] = {}
         for position, doc in enumerate(docs):
-            if len(doc) != 3:
-                raise ValueError(
-                    f"document at position {position} must be (memory_id, namespace, text)"
-                )
-            memory_id, namespace, text = doc
+            if len(doc) not in (3, 4):
+                shape = "(memory_id, namespace, text[, own])"
+                raise ValueError(f"document at position {position} must be {shape}")
+            memory_id, namespace, text = doc[:3]
+            own = doc[3] if len(doc) == 4 else text  # type: ignore[misc]
             for name, value in (("memory_id", memory_id), ("namespace", namespace)):
                 if not isinstance(value, str) or not value:
                     raise ValueError(f"{name} of document {position} must be a non-empty str")
-            if not isinstance(text, str):
-                raise ValueError(f"text of memory {memory_id!r} is {type(text).__name__}, not str")
-            latest[memory_id] = (namespace, text)
+            for value in (text, own):
+                if not isinstance(value, str):
+                    raise ValueError(
+                        f"text of memory {memory_id!r} is {type(value).__name__}, not str"
+                    )
+            latest[memory_id] = (namespace, text, own)
         if not latest:
             return
         with self._lock:
             writer = self._get_writer()
-            for memory_id, (namespace, text) in latest.items():
+            for memory_id, (namespace, text, own) in latest.items():
                 writer.delete_documents_by_term("memory_id", memory_id)
-                writer.add_document(
-                    tantivy.Document(memory_id=memory_id, namespace=namespace, text=text)
-                )
+                writer.add_document(_document(memory_id, namespace, text, own))
 
     def remove(self, ids: Iterable[str], *, erased: bool = False) -> None:
         """Buffer removals by memory id; unknown ids are ignored (idempotent).
@@ -277,7 +294,9 @@ class KeywordIndex:
                 writer.delete_documents_by_term("memory_id", memory_id)
                 self.purge_pending = self.purge_pending or erased
 
-    def purge(self, docs: Iterable[tuple[str, str, str]], offset: int) -> int:
+    def purge(
+        self, docs: Iterable[tuple[str, str, str] | tuple[str, str, str, str]], offset: int
+    ) -> int:
         """Rewrite the index from ``docs``, the live documents, as covering ``offset``.
 
         Every document goes into fresh segments, and the files of the old ones (with the
@@ -288,10 +307,8 @@ class KeywordIndex:
         with self._lock:
             writer = self._get_writer()
             writer.delete_all_documents()
-            for memory_id, namespace, text in docs:
-                writer.add_document(
-                    tantivy.Document(memory_id=memory_id, namespace=namespace, text=text)
-                )
+            for memory_id, namespace, text, *own in docs:
+                writer.add_document(_document(memory_id, namespace, text, *own))
             writer.commit()
             writer.garbage_collect_files()
             writer.wait_merging_threads()  # consumes the writer; the next write makes one
@@ -353,16 +370,20 @@ class KeywordIndex:
         """The index terms of ``text`` (what a query for it will look up)."""
         return list(self._analyzer.analyze(text))
 
-    def statistics(self, terms: Sequence[str]) -> tuple[int, float | None, dict[str, int]]:
-        """The BM25 statistics of this index for ``terms``: documents (N), average text
-        length (``None`` if no term matches), and each term's document frequency, as
-        tantivy's own scoring counts them (deleted documents count until a merge)."""
+    def statistics(
+        self, terms: Sequence[str], field: str = "text"
+    ) -> tuple[int, float | None, dict[str, int]]:
+        """The BM25 statistics of this index's ``field`` for ``terms``: documents (N),
+        average field length (``None`` if no term matches), and each term's document
+        frequency, as tantivy's own scoring counts them (deleted documents count until a
+        merge)."""
+        _check_field(field)
         searcher = self._index.searcher()
-        df = {t: int(searcher.doc_freq("text", t)) for t in terms}
+        df = {t: int(searcher.doc_freq(field, t)) for t in terms}
         for term in sorted(df, key=lambda t: (-df[t], t)):
             if not df[term]:
                 break
-            query = tantivy.Query.term_query(self._schema, "text", term)
+            query = tantivy.Query.term_query(self._schema, field, term)
             hits = searcher.search(query, limit=1, count=False).hits
             if not hits:
                 continue
@@ -372,9 +393,12 @@ class KeywordIndex:
                 return int(found["N"]), found["avgdl"], df
         return int(searcher.num_docs), None, df
 
-    def score_outside(self, query: str, docs: Sequence[tuple[str, str]]) -> list[tuple[str, float]]:
-        """BM25 of ``(memory_id, text)`` documents that are not in this index, with this
-        index's statistics: what each would score if it were one more document here.
+    def score_outside(
+        self, query: str, docs: Sequence[tuple[str, str]], field: str = "text"
+    ) -> list[tuple[str, float]]:
+        """BM25 of ``(memory_id, text)`` documents that are not in this index, with the
+        statistics of this index's ``field`` (pass what the indexes see of each memory for
+        ``text``, its text alone for ``own``): what each would score as one more document.
 
         The formula is tantivy's (``k1 = 1.2``, ``b = 0.75``, ``idf = ln(1 + (N - n +
         0.5) / (n + 0.5))``) with N, the average length and each term's n taken from this
@@ -388,7 +412,7 @@ class KeywordIndex:
         if not terms or not docs:
             return []
         analyzed = [(memory_id, self._analyzer.analyze(text)) for memory_id, text in docs]
-        n_docs, avgdl, df = self.statistics(terms)
+        n_docs, avgdl, df = self.statistics(terms, field)
         if avgdl is None or avgdl <= 0:
             avgdl = max(1.0, sum(len(t) for _, t in analyzed) / len(analyzed))
         n_docs = max(n_docs, 1)
@@ -414,8 +438,11 @@ class KeywordIndex:
         k: int,
         namespaces: Sequence[str] | None = None,
         allowed_ids: Iterable[str] | None = None,
+        field: str = "text",
     ) -> list[tuple[str, float]]:
-        """Return up to ``k`` ``(memory_id, BM25 score)`` pairs, best first.
+        """Return up to ``k`` ``(memory_id, BM25 score)`` pairs, best first, by the BM25 of
+        ``field`` (:data:`FIELDS`: ``text``, what the indexes see of a memory, or ``own``,
+        its text without its context).
 
         Any query text is accepted: it is analyzed into terms (at most
         ``MAX_QUERY_TERMS`` distinct ones), and a document matches if it has any of them.
@@ -427,13 +454,14 @@ class KeywordIndex:
             raise TypeError(f"query must be str, got {type(query).__name__}")
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
+        _check_field(field)
         terms = list(dict.fromkeys(self._analyzer.analyze(query)))[:MAX_QUERY_TERMS]
         if not terms:
             return []
         schema = self._schema
         text_query = tantivy.Query.boolean_query(
             [
-                (tantivy.Occur.Should, tantivy.Query.term_query(schema, "text", term))
+                (tantivy.Occur.Should, tantivy.Query.term_query(schema, field, term))
                 for term in terms
             ]
         )

@@ -18,7 +18,9 @@
    (archived, as of an offset) are scored by the same formula with that index's
    statistics (:meth:`KeywordIndex.score_outside`), so one scale ranks them all and every
    path, ``exact=True`` included, ranks a memory the same way.
-4. **Fusion.** Weighted reciprocal-rank fusion::
+4. **Fusion.** By default (``alpha=None``) the semantic score plus a small bonus for the
+   BM25 of the memory's own text (:mod:`~memstream.projections.fusion`). With an
+   ``alpha``, weighted reciprocal-rank fusion::
 
        score(d) = alpha / (RRF_K + rank_sem(d)) + (1 - alpha) / (RRF_K + rank_kw(d))
 
@@ -57,6 +59,7 @@ from .context import indexed, stored_metadata
 from .duck import DuckStore
 from .embedding import unit_vector
 from .facets import clauses as facet_clauses
+from .fusion import KEYWORD_FIELD, blend
 from .keyword import KeywordIndex
 from .reads import CURRENT_EXPRESSIONS, CURRENT_SOURCE, view_from_row, view_select
 from .semantic import LIVE_STATES, SemanticProjection
@@ -66,16 +69,18 @@ from .views import MemoryViews
 
 __all__ = ["DEFAULT_ALPHA", "RRF_K", "SearchQuery", "fuse", "search"]
 
-#: Weight of the semantic ranking in the fusion (see docs/search.md for the measurement).
-DEFAULT_ALPHA = 1.0
+#: Weight of the semantic ranking in the reciprocal-rank fusion; ``None`` (the default)
+#: is the default ranking of projections/fusion.py (see docs/search.md for the measurement).
+DEFAULT_ALPHA: float | None = None
 #: The reciprocal-rank constant (the usual 60: damps the difference between top ranks).
 RRF_K = 60
 #: Added to the score of a memory dated within the period the query names (a fused
-#: score is at most 1 / (RRF_K + 1)), and how much deeper the lists are then.
-TIME_HINT_BONUS = 1.0
+#: score is at most 1 / (RRF_K + 1), a default one below 1.07), and how much deeper the
+#: lists are then.
+TIME_HINT_BONUS = 4.0
 TIME_HINT_DEPTH = 4
 #: Added to the score of a memory whose metadata ``speaker`` is a word of the query.
-SPEAKER_HINT_BONUS = 0.5
+SPEAKER_HINT_BONUS = 2.0
 SPEAKER_KEY = "speaker"
 _WORDS = re.compile(r"\w+")
 KINDS = ("plaintext", "activation", "parameter")
@@ -109,7 +114,9 @@ class SearchQuery:
     #: log's last one recorded by then) before :func:`search` runs the query
     as_of: int | datetime | None = None
     exact: bool = False
-    alpha: float = DEFAULT_ALPHA
+    #: ``None``: the default ranking (projections/fusion.py); a number from 0 to 1:
+    #: weighted reciprocal-rank fusion with that semantic weight (1 semantic only)
+    alpha: float | None = DEFAULT_ALPHA
     #: rank memories dated within a period the query names first, then memories whose
     #: speaker it names (projections/timehints.py)
     query_hints: bool = True
@@ -122,7 +129,7 @@ class SearchQuery:
             raise ValueError(f"query must be a string, not {type(self.query).__name__}")
         if not isinstance(self.k, int) or isinstance(self.k, bool) or not 1 <= self.k <= 1000:
             raise ValueError(f"k must be an integer from 1 to 1000, not {self.k!r}")
-        if not 0.0 <= float(self.alpha) <= 1.0:
+        if self.alpha is not None and not 0.0 <= float(self.alpha) <= 1.0:
             raise ValueError(
                 f"alpha must be within [0, 1] (1 = semantic only, 0 = keyword only), "
                 f"not {self.alpha!r}"
@@ -152,6 +159,10 @@ class SearchQuery:
         for key in self.metadata:
             if not isinstance(key, str) or not key:
                 raise ValueError(f"metadata filter keys must be non-empty strings, not {key!r}")
+
+    def keywords_wanted(self) -> bool:
+        """Whether the ranking uses keywords (query text, and not semantic only)."""
+        return bool(self.query) and (self.alpha is None or self.alpha < 1.0)
 
     def wanted_states(self) -> list[str]:
         if self.states is not None:
@@ -351,7 +362,12 @@ def _exact_semantic(
 
 
 def _keyword_ranking(
-    keywords: KeywordIndex, query: str, live: set[str], rest: list[_Candidate], depth: int
+    keywords: KeywordIndex,
+    query: str,
+    live: set[str],
+    rest: list[_Candidate],
+    depth: int,
+    field: str = "text",
 ) -> list[tuple[str, float]]:
     """BM25 of the candidates, always with the persistent index's statistics.
 
@@ -362,10 +378,11 @@ def _keyword_ranking(
     :meth:`KeywordIndex.score_outside`), so one scale ranks them all and a live memory
     scores the same whichever else is a candidate.
     """
-    hits = keywords.search(query, depth, allowed_ids=live) if live else []
-    outside = [(c.memory_id, c.indexed()[0]) for c in rest if c.text]
+    hits = keywords.search(query, depth, allowed_ids=live, field=field) if live else []
+    outside = [(c.memory_id, c.indexed()[0] if field == "text" else c.text) for c in rest if c.text]
     if outside:
-        hits = sorted(hits + keywords.score_outside(query, outside), key=lambda h: (-h[1], h[0]))
+        scored = keywords.score_outside(query, outside, field)  # type: ignore[arg-type]
+        hits = sorted(hits + scored, key=lambda h: (-h[1], h[0]))
     return hits[:depth]
 
 
@@ -376,6 +393,58 @@ def _views(
     if views is not None and as_of is None:
         return views.memories(ids)
     return _memories(duck, ids, as_of)
+
+
+def _both_signals(
+    proj: SemanticProjection,
+    q: SearchQuery,
+    qvec: npt.NDArray[np.float32] | None,
+    semantic: list[tuple[str, float]],
+    keyword: list[tuple[str, float]],
+    split: _Split | None,
+    in_index: set[str],
+) -> tuple[dict[str, float | None], dict[str, float]]:
+    """The cosine and the own-text BM25 of every memory of either list, each computed as
+    its list computes it, so a memory scores the same whichever other memories are
+    candidates (a filter, a partition of the Kafka runtime) and on every path.
+
+    ``split``: the candidates of a search that selected them (``None``: the indexes
+    hold every candidate, unfiltered or filtered by facets)."""
+    vectors, keywords = proj.vectors, proj.keywords
+    assert vectors is not None and keywords is not None
+    cosines: dict[str, float | None] = dict(semantic)
+    bm25 = dict(keyword)
+    extra = [m for m, _ in keyword if m not in cosines]
+    cosines.update(dict.fromkeys(extra))
+    if extra and qvec is not None:
+        found = {m: float(vectors.vector(m) @ qvec) for m in extra if m in vectors}
+        if split is not None:  # only what the index ranks comes from it; the rest by brute force
+            found = {m: c for m, c in found.items() if m in in_index}
+            others = set(extra) - set(found)
+            live, rest, load = split
+            outside = [c for c in rest if c.memory_id in others] + load(others & live)
+            found.update(_exact_semantic(proj, qvec, outside, len(outside)) if outside else [])
+        cosines.update(found)
+    missing = [m for m in cosines if m not in bm25]
+    if q.query and missing:
+        if split is None:
+            bm25.update(
+                keywords.search(q.query, len(missing), allowed_ids=missing, field=KEYWORD_FIELD)
+            )
+        else:
+            live, rest, _ = split
+            wanted = set(missing)
+            bm25.update(
+                _keyword_ranking(
+                    keywords,
+                    q.query,
+                    live & wanted,
+                    [c for c in rest if c.memory_id in wanted],
+                    len(missing),
+                    KEYWORD_FIELD,
+                )  # fmt: skip
+            )
+    return cosines, bm25
 
 
 def _hinted(
@@ -473,7 +542,7 @@ def _has_facets(m: Memory, q: SearchQuery) -> bool:
 
 
 def _query_vector(proj: SemanticProjection, q: SearchQuery) -> npt.NDArray[np.float32] | None:
-    if q.alpha == 0.0:
+    if q.alpha == 0.0:  # keyword only
         return None
     if q.vector is not None:
         return unit_vector(q.vector)
@@ -516,30 +585,37 @@ def search(
     faceted = in_indexes and not fast and q.facets_only()
     semantic: list[tuple[str, float]] = []
     keyword: list[tuple[str, float]] = []
+    # The default ranking scores keywords on the memory's own text (projections/fusion.py).
+    field = KEYWORD_FIELD if q.alpha is None else "text"
+    split: _Split | None = None  # the candidates, where a search selected them
+    in_index: set[str] = set()
     if fast:
         # Everything wanted is in the indexes: no candidate query (the hot path).
         if qvec is not None:
             semantic = vectors.search(qvec, depth)
-        if q.query and q.alpha < 1.0:
-            keyword = keywords.search(q.query, depth)
+        if q.query and q.keywords_wanted():
+            keyword = keywords.search(q.query, depth, field=field)
     elif faceted:
         # Filters on namespaces and tags: the indexes select their candidates themselves.
         if qvec is not None:
             where = facet_clauses(q.namespaces, q.tags_any or (), q.tags_all or ())
             semantic = vectors.search_facets(qvec, depth, where)
-        if q.query and q.alpha < 1.0:
+        if q.query and q.keywords_wanted():
             allowed = None
-            if q.tags_any or q.tags_all:
+            if q.tags_any or q.tags_all:  # the keyword index holds namespaces, not tags
                 allowed = views.select(q) if views is not None else _split_duck(duck, q)[0]
-            keyword = keywords.search(q.query, depth, namespaces=q.namespaces, allowed_ids=allowed)
+            keyword = keywords.search(
+                q.query, depth, namespaces=q.namespaces, allowed_ids=allowed, field=field
+            )
     else:
         if views is not None and q.as_of is None:
-            live, rest, load = _split_views(duck, views, q)
+            split = _split_views(duck, views, q)
         else:
-            live, rest, load = _split_duck(duck, q)
-        if q.exact:
-            in_index: set[str] = set()
-        else:  # a live memory the vector index lacks (a producer's odd vector) is scored outside
+            split = _split_duck(duck, q)
+        live, rest, load = split
+        if (
+            not q.exact
+        ):  # a live memory the vector index lacks (a producer's odd vector) is scored outside
             missing = vectors.missing(live)
             in_index = live.difference(missing) if missing else live
         if qvec is not None:
@@ -551,9 +627,14 @@ def search(
                     semantic + _exact_semantic(proj, qvec, outside, depth),
                     key=lambda h: (-h[1], h[0]),
                 )[:depth]
-        if q.query and q.alpha < 1.0 and (live or rest):
-            keyword = _keyword_ranking(keywords, q.query, live, rest, depth)
-    fused = fuse(semantic, keyword, q.alpha, depth)
+        if q.query and q.keywords_wanted() and (live or rest):
+            keyword = _keyword_ranking(keywords, q.query, live, rest, depth, field)
+    if q.alpha is None:
+        # Every candidate of either list is scored on both signals (projections/fusion.py).
+        cosines, bm25 = _both_signals(proj, q, qvec, semantic, keyword, split, in_index)
+        fused = blend(cosines, bm25, depth)
+    else:
+        fused = fuse(semantic, keyword, q.alpha, depth)
     words = set(_WORDS.findall(q.query.casefold())) if q.query_hints and q.query else set()
     if (period is not None or (words and SPEAKER_HINT_BONUS)) and fused:
         fused = _hinted(duck, views, fused, period, words, q.as_of)

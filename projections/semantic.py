@@ -322,7 +322,8 @@ class SemanticProjection:
                 [list(LIVE_STATES)],
             ).fetchall()
         docs = [
-            (m, ns, indexed(text, None, stored_metadata(meta))[0]) for m, ns, text, meta in rows
+            (m, ns, indexed(text, None, stored_metadata(meta))[0], text)
+            for m, ns, text, meta in rows
         ]
         started = time.monotonic()
         self.keywords.purge(docs, self.checkpoint)
@@ -374,6 +375,7 @@ class SemanticProjection:
         assert self.vectors is not None and self.keywords is not None
         live: list[tuple[str, str, str, str, list[float] | None]] = []
         facets: dict[str, tuple[str, ...]] = {}
+        own_texts: list[str] = []  # each live text without its context (keyword field)
         gone: list[str] = []
         erased: list[str] = []
         for view, vector in entries:
@@ -388,6 +390,7 @@ class SemanticProjection:
                     (view.memory_id, view.namespace, text, key or view.content_hash, vector)
                 )
                 facets[view.memory_id] = facets_of(view.namespace, view.tags)
+                own_texts.append(view.text)
             else:
                 gone.append(view.memory_id)
                 if view.state == "erased":
@@ -405,7 +408,9 @@ class SemanticProjection:
                 self._purge_due = time.monotonic() + self.purge_delay
         if not live:
             return
-        self.keywords.upsert([(m, ns, text) for m, ns, text, _, _ in live])
+        self.keywords.upsert(
+            [(m, ns, text, o) for (m, ns, text, _, _), o in zip(live, own_texts, strict=True)]
+        )
         dim = self.embedder.dim
         supplied = [(m, h, v) for m, _, _, h, v in live if v is not None]
         good = [(m, h, v) for m, h, v in supplied if len(v) == dim]

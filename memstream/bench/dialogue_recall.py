@@ -10,8 +10,10 @@ on the *indexing* variant, a ``context`` (:func:`memstream.context.turn_context`
 * ``speaker+date``: the speaker's name and the session's date;
 * ``speaker+date+previous``: those and the turn just before it in the session.
 
-Then it asks every question of the split with ``MemoryStore.search(k=10)`` at each
-``alpha`` (1 = semantic only, 0 = keyword only) and reports recall@1 and recall@10 per
+Then it asks every question of the split with ``MemoryStore.search(k=10)`` in the default
+ranking (``alpha=None``: semantic score plus a bonus for the memory's own words, see
+:mod:`memstream.projections.fusion`) and at each ``alpha`` of the reciprocal-rank fusion
+(1 = semantic only, 0 = keyword only), and reports recall@1 and recall@10 per
 question type: the share of a question's evidence turns among the first k hits, averaged
 over the questions (a multi-hop question has two evidence turns, so its recall@1 is at
 most 0.5).
@@ -55,7 +57,8 @@ __all__ = [
 
 NAMESPACE = "dialogues"
 VARIANTS = ("plain", "speaker+date", "speaker+date+previous")
-ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.0)
+#: ``None`` is the default ranking, the numbers weigh a reciprocal-rank fusion.
+ALPHAS: tuple[float | None, ...] = (None, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.0)
 #: (alpha, query hints): every alpha with the query hints (the default), and without.
 MODES = tuple((a, h) for h in (True, False) for a in ALPHAS)
 KS = (1, 10)
@@ -114,15 +117,17 @@ def build_store(
     return store, head
 
 
-def mode_name(alpha: float, query_hints: bool) -> str:
-    """``0.7`` (alpha, query hints on: the default) or ``0.7 no-hints``."""
-    return f"{alpha:g}" if query_hints else f"{alpha:g} no-hints"
+def mode_name(alpha: float | None, query_hints: bool) -> str:
+    """``0.7`` (alpha, query hints on: the default) or ``0.7 no-hints``; ``default`` (or
+    ``default no-hints``) for the default ranking (``alpha=None``)."""
+    name = "default" if alpha is None else f"{alpha:g}"
+    return name if query_hints else f"{name} no-hints"
 
 
 def evaluate(
     store: MemoryStore,
     questions: Sequence[Question],
-    modes: Iterable[tuple[float, bool]],
+    modes: Iterable[tuple[float | None, bool]],
     vectors: npt.NDArray[np.float32] | None = None,
     head: int | None = None,
     k: int = 10,
@@ -171,7 +176,7 @@ class CachedModel:
 def run(
     split: str = "dev",
     variants: Sequence[str] = VARIANTS,
-    modes: Sequence[tuple[float, bool]] | None = None,
+    modes: Sequence[tuple[float | None, bool]] | None = None,
     *,
     data: DialogueSet | None = None,
     conversations: Sequence[int] | None = None,
@@ -220,10 +225,12 @@ def recall_table(results: dict[str, Any], variants: Sequence[str] | None = None)
     ]
     for variant in variants or [v for v in VARIANTS if v in results]:
         for mode, table in results[variant].items():
-            alpha = float(mode.split()[0])
-            label = mode + {1.0: " (semantic only)", 0.0: " (keyword only)"}.get(alpha, "")
+            head = mode.split()[0]
+            alpha = None if head == "default" else float(head)
+            names = {1.0: " (semantic only)", 0.0: " (keyword only)"}
+            label = mode + (names.get(alpha, "") if alpha is not None else " (own-words bonus)")
             if alpha == DEFAULT_ALPHA and "no-hints" not in mode:
-                label += " **default**"
+                label = f"**{label}**"
             cells = []
             for kind in kinds:
                 r = table.get(kind)
@@ -233,6 +240,10 @@ def recall_table(results: dict[str, Any], variants: Sequence[str] | None = None)
     return "\n".join(lines) + "\n"
 
 
+def parse_alpha(value: str) -> float | None:
+    return None if value == "default" else float(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m memstream.bench.dialogue_recall",
@@ -240,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--split", choices=("dev", "test", "all"), default="dev")
     parser.add_argument("--variant", action="append", choices=VARIANTS, help="repeatable")
-    parser.add_argument("--alpha", action="append", type=float, help="repeatable")
+    parser.add_argument(
+        "--alpha", action="append", type=parse_alpha, help="repeatable; 'default' is alpha=None"
+    )
     parser.add_argument(
         "--hints", choices=("on", "off", "both"), default="both", help="query hints (default both)"
     )

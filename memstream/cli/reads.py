@@ -139,7 +139,12 @@ def search(
     exact: Annotated[bool, typer.Option("--exact", help="Brute force (the reference).")] = False,
     alpha: Annotated[
         float | None,
-        typer.Option(min=0.0, max=1.0, help="Semantic weight: 1 semantic only, 0 keywords only."),
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Rank-fusion semantic weight: 1 semantic only, 0 keywords only (default: "
+            "semantic plus a small bonus for the memory's own words).",
+        ),
     ] = None,
     query_hints: Annotated[
         bool,

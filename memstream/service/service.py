@@ -390,5 +390,5 @@ def _search_query(q: SearchQuery) -> SearchQuery:
         include_archived=check.boolean(q.include_archived, "include_archived"),
         as_of=check.point(q.as_of, "as_of"),
         exact=check.boolean(q.exact, "exact"),
-        alpha=check.number(q.alpha, "alpha", optional=False, minimum=0.0, maximum=1.0),
+        alpha=check.number(q.alpha, "alpha", minimum=0.0, maximum=1.0),  # None: the default
     )

@@ -274,7 +274,7 @@ class WorkerBackend:
             parts = sorted({partition_of(n.encode(), self.partitions) for n in q.namespaces})
         else:
             parts = list(range(self.partitions))
-        if q.vector is None and q.query is not None and q.alpha > 0:
+        if q.vector is None and q.query is not None and q.alpha != 0.0:  # 0: keyword only
             vec = embed_query(node.model, q.query)  # once, here; the owners get its vector
             q = dataclasses.replace(q, vector=[float(x) for x in vec])
         local = [p for p in parts if p in node.owned]

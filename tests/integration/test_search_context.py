@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from memstream.projections.context import indexed
+from memstream.projections.fusion import keyword_bonus
 from memstream.projections.models import LazyEmbedder
-from memstream.projections.search import DEFAULT_ALPHA
+from memstream.projections.search import DEFAULT_ALPHA, TIME_HINT_BONUS
 from memstream.projections.timehints import period_of
 
 from memstream import MemoryStore
@@ -119,10 +120,10 @@ def test_query_hints_rank_memories_of_that_period_first(store: MemoryStore) -> N
             "What was I reading in May 2023?", alpha=alpha, min_offset=undated.offset
         )
         assert ids(hits)[0] == made["2023-05-09"], alpha
-        assert hits[0].score > 1.0 > hits[1].score
+        assert hits[0].score > TIME_HINT_BONUS > hits[1].score
         assert ids(store.search("reading on 2 August 2023", alpha=alpha))[0] == made["2023-08-02"]
     plain = store.search("What was I reading in May 2023?", query_hints=False)
-    assert all(h.score < 1.0 for h in plain)
+    assert all(h.score < TIME_HINT_BONUS for h in plain)
 
 
 # -- exact=True ranks as the normal path does -------------------------------------------------------
@@ -170,3 +171,30 @@ def test_exact_ranks_like_the_normal_path_for_every_mode(busy, alpha: float) -> 
                 assert [h.keyword_score or 0.0 for h in normal] == pytest.approx(
                     [h.keyword_score or 0.0 for h in exact], rel=1e-5
                 )
+
+
+def test_the_default_score_is_the_same_filtered_or_not(busy) -> None:
+    """A memory's default score depends on the query and the indexes only, not on the
+    other candidates: what merging the Kafka runtime's partitions by score relies on."""
+    store, asked, head = busy
+    assert DEFAULT_ALPHA is None
+    compared = 0
+    for question in asked:
+        for hints in (True, False):
+            everywhere = store.search(question, k=20, query_hints=hints, min_offset=head)
+            scores = {h.memory.memory_id: h.score for h in everywhere}
+            for h in everywhere:  # every candidate is scored on both signals
+                assert h.semantic_score is not None
+                if not hints:
+                    fused = (1 + h.semantic_score) / 2 + keyword_bonus(h.keyword_score)
+                    assert h.score == pytest.approx(fused)
+            for exact in (False, True):
+                chat = store.search(
+                    question, k=10, query_hints=hints, namespaces=["chat"], exact=exact,
+                    min_offset=head,
+                )  # fmt: skip
+                for h in chat:
+                    if h.memory.memory_id in scores:
+                        compared += 1
+                        assert h.score == pytest.approx(scores[h.memory.memory_id], abs=1e-5)
+    assert compared > 100

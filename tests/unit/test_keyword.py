@@ -297,3 +297,23 @@ def test_outside_documents_score_with_the_index_statistics(index: KeywordIndex) 
     # A term the index never saw is as rare as can be; no query term, no score.
     assert index.score_outside("zeppelin", [("x", "a zeppelin")])[0][1] > 0
     assert index.score_outside("the", [("x", "the")]) == []
+
+
+def test_own_field_holds_the_text_without_its_context(tmp_path: Path) -> None:
+    with KeywordIndex(tmp_path / "own") as kw:
+        kw.upsert(
+            [
+                ("t1", "chat", "Maya, answering Tobias: a dog?\nYes, a beagle.", "Yes, a beagle."),
+                ("t2", "chat", "Maya has a cat named Tobias"),  # no own text: the text
+            ]
+        )
+        kw.commit(offset=1)
+        assert set(ids(kw.search("Maya", 5))) == {"t1", "t2"}
+        assert ids(kw.search("Maya", 5, field="own")) == ["t2"]
+        assert ids(kw.search("beagle", 5, field="own")) == ["t1"]
+        # Outside documents are scored with the statistics of the field asked for.
+        inside = kw.search("beagle tobias", 5, field="own", allowed_ids=["t1"])
+        outside = kw.score_outside("beagle tobias", [("t1", "Yes, a beagle.")], field="own")
+        assert outside[0][1] == pytest.approx(inside[0][1], rel=0.2)
+        with pytest.raises(ValueError, match="field"):
+            kw.search("Maya", 5, field="context")

@@ -18,8 +18,10 @@ router = APIRouter(tags=["memories"])
 @router.post(
     "/v1/search",
     summary="Search memories by meaning and by words, with filters",
-    description="Semantic (vector) and keyword (BM25) rankings fused by weighted "
-    "reciprocal rank (`alpha` = semantic weight). Filters narrow the candidates exactly. "
+    description="By default a memory's score is its semantic (vector) similarity plus a "
+    "small bonus for the keyword (BM25) score of its own text; with `alpha` (the semantic "
+    "weight: 1 semantic only, 0 keyword only) the two rankings are fused by weighted "
+    "reciprocal rank instead. Filters narrow the candidates exactly. "
     "`exact` scores every candidate by brute force; `as_of` searches the versions valid "
     "at an offset or time. `query_hints` (default on) ranks memories dated in a period the "
     "query names, then those said by a speaker it names, first. "
