@@ -58,6 +58,7 @@ _SCHEMA_FIELDS = {
     "namespace": ("raw", False),
     "text": (TOKENIZER_NAME, False),
     "own": (TOKENIZER_NAME, False),
+    "tag": ("raw", False),
 }
 #: The fields a query can search: ``text`` is what the search indexes see of a memory (its
 #: text with its context, projections/context.py), ``own`` its text alone.
@@ -83,12 +84,25 @@ def _schema() -> tantivy.Schema:
     builder.add_text_field("namespace", stored=False, tokenizer_name="raw", index_option="basic")
     builder.add_text_field("text", stored=False, tokenizer_name=TOKENIZER_NAME, index_option="freq")
     builder.add_text_field("own", stored=False, tokenizer_name=TOKENIZER_NAME, index_option="freq")
+    builder.add_text_field("tag", stored=False, tokenizer_name="raw", index_option="basic")
     return builder.build()
 
 
-def _document(memory_id: str, namespace: str, text: str, own: str | None = None) -> Any:
+#: A document: ``(memory_id, namespace, text[, own[, tags]])``.
+Doc = tuple[str, str, str] | tuple[str, str, str, str] | tuple[str, str, str, str, Sequence[str]]
+
+
+def _document(
+    memory_id: str,
+    namespace: str,
+    text: str,
+    own: str | None = None,
+    tags: Sequence[str] = (),
+) -> Any:
     own = text if own is None else own
-    return tantivy.Document(memory_id=memory_id, namespace=namespace, text=text, own=own)
+    return tantivy.Document(
+        memory_id=memory_id, namespace=namespace, text=text, own=own, tag=list(tags)
+    )
 
 
 def _explained(node: Any, found: dict[str, float]) -> None:
@@ -252,20 +266,25 @@ class KeywordIndex:
                 ) from exc
         return self._writer
 
-    def upsert(self, docs: Sequence[tuple[str, str, str] | tuple[str, str, str, str]]) -> None:
-        """Buffer ``(memory_id, namespace, text[, own])`` documents, replacing same-id ones.
+    def upsert(self, docs: Sequence[Doc]) -> None:
+        """Buffer ``(memory_id, namespace, text[, own[, tags]])`` documents, replacing
+        same-id ones.
 
         ``text`` is what the indexes see of the memory (its text with its context), ``own``
-        its text alone (default: ``text``). Visible to :meth:`search` after the next
-        :meth:`commit`. Within a batch the last document of an id wins.
+        its text alone (default: ``text``), ``tags`` what a search may filter on. Visible
+        to :meth:`search` after the next :meth:`commit`. Within a batch the last document
+        of an id wins.
         """
-        latest: dict[str, tuple[str, str, str]] = {}
+        latest: dict[str, tuple[str, str, str, Sequence[str]]] = {}
         for position, doc in enumerate(docs):
-            if len(doc) not in (3, 4):
-                shape = "(memory_id, namespace, text[, own])"
+            if len(doc) not in (3, 4, 5):
+                shape = "(memory_id, namespace, text[, own[, tags]])"
                 raise ValueError(f"document at position {position} must be {shape}")
             memory_id, namespace, text = doc[:3]
-            own = doc[3] if len(doc) == 4 else text  # type: ignore[misc]
+            own = doc[3] if len(doc) >= 4 else text  # type: ignore[misc]
+            tags: Sequence[str] = doc[4] if len(doc) == 5 else ()  # type: ignore[misc]
+            if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+                raise ValueError(f"tags of document {position} must be a list of str")
             for name, value in (("memory_id", memory_id), ("namespace", namespace)):
                 if not isinstance(value, str) or not value:
                     raise ValueError(f"{name} of document {position} must be a non-empty str")
@@ -274,14 +293,14 @@ class KeywordIndex:
                     raise ValueError(
                         f"text of memory {memory_id!r} is {type(value).__name__}, not str"
                     )
-            latest[memory_id] = (namespace, text, own)
+            latest[memory_id] = (namespace, text, own, tags)
         if not latest:
             return
         with self._lock:
             writer = self._get_writer()
-            for memory_id, (namespace, text, own) in latest.items():
+            for memory_id, (namespace, text, own, tags) in latest.items():
                 writer.delete_documents_by_term("memory_id", memory_id)
-                writer.add_document(_document(memory_id, namespace, text, own))
+                writer.add_document(_document(memory_id, namespace, text, own, tags))
 
     def remove(self, ids: Iterable[str], *, erased: bool = False) -> None:
         """Buffer removals by memory id; unknown ids are ignored (idempotent).
@@ -294,9 +313,7 @@ class KeywordIndex:
                 writer.delete_documents_by_term("memory_id", memory_id)
                 self.purge_pending = self.purge_pending or erased
 
-    def purge(
-        self, docs: Iterable[tuple[str, str, str] | tuple[str, str, str, str]], offset: int
-    ) -> int:
+    def purge(self, docs: Iterable[Doc], offset: int) -> int:
         """Rewrite the index from ``docs``, the live documents, as covering ``offset``.
 
         Every document goes into fresh segments, and the files of the old ones (with the
@@ -307,8 +324,8 @@ class KeywordIndex:
         with self._lock:
             writer = self._get_writer()
             writer.delete_all_documents()
-            for memory_id, namespace, text, *own in docs:
-                writer.add_document(_document(memory_id, namespace, text, *own))
+            for memory_id, namespace, text, *rest in docs:
+                writer.add_document(_document(memory_id, namespace, text, *rest))
             writer.commit()
             writer.garbage_collect_files()
             writer.wait_merging_threads()  # consumes the writer; the next write makes one
@@ -439,6 +456,8 @@ class KeywordIndex:
         namespaces: Sequence[str] | None = None,
         allowed_ids: Iterable[str] | None = None,
         field: str = "text",
+        tags_any: Sequence[str] | None = None,
+        tags_all: Sequence[str] = (),
     ) -> list[tuple[str, float]]:
         """Return up to ``k`` ``(memory_id, BM25 score)`` pairs, best first, by the BM25 of
         ``field`` (:data:`FIELDS`: ``text``, what the indexes see of a memory, or ``own``,
@@ -447,8 +466,9 @@ class KeywordIndex:
         Any query text is accepted: it is analyzed into terms (at most
         ``MAX_QUERY_TERMS`` distinct ones), and a document matches if it has any of them.
         A query with no indexable term (only punctuation or stop words) matches nothing.
-        ``namespaces`` and ``allowed_ids`` restrict the result without changing scores;
-        an empty collection allows nothing.
+        ``namespaces``, ``allowed_ids`` and ``tags_any`` (a memory holding any of them)
+        restrict the result without changing scores, an empty collection allowing
+        nothing; so does each tag of ``tags_all``.
         """
         if not isinstance(query, str):
             raise TypeError(f"query must be str, got {type(query).__name__}")
@@ -466,7 +486,13 @@ class KeywordIndex:
             ]
         )
         clauses = [(tantivy.Occur.Must, text_query)]
-        for field, values in (("namespace", namespaces), ("memory_id", allowed_ids)):
+        filters: list[tuple[str, Iterable[str] | None]] = [
+            ("namespace", namespaces), ("memory_id", allowed_ids), ("tag", tags_any),
+        ]  # fmt: skip
+        if isinstance(tags_all, str):
+            raise TypeError("tag filter must be a collection of str, not a str")
+        filters.extend(("tag", [tag]) for tag in dict.fromkeys(tags_all))
+        for field, values in filters:
             if values is None:
                 continue
             if isinstance(values, str):

@@ -601,12 +601,10 @@ def search(
             where = facet_clauses(q.namespaces, q.tags_any or (), q.tags_all or ())
             semantic = vectors.search_facets(qvec, depth, where)
         if q.query and q.keywords_wanted():
-            allowed = None
-            if q.tags_any or q.tags_all:  # the keyword index holds namespaces, not tags
-                allowed = views.select(q) if views is not None else _split_duck(duck, q)[0]
             keyword = keywords.search(
-                q.query, depth, namespaces=q.namespaces, allowed_ids=allowed, field=field
-            )
+                q.query, depth, namespaces=q.namespaces, field=field,
+                tags_any=q.tags_any or None, tags_all=q.tags_all or (),
+            )  # fmt: skip
     else:
         if views is not None and q.as_of is None:
             split = _split_views(duck, views, q)

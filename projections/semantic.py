@@ -317,13 +317,13 @@ class SemanticProjection:
         assert self.keywords is not None and self._duck is not None
         with self._duck.reading() as cur:
             rows = cur.execute(
-                f"SELECT m.memory_id, m.namespace, v.text, v.metadata FROM {CURRENT_SOURCE} "
+                f"SELECT m.memory_id, m.namespace, v.text, v.metadata, v.tags FROM {CURRENT_SOURCE} "
                 "WHERE list_contains(?, m.state) AND v.text IS NOT NULL ORDER BY m.memory_id",
                 [list(LIVE_STATES)],
             ).fetchall()
         docs = [
-            (m, ns, indexed(text, None, stored_metadata(meta))[0], text)
-            for m, ns, text, meta in rows
+            (m, ns, indexed(text, None, stored_metadata(meta))[0], text, tags or [])
+            for m, ns, text, meta, tags in rows
         ]
         started = time.monotonic()
         self.keywords.purge(docs, self.checkpoint)
@@ -374,7 +374,8 @@ class SemanticProjection:
         if any) and remove the rest."""
         assert self.vectors is not None and self.keywords is not None
         live: list[tuple[str, str, str, str, list[float] | None]] = []
-        facets: dict[str, tuple[str, ...]] = {}
+        facets: dict[str, tuple[str, ...]] = {}  # the vector index's (namespace, tags)
+        tags: dict[str, list[str]] = {}  # the keyword index's
         own_texts: list[str] = []  # each live text without its context (keyword field)
         gone: list[str] = []
         erased: list[str] = []
@@ -390,6 +391,7 @@ class SemanticProjection:
                     (view.memory_id, view.namespace, text, key or view.content_hash, vector)
                 )
                 facets[view.memory_id] = facets_of(view.namespace, view.tags)
+                tags[view.memory_id] = view.tags
                 own_texts.append(view.text)
             else:
                 gone.append(view.memory_id)
@@ -409,7 +411,10 @@ class SemanticProjection:
         if not live:
             return
         self.keywords.upsert(
-            [(m, ns, text, o) for (m, ns, text, _, _), o in zip(live, own_texts, strict=True)]
+            [
+                (m, ns, text, own, tags[m])
+                for (m, ns, text, _, _), own in zip(live, own_texts, strict=True)
+            ]
         )
         dim = self.embedder.dim
         supplied = [(m, h, v) for m, _, _, h, v in live if v is not None]

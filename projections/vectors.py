@@ -552,7 +552,13 @@ class VectorIndex:
         groups.sort(key=lambda parts: sum(map(len, parts)))
         found: npt.NDArray[np.int64] | None = None
         for parts in groups:
-            union = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
+            if len(parts) == 1:
+                union = parts[0]
+            else:  # a mask over the labels: linear, where a sorted union would sort
+                mask = np.zeros(len(self._ids), dtype=bool)
+                for part in parts:
+                    mask[part] = True
+                union = np.flatnonzero(mask)
             found = union if found is None else np.intersect1d(found, union, assume_unique=True)
             if not found.size:
                 break

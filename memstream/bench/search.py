@@ -176,10 +176,10 @@ class _UpsertTimer:
     def __enter__(self) -> _UpsertTimer:
         original, timer = self._original, self
 
-        def upsert(index: VectorIndex, ids: Any, vectors: Any) -> None:
+        def upsert(index: VectorIndex, ids: Any, vectors: Any, facets: Any = None) -> None:
             t = time.perf_counter()
             try:
-                original(index, ids, vectors)
+                original(index, ids, vectors, facets)
             finally:
                 timer.seconds += time.perf_counter() - t
                 timer.vectors += len(ids)

@@ -493,6 +493,9 @@ def test_namespace_and_tag_filters_are_answered_by_the_indexes(
     alice = store.search("cat", namespaces=["user/alice"], alpha=1.0)
     assert ids(alice)[0] == a.memory_id and {h.memory.namespace for h in alice} == {"user/alice"}
     assert set(ids(store.search("cat", tags_any=["pets"], alpha=1.0))) == {a.memory_id, b.memory_id}
+    for alpha in (None, 0.5, 0.0):  # the keyword index filters by namespace and tags too
+        hits = store.search("cat", tags_any=["pets"], namespaces=["user/bob"], alpha=alpha)
+        assert ids(hits) == [b.memory_id], alpha
     out = store.revise(b.memory_id, "Bob's cat Pixel sleeps all day", tags=["indoor"])
     store.flush()
     assert ids(store.search("cat", tags_any=["pets"], alpha=1.0, min_offset=out.offset)) == [

@@ -317,3 +317,29 @@ def test_own_field_holds_the_text_without_its_context(tmp_path: Path) -> None:
         assert outside[0][1] == pytest.approx(inside[0][1], rel=0.2)
         with pytest.raises(ValueError, match="field"):
             kw.search("Maya", 5, field="context")
+
+
+def test_tag_filters_narrow_without_changing_scores(tmp_path: Path) -> None:
+    kw = KeywordIndex(tmp_path / "tags")
+    try:
+        kw.upsert([
+            ("a", "ns", "green tea in the morning", "green tea in the morning", ["drinks", "am"]),
+            ("b", "ns", "green tea after lunch", "green tea after lunch", ["drinks"]),
+            ("c", "ns", "green light for the deploy", "green light for the deploy", []),
+        ])  # fmt: skip
+        kw.commit(offset=1)
+        scores = dict(kw.search("green tea", 10))
+        assert set(ids(kw.search("green tea", 10, tags_any=["drinks"]))) == {"a", "b"}
+        assert ids(kw.search("green tea", 10, tags_all=["drinks", "am"])) == ["a"]
+        assert ids(kw.search("green", 10, tags_any=["drinks"], tags_all=["am"])) == ["a"]
+        assert dict(kw.search("green tea", 10, tags_any=["drinks"])) == {
+            m: s for m, s in scores.items() if m in {"a", "b"}
+        }
+        assert kw.search("green tea", 10, tags_any=[]) == []
+        kw.upsert([("b", "ns", "green tea after lunch", "green tea after lunch", ["food"])])
+        kw.commit(offset=2)
+        assert ids(kw.search("green tea", 10, tags_any=["drinks"])) == ["a"]
+        with pytest.raises(TypeError):
+            kw.search("green", 10, tags_all="drinks")
+    finally:
+        kw.close()
