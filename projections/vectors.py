@@ -80,6 +80,17 @@ _HNSW_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
 #: numpy's gather allocates fresh pages per call and its BLAS spins a second thread,
 #: which on a busy machine cost several times the product itself.
 GATHER_MIN = 2048
+#: Candidate sets at least this large are preselected in bfloat16 (see ``_top``), keeping
+#: the best ``max(k * PRESELECT_FACTOR, PRESELECT_KEEP)``.
+PRESELECT_MIN = 4096
+PRESELECT_FACTOR = 4
+PRESELECT_KEEP = 256
+
+
+def _bf16(matrix: npt.NDArray[np.float32]) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(matrix)).to(torch.bfloat16)
 
 
 class VectorIndex:
@@ -175,6 +186,7 @@ class VectorIndex:
     def _init_storage(self, capacity: int) -> None:
         self._capacity = capacity
         self._vectors = np.zeros((capacity, self.dim), dtype=np.float32)
+        self._low: Any = None  # _vectors in bfloat16 (a torch tensor), made on first use
         self._live = np.zeros(capacity, dtype=bool)
         self._ids: list[str | None] = []  # label -> memory id, None once deleted
         self._labels: dict[str, int] = {}  # memory id -> live label
@@ -306,6 +318,8 @@ class VectorIndex:
                 if old is not None:
                     self._delete_label(old)
             self._vectors[start : start + len(unique_ids)] = matrix
+            if self._low is not None:
+                self._low[start : start + len(unique_ids)] = _bf16(matrix)
             self._live[start : start + len(unique_ids)] = True
             self._ids.extend(unique_ids)
             for memory_id, label in zip(unique_ids, labels.tolist(), strict=True):
@@ -357,6 +371,8 @@ class VectorIndex:
         # The row is cleared so a removed memory's vector does not outlive it in our
         # file; hnswlib keeps its copy in memory, and ``save`` blanks it in the graph file.
         self._vectors[label] = 0.0
+        if self._low is not None:
+            self._low[label] = 0.0
         self._deleted += 1
 
     def _ensure_capacity(self, extra: int) -> None:
@@ -370,6 +386,7 @@ class VectorIndex:
         live = np.zeros(new_capacity, dtype=bool)
         live[: len(self._ids)] = self._live[: len(self._ids)]
         self._vectors, self._live, self._capacity = vectors, live, new_capacity
+        self._low = None
 
     def _maybe_compact(self) -> None:
         if self.compact_threshold is None or not self._ids:
@@ -429,10 +446,18 @@ class VectorIndex:
         query: npt.NDArray[np.float32],
         labels: npt.NDArray[np.int64],
         k: int,
+        preselect: bool = True,
     ) -> list[tuple[str, float]]:
-        """Exact top-``k`` among ``labels`` (live labels only), best first."""
+        """Top-``k`` among ``labels`` (live labels only), best first, scored in float32
+        (``preselect``: large sets first narrowed in bfloat16)."""
         if labels.size == 0:
             return []
+        keep = max(k * PRESELECT_FACTOR, PRESELECT_KEEP)
+        if preselect and labels.size >= PRESELECT_MIN and labels.size > keep:
+            # Half the bytes to read: the best ``keep`` by a bfloat16 product, then those
+            # scored exactly. The order returned is the exact one unless bfloat16's
+            # rounding (about 1e-3 of a cosine) moved a true top-k memory below ``keep``.
+            labels = labels[self._preselect(query, labels, keep)]
         if labels.size >= GATHER_MIN:
             return self._ordered(labels, self._scores(query, labels), k)
         return self._ordered(labels, self._vectors[labels] @ query, k)
@@ -452,6 +477,20 @@ class VectorIndex:
                 return torch.mv(matrix, q).numpy()[labels]
             rows = matrix.index_select(0, torch.from_numpy(labels))
             return torch.mv(rows, q).numpy()
+
+    def _preselect(
+        self, query: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], keep: int
+    ) -> npt.NDArray[np.int64]:
+        """Positions in ``labels`` of the ``keep`` best by a bfloat16 product."""
+        import torch
+
+        with _torch_threads(torch, 1):
+            if self._low is None:
+                self._low = torch.zeros((self._capacity, self.dim), dtype=torch.bfloat16)
+                self._low[: len(self._ids)] = _bf16(self._vectors[: len(self._ids)])
+            rows = self._low.index_select(0, torch.from_numpy(labels))
+            approx = torch.nn.functional.linear(_bf16(query)[None, :], rows)[0]
+            return torch.topk(approx.float(), keep, sorted=False).indices.numpy()
 
     def _ordered(
         self, labels: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], k: int
@@ -476,7 +515,7 @@ class VectorIndex:
         self._check_k(k)
         query = self._query(vector)
         with self._lock:
-            return self._top(query, self._candidate_labels(allowed_ids), k)
+            return self._top(query, self._candidate_labels(allowed_ids), k, preselect=False)
 
     def _candidate_labels(self, allowed_ids: Iterable[str] | None) -> npt.NDArray[np.int64]:
         """Sorted live labels of ``allowed_ids`` (all live labels for ``None``)."""

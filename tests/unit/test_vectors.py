@@ -593,3 +593,23 @@ def test_facet_search_matches_a_dictionary_model(
             index.compact()
     query = np.ones(8, dtype=np.float32) / np.sqrt(8)
     assert {i for i, _ in index.search_facets(query, 40, clauses)} == _facet_model(model, clauses)
+
+
+def test_bfloat16_preselection_keeps_the_exact_order(
+    data: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large candidate sets are narrowed in bfloat16 before exact scoring: the top k and
+    their float32 scores equal exact search's, and the copy follows writes and removals."""
+    import memstream.projections.vectors as vectors_module
+
+    monkeypatch.setattr(vectors_module, "PRESELECT_MIN", 100)
+    monkeypatch.setattr(vectors_module, "PRESELECT_KEEP", 40)
+    index = VectorIndex(DIM, MODEL, num_threads=1, compact_threshold=None)
+    index.upsert(ids_of(2000), data[:2000], [("n:a",)] * 2000)
+    queries = clustered(30, seed=31)
+    for query in queries:
+        assert index.search_facets(query, 10, [["n:a"]]) == index.exact_search(query, 10)
+    index.upsert(ids_of(500), data[2000:2500], [("n:a",)] * 500)  # replaced after first use
+    index.remove(ids_of(2000)[1000:1200])
+    for query in queries:
+        assert index.search_facets(query, 10, [["n:a"]]) == index.exact_search(query, 10)
