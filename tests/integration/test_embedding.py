@@ -312,6 +312,27 @@ def test_query_path_agrees_with_the_batch_path_and_reference(
         assert np.abs(got - want).max() < QUERY_TOLERANCE[embedder.query_path]
 
 
+def test_query_tokens_are_the_tokenizers(embedder: TransformersEmbedder) -> None:
+    """The query path tokenizes through the tokenizer's backend directly: the same ids
+    and token types as the tokenizer's own call, truncation included; and the same
+    vector through the tokenizer's call where there is no backend."""
+    texts = _query_texts()
+    for text in texts:
+        want = embedder._tokenizer(text, truncation=True, max_length=256, return_tensors="pt")
+        got = embedder._query_inputs(text)
+        assert set(got) == {"input_ids", "token_type_ids"}
+        for key in got:
+            assert got[key].tolist() == want[key].tolist(), text
+    assert embedder._query_inputs(texts[-1])["input_ids"].shape == (1, 256)
+    backend, embedder._query_tokenizer = embedder._query_tokenizer, None
+    try:
+        slow = {t: embedder.embed_query(t) for t in texts[:5]}
+    finally:
+        embedder._query_tokenizer = backend
+    for text, vector in slow.items():
+        assert np.array_equal(embedder.embed_query(text), vector)
+
+
 @pytest.mark.slow
 def test_float32_query_precision_is_the_float32_math() -> None:
     """``query_precision="float32"``: the prepacked float32 path, equal to the batch path
