@@ -590,9 +590,9 @@ def _bf16_encoder(model: Any) -> Any:
     products in bfloat16 on oneDNN.
 
     For a short text the forward pass is bound by its 36 matrix products, which read every
-    weight once for a dozen rows: 42 MB in float32 for MiniLM-L6, more than the machine's
-    32 MB L3 cache, 21 MB in bfloat16 (which the CPU multiplies natively, summing in
-    float32). The query, key and value layers are one product of concatenated weights
+    weight once for a dozen rows: 42 MB in float32 for MiniLM-L6, more than the 32 MB L3
+    cache of the machine of docs/benchmarks.md, 21 MB in bfloat16 (which the CPU
+    multiplies natively, summing in float32). The query, key and value layers are one product of concatenated weights
     (384 × 1152), the exact GELU is fused into the product before it, and the forward is
     written out rather than run through the model's modules: for one text there is no
     padding, so no attention mask to build, and attention is one ``scaled_dot_product_
