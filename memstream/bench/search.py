@@ -27,7 +27,8 @@ What is measured, each ``repeats`` times (medians headline, every run in the JSO
 - **query embedding**: one question at a time, the store's query path
   (:meth:`TransformersEmbedder.embed_query`) against the path queries took before it
   (``embed([text])``: the batch path with a batch of one, the process's torch threads),
-  interleaved question by question in the same run; the two vectors' cosine, and
+  interleaved question by question in the same run; the two vectors' cosine and largest
+  difference per component (the query path may multiply in bfloat16: ``query_path``), and
   recall@10 of the labelled questions (the store's search and exact search, over the same
   stored vectors) with each path's query vectors. What the store adds to a text search
   is the text search's time less the query embedding's.
@@ -472,6 +473,7 @@ def _query_embedding(
         "questions": len(questions),
         "mean_words": float(np.mean([len(t.split()) for t in questions])),
         "query_path": ours.query_path,
+        "query_precision": ours.query_precision,
         "query_threads": ours.query_threads,
         "previous_threads": torch.get_num_threads(),
         "previous_ms": {"p50": med("previous", "p50_ms"), "p95": med("previous", "p95_ms")},

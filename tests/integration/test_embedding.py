@@ -278,6 +278,17 @@ def _reference(embedder: TransformersEmbedder, texts: list[str]) -> np.ndarray:
     return np.stack(rows)
 
 
+#: How far each query path's unit vectors may be from the float32 model's, per component.
+#: bfloat16 products: at most 1.1e-3 measured on the labelled questions (cosine 0.99998).
+QUERY_TOLERANCE = {"onednn-bf16": 5e-3, "onednn-prepacked": 1e-5, "eager": 1e-5}
+
+
+def _bf16_machine() -> bool:
+    from memstream.projections import embedding
+
+    return embedding._cpu_has_bf16()
+
+
 @pytest.mark.slow
 def test_query_path_agrees_with_the_batch_path_and_reference(
     embedder: TransformersEmbedder,
@@ -285,8 +296,10 @@ def test_query_path_agrees_with_the_batch_path_and_reference(
     texts = _query_texts()
     model_id = embedder.model_id
     fast = np.stack([embedder.embed_query(t) for t in texts])
-    assert embedder.query_path in ("onednn-prepacked", "eager")
-    assert embedder.model_id == model_id  # same weights: the same vector space
+    assert embedder.query_path in QUERY_TOLERANCE
+    if _bf16_machine():  # where the CPU multiplies bfloat16, queries take that path
+        assert embedder.query_path == "onednn-bf16"
+    assert embedder.model_id == model_id  # stored vectors are the batch path's, unchanged
     assert fast.shape == (len(texts), 384) and fast.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     sample = texts[::8] + texts[-4:]
@@ -295,9 +308,40 @@ def test_query_path_agrees_with_the_batch_path_and_reference(
         (fast[[texts.index(t) for t in sample]], _reference(embedder, sample)),
     ):
         cosine = np.sum(got * want, axis=1)
-        assert cosine.min() >= 0.99
-        # Not an approximation: the same float32 math, summed in another order.
-        assert np.abs(got - want).max() < 1e-4
+        assert cosine.min() >= 0.9999
+        assert np.abs(got - want).max() < QUERY_TOLERANCE[embedder.query_path]
+
+
+def test_query_tokens_are_the_tokenizers(embedder: TransformersEmbedder) -> None:
+    """The query path tokenizes through the tokenizer's backend directly: the same ids
+    and token types as the tokenizer's own call, truncation included; and the same
+    vector through the tokenizer's call where there is no backend."""
+    texts = _query_texts()
+    for text in texts:
+        want = embedder._tokenizer(text, truncation=True, max_length=256, return_tensors="pt")
+        got = embedder._query_inputs(text)
+        assert set(got) == {"input_ids", "token_type_ids"}
+        for key in got:
+            assert got[key].tolist() == want[key].tolist(), text
+    assert embedder._query_inputs(texts[-1])["input_ids"].shape == (1, 256)
+    backend, embedder._query_tokenizer = embedder._query_tokenizer, None
+    try:
+        slow = {t: embedder.embed_query(t) for t in texts[:5]}
+    finally:
+        embedder._query_tokenizer = backend
+    for text, vector in slow.items():
+        assert np.array_equal(embedder.embed_query(text), vector)
+
+
+@pytest.mark.slow
+def test_float32_query_precision_is_the_float32_math() -> None:
+    """``query_precision="float32"``: the prepacked float32 path, equal to the batch path
+    to rounding (sums in another order)."""
+    exact = TransformersEmbedder(query_precision="float32")
+    texts = _query_texts()[::10]
+    fast = np.stack([exact.embed_query(t) for t in texts])
+    assert exact.query_path in ("onednn-prepacked", "eager")
+    assert np.abs(fast - exact.embed(texts)).max() < 1e-5
 
 
 @pytest.mark.slow
@@ -346,6 +390,14 @@ def test_query_path_recall_equals_the_batch_path(
     }
     assert abs(recall["new"][10] - recall["old"][10]) <= 0.005
     assert recall["new"][10] >= 0.85
+    # and the top 10 themselves, exact search over the labelled memories and distractors:
+    # nearly all the same, at most two swapped at the tail for any question
+    old_v, new_v = np.stack([old[t] for t in texts]), np.stack([new[t] for t in texts])
+    overlap = [
+        len({i for i, _ in index.exact_search(a, 10)} & {i for i, _ in index.exact_search(b, 10)})
+        for a, b in zip(old_v, new_v, strict=True)
+    ]
+    assert np.mean(overlap) >= 9.8 and min(overlap) >= 8
 
 
 def test_query_threads_are_the_calling_threads_own(embedder: TransformersEmbedder) -> None:
@@ -376,6 +428,12 @@ def test_query_threads_are_the_calling_threads_own(embedder: TransformersEmbedde
         embedder.embed_query(["not", "a", "str"])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="query_threads"):
         TransformersEmbedder(query_threads=0)
+    with pytest.raises(ValueError, match="query_precision"):
+        TransformersEmbedder(query_precision="int8")
+
+
+def _unavailable(model: object) -> object:
+    raise RuntimeError("not on this machine")
 
 
 def test_query_path_falls_back_to_the_model_when_it_cannot_prepack(
@@ -383,12 +441,78 @@ def test_query_path_falls_back_to_the_model_when_it_cannot_prepack(
 ) -> None:
     from memstream.projections import embedding
 
-    def unavailable(model: object) -> object:
-        raise RuntimeError("no oneDNN here")
-
-    monkeypatch.setattr(embedding, "_prepacked_copy", unavailable)
+    monkeypatch.setattr(embedding, "_bf16_encoder", _unavailable)
+    monkeypatch.setattr(embedding, "_prepacked_copy", _unavailable)
     fallback = TransformersEmbedder()
     text = "Which herb should be left out of dishes I cook for them?"
     vector = fallback.embed_query(text)
     assert fallback.query_path == "eager"
     np.testing.assert_allclose(vector, fallback.embed([text])[0], atol=1e-6)
+
+
+def test_query_path_falls_back_to_float32_without_bfloat16(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from memstream.projections import embedding
+
+    monkeypatch.setattr(embedding, "_bf16_encoder", _unavailable)
+    fallback = TransformersEmbedder()
+    text = "Which herb should be left out of dishes I cook for them?"
+    vector = fallback.embed_query(text)
+    assert fallback.query_path == "onednn-prepacked"
+    np.testing.assert_allclose(vector, fallback.embed([text])[0], atol=1e-5)
+
+
+def test_a_query_model_that_disagrees_on_the_probes_is_not_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fast path that drifts from the float32 model (here: the bfloat16 encoder with one
+    weight perturbed by 2%, or one whose output is off on one probe only) is rejected by
+    the probes, and queries take the next path."""
+    import torch
+    from memstream.projections import embedding
+
+    real = embedding._bf16_encoder
+
+    def perturbed(model: object) -> object:
+        encoder = real(model)
+        (weight, bias), *rest = encoder.layers[2]
+        encoder.layers[2] = ((weight, bias * 1.02 + 0.02), *rest)
+        return encoder
+
+    monkeypatch.setattr(embedding, "_bf16_encoder", perturbed)
+    drifted = TransformersEmbedder()
+    text = "Do they ever have seafood even though they don't eat meat?"
+    vector = drifted.embed_query(text)
+    assert drifted.query_path in ("onednn-prepacked", "eager")
+    np.testing.assert_allclose(vector, drifted.embed([text])[0], atol=1e-5)
+
+    class OffOnOneText(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: torch.Tensor, **kw: torch.Tensor) -> object:
+            out = self.inner(input_ids, **kw)
+            if input_ids.shape[1] > 20:  # the long probe sentence only
+                out.last_hidden_state[..., 0] += 0.5
+            return out
+
+    monkeypatch.setattr(embedding, "_bf16_encoder", lambda m: OffOnOneText(real(m)))
+    once = TransformersEmbedder()
+    once.embed_query(text)
+    assert once.query_path in ("onednn-prepacked", "eager")
+
+
+@pytest.mark.skipif(not _bf16_machine(), reason="the CPU has no native bfloat16")
+def test_bf16_encoder_takes_one_unpadded_text(embedder: TransformersEmbedder) -> None:
+    import torch
+    from memstream.projections import embedding
+
+    encoder = embedding._bf16_encoder(embedder._model)
+    enc = embedder._tokenizer(["a short one", "and a longer text"], padding=True,
+                              return_tensors="pt")  # fmt: skip
+    with torch.inference_mode(), pytest.raises(ValueError, match="one unpadded text"):
+        encoder(**enc)
+    with torch.inference_mode(), pytest.raises(ValueError, match="one unpadded text"):
+        encoder(enc["input_ids"][:1], attention_mask=enc["attention_mask"][:1])
