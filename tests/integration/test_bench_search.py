@@ -125,9 +125,10 @@ def test_a_filter_that_searched_the_graph_fails_the_suite(tmp_path: Path) -> Non
         assert store.semantic.embedder.model_calls == 0
         index = store.semantic.vectors
         queries = vectors[:5] + 0.1 * vectors[5:10]
-        index.exact_limit = 10  # 1,000 candidates: the filtered search now takes the graph
+        # 1,000 candidates: the filtered search now takes the graph
+        index.exact_limit = index.filter_exact_limit = 10
         with pytest.raises(BenchError, match="graph searches"):
             _recall(store, ids, vectors, queries, tagged, _GraphCounter(index))
-        index.exact_limit = 2_048
+        index.exact_limit = index.filter_exact_limit = 2_048
         got = _recall(store, ids, vectors, queries, tagged, _GraphCounter(index))
         assert got["filtered_graph_searches"] == 0 and got["filtered_recall_at_10"] == 1.0
