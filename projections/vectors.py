@@ -41,7 +41,7 @@ import os
 import struct
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import filterfalse
 from pathlib import Path
 from typing import Any
@@ -543,23 +543,20 @@ class VectorIndex:
         are kept, and if fewer than ``k`` survive the search falls back to exact scoring
         of the candidates.
         """
+        if allowed_ids is not None:
+            return self._search_among(vector, k, lambda: self._candidate_labels(allowed_ids))
         self._check_k(k)
         query = self._query(vector)
         with self._lock:
             live = len(self._labels)
             if live == 0:
                 return []
-            if allowed_ids is None:
-                if live <= self.exact_limit:
-                    return self._top(query, self._candidate_labels(None), k)
-                hits = self._graph_search(query, min(k, live), None)
-                if hits is None:
-                    return self._top(query, self._candidate_labels(None), k)
-                return hits
-            candidates = self._candidate_labels(allowed_ids)
-            if candidates.size == 0:
-                return []
-            return self._filtered(query, candidates, k, live)
+            if live <= self.exact_limit:
+                return self._top(query, self._candidate_labels(None), k)
+            hits = self._graph_search(query, min(k, live), None)
+            if hits is None:
+                return self._top(query, self._candidate_labels(None), k)
+            return hits
 
     def search_facets(
         self, vector: npt.ArrayLike, k: int, clauses: Sequence[Sequence[str]]
@@ -567,13 +564,19 @@ class VectorIndex:
         """Like :meth:`search`, over the live vectors that hold, for every clause of
         ``clauses``, at least one of its facets (a conjunction of disjunctions; no clause:
         every vector; an empty clause: none)."""
+        return self._search_among(vector, k, lambda: self._facet_labels(clauses))
+
+    def _search_among(
+        self, vector: npt.ArrayLike, k: int, candidates_of: Callable[[], npt.NDArray[np.int64]]
+    ) -> list[tuple[str, float]]:
+        """Top ``k`` among the labels ``candidates_of()`` returns (under the lock)."""
         self._check_k(k)
         query = self._query(vector)
         with self._lock:
             live = len(self._labels)
             if live == 0:
                 return []
-            candidates = self._facet_labels(clauses)
+            candidates = candidates_of()
             if candidates.size == 0:
                 return []
             return self._filtered(query, candidates, k, live)
