@@ -3,6 +3,7 @@ its version chain with merge ancestors; the audit trail, filtered and paginated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -212,25 +213,40 @@ def history(
 ) -> list[Version]:
     """Every version of a memory, oldest first; with ``include_parents`` also the versions
     of the memories it was merged from (recursively), each up to the version merged."""
-    out: list[Version] = []
-    todo: list[tuple[str, int | None]] = [(memory_id, None)]
-    seen: set[str] = set()
     limit = as_of_offset if as_of_offset is not None else 2**62
-    while todo:
-        mid, upto = todo.pop(0)
-        if mid in seen:
-            continue
-        seen.add(mid)
+
+    def chain(mid: str, upto: int | None) -> list[Version]:
         rows = store.query(
             "SELECT memory_id, version, op, text, content_hash, tags, metadata, parents, "
             'copy_from, event_id, "offset", recorded_at, actor FROM versions '
             'WHERE memory_id = ? AND version <= ? AND "offset" <= ? ORDER BY version',
             [mid, upto if upto is not None else 2**31 - 1, limit],
         )
-        chain = [_version(r) for r in rows]
-        out.extend(chain)
+        return [_version(r) for r in rows]
+
+    return follow_chains(memory_id, include_parents, chain)
+
+
+def follow_chains(
+    memory_id: str,
+    include_parents: bool,
+    chain: Callable[[str, int | None], list[Version]],
+) -> list[Version]:
+    """The versions of ``memory_id`` (``chain(id, None)``, oldest first) and, with
+    ``include_parents``, those of every memory merged into it, recursively, each up to
+    the version merged (``chain(id, version)``), sorted by offset."""
+    out: list[Version] = []
+    todo: list[tuple[str, int | None]] = [(memory_id, None)]
+    seen: set[str] = set()
+    while todo:
+        mid, upto = todo.pop(0)
+        if mid in seen:
+            continue
+        seen.add(mid)
+        versions = chain(mid, upto)
+        out.extend(versions)
         if include_parents:
-            for v in chain:
+            for v in versions:
                 for p in v.parents:
                     if p.memory_id != mid:
                         todo.append((p.memory_id, p.version))

@@ -47,6 +47,7 @@ from memstream.schemas.views import Memory, Parent, Version
 
 from .duck import DuckStore
 from .processor import Decided, ProcessorContext
+from .reads import follow_chains
 
 if TYPE_CHECKING:
     from .search import SearchQuery
@@ -341,27 +342,14 @@ class MemoryViews:
     def history(self, memory_id: str, include_parents: bool = True) -> list[Version]:
         """What :func:`memstream.projections.reads.history` returns for the current state."""
         entries = self._entries
-        out: list[Version] = []
-        todo: list[tuple[str, int | None]] = [(memory_id, None)]
-        seen: set[str] = set()
-        while todo:
-            mid, upto = todo.pop(0)
-            if mid in seen:
-                continue
-            seen.add(mid)
+
+        def chain(mid: str, upto: int | None) -> list[Version]:
             entry = entries.get(mid)
             if entry is None:
-                continue
-            chain = [_version(mid, v) for v in entry[1] if upto is None or v[_V_VERSION] <= upto]
-            out.extend(chain)
-            if include_parents:
-                for v in chain:
-                    for p in v.parents:
-                        if p.memory_id != mid:
-                            todo.append((p.memory_id, p.version))
-        if include_parents:
-            out.sort(key=lambda v: (v.offset, v.memory_id))
-        return out
+                return []
+            return [_version(mid, v) for v in entry[1] if upto is None or v[_V_VERSION] <= upto]
+
+        return follow_chains(memory_id, include_parents, chain)
 
     def content(self, memory_id: str) -> tuple[str | None, str | None, bool, dict[str, Any] | None]:
         """(text, content hash, producer vector supplied, metadata) of the current version."""
