@@ -436,31 +436,25 @@ def _unavailable(model: object) -> object:
     raise RuntimeError("not on this machine")
 
 
-def test_query_path_falls_back_to_the_model_when_it_cannot_prepack(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("missing", "path", "tolerance"),
+    [
+        (["_bf16_encoder"], "onednn-prepacked", 1e-5),  # float32 without bfloat16
+        (["_bf16_encoder", "_prepacked_copy"], "eager", 1e-6),  # the model itself
+    ],
+)
+def test_query_path_falls_back_when_a_faster_one_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, missing: list[str], path: str, tolerance: float
 ) -> None:
     from memstream.projections import embedding
 
-    monkeypatch.setattr(embedding, "_bf16_encoder", _unavailable)
-    monkeypatch.setattr(embedding, "_prepacked_copy", _unavailable)
+    for name in missing:
+        monkeypatch.setattr(embedding, name, _unavailable)
     fallback = TransformersEmbedder()
     text = "Which herb should be left out of dishes I cook for them?"
     vector = fallback.embed_query(text)
-    assert fallback.query_path == "eager"
-    np.testing.assert_allclose(vector, fallback.embed([text])[0], atol=1e-6)
-
-
-def test_query_path_falls_back_to_float32_without_bfloat16(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from memstream.projections import embedding
-
-    monkeypatch.setattr(embedding, "_bf16_encoder", _unavailable)
-    fallback = TransformersEmbedder()
-    text = "Which herb should be left out of dishes I cook for them?"
-    vector = fallback.embed_query(text)
-    assert fallback.query_path == "onednn-prepacked"
-    np.testing.assert_allclose(vector, fallback.embed([text])[0], atol=1e-5)
+    assert fallback.query_path == path
+    np.testing.assert_allclose(vector, fallback.embed([text])[0], atol=tolerance)
 
 
 def test_a_query_model_that_disagrees_on_the_probes_is_not_used(

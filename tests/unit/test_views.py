@@ -83,6 +83,11 @@ def _batch(store: MemoryStore, rng: random.Random, ids: list[str]) -> list:
     return batch
 
 
+def _append_random(store: MemoryStore, rng: random.Random, ids: list[str]) -> None:
+    if batch := _batch(store, rng, ids):  # a merge without peers adds nothing
+        store.append(batch)
+
+
 def _assert_same(store: MemoryStore, ids: list[str]) -> None:
     """Every memory read through the store (the view) equals the DuckDB read."""
     views = store.views
@@ -123,8 +128,7 @@ def test_the_view_equals_duckdb_after_every_batch(tmp_path: Path, seed: int) -> 
     ids: list[str] = []
     with _open(tmp_path / "s") as store:
         for _ in range(40):
-            if batch := _batch(store, rng, ids):  # a merge without peers adds nothing
-                store.append(batch)
+            _append_random(store, rng, ids)
             store.flush()
             _assert_same(store, ids)
         ids.append("doomed")
@@ -152,8 +156,7 @@ def test_filtered_candidates_equal_the_duckdb_candidate_query(tmp_path: Path, se
     ids: list[str] = []
     with _open(tmp_path / "s") as store:
         for _ in range(30):
-            if batch := _batch(store, rng, ids):  # a merge without peers adds nothing
-                store.append(batch)
+            _append_random(store, rng, ids)
         store.flush()
         views = store.views
         assert views is not None
