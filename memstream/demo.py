@@ -140,13 +140,15 @@ def run_demo(
     serving: bool = True,
     actor: str = "assistant",
     namespace: str = DEMO_NAMESPACE,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """Run the demo against the server at ``url``; a JSON-ready summary of what it did.
 
     ``console``: where to narrate (None: silent). ``store``: the store directory, for the
     CLI hints. ``serving``: whether the server keeps running afterwards (the hints differ).
     When the demo's memories are already in ``namespace`` it writes nothing and shows them
-    (``already_ran`` in the summary).
+    (``already_ran`` in the summary). ``token``: the bearer token it calls with (the admin's
+    token a fresh store prints, or the owner token of the server run).
     """
 
     say = _Narrator(console)
@@ -156,7 +158,7 @@ def run_demo(
     outcomes: list[Outcome] = []
     rejections: list[dict[str, Any]] = []
 
-    with HttpMemoryStore.connect(url, actor=actor) as ms:
+    with HttpMemoryStore.connect(url, actor=actor, token=token) as ms:
         say.print(
             Text.assemble(
                 ("memstream demo", "bold"),

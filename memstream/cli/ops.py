@@ -48,6 +48,9 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
     read_only: ReadOnlyOpt = False,
+    auth: Annotated[bool, setting(ServeSettings, "auth", "--auth/--no-auth")] = default(
+        ServeSettings, "auth"
+    ),
     json_out: JsonOpt = False,
 ) -> None:
     """Run the store and its HTTP API in this process until Ctrl-C or SIGTERM."""
@@ -67,6 +70,7 @@ def serve(
 
                 result = run_demo(
                     info.url,
+                    token=getattr(info, "admin_token", None) or info.token,
                     console=None if json_out else out,
                     store=Path(info.store),
                     serving=not demo_only,
@@ -83,6 +87,7 @@ def serve(
             log_level=log_level.lower(),
             access_log=access_log,
             read_only=read_only,
+            auth=auth,
             on_listening=listening,
             on_ready=on_ready,
             stop_after_ready=demo_only,
