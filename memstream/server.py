@@ -26,7 +26,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,9 +61,12 @@ class ServerInfo:
     port: int
     #: the owner token of this run (None: authentication off); see Authenticator
     token: str | None = None
+    #: the token of the admin principal created by this run (a fresh store), for the demo;
+    #: never written to server.json
+    admin_token: str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "admin_token"}
 
 
 def read_server_info(store: str | Path) -> ServerInfo | None:
@@ -72,7 +75,11 @@ def read_server_info(store: str | Path) -> ServerInfo | None:
     try:
         data = json.loads(path.read_text())
         return ServerInfo(
-            **{k: data[k] for k in ServerInfo.__dataclass_fields__ if k != "token"},
+            **{
+                k: data[k]
+                for k in ServerInfo.__dataclass_fields__
+                if k not in ("token", "admin_token")
+            },  # fmt: skip
             token=data.get("token"),
         )
     except (OSError, ValueError, KeyError, TypeError):
@@ -110,13 +117,15 @@ def _authentication(
     authenticator = Authenticator(store.backend.policy, new_owner_token())
     if read_only or store.backend.policy().principals:
         return authenticator, None
-    token = bootstrap_admin(store)
+    return authenticator, bootstrap_admin(store)
+
+
+def _print_admin_token(token: str) -> None:
     print(
-        f"memstream: created the admin principal of this store; its token (shown once, keep "
+        "memstream: created the admin principal of this store; its token (shown once, keep "
         f"it; `memstream token issue` makes more):\n  {token}",
         flush=True,
     )
-    return authenticator, token
 
 
 def bootstrap_admin(store: MemoryStore, name: str = "admin") -> str:
@@ -216,6 +225,7 @@ def run(
     access_log: bool = False,
     read_only: bool = False,
     auth: bool = True,
+    on_admin_token: Callable[[str], None] | None = None,
     on_listening: Callable[[ServerInfo], None] | None = None,
     on_ready: Callable[[ServerInfo], None] | None = None,
     stop_after_ready: bool = False,
@@ -228,8 +238,9 @@ def run(
     ``stop_after_ready`` the server stops when it returns, and the exit code is 1 if it
     raised. ``read_only`` serves the store for inspection (see ``MemoryStore.open``).
     ``auth`` (default on) requires a bearer token on every request but ``/health``; a store
-    with no principal yet gets an ``admin`` principal, whose token is printed once (and
-    given to ``on_ready`` as ``info.admin_token``). Off is logged as a warning.
+    with no principal yet gets an ``admin`` principal, whose token goes to
+    ``on_admin_token`` (default: printed on stdout) this once, and to ``on_ready`` as
+    ``info.admin_token``. Off is logged as a warning.
     Raises :class:`memstream.errors.StoreLocked` when another process holds the store,
     :class:`memstream.errors.LogTampered` when its log is broken (unless ``read_only``),
     and :class:`ServeError` when the socket cannot be bound.
@@ -247,6 +258,8 @@ def run(
         sock = bind_socket(host, port)
         bound_port = sock.getsockname()[1]
         authenticator, admin_token = _authentication(store, auth, read_only)
+        if admin_token is not None:
+            (on_admin_token or _print_admin_token)(admin_token)
         app = create_app(store, max_body_bytes=max_body_bytes, auth=authenticator)
         config = uvicorn.Config(
             app,
@@ -265,8 +278,8 @@ def run(
             host=host,
             port=bound_port,
             token=authenticator.owner_token if authenticator is not None else None,
+            admin_token=admin_token,
         )
-        info.admin_token = admin_token  # type: ignore[attr-defined]  (never written to disk)
 
         def ready_thread() -> None:
             assert on_ready is not None

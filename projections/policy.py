@@ -263,7 +263,9 @@ class PolicyState:
                     issued_at=t.issued_at,
                     issued_by=t.issued_by,
                 )  # fmt: skip
-                for t in sorted(self.tokens.values(), key=lambda t: (t.issued_at or _EPOCH, t.token_id))
+                for t in sorted(
+                    self.tokens.values(), key=lambda t: (t.issued_at or _EPOCH, t.token_id)
+                )
             ],
             policies=sorted(self.policies.values(), key=lambda r: r.object),
         )

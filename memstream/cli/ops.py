@@ -58,6 +58,16 @@ def serve(
 
     with reported(json_out):
 
+        def admin_token(token: str) -> None:
+            if json_out:
+                print_json({"event": "admin_token", "principal": "admin", "token": token})
+            else:
+                out.print(
+                    "Created the store's admin principal. Its token, shown this once (keep "
+                    "it; `memstream token issue` makes more):"
+                )
+                out.print(f"  {token}", soft_wrap=True)
+
         def listening(info: srv.ServerInfo) -> None:
             if json_out:
                 print_json({"event": "listening", **info.to_dict()})
@@ -70,7 +80,7 @@ def serve(
 
                 result = run_demo(
                     info.url,
-                    token=getattr(info, "admin_token", None) or info.token,
+                    token=info.admin_token or info.token,
                     console=None if json_out else out,
                     store=Path(info.store),
                     serving=not demo_only,
@@ -88,6 +98,7 @@ def serve(
             access_log=access_log,
             read_only=read_only,
             auth=auth,
+            on_admin_token=admin_token,
             on_listening=listening,
             on_ready=on_ready,
             stop_after_ready=demo_only,

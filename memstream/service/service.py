@@ -52,7 +52,7 @@ class MemoryService:
     def __init__(self, backend: Backend):
         self.backend = backend
         self.codec = backend.codec
-        self.access = AccessControl(backend.policy)
+        self.access = AccessControl(lambda: self.backend.policy())
 
     # -- access --------------------------------------------------------------------------------
 
@@ -68,6 +68,16 @@ class MemoryService:
         ``memory_id`` (neither: on the whole store), or raise :class:`Forbidden` naming the
         grant it lacks (memstream/governance/access.py). Every entry point calls this."""
         self.access.check(caller, action, namespace=namespace, memory_id=memory_id)
+
+    def _authorize_read(self, caller: Caller, memory_id: str, namespace: str | None) -> None:
+        """The check of a read of one memory: read on its namespace (or on it). A memory the
+        log never held has nothing to protect: any principal learns it is not there (as it
+        would learn from a refusal that it is)."""
+        where = self._namespace_of(caller, memory_id, namespace)
+        if caller.enforced and where is None:
+            self.authorize(caller, "status")
+        else:
+            self.authorize(caller, "read", namespace=where, memory_id=memory_id)
 
     def _namespace_of(self, caller: Caller, memory_id: str, namespace: str | None) -> str | None:
         """The namespace a check of ``memory_id`` is about: the one named, else the one the
@@ -157,10 +167,7 @@ class MemoryService:
         version = check.integer(version, "version", minimum=1)
         as_of = check.point(as_of, "as_of")
         min_offset = check.integer(min_offset, "min_offset")
-        self.authorize(
-            caller, "read", namespace=self._namespace_of(caller, memory_id, namespace),
-            memory_id=memory_id,
-        )  # fmt: skip
+        self._authorize_read(caller, memory_id, namespace)
         return self.backend.get(
             caller, memory_id, namespace=namespace, version=version, as_of=as_of,
             min_offset=min_offset,
@@ -182,10 +189,7 @@ class MemoryService:
         include_parents = check.boolean(include_parents, "include_parents")
         as_of = check.point(as_of, "as_of")
         min_offset = check.integer(min_offset, "min_offset")
-        self.authorize(
-            caller, "read", namespace=self._namespace_of(caller, memory_id, namespace),
-            memory_id=memory_id,
-        )  # fmt: skip
+        self._authorize_read(caller, memory_id, namespace)
         history = self.backend.history(
             caller, memory_id, namespace=namespace, include_parents=include_parents,
             as_of=as_of, min_offset=min_offset,
