@@ -113,6 +113,8 @@ class Create(Payload, frozen=True, kw_only=True):
     priority: Int64 = 0
     ttl_seconds: Annotated[int, msgspec.Meta(gt=0, le=INT64_MAX)] | None = None
     retention_days: Annotated[int, msgspec.Meta(gt=0, le=INT64_MAX)] | None = None
+    #: When the memory expires, whatever its TTL (the earlier of the two wins).
+    expires_at: AwareDatetime | None = None
     vector: Vector | None = None
 
 
