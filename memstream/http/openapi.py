@@ -13,6 +13,7 @@ import msgspec
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from memstream.governance.retention import RetentionReport
 from memstream.schemas.events import Event, Registry
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
@@ -22,6 +23,7 @@ from memstream.wire import (
     ChangeRequest,
     EraseSubjectRequest,
     ReplayRequest,
+    RetentionRequest,
     ReviseRequest,
     SearchRequest,
 )
@@ -114,6 +116,8 @@ def _components(registry: Registry) -> dict[str, Any]:
             EraseSubjectRequest,
             BackupRequest,
             ReplayRequest,
+            RetentionRequest,
+            RetentionReport,
             SearchRequest,
             SearchHit,
             *payloads,

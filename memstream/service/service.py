@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -31,11 +32,15 @@ from memstream.streams.log import ChainBreak
 from .backend import Backend
 from .caller import Caller
 
+if TYPE_CHECKING:
+    from memstream.governance.retention import RetentionReport
+
 __all__ = ["ACTIONS", "MemoryService"]
 
 #: What a caller may be allowed to do (the ``action`` of :meth:`MemoryService.authorize`).
 ACTIONS = (
     "write", "read", "search", "audit", "verify", "status", "checkpoint", "backup", "replay",
+    "retention",
 )  # fmt: skip
 _VECTOR_TYPES = ("create", "revise", "merge")
 _NO_CONTEXT = Context()
@@ -226,6 +231,18 @@ class MemoryService:
         for namespace in q.namespaces if q.namespaces is not None else [None]:
             self.authorize(caller, "search", namespace=namespace)
         return self.backend.search(caller, q, min_offset=min_offset, partitions=partitions)
+
+    # -- governance -----------------------------------------------------------------------------
+
+    def run_retention(
+        self, caller: Caller, *, now: datetime | str | None = None, dry_run: bool = False
+    ) -> RetentionReport:
+        """One pass of the retention scheduler now (or as if it were ``now``): an
+        ``expire``/``erase`` for every memory whose rule is due (``dry_run``: listed only)."""
+        now = check.time(now, "now")
+        dry_run = check.boolean(dry_run, "dry_run")
+        self.authorize(caller, "retention")
+        return self.backend.run_retention(now, dry_run)
 
     # -- the log and the process ----------------------------------------------------------------
 
