@@ -34,6 +34,7 @@ __all__ = [
     "GOVERNANCE_TYPES",
     "GrantRule",
     "NamespaceRule",
+    "PermissionChange",
     "PolicyState",
     "PrincipalInfo",
     "Rules",
@@ -41,6 +42,7 @@ __all__ = [
     "TokenView",
     "decide",
     "matches",
+    "permission_changes",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -443,3 +445,66 @@ def decide(policy: PolicyState, logged: Logged) -> Outcome:
         offset=logged.offset, recorded_at=logged.recorded_at, event_id=ev.event_id,
         type=ev.type, namespace=ev.namespace, memory_id=ev.memory_id, status="accepted",
     )  # fmt: skip
+
+
+class PermissionChange(msgspec.Struct, frozen=True, kw_only=True):
+    """One change of the rules, for the permission report: who changed what, for whom,
+    when and why. ``change`` is the event type (grant, revoke, principal, token_issue,
+    token_revoke, policy); ``target`` what it is about (a grant, principal, token or
+    policy id). A revoke carries the grant it withdrew (``to``, ``modes``, ``object``)."""
+
+    offset: int
+    at: datetime
+    actor: str
+    change: str
+    target: str
+    to: str | None = None
+    modes: list[str] = []
+    object: str | None = None
+    conditions: str | None = None
+    expires_at: datetime | None = None
+    detail: str | None = None
+    reason: str | None = None
+
+
+def permission_changes(
+    rows: Iterable[tuple[int, str, str, str, int, dict]],
+) -> list[PermissionChange]:
+    """The permission report of accepted governance events (as the core projection keeps
+    them, in log order): each change with what it changed."""
+    grants: dict[str, dict] = {}
+    out = []
+    for offset, type_, name, actor, recorded_at, body in rows:
+        at = _EPOCH + timedelta(microseconds=recorded_at)
+        common = dict(offset=offset, at=at, actor=actor, change=type_, target=name,
+                      reason=body.get("reason"))  # fmt: skip
+        if type_ in ("grant", "revoke"):
+            g = body if type_ == "grant" else grants.pop(name, {})
+            if type_ == "grant":
+                grants[name] = body
+            when = g.get("when") or {}
+            out.append(
+                PermissionChange(
+                    **common, to=g.get("to"), modes=list(g.get("modes") or ()),
+                    object=g.get("object"), expires_at=_time(g.get("expires_at")),
+                    conditions=", ".join(f"{k}={v}" for k, v in when.items() if v) or None,
+                )  # fmt: skip
+            )
+        elif type_ == "principal":
+            groups = ", ".join(body.get("groups") or ())
+            detail = f"{body.get('kind', 'user')}; groups: {groups or '-'}"
+            out.append(PermissionChange(
+                **common, to=name, detail=detail + ("; disabled" if body.get("disabled") else "")
+            ))  # fmt: skip
+        elif type_ == "token_issue":
+            out.append(PermissionChange(**common, to=body.get("principal"),
+                                        expires_at=_time(body.get("expires_at"))))  # fmt: skip
+        elif type_ == "policy":
+            detail = f"sensitive: {body.get('sensitive', 'allow')}"
+            for key in ("expire_after_idle_days", "erase_after_expired_days"):
+                if body.get(key) is not None:
+                    detail += f"; {key.replace('_', ' ')}: {body[key]}"
+            out.append(PermissionChange(**common, object=body.get("object"), detail=detail))
+        else:
+            out.append(PermissionChange(**common))
+    return out

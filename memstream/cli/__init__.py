@@ -90,6 +90,7 @@ for _command in (
     app.command("list" if _command is reads.list_memories else None)(_command)
 audit_app.callback()(audit.audit)
 audit_app.command("verify")(audit.audit_verify)
+audit_app.command("export")(audit.audit_export)
 retention.retention_app.command("run")(retention.run)
 app.add_typer(retention.retention_app, name="retention")
 

@@ -3,6 +3,8 @@ log's hash chain)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -123,3 +125,42 @@ def audit_verify(
         else:
             err.print(Text(f"BROKEN at offset {brk.offset}: {brk.reason}", style="bold red"))
     raise typer.Exit(EXIT_OK if brk is None else EXIT_REJECTED)
+
+
+def audit_export(
+    format_: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    permissions: Annotated[
+        bool,
+        typer.Option(
+            "--permissions",
+            help="The permission report (who granted what to "
+            "whom, when, why) instead of the events.",
+        ),  # fmt: skip
+    ] = False,
+    namespace: Annotated[str | None, typer.Option(help="Only this namespace.")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Only this actor (with --permissions: by or for it).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="RFC 3339 time (recorded_at >=).")] = None,
+    until: Annotated[str | None, typer.Option(help="RFC 3339 time (recorded_at <=).")] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="The file to write (default: stdout).")
+    ] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    url: UrlOpt = None,
+    read_only: ReadOnlyOpt = False,
+) -> None:
+    """Export the audit trail, or the permission report, as JSON Lines or CSV."""
+    with reported(False):
+        if format_ not in ("jsonl", "csv"):
+            raise typer.BadParameter("must be jsonl or csv", param_hint="--format")
+        since_t, until_t = point_option(since, "--since"), point_option(until, "--until")
+        dest = out_path if out_path is not None else sys.stdout
+        with open_store(store, url, read_only=read_only) as target:
+            n = target.export_audit(
+                dest, format=format_, permissions=permissions, namespace=namespace,
+                actor=actor, since=since_t, until=until_t,
+            )  # fmt: skip
+        if out_path is not None:
+            what = "permission changes" if permissions else "audit entries"
+            err.print(f"{n} {what} written to {out_path}")

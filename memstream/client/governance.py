@@ -6,8 +6,9 @@ from typing import Any
 
 import msgspec
 
-from memstream.governance.methods import Governance
-from memstream.projections.policy import Rules
+from memstream.governance.export import check_format
+from memstream.governance.methods import Governance, write_lines
+from memstream.projections.policy import PermissionChange, Rules
 from memstream.schemas.memcube import Outcome
 
 from .reads import _point
@@ -97,3 +98,20 @@ class HttpGovernance(Governance):
         params = {"mode": mode, "namespace": namespace, "memory_id": memory_id,
                   "as_of": _point(as_of)}  # fmt: skip
         return list(self._ok(self._request("GET", "/v1/who-can", params=params)).json())
+
+    def permission_changes(self, *, since=None, until=None, principal=None, namespace=None):
+        params = {"since": _point(since), "until": _point(until), "principal": principal,
+                  "namespace": namespace}  # fmt: skip
+        resp = self._ok(self._request("GET", "/v1/permissions", params=params))
+        return msgspec.json.decode(resp.content, type=list[PermissionChange])
+
+    def export_audit(
+        self, dest, *, format="jsonl", permissions=False, namespace=None, actor=None,
+        since=None, until=None,
+    ):  # fmt: skip
+        check_format(format)
+        params = {"report": "permissions" if permissions else "events", "format": format,
+                  "namespace": namespace, "actor": actor, "since": _point(since),
+                  "until": _point(until)}  # fmt: skip
+        with self._stream("GET", "/v1/audit/export", params=params) as resp:
+            return write_lines(dest, resp.iter_lines(), header=format == "csv", newline=True)

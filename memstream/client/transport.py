@@ -3,7 +3,9 @@ the exception the embedded store raises for the same mistake."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -165,6 +167,25 @@ class ApiTransport:
             if resp.status_code != 503 or time.monotonic() >= deadline:
                 return resp
             time.sleep(0.2)
+
+    @contextlib.contextmanager
+    def _stream(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None
+    ) -> Iterator[httpx.Response]:
+        """A streamed answer (an export), its errors raised as :meth:`_ok` raises them."""
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            with self._http.stream(
+                method, path, params=query or None, headers={PRINCIPAL_HEADER: self.actor}
+            ) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise error_of(resp)
+                yield resp
+        except httpx.TransportError as e:
+            raise ServerUnavailable(
+                f"cannot reach the memstream server at {self.url} ({e.__class__.__name__}: {e})"
+            ) from None
 
     def _ok(self, resp: httpx.Response) -> httpx.Response:
         if resp.status_code >= 400:

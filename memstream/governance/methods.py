@@ -13,13 +13,19 @@ own).
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
-from memstream.projections.policy import Rules
-from memstream.queries import Point
+from memstream import validation as check
+from memstream.errors import BadRequest
+from memstream.projections.policy import PermissionChange, Rules
+from memstream.queries import AuditQuery, Point
 from memstream.schemas.memcube import Outcome
+from memstream.schemas.views import AuditEntry
+
+from .export import check_format, lines
 
 __all__ = ["PRESETS", "EmbeddedGovernance", "Governance"]
 
@@ -110,6 +116,34 @@ class Governance(abc.ABC):
     ) -> list[str]:
         """The principals that may ``mode`` on a namespace or a memory, now or ``as_of``."""
 
+    @abc.abstractmethod
+    def permission_changes(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        principal: str | None = None,
+        namespace: str | None = None,
+    ) -> list[PermissionChange]:
+        """The permission report: every change of the rules (who granted what to whom,
+        when and why), filtered by time, principal (for or by it) and namespace."""
+
+    @abc.abstractmethod
+    def export_audit(
+        self,
+        dest: str | Path | TextIO,
+        *,
+        format: str = "jsonl",
+        permissions: bool = False,
+        namespace: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """Write the audit trail (``permissions``: the permission report) for a namespace,
+        an actor and a time range to ``dest`` (a path or an open text file) as JSON Lines or
+        CSV; the number of records."""
+
 
 def _modes(modes: str | Sequence[str]) -> Any:
     """One mode as a list of one; anything else as given (the service checks it)."""
@@ -164,3 +198,49 @@ class EmbeddedGovernance(Governance):
         return self.service.who_can(
             self.caller, mode, namespace=namespace, memory_id=memory_id, as_of=as_of
         )
+
+    def permission_changes(self, *, since=None, until=None, principal=None, namespace=None):
+        return self.service.permission_changes(
+            self.caller, since=since, until=until, principal=principal, namespace=namespace
+        )
+
+    def export_audit(
+        self, dest, *, format="jsonl", permissions=False, namespace=None, actor=None,
+        since=None, until=None,
+    ):  # fmt: skip
+        check_format(format)
+        if permissions:
+            records: Iterable[Any] = self.permission_changes(
+                since=since, until=until, principal=actor, namespace=namespace
+            )
+            columns = PermissionChange.__struct_fields__
+        else:
+            q = AuditQuery(namespace=namespace, actor=actor, since=since, until=until,
+                           limit=10_000)  # fmt: skip
+            records = self.service.audit_records(self.caller, q)
+            columns = AuditEntry.__struct_fields__
+        return write_lines(dest, lines(records, format, columns), header=format == "csv")
+
+
+def write_lines(
+    dest: str | Path | TextIO, chunks: Iterable[str], *, header: bool, newline: bool = False
+) -> int:
+    """Write ``chunks`` (an export's records, one a chunk, after a header chunk if
+    ``header``; ``newline``: lines without their end) to ``dest`` (a path, or an open text
+    file); the number of records written."""
+    n = 0
+    if hasattr(dest, "write"):
+        for chunk in chunks:
+            dest.write(chunk + "\n" if newline else chunk)
+            n += 1
+        return max(n - (1 if header else 0), 0)
+    dest = check.path(dest, "dest")
+    try:
+        handle = open(dest, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise BadRequest(f"cannot write the export to {dest}: {e}", field="dest") from None
+    with handle:
+        for chunk in chunks:
+            handle.write(chunk + "\n" if newline else chunk)
+            n += 1
+    return max(n - (1 if header else 0), 0)

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from memstream.governance.retention import RetentionReport
-from memstream.projections.policy import Rules
+from memstream.projections.policy import PermissionChange, Rules
 from memstream.schemas.events import Event, Registry
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
@@ -136,6 +136,7 @@ def _components(registry: Registry) -> dict[str, Any]:
             PolicyRequest,
             RevokeRequest,
             Rules,
+            PermissionChange,
             *payloads,
         ],
         ref_template=_REF,

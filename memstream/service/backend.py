@@ -127,6 +127,10 @@ class Backend(Protocol):
         """The rules as they stood at an offset or a time of the log."""
         ...
 
+    def governance_log(self) -> list[tuple[int, str, str, str, int, dict[str, Any]]]:
+        """Accepted governance events in log order (see ``DuckStore.governance_rows``)."""
+        ...
+
     def namespaces(self) -> frozenset[str]:
         """Every namespace that has held a memory."""
         ...

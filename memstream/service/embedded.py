@@ -180,6 +180,10 @@ class EmbeddedBackend:
         self._wait(min(offset, self.runtime.head))
         return PolicyState.fold(self.runtime.duck.governance_rows(offset))
 
+    def governance_log(self) -> list[tuple[int, str, str, str, int, dict[str, Any]]]:
+        self._wait(self.runtime.head)
+        return self.runtime.duck.governance_rows()
+
     def namespaces(self) -> frozenset[str]:
         return self.runtime.state.namespaces
 

@@ -24,14 +24,21 @@ from memstream.governance import tokens
 from memstream.governance.access import ACTION_MODES, AccessControl
 from memstream.governance.methods import PRESETS
 from memstream.operations import Operations, new_id, raise_rejections
-from memstream.projections.policy import PolicyState, Rules, body_of
+from memstream.projections.policy import (
+    PermissionChange,
+    PolicyState,
+    Rules,
+    body_of,
+    matches,
+    permission_changes,
+)
 from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery, in_scope
 from memstream.queries import LIST_STATES, AuditQuery, ListQuery, Point
 from memstream.schemas import events as ev
 from memstream.schemas.events import GOVERNANCE_NAMESPACE, GOVERNANCE_TYPES, Context, Event
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
+from memstream.schemas.views import AuditEntry, AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.streams.log import ChainBreak
 
 from .backend import Backend
@@ -483,6 +490,51 @@ class MemoryService:
         dry_run = check.boolean(dry_run, "dry_run")
         self.authorize(caller, "retention")
         return self.backend.run_retention(now, dry_run)
+
+    def audit_records(self, caller: Caller, q: AuditQuery) -> Iterator[AuditEntry]:
+        """Every audit entry ``q`` selects, page after page (an export): checked once, like
+        :meth:`audit`, then read a page at a time."""
+        q = _audit_query(q)
+        namespace = q.namespace
+        if namespace is None and q.memory_id is not None:
+            namespace = self._namespace_of(caller, q.memory_id, None)
+        self.authorize(caller, "audit", namespace=namespace, memory_id=q.memory_id)
+        return self._pages(caller, q)
+
+    def _pages(self, caller: Caller, q: AuditQuery) -> Iterator[AuditEntry]:
+        while True:
+            page = self.backend.audit(caller, q, partition=None, min_offset=None)
+            yield from page.entries
+            if page.next_after is None:
+                return
+            q = dataclasses.replace(q, after=page.next_after)
+
+    def permission_changes(
+        self,
+        caller: Caller,
+        *,
+        since: Any = None,
+        until: Any = None,
+        principal: str | None = None,
+        namespace: str | None = None,
+    ) -> list[PermissionChange]:
+        """The permission report: who granted, revoked, added, issued or set what, for whom,
+        when and why (``principal``: changes for or by it; ``namespace``: grants and
+        policies whose object selects it). Audit on the namespace, or on the store."""
+        since, until = check.time(since, "since"), check.time(until, "until")
+        principal = check.text(principal, "principal")
+        namespace = check.text(namespace, "namespace")
+        self.authorize(caller, "audit", namespace=namespace)
+        out = []
+        for c in permission_changes(self.backend.governance_log()):
+            if (since is not None and c.at < since) or (until is not None and c.at > until):
+                continue
+            if principal is not None and principal not in (c.actor, c.to, c.target):
+                continue
+            if namespace is not None and (c.object is None or not matches(c.object, namespace)):
+                continue
+            out.append(c)
+        return out
 
     # -- the log and the process ----------------------------------------------------------------
 

@@ -344,6 +344,9 @@ class WorkerBackend:
     def policy_at(self, as_of: Point) -> PolicyState:
         return PolicyState()
 
+    def governance_log(self) -> list[tuple[int, str, str, str, int, dict[str, Any]]]:
+        return []
+
     def namespaces(self) -> frozenset[str]:
         return frozenset()
 

@@ -252,3 +252,57 @@ def test_a_namespace_policy_drives_the_retention_scheduler(tmp_path: Path) -> No
         assert s.get(kept.memory_id).state == "active"
         entry = s.audit(memory_id=gone.memory_id).entries[-1]
         assert (entry.type, entry.actor) == ("erase", "memstream:scheduler")
+
+
+# -- compliance exports ------------------------------------------------------------------------
+
+
+def test_audit_and_permission_exports_parse_back(store: MemoryStore, tmp_path: Path) -> None:
+    import csv
+
+    m = store.create("user/alice", "Alice likes tea")
+    store.revise(m.memory_id, "Alice likes green tea")
+    store.create("user/bob", "Bob likes coffee")
+    gid = store.grant("bob", "read", "user/alice", reason="covering for alice")
+    store.revoke(gid, reason="alice is back")
+    store.flush()
+    n = store.export_audit(tmp_path / "a.jsonl", namespace="user/alice")
+    rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert n == 2 and [r["type"] for r in rows] == ["create", "revise"]
+    n = store.export_audit(tmp_path / "a.csv", format="csv", namespace="user/alice")
+    with (tmp_path / "a.csv").open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert n == 2 and [r["memory_id"] for r in table] == [m.memory_id] * 2
+    report = store.permission_changes(principal="bob")
+    assert [(c.change, c.to, c.object, c.modes, c.reason) for c in report] == [
+        ("principal", "bob", None, [], None),
+        ("grant", "bob", "user/alice", ["read"], "covering for alice"),
+        ("revoke", "bob", "user/alice", ["read"], "alice is back"),
+    ]
+    assert [c.change for c in store.permission_changes(namespace="user/alice")] == [
+        "grant", "grant", "revoke"
+    ]  # fmt: skip
+    store.export_audit(tmp_path / "p.csv", format="csv", permissions=True)
+    with (tmp_path / "p.csv").open(newline="") as handle:
+        changes = list(csv.DictReader(handle))
+    assert [c["change"] for c in changes][-2:] == ["grant", "revoke"]
+    assert changes[-1]["target"] == gid and changes[-1]["to"] == "bob"
+
+
+def test_exports_over_http_are_streamed_and_checked(store: MemoryStore) -> None:
+    client = _client(store)
+    _, alice = store.issue_token("alice")
+    store.create("user/alice", "Alice likes tea")
+    store.create("clinic/x", "a diagnosis")
+    store.flush()
+    r = client.get("/v1/audit/export", params={"namespace": "user/alice"}, headers=_bearer(alice))
+    assert r.status_code == 403 and r.json()["missing"] == "audit on user/alice"
+    store.grant("alice", "audit", "user/alice")
+    r = client.get("/v1/audit/export", params={"namespace": "user/alice", "format": "csv"},
+                   headers=_bearer(alice))  # fmt: skip
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.text.count("\n") == 2 and "clinic/x" not in r.text
+    r = client.get("/v1/audit/export", params={"report": "permissions"}, headers=_bearer(alice))
+    assert r.status_code == 403  # the whole report takes audit on the store
+    r = client.get("/v1/permissions", params={"namespace": "user/alice"}, headers=_bearer(alice))
+    assert r.status_code == 200 and {c["change"] for c in r.json()} == {"grant"}

@@ -351,6 +351,21 @@ ARGS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStra
         },
     ),
     "rules": ({}, {"as_of": point}),
+    "permission_changes": (
+        {},
+        {"since": when, "until": when, "principal": short, "namespace": arg(st.none(), namespace)},
+    ),
+    "export_audit": (
+        {"dest": arg(st.sampled_from(["<store>", "<file>", "\x00", "/proc/nope", "<new>"]))},
+        {
+            "format": arg(st.sampled_from(["jsonl", "csv", "xml"])),
+            "permissions": flag,
+            "namespace": arg(st.none(), namespace),
+            "actor": short,
+            "since": when,
+            "until": when,
+        },
+    ),
     "who_can": (
         {"mode": arg(st.sampled_from(["read", "admin", "fly"]))},
         {
@@ -445,6 +460,8 @@ def _resolve(kwargs: dict[str, Any], root: Path) -> dict[str, Any]:
             out[key] = root / "store"
         elif out.get(key) == "<file>":
             out[key] = root / "file"
+        elif out.get(key) == "<new>":
+            out[key] = root / "export.out"
     return out
 
 

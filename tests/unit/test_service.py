@@ -62,6 +62,10 @@ CALLS = {
     "grant": lambda s, c, e: _ignoring(TypeError, s.grant, c, "bob", ["read"], "user/bob"),
     "revoke": lambda s, c, e: _ignoring(TypeError, s.revoke, c, "grant-1"),
     "set_policy": lambda s, c, e: _ignoring(TypeError, s.set_policy, c, "user/*"),
+    "audit_records": lambda s, c, e: _ignoring(
+        AttributeError, lambda: list(s.audit_records(c, AuditQuery(namespace="user/a")))
+    ),
+    "permission_changes": lambda s, c, e: _ignoring(TypeError, s.permission_changes, c),
     "rules": lambda s, c, e: _ignoring(AttributeError, s.rules, c),
     "who_can": lambda s, c, e: _ignoring(
         AttributeError, s.who_can, c, "read", namespace="user/bob"
@@ -110,7 +114,7 @@ def test_every_service_entry_point_passes_authorize_before_the_backend() -> None
         service.access.check_admin_over.side_effect = lambda *a, _o=order, **k: _o.append(
             "authorize:admin"
         )
-        for method in ("append", "policy", "policy_at", "get", "history", "list_memories", "audit", "search", "verify", "flush", "checkpoint",
+        for method in ("append", "policy", "policy_at", "governance_log", "get", "history", "list_memories", "audit", "search", "verify", "flush", "checkpoint",
                        "head", "health", "ready", "status", "backup", "replay_copy",
                        "feed", "run_retention"):  # fmt: skip
             getattr(backend, method).side_effect = lambda *a, _o=order, **k: _o.append("backend")

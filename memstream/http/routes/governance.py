@@ -8,9 +8,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.responses import Response, StreamingResponse
 
+from memstream.governance.export import MEDIA_TYPES, lines
+from memstream.projections.policy import PermissionChange
+from memstream.queries import AuditQuery
+from memstream.schemas.views import AuditEntry
 from memstream.wire import (
     GrantAnswer,
     GrantRequest,
@@ -22,6 +26,7 @@ from memstream.wire import (
     decode_request,
     outcome_body,
     point,
+    time_point,
 )
 
 from ..deps import BodyDep, CallerDep, ServiceDep
@@ -164,3 +169,65 @@ async def who_can(
         as_of=point(as_of, "as_of"),
     )  # fmt: skip
     return MsgspecResponse(got)
+
+
+ReportQuery = Annotated[str, Query(pattern="^(events|permissions)$")]
+FormatQuery = Annotated[str, Query(pattern="^(jsonl|csv)$")]
+TimeQuery = Annotated[str | None, Query(description="RFC 3339 time with timezone.")]
+
+
+@router.get(
+    "/v1/permissions",
+    summary="The permission report: who granted what to whom, when and why",
+    responses={200: json_content({"type": "array", "items": ref("PermissionChange")},
+                                 "the changes, in log order"), **_ANSWERS},
+)  # fmt: skip
+async def permissions(
+    caller: CallerDep,
+    service: ServiceDep,
+    since: TimeQuery = None,
+    until: TimeQuery = None,
+    principal: str | None = None,
+    namespace: str | None = None,
+) -> Response:
+    got = await run_in_threadpool(
+        service.permission_changes, caller, since=time_point(since, "since"),
+        until=time_point(until, "until"), principal=principal, namespace=namespace,
+    )  # fmt: skip
+    return MsgspecResponse(got)
+
+
+@router.get(
+    "/v1/audit/export",
+    tags=["audit"],
+    summary="Export the audit trail or the permission report as JSON Lines or CSV",
+    description="Streamed. `report=events`: the audit entries of a namespace / actor / time "
+    "range; `report=permissions`: the permission report (actor: changes by or for it).",
+    responses={200: {"description": "the export", "content": {
+        "application/x-ndjson": {}, "text/csv": {}}}, **_ANSWERS},
+)  # fmt: skip
+async def export(
+    caller: CallerDep,
+    service: ServiceDep,
+    report: ReportQuery = "events",
+    format: FormatQuery = "jsonl",
+    namespace: str | None = None,
+    actor: str | None = None,
+    since: TimeQuery = None,
+    until: TimeQuery = None,
+) -> Response:
+    since_t, until_t = time_point(since, "since"), time_point(until, "until")
+    if report == "permissions":
+        records: Any = await run_in_threadpool(
+            service.permission_changes, caller, since=since_t, until=until_t,
+            principal=actor, namespace=namespace,
+        )  # fmt: skip
+        columns = PermissionChange.__struct_fields__
+    else:
+        q = AuditQuery(namespace=namespace, actor=actor, since=since_t, until=until_t,
+                       limit=10_000)  # fmt: skip
+        # checked here, before the first byte goes out; then read a page at a time
+        records = await run_in_threadpool(service.audit_records, caller, q)
+        columns = AuditEntry.__struct_fields__
+    body = iterate_in_threadpool(iter(lines(records, format, columns)))
+    return StreamingResponse(body, media_type=MEDIA_TYPES[format])
