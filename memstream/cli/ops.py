@@ -62,11 +62,7 @@ def serve(
             if json_out:
                 print_json({"event": "admin_token", "principal": "admin", "token": token})
             else:
-                out.print(
-                    "Created the store's admin principal. Its token, shown this once (keep "
-                    "it; `memstream token issue` makes more):"
-                )
-                out.print(f"  {token}", soft_wrap=True)
+                _show_admin_token(token)
 
         def listening(info: srv.ServerInfo) -> None:
             if json_out:
@@ -152,6 +148,14 @@ def reembed(
             )
 
 
+def _show_admin_token(token: str) -> None:
+    out.print(
+        "Created the store's admin principal. Its token, shown this once (keep it; "
+        "`memstream token issue` makes more):"
+    )
+    out.print(f"  {token}", soft_wrap=True)
+
+
 def demo(
     store: StoreOpt = DEFAULT_STORE,
     url: UrlOpt = None,
@@ -165,9 +169,18 @@ def demo(
     the version chain, the audit trail, verify. Starts a server for the store if none runs."""
     from memstream.demo import run_demo
 
-    def go(server_url: str, store_dir: Path | None, serving: bool) -> None:
+    minted: dict[str, str] = {}
+
+    def admin_token(token: str) -> None:
+        if json_out:
+            minted["admin_token"] = token  # in the demo's one JSON document
+        else:
+            _show_admin_token(token)
+
+    def go(server_url: str, store_dir: Path | None, serving: bool, token: str | None) -> None:
         result = run_demo(
             server_url,
+            token=token,
             console=None if json_out else out,
             store=store_dir,
             serving=serving,
@@ -175,11 +188,11 @@ def demo(
             namespace=namespace,
         )
         if json_out:
-            print_json(result)
+            print_json({**result, **minted})
 
     with reported(json_out):
         if url:
-            go(url, None, True)
+            go(url, None, True, None)  # the token in $MEMSTREAM_TOKEN
             return
         root = store.expanduser().absolute()
         from memstream.server import read_server_info
@@ -190,18 +203,19 @@ def demo(
             from memstream.client import ServerUnavailable
 
             try:
-                connect(info.url, actor).close()
+                connect(info.url, actor, info.token).close()
             except ServerUnavailable:
                 info = None
         if info is not None:
-            go(info.url, root, True)
+            go(info.url, root, True, info.token)  # as the store's owner
             return
         code = run_server(
             root,
             host="127.0.0.1",
             port=0,
             log_level="warning",
-            on_ready=lambda i: go(i.url, root, False),
+            on_admin_token=admin_token,
+            on_ready=lambda i: go(i.url, root, False, i.admin_token or i.token),
             stop_after_ready=True,
         )
     raise typer.Exit(code)

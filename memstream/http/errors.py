@@ -25,11 +25,13 @@ from memstream.errors import (
     NotCaughtUp,
     PartitionUnavailable,
     ProjectorFailed,
+    Rejected,
     SearchDisabled,
     StoreReadOnly,
     Unauthenticated,
     Unsupported,
 )
+from memstream.wire import rejected_body
 
 from .deps import BodyTooLarge
 from .responses import MsgspecResponse, error
@@ -81,6 +83,8 @@ HANDLERS: dict[type[Exception], Callable[[Request, Any], Response]] = {
     PartitionUnavailable: lambda _, e: MsgspecResponse(e.to_dict(), 503),
     SearchDisabled: lambda _, e: error(503, "search_disabled", _SEARCH_OFF),
     ProjectorFailed: lambda _, e: error(503, "projector_failed", str(e)),
+    # a refused governance change (the routes of memory operations answer their own 409)
+    Rejected: lambda _, e: MsgspecResponse(rejected_body(e), 409),
     Forbidden: lambda _, e: error(403, "forbidden", str(e), missing=e.missing),
     Unauthenticated: lambda _, e: error(
         401, "unauthenticated", str(e), headers={"WWW-Authenticate": 'Bearer realm="memstream"'}

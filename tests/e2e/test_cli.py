@@ -84,7 +84,11 @@ def test_every_command_with_json(mode, cli, tmp_path):
     ]
 
     r = cli("audit", "--store", s, "--json", "--all", "--limit", "2")
-    assert [e["offset"] for e in r.json()["entries"]] == list(range(head - 4, head + 1))
+    entries = r.json()["entries"]
+    assert [e["offset"] for e in entries] == list(range(0, head + 1))
+    # before the memories: a server's first start made the store's admin (rules are events)
+    assert {e["namespace"] for e in entries[:-5]} <= {"memstream.governance"}
+    assert [e["offset"] for e in entries[-5:]] == list(range(head - 4, head + 1))
     r = cli("audit", "--store", s, "--json", "--status", "rejected")
     assert [(e["memory_id"], e["code"]) for e in r.json()["entries"]] == [
         (merged, "invalid_transition")

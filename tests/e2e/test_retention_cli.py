@@ -6,8 +6,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-import httpx
-
 from .conftest import make_event, open_store
 
 PAST = "2020-01-01T00:00:00Z"
@@ -68,6 +66,7 @@ def test_serve_expires_in_the_background_and_the_cli_goes_through_it(tmp_path, c
     assert (due["operation"], due["rule"], due["status"]) == (
         "erase", "retention 2 days after expiry", "accepted",
     )  # fmt: skip
-    m = httpx.get(f"{server.url}/v1/memories/gone", params={"min_offset": due["offset"]}).json()
+    with server.client() as http:
+        m = http.get("/v1/memories/gone", params={"min_offset": due["offset"]}).json()
     assert m["state"] == "erased" and m["text"] is None
     assert server.stop() == 0, server.log()
