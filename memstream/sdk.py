@@ -22,6 +22,13 @@ import msgspec
 
 from memstream import validation
 from memstream.errors import BadRequest, MalformedEvent
+from memstream.governance.access_log import (
+    AccessLog,
+    AccessLogReads,
+    AccessPage,
+    AccessQuery,
+    open_access_log,
+)
 from memstream.operations import Operations, new_id, raise_rejections
 from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery
@@ -31,6 +38,7 @@ from memstream.schemas.codec import surrogate_error
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.service import Caller, EmbeddedBackend, MemoryService
+from memstream.settings import AccessLogSettings
 from memstream.settings import semantic_default as _semantic_default
 from memstream.streams.embedded import EmbeddedRuntime, LogPrefix, Options, ProgressFactory
 from memstream.streams.log import ChainBreak
@@ -75,7 +83,7 @@ class _Validated:
         return entry is not None and entry[0] is event and self._encode(event) == entry[1]
 
 
-class MemoryStore(Operations, Reads):
+class MemoryStore(Operations, Reads, AccessLogReads):
     """An embedded memory store (one directory; no broker). Use as a context manager.
 
     A facade over :class:`~memstream.service.MemoryService` on the store's
@@ -89,6 +97,7 @@ class MemoryStore(Operations, Reads):
         semantic: Any | None = None,
         usage: Any | None = None,
         views: Any | None = None,
+        accesses: AccessLog | None = None,
     ):
         self.runtime = runtime
         self.actor = actor
@@ -103,7 +112,9 @@ class MemoryStore(Operations, Reads):
         #: The current-memory view (a :class:`MemoryViews`), or None.
         self.views = views
         self.backend = EmbeddedBackend(runtime, semantic, usage, views)
-        self.service = MemoryService(self.backend)
+        #: The access log (every read, by whom, of what), or None when it is off.
+        self.accesses = accesses
+        self.service = MemoryService(self.backend, accesses)
         self._callers: tuple[str, Caller] | None = None
 
     @property
@@ -126,6 +137,7 @@ class MemoryStore(Operations, Reads):
         embedder: Any | None = None,
         prefix: LogPrefix | None = None,
         read_only: bool = False,
+        access_log: bool | AccessLogSettings | None = None,
         **options: Any,
     ) -> MemoryStore:
         """Open (or create) the store in ``path``.
@@ -150,6 +162,11 @@ class MemoryStore(Operations, Reads):
         instead, and reads, ``audit``, ``verify``, ``backup`` and ``replay`` work on
         what precedes the break; every write raises
         :class:`~memstream.errors.StoreReadOnly`.
+
+        ``access_log`` keeps the access log in ``<path>/access/`` (every read, by whom, of
+        which memories; see docs/governance.md): None follows the settings
+        (``$MEMSTREAM_ACCESS_LOG_ENABLED``, on by default, and its retention), True or False
+        turns it on or off, an :class:`~memstream.settings.AccessLogSettings` sets it all.
         """
         from memstream.projections.usage import UsageTracker
         from memstream.projections.views import MemoryViews
@@ -177,7 +194,12 @@ class MemoryStore(Operations, Reads):
             if proj is not None:
                 proj.embedder.cache.close()
             raise
-        return cls(rt, actor=actor, semantic=proj, usage=usage, views=views)
+        try:  # once the store is this process's (its lock taken): one writer of the file
+            accesses = open_access_log(rt.root, access_log)
+        except BaseException:
+            rt.close()
+            raise
+        return cls(rt, actor=actor, semantic=proj, usage=usage, views=views, accesses=accesses)
 
     @staticmethod
     def connect(url: str, *, actor: str = "sdk", timeout: float = 30.0) -> HttpMemoryStore:
@@ -190,7 +212,11 @@ class MemoryStore(Operations, Reads):
     def close(self) -> None:
         if self.views is not None:
             self.views.cancel()  # a view still loading is not waited for
-        self.runtime.close()
+        try:
+            self.runtime.close()
+        finally:
+            if self.accesses is not None:
+                self.accesses.close()  # every read recorded so far is written
 
     def __enter__(self) -> MemoryStore:
         return self
@@ -324,6 +350,12 @@ class MemoryStore(Operations, Reads):
 
     def _search(self, q: SearchQuery, min_offset: int | None) -> list[SearchHit]:
         return self.service.search(self.caller, q, min_offset=min_offset)
+
+    def _access_log(self, q: AccessQuery) -> AccessPage:
+        return self.service.access_log(self.caller, q)
+
+    def _export_access_log(self, q: AccessQuery, fmt: str) -> Iterator[str]:
+        return self.service.export_access_log(self.caller, q, fmt)
 
     def verify(self, progress: Callable[[int], None] | None = None) -> ChainBreak | None:
         """Recompute the log's hash chain; the first record that breaks it, or None."""

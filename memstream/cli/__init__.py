@@ -19,9 +19,9 @@ the commands that need them, so the CLI starts fast.
 
 The package: ``common`` (the app, shared options, exit codes, error reporting),
 ``connect`` (which store a command works on), ``render`` (tables), and the commands by
-theme: ``writes``, ``reads``, ``audit``, ``copies`` (replay, backup), ``ops`` (serve,
-demo, reembed, bench) and ``kafka`` (the Kafka runtime's commands). They are registered
-here, in the order ``memstream --help`` lists them.
+theme: ``writes``, ``reads``, ``audit``, ``access`` (the access log), ``copies`` (replay,
+backup), ``ops`` (serve, demo, reembed, bench) and ``kafka`` (the Kafka runtime's
+commands). They are registered here, in the order ``memstream --help`` lists them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Annotated
 
 import typer
 
-from . import audit, copies, kafka, ops, reads, writes
+from . import access, audit, copies, kafka, ops, reads, writes
 from .common import app, audit_app, out
 from .render import audit_table, history_table, memory_table, outcomes_table
 
@@ -90,6 +90,9 @@ for _command in (
     app.command("list" if _command is reads.list_memories else None)(_command)
 audit_app.callback()(audit.audit)
 audit_app.command("verify")(audit.audit_verify)
+app.add_typer(access.access_app, name="access-log")
+access.access_app.callback()(access.access_log)
+access.access_app.command("export")(access.export)
 
 
 def main() -> None:

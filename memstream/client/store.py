@@ -18,7 +18,7 @@ layer (``Operations``) and the return types is what keeps them interchangeable.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -27,12 +27,14 @@ import httpx
 import msgspec
 
 from memstream.errors import MalformedEvent, NotCaughtUp, UnknownMemory
+from memstream.governance.access_log import AccessLogReads, AccessPage, AccessQuery
 from memstream.operations import Operations, raise_rejections
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Context, Event, Registry, default_registry
 from memstream.schemas.memcube import Outcome
 from memstream.streams.embedded import ProgressFactory
 from memstream.wire import (
+    PRINCIPAL_HEADER,
     AddRequest,
     ChangeRequest,
     EraseSubjectRequest,
@@ -41,7 +43,7 @@ from memstream.wire import (
 )
 
 from .reads import HttpReads, memory_path
-from .transport import DEFAULT_TIMEOUT, LONG_TIMEOUT, body_of, error_of
+from .transport import DEFAULT_TIMEOUT, LONG_TIMEOUT, ServerUnavailable, body_of, error_of
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -80,7 +82,18 @@ def _plain(*texts: Any, **kw: Any) -> bool:
     return True
 
 
-class HttpMemoryStore(Operations, HttpReads):
+_access_page = msgspec.json.Decoder(AccessPage)
+
+
+def _access_params(q: AccessQuery) -> dict[str, Any]:
+    return {
+        "principal": q.principal, "namespace": q.namespace, "memory_id": q.memory_id,
+        "action": q.action, "since": format_point(q.since) if q.since else None,
+        "until": format_point(q.until) if q.until else None, "after": q.after,
+    }  # fmt: skip
+
+
+class HttpMemoryStore(Operations, HttpReads, AccessLogReads):
     """A memory store served by ``memstream serve``, reached over HTTP.
 
     Use :meth:`connect` (it checks the server answers) and close it, or use it as a
@@ -268,6 +281,33 @@ class HttpMemoryStore(Operations, HttpReads):
             if head >= 0 and head != self.last_offset:
                 m = self.get(memory_id, min_offset=head)
         return (m.namespace, m.subject) if m is not None else None
+
+    # -- the access log ---------------------------------------------------------------------------
+
+    def _access_log(self, q: AccessQuery) -> AccessPage:
+        params = {**_access_params(q), "limit": q.limit}
+        resp = self._request("GET", "/v1/access-log", params=params)
+        return _access_page.decode(self._ok(resp).content)
+
+    def _export_access_log(self, q: AccessQuery, fmt: str) -> Iterator[str]:
+        """The export's text as the server streams it (the request is sent when the first
+        chunk is asked for; an error answer raises then, before any text)."""
+        params = {k: v for k, v in {**_access_params(q), "format": fmt}.items() if v is not None}
+        timeout = httpx.Timeout(max(self.timeout, LONG_TIMEOUT), connect=min(self.timeout, 5.0))
+        headers = {PRINCIPAL_HEADER: self.actor}
+        try:
+            with self._http.stream(
+                "GET", "/v1/access-log/export", params=params, headers=headers, timeout=timeout
+            ) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise error_of(resp)
+                yield from resp.iter_text()
+        except httpx.TransportError as e:
+            raise ServerUnavailable(
+                f"the export from the memstream server at {self.url} failed "
+                f"({e.__class__.__name__}: {e}); check that it runs, and run the export again"
+            ) from None
 
     # -- copies --------------------------------------------------------------------------------
 

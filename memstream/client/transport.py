@@ -18,6 +18,7 @@ from memstream.errors import (
     ProjectorFailed,
     SearchDisabled,
     StoreReadOnly,
+    Unsupported,
     rejection,
 )
 from memstream.schemas.memcube import Outcome
@@ -97,6 +98,8 @@ def error_of(resp: httpx.Response) -> Exception:
         return ProjectorFailed(message)
     if error == "read_only":
         return StoreReadOnly(message)
+    if error == "unsupported":
+        return Unsupported(message)
     if error == "exists":
         return FileExistsError(message)
     if resp.status_code == 400:

@@ -13,6 +13,7 @@ import msgspec
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from memstream.governance.access_log import AccessPage
 from memstream.schemas.events import Event, Registry
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
@@ -116,6 +117,7 @@ def _components(registry: Registry) -> dict[str, Any]:
             ReplayRequest,
             SearchRequest,
             SearchHit,
+            AccessPage,
             *payloads,
         ],
         ref_template=_REF,

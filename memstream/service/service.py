@@ -4,7 +4,8 @@ The embedded SDK (:class:`memstream.MemoryStore`), ``memstream serve`` and every
 worker's HTTP API call this class, with a :class:`Caller`; it runs them on a
 :class:`~memstream.service.backend.Backend` (the embedded runtime, or a worker's shards).
 Every entry point passes :meth:`MemoryService.authorize` first: the one place where access
-control and access logging go.
+control goes. Every read that succeeds is then recorded in the access log, when one is kept
+(:meth:`MemoryService._accessed`; :mod:`memstream.governance.access_log`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from typing import Any
 import msgspec
 
 from memstream import validation as check
-from memstream.errors import BadRequest, MalformedEvent
+from memstream.errors import BadRequest, MalformedEvent, Unsupported
+from memstream.governance.access_log import (
+    AccessLog,
+    AccessPage,
+    AccessQuery,
+    checked_query,
+    export_format,
+)
 from memstream.operations import Operations, raise_rejections
 from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery
@@ -45,9 +53,11 @@ class MemoryService:
     """Writes (events in, outcomes out) and reads (get, history, audit, search) over one
     backend, each checked by :meth:`authorize`."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, accesses: AccessLog | None = None):
         self.backend = backend
         self.codec = backend.codec
+        #: The access log every read that succeeds is recorded in (None: none kept).
+        self.accesses = accesses
 
     # -- access --------------------------------------------------------------------------------
 
@@ -127,6 +137,11 @@ class MemoryService:
 
     # -- reads ---------------------------------------------------------------------------------
 
+    def _accessed(self, caller: Caller, action: str, result: Any, **asked: Any) -> None:
+        """Record a read that succeeded (``result``, asked with ``asked``) in the access log."""
+        if self.accesses is not None:
+            self.accesses.read(caller, action, result, asked, self.backend)
+
     def get(
         self,
         caller: Caller,
@@ -144,10 +159,13 @@ class MemoryService:
         as_of = check.point(as_of, "as_of")
         min_offset = check.integer(min_offset, "min_offset")
         self.authorize(caller, "read", namespace=namespace, memory_id=memory_id)
-        return self.backend.get(
+        memory = self.backend.get(
             caller, memory_id, namespace=namespace, version=version, as_of=as_of,
             min_offset=min_offset,
         )  # fmt: skip
+        self._accessed(caller, "get", memory, memory_id=memory_id, namespace=namespace,
+                       version=version, as_of=as_of)  # fmt: skip
+        return memory
 
     def history(
         self,
@@ -166,10 +184,13 @@ class MemoryService:
         as_of = check.point(as_of, "as_of")
         min_offset = check.integer(min_offset, "min_offset")
         self.authorize(caller, "read", namespace=namespace, memory_id=memory_id)
-        return self.backend.history(
+        chain = self.backend.history(
             caller, memory_id, namespace=namespace, include_parents=include_parents,
             as_of=as_of, min_offset=min_offset,
         )  # fmt: skip
+        self._accessed(caller, "history", chain, memory_id=memory_id, namespace=namespace,
+                       include_parents=include_parents, as_of=as_of)  # fmt: skip
+        return chain
 
     def list_memories(
         self, caller: Caller, q: ListQuery, *, min_offset: int | None = None
@@ -188,7 +209,9 @@ class MemoryService:
         )
         min_offset = check.integer(min_offset, "min_offset")
         self.authorize(caller, "read", namespace=q.namespace)
-        return self.backend.list_memories(caller, q, min_offset=min_offset)
+        page = self.backend.list_memories(caller, q, min_offset=min_offset)
+        self._accessed(caller, "list", page, query=q)
+        return page
 
     def audit(
         self,
@@ -203,7 +226,9 @@ class MemoryService:
         partition = check.integer(partition, "partition")
         min_offset = check.integer(min_offset, "min_offset")
         self.authorize(caller, "audit", namespace=q.namespace, memory_id=q.memory_id)
-        return self.backend.audit(caller, q, partition=partition, min_offset=min_offset)
+        page = self.backend.audit(caller, q, partition=partition, min_offset=min_offset)
+        self._accessed(caller, "audit", page, query=q, partition=partition)
+        return page
 
     def search(
         self,
@@ -225,7 +250,37 @@ class MemoryService:
             ]
         for namespace in q.namespaces if q.namespaces is not None else [None]:
             self.authorize(caller, "search", namespace=namespace)
-        return self.backend.search(caller, q, min_offset=min_offset, partitions=partitions)
+        hits = self.backend.search(caller, q, min_offset=min_offset, partitions=partitions)
+        self._accessed(caller, "search", hits, query=q)
+        return hits
+
+    def access_log(self, caller: Caller, q: AccessQuery) -> AccessPage:
+        """A page of the access log (who read what), oldest first: auditor access."""
+        q = checked_query(q)
+        self.authorize(caller, "audit")
+        page = self._access_log_kept().query(q)
+        self._accessed(caller, "access_log", page, query=q)
+        return page
+
+    def export_access_log(
+        self, caller: Caller, q: AccessQuery, format: str = "jsonl"
+    ) -> Iterator[str]:
+        """The access records matching ``q`` as JSON Lines or CSV text, a page at a time
+        (checked and authorized here, before the first is read): auditor access."""
+        q, format = checked_query(q), export_format(format)
+        self.authorize(caller, "audit")
+        chunks = self._access_log_kept().export(q, format)
+        self._accessed(caller, "access_log_export", None, query=q, format=format)
+        return chunks
+
+    def _access_log_kept(self) -> AccessLog:
+        if self.accesses is None:
+            raise Unsupported(
+                "no access log is kept here (a store opened with access_log=False or "
+                "$MEMSTREAM_ACCESS_LOG_ENABLED=0, or a Kafka worker); open the store with the "
+                "access log enabled"
+            )
+        return self.accesses
 
     # -- the log and the process ----------------------------------------------------------------
 
@@ -245,7 +300,9 @@ class MemoryService:
         seconds with nothing new. Reading every event is an audit of the whole store."""
         _follow_args(start, batch, idle)
         self.authorize(caller, "audit")
-        return self.backend.feed().follow(start, batch=batch, idle=idle)
+        batches = self.backend.feed().follow(start, batch=batch, idle=idle)
+        self._accessed(caller, "follow", None, start=start)
+        return batches
 
     def follow_async(
         self, caller: Caller, start: int = 0, *, batch: int = 10_000, idle: float | None = None
@@ -253,7 +310,9 @@ class MemoryService:
         """:meth:`follow` for asyncio."""
         _follow_args(start, batch, idle)
         self.authorize(caller, "audit")
-        return self.backend.feed().follow_async(start, batch=batch, idle=idle)
+        batches = self.backend.feed().follow_async(start, batch=batch, idle=idle)
+        self._accessed(caller, "follow", None, start=start)
+        return batches
 
     def flush(self, caller: Caller, timeout: float | None = None) -> None:
         """Wait until everything appended is projected (``timeout``: at most that long)."""
