@@ -102,14 +102,17 @@ CREATE TABLE IF NOT EXISTS access (
 CREATE INDEX IF NOT EXISTS access_at ON access (at);
 CREATE INDEX IF NOT EXISTS access_principal ON access (principal, id);
 CREATE TABLE IF NOT EXISTS access_object (
-    memory_id TEXT NOT NULL, record INTEGER NOT NULL, PRIMARY KEY (memory_id, record)
+    key INTEGER NOT NULL, record INTEGER NOT NULL, PRIMARY KEY (key, record)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS access_object_record ON access_object (record);
 CREATE TABLE IF NOT EXISTS access_namespace (
-    namespace TEXT NOT NULL, record INTEGER NOT NULL, PRIMARY KEY (namespace, record)
+    key INTEGER NOT NULL, record INTEGER NOT NULL, PRIMARY KEY (key, record)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS access_namespace_record ON access_namespace (record);
 """
+# The lookup tables find the records that read a memory (or a namespace) by a 64-bit hash
+# of its id: a third of the bytes of the id itself per row. A query then checks the id in
+# the record's own list, so a collision of two hashes can never answer the wrong record.
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -385,8 +388,8 @@ class AccessLog:
                 (i, at, _clean(caller.principal), _context(caller.context), _clean(action),
                  spaces_json, objs_json, _detail(detail))
             )  # fmt: skip
-            objects += zip(objs, repeat(i, len(objs)), strict=True)
-            namespaces += zip(spaces, repeat(i, len(spaces)), strict=True)
+            objects += zip(map(_lookup_key, objs), repeat(i, len(objs)), strict=True)
+            namespaces += zip(map(_lookup_key, spaces), repeat(i, len(spaces)), strict=True)
             i += 1
         try:
             with self._db:
@@ -530,6 +533,12 @@ def _clean(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode()
 
 
+def _lookup_key(text: str) -> int:
+    """The 64-bit key a memory id or a namespace is looked up by (stable across processes)."""
+    digest = hashlib.blake2b(text.encode("utf-8", "backslashreplace"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 def _strings(values: Sequence[str]) -> tuple[str, Sequence[str]]:
     """A list of ids or namespaces as JSON text, and as the strings stored (what UTF-8
     cannot hold escaped: the encoder refuses it, which is rare enough to check that way)."""
@@ -590,12 +599,16 @@ def _where(q: AccessQuery) -> tuple[str, list[Any]]:
     if q.until is not None:
         clauses.append("at <= ?")
         params.append(_us(q.until))
-    if q.namespace is not None:
-        clauses.append("id IN (SELECT record FROM access_namespace WHERE namespace = ?)")
-        params.append(q.namespace)
-    if q.memory_id is not None:
-        clauses.append("id IN (SELECT record FROM access_object WHERE memory_id = ?)")
-        params.append(q.memory_id)
+    for value, table, column in (
+        (q.namespace, "access_namespace", "namespaces"),
+        (q.memory_id, "access_object", "objects"),
+    ):
+        if value is not None:
+            clauses.append(
+                f"id IN (SELECT record FROM {table} WHERE key = ?) AND "
+                f"EXISTS (SELECT 1 FROM json_each(access.{column}) WHERE value = ?)"
+            )
+            params += [_lookup_key(value), value]
     return "WHERE " + " AND ".join(clauses), params
 
 
