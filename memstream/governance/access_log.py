@@ -253,7 +253,7 @@ class AccessLog:
         self._pending: deque[tuple[Any, ...] | _Marker] = deque()
         self._wake = threading.Event()
         self._closed = False
-        self._failures = 0
+        self._undescribed: set[tuple[str, str]] = set()
         self._thread = threading.Thread(target=self._run, name="memstream-access-log", daemon=True)
         self._thread.start()
 
@@ -349,11 +349,11 @@ class AccessLog:
             self._wake.clear()
 
     def _safely(self, work: Callable[[], Any]) -> Any:
-        """``work()``; an error is logged (and counted), never the end of the thread."""
+        """``work()``; an error is logged, never the end of the thread (the records of a
+        batch that could not be written are lost, and the log says so)."""
         try:
             return work()
         except Exception:
-            self._failures += 1
             log.exception("the access log %s could not be written", self.path)
             return 0
 
@@ -410,8 +410,11 @@ class AccessLog:
             return (), (), _given(asked)
         try:
             return describe(self, result, asked, backend)
-        except Exception as e:  # a read is recorded, described or not
-            log.warning("access log: cannot describe a %s read: %r", action, e)
+        except Exception as e:  # a read is recorded, described or not (said once per kind)
+            kind = (action, type(e).__name__)
+            if kind not in self._undescribed:
+                self._undescribed.add(kind)
+                log.warning("access log: cannot describe a %s read: %r", action, e)
             return (), (), {"undescribed": type(e).__name__}
 
     def _prune(self) -> int:
