@@ -597,8 +597,12 @@ def _where(q: AccessQuery) -> tuple[str, list[Any]]:
         clauses.append("action = ?")
         params.append(q.action)
     if q.since is not None:
-        clauses.append("at >= ?")
-        params.append(_us(q.since))
+        # the first id to read from, found by the time index (exact: ids follow time only
+        # to within the microseconds two threads may take to queue their records)
+        clauses.append(
+            "at >= ? AND id >= (SELECT min(id) FROM access INDEXED BY access_at WHERE at >= ?)"
+        )
+        params += [_us(q.since)] * 2
     if q.until is not None:
         clauses.append("at <= ?")
         params.append(_us(q.until))
