@@ -15,6 +15,7 @@ import functools
 import shutil
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,6 +30,7 @@ from memstream.governance.access_log import (
     AccessQuery,
     open_access_log,
 )
+from memstream.governance.methods import EmbeddedGovernance
 from memstream.operations import Operations, new_id, raise_rejections
 from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery
@@ -45,6 +47,7 @@ from memstream.streams.log import ChainBreak
 
 if TYPE_CHECKING:
     from memstream.client import HttpMemoryStore
+    from memstream.governance.retention import RetentionReport, RetentionScheduler
 
 __all__ = ["AsyncMemoryStore", "MemoryStore", "Operations", "new_id"]
 
@@ -83,11 +86,13 @@ class _Validated:
         return entry is not None and entry[0] is event and self._encode(event) == entry[1]
 
 
-class MemoryStore(Operations, Reads, AccessLogReads):
+class MemoryStore(Operations, Reads, EmbeddedGovernance, AccessLogReads):
     """An embedded memory store (one directory; no broker). Use as a context manager.
 
     A facade over :class:`~memstream.service.MemoryService` on the store's
-    :class:`~memstream.service.EmbeddedBackend`, calling as :attr:`actor`.
+    :class:`~memstream.service.EmbeddedBackend`, calling as :attr:`actor`: the store's
+    owner, unchecked; or, opened with ``principal=``, as that principal, every call checked
+    against its grants like an HTTP caller's.
     """
 
     def __init__(
@@ -97,10 +102,14 @@ class MemoryStore(Operations, Reads, AccessLogReads):
         semantic: Any | None = None,
         usage: Any | None = None,
         views: Any | None = None,
+        principal: str | None = None,
+        retention: RetentionScheduler | None = None,
         accesses: AccessLog | None = None,
     ):
         self.runtime = runtime
-        self.actor = actor
+        self.actor = principal or actor
+        #: the principal this store acts as, checked (None: the store's owner)
+        self.principal = principal
         self.registry = runtime.codec.registry
         self.codec = runtime.codec
         self._validated = _Validated()
@@ -111,18 +120,56 @@ class MemoryStore(Operations, Reads, AccessLogReads):
         #: Every operation and read goes through the service (one per store).
         #: The current-memory view (a :class:`MemoryViews`), or None.
         self.views = views
-        self.backend = EmbeddedBackend(runtime, semantic, usage, views)
+        #: The retention scheduler (a :class:`RetentionScheduler`), or None.
+        self.retention_scheduler = retention
+        self.backend = EmbeddedBackend(runtime, semantic, usage, views, retention)
         #: The access log (every read, by whom, of what), or None when it is off.
         self.accesses = accesses
         self.service = MemoryService(self.backend, accesses)
         self._callers: tuple[str, Caller] | None = None
+        if retention is not None:
+            self._attach(retention)
+
+    def _attach(self, scheduler: RetentionScheduler) -> None:
+        """Wire the retention scheduler to this store: it appends through the service as
+        ``memstream:scheduler``, checks the decided state before it acts, reads the last
+        accesses from the usage indicators, and stops its background passes when the
+        store stops taking writes."""
+        from memstream.governance.retention import SCHEDULER
+
+        runtime, service, codec = self.runtime, self.service, self.codec
+        caller = Caller.local(SCHEDULER)
+        usage = self.usage_tracker
+
+        def emit(events: list[ev.Event]) -> list[Outcome]:
+            return service.append(caller, codec.validate(events))
+
+        def last_access(ids: Sequence[str]) -> dict[str, Any]:
+            return {m: seen for m, (_, seen, _) in usage.get(list(ids)).items()}
+
+        def wait() -> None:
+            target = runtime.head if runtime.broken is None else runtime.projected_offset
+            runtime.wait_for_processors(target, names=[scheduler.name])
+
+        scheduler.attach(
+            emit,
+            current=runtime.state.memories.get,
+            last_access=last_access if usage is not None else None,
+            wait=wait,
+            active=lambda: runtime.projector_alive and not runtime.read_only,
+        )
 
     @property
     def caller(self) -> Caller:
         """Who this store calls the service as: its :attr:`actor`, in this process."""
         cached = self._callers
         if cached is None or cached[0] != self.actor:
-            cached = self._callers = (self.actor, Caller.local(self.actor))
+            caller = (
+                Caller.principal_of(self.actor)
+                if self.principal is not None
+                else Caller.local(self.actor)
+            )
+            cached = self._callers = (self.actor, caller)
         return cached[1]
 
     @classmethod
@@ -137,10 +184,16 @@ class MemoryStore(Operations, Reads, AccessLogReads):
         embedder: Any | None = None,
         prefix: LogPrefix | None = None,
         read_only: bool = False,
+        principal: str | None = None,
+        retention: bool | RetentionScheduler | None = None,
         access_log: bool | AccessLogSettings | None = None,
         **options: Any,
     ) -> MemoryStore:
         """Open (or create) the store in ``path``.
+
+        ``principal``: act as this principal (``memstream principal add``), every call
+        checked against its grants, every event written with it as actor; default: the
+        store's owner (the account that holds its files), unchecked, as ``actor``.
 
         Options: ``max_event_bytes`` (the oversize limit), ``durability`` (``"fsync"``:
         survives power loss; ``"os"``: survives the process being killed), ``batch_size``
@@ -163,6 +216,13 @@ class MemoryStore(Operations, Reads, AccessLogReads):
         what precedes the break; every write raises
         :class:`~memstream.errors.StoreReadOnly`.
 
+        ``retention`` runs the retention scheduler, which appends ``expire`` and ``erase``
+        events when memories' TTLs, expiry times and retention policies fall due
+        (docs/governance.md): default on, one pass every ``$MEMSTREAM_RETENTION_INTERVAL``
+        seconds (60), unless ``$MEMSTREAM_RETENTION=0``; ``False`` leaves it out; a
+        :class:`~memstream.governance.retention.RetentionScheduler` runs that one (its own
+        namespace policies, clock and interval). A read-only store runs no background pass.
+
         ``access_log`` keeps the access log in ``<path>/access/`` (every read, by whom, of
         which memories; see docs/governance.md): None follows the settings
         (``$MEMSTREAM_ACCESS_LOG_ENABLED``, on by default, and its retention), True or False
@@ -174,6 +234,9 @@ class MemoryStore(Operations, Reads, AccessLogReads):
         usage = UsageTracker()
         views = MemoryViews()
         processors: list[Any] = [views, usage]
+        scheduler = _scheduler(retention)
+        if scheduler is not None:
+            processors.append(scheduler)
         proj = None
         if semantic if semantic is not None else _semantic_default():
             from memstream.projections.models import open_embedder
@@ -194,20 +257,31 @@ class MemoryStore(Operations, Reads, AccessLogReads):
             if proj is not None:
                 proj.embedder.cache.close()
             raise
+        if scheduler is not None and not scheduler.policies_given:
+            # namespace retention comes from the store's policies (memstream policy set)
+            from memstream.governance.retention import policy_retention
+
+            scheduler.use_policies(policy_retention(lambda: rt.state.policy))
         try:  # once the store is this process's (its lock taken): one writer of the file
             accesses = open_access_log(rt.root, access_log)
         except BaseException:
             rt.close()
             raise
-        return cls(rt, actor=actor, semantic=proj, usage=usage, views=views, accesses=accesses)
+        return cls(
+            rt, actor=actor, semantic=proj, usage=usage, views=views, principal=principal,
+            retention=scheduler, accesses=accesses,
+        )  # fmt: skip
 
     @staticmethod
-    def connect(url: str, *, actor: str = "sdk", timeout: float = 30.0) -> HttpMemoryStore:
+    def connect(
+        url: str, *, actor: str = "sdk", timeout: float = 30.0, token: str | None = None
+    ) -> HttpMemoryStore:
         """Connect to a running ``memstream serve`` at ``url``: the same operations and
-        return types over HTTP (see :class:`memstream.client.HttpMemoryStore`)."""
+        return types over HTTP (see :class:`memstream.client.HttpMemoryStore`). ``token``:
+        the principal's bearer token (default: ``$MEMSTREAM_TOKEN``)."""
         from memstream.client import HttpMemoryStore  # here: the client imports this module
 
-        return HttpMemoryStore.connect(url, actor=actor, timeout=timeout)
+        return HttpMemoryStore.connect(url, actor=actor, timeout=timeout, token=token)
 
     def close(self) -> None:
         if self.views is not None:
@@ -389,6 +463,17 @@ class MemoryStore(Operations, Reads, AccessLogReads):
     def head(self) -> int:
         return self.service.head(self.caller)
 
+    def run_retention(
+        self, now: datetime | str | None = None, *, dry_run: bool = False
+    ) -> RetentionReport:
+        """One pass of the retention scheduler now (or as if it were ``now``): an
+        ``expire`` or ``erase`` for every memory whose TTL, expiry time or retention rule
+        is due, appended as ``memstream:scheduler`` (``dry_run``: listed, not appended).
+        Returns the report: each memory due, its rule and the outcome of its event (see
+        docs/governance.md). Raises :class:`~memstream.errors.Unsupported` for a store
+        opened with ``retention=False``."""
+        return self.service.run_retention(self.caller, now=now, dry_run=dry_run)
+
     # -- copies ---------------------------------------------------------------------------------
 
     def backup(self, dest: str | Path) -> Path:
@@ -444,6 +529,7 @@ class MemoryStore(Operations, Reads, AccessLogReads):
             return MemoryStore.open(
                 into, actor=self.actor, registry=self.registry, progress=progress,
                 semantic=self.semantic is not None, embedder=embedder, prefix=prefix,
+                retention=False,
             )  # fmt: skip
         except BaseException:
             # Never leave the copy writing into ``into``, nor a half-made store there (its
@@ -456,6 +542,25 @@ class MemoryStore(Operations, Reads, AccessLogReads):
                 else:
                     p.unlink()
             raise
+
+
+def _scheduler(retention: Any) -> RetentionScheduler | None:
+    """The retention scheduler ``MemoryStore.open(retention=...)`` asks for, or None."""
+    from memstream.governance.retention import RetentionScheduler
+    from memstream.settings import RetentionSettings
+
+    if isinstance(retention, RetentionScheduler):
+        return retention
+    if retention is not None and not isinstance(retention, bool):
+        raise BadRequest(
+            "retention must be True, False, None (the default: $MEMSTREAM_RETENTION) or a "
+            f"RetentionScheduler, not {type(retention).__name__}",
+            field="retention",
+        )
+    settings = RetentionSettings()
+    if not (settings.retention if retention is None else retention):
+        return None
+    return RetentionScheduler(interval=settings.retention_interval)
 
 
 class AsyncMemoryStore:

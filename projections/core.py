@@ -16,11 +16,15 @@ import msgspec
 from memstream.schemas.keyid import KeyId
 from memstream.schemas.memcube import KeyDestruction, Logged, MemState, Outcome
 
+from .policy import GOVERNANCE_TYPES, body_of
+
 #: Bump when the projection's rows change meaning: stores built by another version rebuild.
 #: 3: per-memory keys (the audit's ``scope``; erase scopes; an erased memory loses its source)
 #: 4: 64-bit columns for what an event may carry as a 64-bit integer (expected_version,
 #:    priority, retention_days, an artifact's source_version)
-PROJECTOR_VERSION = 4
+#: 5: governance events (principals, tokens, grants, policies) kept in ``governance``;
+#:    a memory's ``expires_at`` (the create's expiry time)
+PROJECTOR_VERSION = 5
 
 _json = msgspec.json.Encoder()
 
@@ -57,8 +61,8 @@ class Columns:
 MEMORY_COLUMNS = (
     "memory_id", "namespace", "subject", "kind", "state", "frozen", "version", "revision",
     "tags", "metadata", "source", "owner", "visibility", "priority", "ttl_seconds",
-    "retention_days", "parents", "created_at", "updated_at", "created_by", "updated_by",
-    "created_offset", "updated_offset",
+    "retention_days", "expires_at", "parents", "created_at", "updated_at", "created_by",
+    "updated_by", "created_offset", "updated_offset",
 )  # fmt: skip
 VERSION_COLUMNS = (
     "memory_id", "version", "op", "text", "content_hash", "tags", "metadata", "parents",
@@ -78,6 +82,8 @@ ARTIFACT_COLUMNS = (
     "size_bytes", "status", "source_version", "detail", "event_id", "offset", "recorded_at",
 )  # fmt: skip
 
+GOVERNANCE_COLUMNS = ("offset", "type", "name", "actor", "recorded_at", "body")
+
 
 @dataclass
 class CoreBatch:
@@ -88,6 +94,8 @@ class CoreBatch:
     transitions: Columns = field(default_factory=lambda: Columns(TRANSITION_COLUMNS))
     audit: Columns = field(default_factory=lambda: Columns(AUDIT_COLUMNS))
     artifacts: Columns = field(default_factory=lambda: Columns(ARTIFACT_COLUMNS))
+    #: accepted governance events, their clear payload as JSON (projections/policy.py)
+    governance: Columns = field(default_factory=lambda: Columns(GOVERNANCE_COLUMNS))
     #: memory ids whose rolled-back versions must copy content, in log order
     rollbacks: list[tuple[str, int]] = field(default_factory=list)
     #: memories whose plaintext must be dropped, and the keys destroyed
@@ -108,7 +116,7 @@ def memory_row(m: MemState) -> tuple[Any, ...]:
     return (
         m.memory_id, m.namespace, m.subject, m.kind, m.state, m.frozen, m.version, m.revision,
         m.tags, _json.encode(m.metadata).decode() if m.metadata else None, m.source,
-        m.owner, m.visibility, m.priority, m.ttl_seconds, m.retention_days,
+        m.owner, m.visibility, m.priority, m.ttl_seconds, m.retention_days, m.expires_at,
         m.parents, m.created_at, m.updated_at,
         m.created_by, m.updated_by, m.created_offset, m.updated_offset,
     )  # fmt: skip
@@ -177,6 +185,11 @@ def project(pairs: list[tuple[Logged, Outcome]], batch: CoreBatch | None = None)
                 ev.ref("model"), ev.ref("path"), ev.ref("checksum"), ev.ref("size_bytes"),
                 ev.ref("status"), ev.ref("source_version"), ev.ref("detail"), ev.event_id,
                 logged.offset, logged.recorded_at,
+            )  # fmt: skip
+        elif t in GOVERNANCE_TYPES:
+            b.governance.add(
+                logged.offset, t, ev.memory_id, ev.actor, logged.recorded_at,
+                encode(body_of(ev)).decode(),
             )  # fmt: skip
         elif t == "erase":
             b.erased_memories.extend(m.memory_id for m in out.changes)

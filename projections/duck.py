@@ -31,6 +31,7 @@ from memstream.schemas.memcube import MemState
 from .core import (
     ARTIFACT_COLUMNS,
     AUDIT_COLUMNS,
+    GOVERNANCE_COLUMNS,
     MEMORY_COLUMNS,
     PROJECTOR_VERSION,
     TRANSITION_COLUMNS,
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS memories (
     memory_id VARCHAR PRIMARY KEY, namespace VARCHAR, subject VARCHAR, kind VARCHAR,
     state VARCHAR, frozen BOOLEAN, version INTEGER, revision INTEGER, tags VARCHAR[],
     metadata JSON, source VARCHAR, owner VARCHAR, visibility VARCHAR, priority BIGINT,
-    ttl_seconds BIGINT, retention_days BIGINT, parents {_PARENTS},
+    ttl_seconds BIGINT, retention_days BIGINT, expires_at TIMESTAMPTZ, parents {_PARENTS},
     created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, created_by VARCHAR, updated_by VARCHAR,
     created_offset BIGINT, updated_offset BIGINT
 );
@@ -79,6 +80,10 @@ CREATE TABLE IF NOT EXISTS artifacts (
     status VARCHAR, source_version BIGINT, detail VARCHAR, event_id VARCHAR,
     "offset" BIGINT, recorded_at TIMESTAMPTZ
 );
+CREATE TABLE IF NOT EXISTS governance (
+    "offset" BIGINT, type VARCHAR, name VARCHAR, actor VARCHAR, recorded_at TIMESTAMPTZ,
+    body JSON
+);
 CREATE TABLE IF NOT EXISTS subjects (
     subject VARCHAR PRIMARY KEY, key_generation INTEGER, erased_generation INTEGER
 );
@@ -86,6 +91,7 @@ CREATE TABLE IF NOT EXISTS subjects (
 
 _TYPES: dict[str, pa.DataType] = {
     "created_at": _TS, "updated_at": _TS, "recorded_at": _TS, "occurred_at": _TS,
+    "expires_at": _TS,
     "parents": _PARENT_TYPE, "tags": pa.list_(pa.string()), "frozen": pa.bool_(),
     "tombstone": pa.bool_(), "version": pa.int32(), "revision": pa.int32(),
     "offset": pa.int64(), "copy_from": pa.int32(), "schema_version": pa.int32(),
@@ -148,6 +154,7 @@ class Prepared:
     #: key's constraint), fails the batch.
     changed: pa.Table | None
     artifacts: pa.Table | None
+    governance: pa.Table | None = None
 
     @property
     def last_offset(self) -> int:
@@ -176,6 +183,7 @@ def prepare(b: CoreBatch) -> Prepared | None:
         memories=table(MEMORY_COLUMNS, memories),
         changed=pa.table({"memory_id": pa.array(changed, pa.string())}) if changed else None,
         artifacts=table(ARTIFACT_COLUMNS, b.artifacts),
+        governance=table(GOVERNANCE_COLUMNS, b.governance),
     )
 
 
@@ -474,6 +482,7 @@ class DuckStore:
             ("audit", p.audit),
             ("transitions", p.transitions),
             ("versions", p.versions),
+            ("governance", p.governance),
         ):
             if rows is not None:
                 cur.from_arrow(rows).insert_into(table)
@@ -570,15 +579,15 @@ class DuckStore:
         self, cur
     ) -> tuple[list[MemState], list[tuple[str, int, int]], list[str], list[tuple[str, str, int]]]:
         rows = cur.execute(
-            f"SELECT {_cols(MEMORY_COLUMNS)}, epoch_us(created_at), epoch_us(updated_at) "
-            "FROM memories"
+            f"SELECT {_cols(MEMORY_COLUMNS)}, epoch_us(created_at), epoch_us(updated_at), "
+            "epoch_us(expires_at) FROM memories"
         ).fetchall()
         dec = msgspec.json.Decoder()
         states = []
         n = len(MEMORY_COLUMNS)
         for r in rows:
             d = dict(zip(MEMORY_COLUMNS, r[:n], strict=True))
-            d["created_at"], d["updated_at"] = r[n], r[n + 1]
+            d["created_at"], d["updated_at"], d["expires_at"] = r[n], r[n + 1], r[n + 2]
             d["tags"] = tuple(d["tags"] or ())
             d["metadata"] = dec.decode(d["metadata"]) if d["metadata"] else {}
             d["parents"] = tuple((p["memory_id"], p["version"]) for p in d["parents"] or ())
@@ -601,6 +610,21 @@ class DuckStore:
             [m for (m,) in legacy],
             [(s, m, int(n)) for s, m, n in numbers],
         )
+
+    def governance_rows(
+        self, upto: int | None = None
+    ) -> list[tuple[int, str, str, str, int, dict[str, Any]]]:
+        """Accepted governance events up to offset ``upto`` (None: all), in log order, as
+        :meth:`~memstream.projections.policy.PolicyState.fold` takes them."""
+        where, params = ("", []) if upto is None else ('WHERE "offset" <= ?', [upto])
+        with self.reading() as cur:
+            rows = cur.execute(
+                f'SELECT "offset", type, name, actor, epoch_us(recorded_at), body '
+                f'FROM governance {where} ORDER BY "offset"',
+                params,
+            ).fetchall()
+        dec = msgspec.json.Decoder()
+        return [(o, t, n, a, r, dec.decode(b)) for o, t, n, a, r, b in rows]
 
     # -- reads --------------------------------------------------------------------------------
 

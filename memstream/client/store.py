@@ -17,6 +17,7 @@ layer (``Operations``) and the return types is what keeps them interchangeable.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -42,12 +43,14 @@ from memstream.wire import (
     format_point,
 )
 
+from .governance import HttpGovernance
 from .reads import HttpReads, memory_path
 from .transport import DEFAULT_TIMEOUT, LONG_TIMEOUT, ServerUnavailable, body_of, error_of
 
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from memstream.governance.retention import RetentionReport
     from memstream.sdk import MemoryStore
 
 __all__ = ["HttpMemoryStore"]
@@ -93,7 +96,11 @@ def _access_params(q: AccessQuery) -> dict[str, Any]:
     }  # fmt: skip
 
 
-class HttpMemoryStore(Operations, HttpReads, AccessLogReads):
+#: The environment variable a client takes its bearer token from when given none.
+TOKEN_ENV = "MEMSTREAM_TOKEN"
+
+
+class HttpMemoryStore(Operations, HttpReads, HttpGovernance, AccessLogReads):
     """A memory store served by ``memstream serve``, reached over HTTP.
 
     Use :meth:`connect` (it checks the server answers) and close it, or use it as a
@@ -108,6 +115,7 @@ class HttpMemoryStore(Operations, HttpReads, AccessLogReads):
         timeout: float = DEFAULT_TIMEOUT,
         registry: Registry | None = None,
         headers: dict[str, str] | None = None,
+        token: str | None = None,
     ):
         from memstream import __version__
 
@@ -123,6 +131,9 @@ class HttpMemoryStore(Operations, HttpReads, AccessLogReads):
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             headers={"user-agent": f"memstream/{__version__}", **(headers or {})},
         )
+        token = token or os.environ.get(TOKEN_ENV) or None
+        if token is not None:
+            self._http.headers["authorization"] = f"Bearer {token}"
 
     @classmethod
     def connect(
@@ -133,12 +144,17 @@ class HttpMemoryStore(Operations, HttpReads, AccessLogReads):
         timeout: float = DEFAULT_TIMEOUT,
         registry: Registry | None = None,
         headers: dict[str, str] | None = None,
+        token: str | None = None,
     ) -> HttpMemoryStore:
         """Connect to the server at ``url`` and check that it answers ``/health``.
 
+        ``token``: the bearer token every request carries (default: ``$MEMSTREAM_TOKEN``);
+        a server with authentication on answers 401 without one.
         Failing here, with the URL in the message, beats failing on the first write.
         """
-        store = cls(url, actor=actor, timeout=timeout, registry=registry, headers=headers)
+        store = cls(
+            url, actor=actor, timeout=timeout, registry=registry, headers=headers, token=token
+        )
         try:
             store.health()
         except BaseException:
@@ -282,6 +298,25 @@ class HttpMemoryStore(Operations, HttpReads, AccessLogReads):
                 m = self.get(memory_id, min_offset=head)
         return (m.namespace, m.subject) if m is not None else None
 
+    # -- governance -----------------------------------------------------------------------------
+
+    def run_retention(
+        self, now: datetime | str | None = None, *, dry_run: bool = False
+    ) -> RetentionReport:
+        """One pass of the server's retention scheduler (see
+        :meth:`memstream.MemoryStore.run_retention`)."""
+        from memstream import validation
+        from memstream.governance.retention import RetentionReport
+
+        when = validation.time(now, "now")
+        validation.boolean(dry_run, "dry_run")
+        content = msgspec.json.encode(
+            {"now": when.isoformat() if when is not None else None, "dry_run": dry_run}
+        )
+        timeout = max(self.timeout, LONG_TIMEOUT)
+        resp = self._request("POST", "/v1/retention/run", content=content, timeout=timeout)
+        return msgspec.json.decode(self._ok(resp).content, type=RetentionReport)
+
     # -- the access log ---------------------------------------------------------------------------
 
     def _access_log(self, q: AccessQuery) -> AccessPage:
@@ -354,5 +389,6 @@ class HttpMemoryStore(Operations, HttpReads, AccessLogReads):
         from memstream.sdk import MemoryStore  # the copy is an embedded store, opened here
 
         return MemoryStore.open(
-            path, actor=self.actor, registry=self.registry, progress=progress, semantic=semantic
-        )
+            path, actor=self.actor, registry=self.registry, progress=progress, semantic=semantic,
+            retention=False,
+        )  # fmt: skip

@@ -12,12 +12,14 @@ import msgspec
 from memstream.errors import (
     BadRequest,
     EventTooLarge,
+    Forbidden,
     MalformedEvent,
     NotCaughtUp,
     PartitionUnavailable,
     ProjectorFailed,
     SearchDisabled,
     StoreReadOnly,
+    Unauthenticated,
     Unsupported,
     rejection,
 )
@@ -92,16 +94,20 @@ def error_of(resp: httpx.Response) -> Exception:
             message, partition=body["partition"], error=error, offset=body.get("offset"),
             lag=body.get("lag"),
         )  # fmt: skip
+    if resp.status_code == 403 and error == "forbidden":
+        return Forbidden(message, missing=body.get("missing"))
+    if resp.status_code == 401:
+        return Unauthenticated(message)
     if error == "search_disabled":
         return SearchDisabled(message)
     if error == "projector_failed":
         return ProjectorFailed(message)
     if error == "read_only":
         return StoreReadOnly(message)
-    if error == "unsupported":
-        return Unsupported(message)
     if error == "exists":
         return FileExistsError(message)
+    if error == "unsupported":
+        return Unsupported(message)
     if resp.status_code == 400:
         return BadRequest(message, field=body.get("field"))
     return ServerError(resp.status_code, message, body)

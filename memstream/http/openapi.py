@@ -14,6 +14,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from memstream.governance.access_log import AccessPage
+from memstream.governance.retention import RetentionReport
+from memstream.projections.policy import Rules
 from memstream.schemas.events import Event, Registry
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
@@ -22,9 +24,17 @@ from memstream.wire import (
     BackupRequest,
     ChangeRequest,
     EraseSubjectRequest,
+    GrantAnswer,
+    GrantRequest,
+    IssuedToken,
+    PolicyRequest,
+    PrincipalRequest,
     ReplayRequest,
+    RetentionRequest,
     ReviseRequest,
+    RevokeRequest,
     SearchRequest,
+    TokenRequest,
 )
 
 __all__ = [
@@ -115,8 +125,18 @@ def _components(registry: Registry) -> dict[str, Any]:
             EraseSubjectRequest,
             BackupRequest,
             ReplayRequest,
+            RetentionRequest,
+            RetentionReport,
             SearchRequest,
             SearchHit,
+            PrincipalRequest,
+            TokenRequest,
+            IssuedToken,
+            GrantRequest,
+            GrantAnswer,
+            PolicyRequest,
+            RevokeRequest,
+            Rules,
             AccessPage,
             *payloads,
         ],

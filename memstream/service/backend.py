@@ -9,9 +9,11 @@ asked, and never forward a read twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from memstream.projections.policy import PolicyState
 from memstream.projections.search import SearchQuery
 from memstream.queries import AuditQuery, ListQuery, Point
 from memstream.schemas.codec import EventCodec
@@ -22,6 +24,9 @@ from memstream.streams.feed import DecidedFeed
 from memstream.streams.log import ChainBreak
 
 from .caller import Caller
+
+if TYPE_CHECKING:
+    from memstream.governance.retention import RetentionReport
 
 __all__ = ["Backend"]
 
@@ -85,6 +90,10 @@ class Backend(Protocol):
         """Recompute the log's hash chain; the first record that breaks it, or None."""
         ...
 
+    def run_retention(self, now: datetime | None, dry_run: bool) -> RetentionReport:
+        """One pass of the retention scheduler as of ``now`` (None: its clock)."""
+        ...
+
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything appended is projected (``timeout``: at most that long)."""
         ...
@@ -108,6 +117,22 @@ class Backend(Protocol):
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         """Whether reads and writes are served now, and the state that says so."""
+        ...
+
+    def policy(self) -> PolicyState:
+        """The governance rules in force now (principals, tokens, grants, policies)."""
+        ...
+
+    def policy_at(self, as_of: Point) -> PolicyState:
+        """The rules as they stood at an offset or a time of the log."""
+        ...
+
+    def namespaces(self) -> frozenset[str]:
+        """Every namespace that has held a memory."""
+        ...
+
+    def placement(self, memory_id: str) -> tuple[str, str | None] | None:
+        """(namespace, subject) of a memory, or None if unknown."""
         ...
 
     def status(self, caller: Caller, cluster: bool) -> dict[str, Any]:
