@@ -17,10 +17,12 @@ from pathlib import Path
 import msgspec
 import pytest
 from fastapi.testclient import TestClient
+from memstream.projections.search import SearchQuery
 from memstream.schemas.events import Context
 from memstream.streams.embedded import ACCESS_DIR, LOG_FILE
 
 from memstream import BadRequest, MemoryStore, SearchDisabled, Unsupported
+from memstream.errors import Forbidden
 from memstream.governance import access_log as al
 from memstream.governance.access_log import AccessLog, AccessQuery, AccessRecord
 from memstream.http import create_app
@@ -442,3 +444,23 @@ def test_a_memory_is_found_by_its_id_even_when_lookup_keys_collide(
         assert log.query(AccessQuery(memory_id="m-4")).records == []
     finally:
         log.close()
+
+
+def test_what_a_principal_may_not_read_is_not_recorded_as_read(searchable) -> None:
+    store, ids = searchable
+    store.add_principal("alice")
+    store.grant("alice", "read", "user/alice")
+    alice = Caller(principal="alice", enforced=True)
+    page = store.service.list_memories(alice, ListQuery(states=("active", "merged")))
+    hits = store.service.search(alice, SearchQuery(query="drinks", k=10))
+    assert store.service.search(alice, SearchQuery(query="drinks", namespaces=["user/bob"])) == []
+    with pytest.raises(Forbidden):  # the access log shows every namespace: audit on *
+        store.service.access_log(alice, AccessQuery())
+    with pytest.raises(Forbidden):
+        store.service.get(alice, ids["bob"])
+    listed, searched, nothing = store.access_log(principal="alice").records
+    assert listed.objects == [m.memory_id for m in page.memories]
+    assert set(listed.objects) == {ids["tea"], ids["job"], ids["merged"]}
+    assert searched.objects == [h.memory.memory_id for h in hits] and hits
+    assert {h.memory.namespace for h in hits} == {"user/alice"}
+    assert (nothing.objects, nothing.namespaces) == ([], ["user/bob"])
