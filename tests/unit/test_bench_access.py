@@ -19,6 +19,7 @@ from memstream.bench.common import BenchError
 def fast_model(monkeypatch: pytest.MonkeyPatch, hash_embedder):
     monkeypatch.setattr(access, "LazyEmbedder", lambda: hash_embedder)
     monkeypatch.setattr(access, "HOOK_CALLS", 500)
+    monkeypatch.setattr(access, "ROUND", 250)
 
 
 def test_the_suite_compares_search_with_the_log_on_and_off(fast_model, tmp_path: Path) -> None:
@@ -31,9 +32,9 @@ def test_the_suite_compares_search_with_the_log_on_and_off(fast_model, tmp_path:
     d = json.loads((out / "access.json").read_text())
     assert d == json.loads(json.dumps(result["suites"]["access"]))
     p, r = d["parameters"], d["results"]
-    assert (p["memories"], p["calls_per_block"], p["repeats"]) == (500, 200, 2)
+    assert (p["memories"], p["calls_per_arm"], p["repeats"]) == (500, 200, 2)
     # every search made with the log on is in it, none made with it off
-    assert r["searches_recorded"] == 2 * 2 * p["calls_per_block"]
+    assert r["searches_recorded"] == 2 * 2 * p["calls_per_arm"]
     for run in r["runs"]:
         assert {k: v["n"] for k, v in run.items()} == {
             "text:on": 200, "text:off": 200, "vector:on": 200, "vector:off": 200,
