@@ -23,6 +23,13 @@ import msgspec
 
 from memstream import validation
 from memstream.errors import BadRequest, MalformedEvent
+from memstream.governance.access_log import (
+    AccessLog,
+    AccessLogReads,
+    AccessPage,
+    AccessQuery,
+    open_access_log,
+)
 from memstream.governance.methods import EmbeddedGovernance
 from memstream.operations import Operations, new_id, raise_rejections
 from memstream.projections.processor import Decided
@@ -33,6 +40,7 @@ from memstream.schemas.codec import surrogate_error
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.service import Caller, EmbeddedBackend, MemoryService
+from memstream.settings import AccessLogSettings
 from memstream.settings import semantic_default as _semantic_default
 from memstream.streams.embedded import EmbeddedRuntime, LogPrefix, Options, ProgressFactory
 from memstream.streams.log import ChainBreak
@@ -78,7 +86,7 @@ class _Validated:
         return entry is not None and entry[0] is event and self._encode(event) == entry[1]
 
 
-class MemoryStore(Operations, Reads, EmbeddedGovernance):
+class MemoryStore(Operations, Reads, EmbeddedGovernance, AccessLogReads):
     """An embedded memory store (one directory; no broker). Use as a context manager.
 
     A facade over :class:`~memstream.service.MemoryService` on the store's
@@ -96,6 +104,7 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
         views: Any | None = None,
         principal: str | None = None,
         retention: RetentionScheduler | None = None,
+        accesses: AccessLog | None = None,
     ):
         self.runtime = runtime
         self.actor = principal or actor
@@ -114,7 +123,9 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
         #: The retention scheduler (a :class:`RetentionScheduler`), or None.
         self.retention_scheduler = retention
         self.backend = EmbeddedBackend(runtime, semantic, usage, views, retention)
-        self.service = MemoryService(self.backend)
+        #: The access log (every read, by whom, of what), or None when it is off.
+        self.accesses = accesses
+        self.service = MemoryService(self.backend, accesses)
         self._callers: tuple[str, Caller] | None = None
         if retention is not None:
             self._attach(retention)
@@ -175,6 +186,7 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
         read_only: bool = False,
         principal: str | None = None,
         retention: bool | RetentionScheduler | None = None,
+        access_log: bool | AccessLogSettings | None = None,
         **options: Any,
     ) -> MemoryStore:
         """Open (or create) the store in ``path``.
@@ -210,6 +222,11 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
         seconds (60), unless ``$MEMSTREAM_RETENTION=0``; ``False`` leaves it out; a
         :class:`~memstream.governance.retention.RetentionScheduler` runs that one (its own
         namespace policies, clock and interval). A read-only store runs no background pass.
+
+        ``access_log`` keeps the access log in ``<path>/access/`` (every read, by whom, of
+        which memories; see docs/governance.md): None follows the settings
+        (``$MEMSTREAM_ACCESS_LOG_ENABLED``, on by default, and its retention), True or False
+        turns it on or off, an :class:`~memstream.settings.AccessLogSettings` sets it all.
         """
         from memstream.projections.usage import UsageTracker
         from memstream.projections.views import MemoryViews
@@ -245,9 +262,14 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
             from memstream.governance.retention import policy_retention
 
             scheduler.use_policies(policy_retention(lambda: rt.state.policy))
+        try:  # once the store is this process's (its lock taken): one writer of the file
+            accesses = open_access_log(rt.root, access_log)
+        except BaseException:
+            rt.close()
+            raise
         return cls(
             rt, actor=actor, semantic=proj, usage=usage, views=views, principal=principal,
-            retention=scheduler,
+            retention=scheduler, accesses=accesses,
         )  # fmt: skip
 
     @staticmethod
@@ -264,7 +286,11 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
     def close(self) -> None:
         if self.views is not None:
             self.views.cancel()  # a view still loading is not waited for
-        self.runtime.close()
+        try:
+            self.runtime.close()
+        finally:
+            if self.accesses is not None:
+                self.accesses.close()  # every read recorded so far is written
 
     def __enter__(self) -> MemoryStore:
         return self
@@ -398,6 +424,12 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
 
     def _search(self, q: SearchQuery, min_offset: int | None) -> list[SearchHit]:
         return self.service.search(self.caller, q, min_offset=min_offset)
+
+    def _access_log(self, q: AccessQuery) -> AccessPage:
+        return self.service.access_log(self.caller, q)
+
+    def _export_access_log(self, q: AccessQuery, fmt: str) -> Iterator[str]:
+        return self.service.export_access_log(self.caller, q, fmt)
 
     def verify(self, progress: Callable[[int], None] | None = None) -> ChainBreak | None:
         """Recompute the log's hash chain; the first record that breaks it, or None."""

@@ -19,6 +19,7 @@ from memstream.streams.settings import Settings, SettingsError, env_var
 
 __all__ = [
     "SEMANTIC_ENV",
+    "AccessLogSettings",
     "BenchSettings",
     "CliSettings",
     "RetentionSettings",
@@ -122,4 +123,33 @@ class BenchSettings(Settings):
     )
     labelled: Path | None = Field(
         None, description="The labelled retrieval set (default: the source checkout's)."
+    )
+
+
+class AccessLogSettings(Settings):
+    """The access log of an embedded store: every read, by whom, of which memories
+    (:mod:`memstream.governance.access_log`; ``<store>/access/``)."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMSTREAM_ACCESS_LOG_")
+
+    enabled: bool = Field(
+        True,
+        description="Record every read (get, history, list, search, audit, follow) in the "
+        "store's access log.",
+    )
+    max_age_days: float = Field(
+        90.0, ge=0, description="Drop access records older than this many days (0: keep any age)."
+    )
+    max_records: int = Field(
+        5_000_000, ge=0, description="Keep at most this many access records (0: no bound)."
+    )
+    flush_interval: float = Field(
+        1.0,
+        gt=0,
+        le=3600,
+        description="Seconds between two writes of the recorded reads: at most this much is "
+        "lost if the process is killed.",
+    )
+    prune_interval: float = Field(
+        60.0, gt=0, description="Seconds between two prunings of the records past retention."
     )

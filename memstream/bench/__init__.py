@@ -1,5 +1,5 @@
-"""Benchmarks of the embedded store: ``ingest``, ``project``, ``replay``, ``open`` and
-``search``.
+"""Benchmarks of the embedded store: ``ingest``, ``project``, ``replay``, ``open``,
+``search`` and more (``reads``, ``kafka``, ``erasure``, ``access``).
 
 Each suite measures a path of the real store and, in the same run and on the same data, the
 raw operation underneath it (the log's own append, DuckDB's own insert), so its result is a
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import erasure, ingest, kafka, opening, peers, project, reads, replay, report, search
+from . import access, erasure, ingest, kafka, opening, peers, project, reads, replay, report, search
 from .common import BenchError, Reporter, Scratch, machine_info, now_iso, write_json
 from .peers import PeerMissing
 
@@ -30,6 +30,7 @@ SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "reads": reads.run,
     "kafka": kafka.run,
     "erasure": erasure.run,
+    "access": access.run,
 }
 #: Suites run only when asked for by name: ``peers`` needs Mem0, installed apart
 #: (``--peer-python``; see :mod:`memstream.bench.peers`).
@@ -39,7 +40,7 @@ OPTIONAL_SUITES: dict[str, Callable[..., dict[str, Any]]] = {"peers": peers.run}
 #: projection of the same log, reported beside them).
 DEFAULT_REPEATS = {
     "ingest": 3, "project": 3, "replay": 2, "open": 3, "search": 3, "reads": 3, "kafka": 3,
-    "erasure": 3, "peers": 1,
+    "erasure": 3, "access": 3, "peers": 1,
 }  # fmt: skip
 SEED = 20250717
 
@@ -93,7 +94,7 @@ def run(
                 n = repeats if repeats is not None else DEFAULT_REPEATS[name]
                 started = now_iso()
                 extra: dict[str, Any] = (
-                    {"cache_dir": cache_dir} if name in ("search", "reads") else {}
+                    {"cache_dir": cache_dir} if name in ("search", "reads", "access") else {}
                 )
                 if name == "peers":
                     extra = {"peer_python": peer_python}

@@ -21,6 +21,7 @@ SUITE_ORDER = (
     "reads",
     "kafka",
     "erasure",
+    "access",
     "peers",
 )
 START = "<!-- bench:summary:start -->"
@@ -303,6 +304,28 @@ def _peers_rows(d: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _access_rows(d: dict[str, Any]) -> list[str]:
+    p, r, g = d["parameters"], d["results"], d["goals"]
+    rows = []
+    for kind, what in (("text", "with the query text"), ("vector", "with a query vector")):
+        on, off = r[f"{kind}_on_p95"]["median"], r[f"{kind}_off_p95"]["median"]
+        rows.append(
+            f"| access log, search {what} | `MemoryStore.search` ({_n(p['memories'])} "
+            f"memories, k {p['k']}, {_n(p['calls_per_arm'])} searches each way, interleaved) "
+            f"with every search recorded, p95: **{on:.2f} ms** (p50 "
+            f"{r[f'{kind}_on_p50']['median']:.2f}) | the same searches, access log off: "
+            f"{off:.2f} ms (p50 "
+            f"{r[f'{kind}_off_p50']['median']:.2f}) | {r[f'{kind}_p95_ratio']['median']:.3f} | "
+            f"p95 ratio ≤ {g['p95_ratio']} | {_ok(r['meets'][f'{kind}_p95_ratio'])} |"
+        )
+    rows.append(
+        f"| access log, recording | a search recorded: **{r['hook_us']:.2f} µs** "
+        f"on the read path; the writer thread {r['writer_us_per_record']:.1f} µs per record "
+        "(in the background) | — | — | — | — |"
+    )
+    return rows
+
+
 _ROWS = {
     "ingest": _ingest_rows,
     "project": _project_rows,
@@ -312,6 +335,7 @@ _ROWS = {
     "reads": _reads_rows,
     "kafka": _kafka_rows,
     "erasure": _erasure_rows,
+    "access": _access_rows,
     "peers": _peers_rows,
 }
 

@@ -19,9 +19,9 @@ the commands that need them, so the CLI starts fast.
 
 The package: ``common`` (the app, shared options, exit codes, error reporting),
 ``connect`` (which store a command works on), ``render`` (tables), and the commands by
-theme: ``writes``, ``reads``, ``audit``, ``copies`` (replay, backup), ``ops`` (serve,
-demo, reembed, bench) and ``kafka`` (the Kafka runtime's commands). They are registered
-here, in the order ``memstream --help`` lists them.
+theme: ``writes``, ``reads``, ``audit``, ``access`` (the access log), ``copies`` (replay,
+backup), ``ops`` (serve, demo, reembed, bench) and ``kafka`` (the Kafka runtime's
+commands). They are registered here, in the order ``memstream --help`` lists them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Annotated
 
 import typer
 
-from . import audit, copies, governance, kafka, ops, reads, retention, writes  # noqa: F401 (governance registers itself)
+from . import access, audit, copies, governance, kafka, ops, reads, retention, writes  # noqa: F401 (governance registers itself)
 from .common import app, audit_app, out
 from .render import audit_table, history_table, memory_table, outcomes_table
 
@@ -93,6 +93,9 @@ audit_app.command("verify")(audit.audit_verify)
 audit_app.command("export")(audit.audit_export)
 retention.retention_app.command("run")(retention.run)
 app.add_typer(retention.retention_app, name="retention")
+app.add_typer(access.access_app, name="access-log")
+access.access_app.callback()(access.access_log)
+access.access_app.command("export")(access.export)
 
 
 def main() -> None:

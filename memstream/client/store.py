@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -28,12 +28,14 @@ import httpx
 import msgspec
 
 from memstream.errors import MalformedEvent, NotCaughtUp, UnknownMemory
+from memstream.governance.access_log import AccessLogReads, AccessPage, AccessQuery
 from memstream.operations import Operations, raise_rejections
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Context, Event, Registry, default_registry
 from memstream.schemas.memcube import Outcome
 from memstream.streams.embedded import ProgressFactory
 from memstream.wire import (
+    PRINCIPAL_HEADER,
     AddRequest,
     ChangeRequest,
     EraseSubjectRequest,
@@ -43,7 +45,7 @@ from memstream.wire import (
 
 from .governance import HttpGovernance
 from .reads import HttpReads, memory_path
-from .transport import DEFAULT_TIMEOUT, LONG_TIMEOUT, body_of, error_of
+from .transport import DEFAULT_TIMEOUT, LONG_TIMEOUT, ServerUnavailable, body_of, error_of
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -83,11 +85,22 @@ def _plain(*texts: Any, **kw: Any) -> bool:
     return True
 
 
+_access_page = msgspec.json.Decoder(AccessPage)
+
+
+def _access_params(q: AccessQuery) -> dict[str, Any]:
+    return {
+        "principal": q.principal, "namespace": q.namespace, "memory_id": q.memory_id,
+        "action": q.action, "since": format_point(q.since) if q.since else None,
+        "until": format_point(q.until) if q.until else None, "after": q.after,
+    }  # fmt: skip
+
+
 #: The environment variable a client takes its bearer token from when given none.
 TOKEN_ENV = "MEMSTREAM_TOKEN"
 
 
-class HttpMemoryStore(Operations, HttpReads, HttpGovernance):
+class HttpMemoryStore(Operations, HttpReads, HttpGovernance, AccessLogReads):
     """A memory store served by ``memstream serve``, reached over HTTP.
 
     Use :meth:`connect` (it checks the server answers) and close it, or use it as a
@@ -303,6 +316,33 @@ class HttpMemoryStore(Operations, HttpReads, HttpGovernance):
         timeout = max(self.timeout, LONG_TIMEOUT)
         resp = self._request("POST", "/v1/retention/run", content=content, timeout=timeout)
         return msgspec.json.decode(self._ok(resp).content, type=RetentionReport)
+
+    # -- the access log ---------------------------------------------------------------------------
+
+    def _access_log(self, q: AccessQuery) -> AccessPage:
+        params = {**_access_params(q), "limit": q.limit}
+        resp = self._request("GET", "/v1/access-log", params=params)
+        return _access_page.decode(self._ok(resp).content)
+
+    def _export_access_log(self, q: AccessQuery, fmt: str) -> Iterator[str]:
+        """The export's text as the server streams it (the request is sent when the first
+        chunk is asked for; an error answer raises then, before any text)."""
+        params = {k: v for k, v in {**_access_params(q), "format": fmt}.items() if v is not None}
+        timeout = httpx.Timeout(max(self.timeout, LONG_TIMEOUT), connect=min(self.timeout, 5.0))
+        headers = {PRINCIPAL_HEADER: self.actor}
+        try:
+            with self._http.stream(
+                "GET", "/v1/access-log/export", params=params, headers=headers, timeout=timeout
+            ) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise error_of(resp)
+                yield from resp.iter_text()
+        except httpx.TransportError as e:
+            raise ServerUnavailable(
+                f"the export from the memstream server at {self.url} failed "
+                f"({e.__class__.__name__}: {e}); check that it runs, and run the export again"
+            ) from None
 
     # -- copies --------------------------------------------------------------------------------
 

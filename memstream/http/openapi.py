@@ -13,6 +13,7 @@ import msgspec
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from memstream.governance.access_log import AccessPage
 from memstream.governance.retention import RetentionReport
 from memstream.projections.policy import PermissionChange, Rules
 from memstream.schemas.events import Event, Registry
@@ -137,6 +138,7 @@ def _components(registry: Registry) -> dict[str, Any]:
             RevokeRequest,
             Rules,
             PermissionChange,
+            AccessPage,
             *payloads,
         ],
         ref_template=_REF,

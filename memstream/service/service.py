@@ -4,7 +4,8 @@ The embedded SDK (:class:`memstream.MemoryStore`), ``memstream serve`` and every
 worker's HTTP API call this class, with a :class:`Caller`; it runs them on a
 :class:`~memstream.service.backend.Backend` (the embedded runtime, or a worker's shards).
 Every entry point passes :meth:`MemoryService.authorize` first: the one place where access
-control and access logging go.
+control goes. Every read that succeeds is then recorded in the access log, when one is kept
+(:meth:`MemoryService._accessed`; :mod:`memstream.governance.access_log`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from memstream import validation as check
-from memstream.errors import BadRequest, MalformedEvent
+from memstream.errors import BadRequest, MalformedEvent, Unsupported
 from memstream.governance import tokens
 from memstream.governance.access import ACTION_MODES, AccessControl
+from memstream.governance.access_log import (
+    AccessLog,
+    AccessPage,
+    AccessQuery,
+    checked_query,
+    export_format,
+)
 from memstream.governance.methods import PRESETS
 from memstream.operations import Operations, new_id, raise_rejections
 from memstream.projections.policy import (
@@ -59,10 +67,12 @@ class MemoryService:
     """Writes (events in, outcomes out) and reads (get, history, audit, search) over one
     backend, each checked by :meth:`authorize`."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, accesses: AccessLog | None = None):
         self.backend = backend
         self.codec = backend.codec
         self.access = AccessControl(lambda: self.backend.policy())
+        #: The access log every read that succeeds is recorded in (None: none kept).
+        self.accesses = accesses
 
     # -- access --------------------------------------------------------------------------------
 
@@ -161,6 +171,13 @@ class MemoryService:
 
     # -- reads ---------------------------------------------------------------------------------
 
+    def _accessed(self, caller: Caller, action: str, result: Any, **asked: Any) -> Any:
+        """Record a read that succeeded (``result``, asked with ``asked``) in the access log;
+        ``result``, to return."""
+        if self.accesses is not None:
+            self.accesses.read(caller, action, result, asked, self.backend)
+        return result
+
     def get(
         self,
         caller: Caller,
@@ -178,10 +195,12 @@ class MemoryService:
         as_of = check.point(as_of, "as_of")
         min_offset = check.integer(min_offset, "min_offset")
         self._authorize_read(caller, memory_id, namespace)
-        return self.backend.get(
+        memory = self.backend.get(
             caller, memory_id, namespace=namespace, version=version, as_of=as_of,
             min_offset=min_offset,
         )  # fmt: skip
+        return self._accessed(caller, "get", memory, memory_id=memory_id, namespace=namespace,
+                              version=version, as_of=as_of)  # fmt: skip
 
     def history(
         self,
@@ -204,16 +223,19 @@ class MemoryService:
             caller, memory_id, namespace=namespace, include_parents=include_parents,
             as_of=as_of, min_offset=min_offset,
         )  # fmt: skip
-        if not caller.enforced or not include_parents:
-            return history
-        # A merge's parents may live where the caller cannot read: their versions stay out.
-        allowed = self.access.allowed
-        return [
-            v for v in history
-            if v.memory_id == memory_id
-            or allowed(caller, "read", namespace=self._namespace_of(caller, v.memory_id, None),
-                       memory_id=v.memory_id)
-        ]  # fmt: skip
+        if caller.enforced and include_parents:
+            # A merge's parents may live where the caller cannot read: their versions stay out.
+            allowed = self.access.allowed
+            history = [
+                v for v in history
+                if v.memory_id == memory_id
+                or allowed(caller, "read",
+                           namespace=self._namespace_of(caller, v.memory_id, None),
+                           memory_id=v.memory_id)
+            ]  # fmt: skip
+        return self._accessed(caller, "history", history, memory_id=memory_id,
+                              namespace=namespace, include_parents=include_parents,
+                              as_of=as_of)  # fmt: skip
 
     def list_memories(
         self, caller: Caller, q: ListQuery, *, min_offset: int | None = None
@@ -239,8 +261,10 @@ class MemoryService:
             # over the rest, so no page reveals what it dropped but by its length).
             page = self.backend.list_memories(caller, q, min_offset=min_offset)
             kept = [m for m in page.memories if in_scope(m, scope)]
-            return msgspec.structs.replace(page, memories=kept)
-        return self.backend.list_memories(caller, q, min_offset=min_offset)
+            page = msgspec.structs.replace(page, memories=kept)
+        else:
+            page = self.backend.list_memories(caller, q, min_offset=min_offset)
+        return self._accessed(caller, "list", page, query=q)
 
     def audit(
         self,
@@ -261,7 +285,8 @@ class MemoryService:
             if namespace is None and q.memory_id is not None:
                 namespace = self._namespace_of(caller, q.memory_id, None)
             self.authorize(caller, "audit", namespace=namespace, memory_id=q.memory_id)
-        return self.backend.audit(caller, q, partition=partition, min_offset=min_offset)
+        page = self.backend.audit(caller, q, partition=partition, min_offset=min_offset)
+        return self._accessed(caller, "audit", page, query=q, partition=partition)
 
     def search(
         self,
@@ -281,10 +306,38 @@ class MemoryService:
                 check.integer(p, f"partitions[{i}]", optional=False)
                 for i, p in enumerate(partitions)
             ]
-        q = self._scoped(caller, q)
-        if q is None:
-            return []
-        return self.backend.search(caller, q, min_offset=min_offset, partitions=partitions)
+        scoped = self._scoped(caller, q)
+        if scoped is None:
+            return self._accessed(caller, "search", [], query=q)
+        hits = self.backend.search(caller, scoped, min_offset=min_offset, partitions=partitions)
+        return self._accessed(caller, "search", hits, query=q)
+
+    def access_log(self, caller: Caller, q: AccessQuery) -> AccessPage:
+        """A page of the access log (who read what), oldest first: auditor access."""
+        q = checked_query(q)
+        self.authorize(caller, "audit")
+        page = self._access_log_kept().query(q)
+        return self._accessed(caller, "access_log", page, query=q)
+
+    def export_access_log(
+        self, caller: Caller, q: AccessQuery, format: str = "jsonl"
+    ) -> Iterator[str]:
+        """The access records matching ``q`` as JSON Lines or CSV text, a page at a time
+        (checked and authorized here, before the first is read): auditor access."""
+        q, format = checked_query(q), export_format(format)
+        self.authorize(caller, "audit")
+        chunks = self._access_log_kept().export(q, format)
+        self._accessed(caller, "access_log_export", None, query=q, format=format)
+        return chunks
+
+    def _access_log_kept(self) -> AccessLog:
+        if self.accesses is None:
+            raise Unsupported(
+                "no access log is kept here (a store opened with access_log=False or "
+                "$MEMSTREAM_ACCESS_LOG_ENABLED=0, or a Kafka worker); open the store with the "
+                "access log enabled"
+            )
+        return self.accesses
 
     def _scoped(self, caller: Caller, q: SearchQuery) -> SearchQuery | None:
         """``q`` limited to what ``caller`` may read (None: nothing at all). The limit is a
@@ -554,7 +607,8 @@ class MemoryService:
         seconds with nothing new. Reading every event is an audit of the whole store."""
         _follow_args(start, batch, idle)
         self.authorize(caller, "audit")
-        return self.backend.feed().follow(start, batch=batch, idle=idle)
+        batches = self.backend.feed().follow(start, batch=batch, idle=idle)
+        return self._accessed(caller, "follow", batches, start=start)
 
     def follow_async(
         self, caller: Caller, start: int = 0, *, batch: int = 10_000, idle: float | None = None
@@ -562,7 +616,8 @@ class MemoryService:
         """:meth:`follow` for asyncio."""
         _follow_args(start, batch, idle)
         self.authorize(caller, "audit")
-        return self.backend.feed().follow_async(start, batch=batch, idle=idle)
+        batches = self.backend.feed().follow_async(start, batch=batch, idle=idle)
+        return self._accessed(caller, "follow", batches, start=start)
 
     def flush(self, caller: Caller, timeout: float | None = None) -> None:
         """Wait until everything appended is projected (``timeout``: at most that long)."""

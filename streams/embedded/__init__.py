@@ -11,6 +11,7 @@
 from .catchup import DUCKDB_ROW_GROUP, catch_up_batch
 from .copies import LogPrefix
 from .layout import (
+    ACCESS_DIR,
     CORE_FILE,
     KEYS_FILE,
     LOCK_FILE,
@@ -35,6 +36,7 @@ from .runtime import (
 )
 
 __all__ = [
+    "ACCESS_DIR",
     "CORE_FILE",
     "DUCKDB_ROW_GROUP",
     "KEYS_FILE",

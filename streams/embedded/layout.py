@@ -5,6 +5,7 @@
 <store>/log.sqlite      the durable, hash-chained log (the source of truth)
 <store>/keys.sqlite     the key store (outside the log: erasure destroys keys here)
 <store>/state/          projections, rebuilt from the log when missing or stale
+<store>/access/         the access log: who read what (not derived from the log; bounded)
 <store>/.lock           held by the one process that has the store open
 <store>/server.json     the address of the server holding it, if one does
 ```
@@ -25,6 +26,7 @@ CORE_FILE = "core.duckdb"
 MANIFEST = "store.json"
 LOCK_FILE = ".lock"
 SERVER_FILE = "server.json"
+ACCESS_DIR = "access"
 
 
 class StoreLocked(RuntimeError):

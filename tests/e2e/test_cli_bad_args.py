@@ -34,6 +34,9 @@ CASES = {
     "backup_into_a_file": (["backup", "{file}"], "backup"),
     "replay_bad_to": (["replay", "--into", "{new}", "--to", "tomorrow"], "--to"),
     "replay_huge_to": (["replay", "--into", "{new}", "--to", HUGE], "to"),
+    "access_log_naive_since": (["access-log", "--since", "2026-01-01T12:00:00"], "timezone"),
+    "access_log_huge_after": (["access-log", "--after", HUGE], "after"),
+    "access_export_bad_format": (["access-log", "export", "--format", "xml"], "--format"),
 }
 
 

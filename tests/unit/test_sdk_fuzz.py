@@ -310,6 +310,32 @@ ARGS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStra
             "min_offset": offset,
         },
     ),  # fmt: skip
+    "access_log": (
+        {},
+        {
+            "principal": short,
+            "namespace": arg(st.none(), namespace),
+            "memory_id": arg(st.none(), memory_id),
+            "action": arg(st.none(), st.sampled_from(["get", "search", "nope"])),
+            "since": when,
+            "until": when,
+            "after": offset,
+            "limit": positive,
+        },
+    ),  # fmt: skip
+    # the file exists (overwritten), is the store's directory, or cannot be written
+    "export_access_log": (
+        {"out": arg(st.sampled_from(["<file>", "<store>", "\x00", "/proc/nope", "out.csv"]))},
+        {
+            "format": arg(st.sampled_from(["jsonl", "csv", "xml"])),
+            "principal": short,
+            "namespace": arg(st.none(), namespace),
+            "memory_id": arg(st.none(), memory_id),
+            "action": arg(st.none(), st.sampled_from(["get", "search", "nope"])),
+            "since": when,
+            "until": when,
+        },
+    ),  # fmt: skip
     # governance: the fuzzed store's owner may change every rule, so these reach the log
     "add_principal": (
         {"name": arg(st.sampled_from(["alice", "agent:7"]), with_surrogate, long_text)},
@@ -455,7 +481,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory, hash_embedder):
 
 def _resolve(kwargs: dict[str, Any], root: Path) -> dict[str, Any]:
     out = dict(kwargs)
-    for key in ("dest", "into"):
+    for key in ("dest", "into", "out"):
         if out.get(key) == "<store>":
             out[key] = root / "store"
         elif out.get(key) == "<file>":

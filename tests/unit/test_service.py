@@ -17,6 +17,7 @@ from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Context, default_registry
 
 from memstream import MemoryStore, new_id
+from memstream.governance.access_log import AccessQuery
 from memstream.http import create_app
 from memstream.queries import AuditQuery, ListQuery, SearchQuery
 from memstream.service import ACTIONS, Caller, MemoryService
@@ -56,6 +57,8 @@ CALLS = {
     "follow": lambda s, c, e: s.follow(c, 0),
     "follow_async": lambda s, c, e: s.follow_async(c, 0),
     "list_memories": lambda s, c, e: s.list_memories(c, ListQuery(namespace="user/alice")),
+    "access_log": lambda s, c, e: s.access_log(c, AccessQuery(principal="agent:7")),
+    "export_access_log": lambda s, c, e: s.export_access_log(c, AccessQuery(), "csv"),
     "set_principal": lambda s, c, e: _ignoring(TypeError, s.set_principal, c, "bob"),
     "issue_token": lambda s, c, e: _ignoring(TypeError, s.issue_token, c, "bob"),
     "revoke_token": lambda s, c, e: _ignoring(TypeError, s.revoke_token, c, "tok-1"),
@@ -98,7 +101,11 @@ def test_every_service_entry_point_passes_authorize_before_the_backend() -> None
         order: list[str] = []
         backend = mock.MagicMock(codec=codec)
         backend.vector_dim.return_value = None
-        service = MemoryService(backend)
+        # the access log is read like a backend (and records each read after it)
+        accesses = mock.MagicMock()
+        for method in ("query", "export"):
+            getattr(accesses, method).side_effect = lambda *a, _o=order, **k: _o.append("backend")
+        service = MemoryService(backend, accesses)
 
         def authorize(who, action, *, namespace=None, memory_id=None, order=order):
             assert who is caller and action in ACTIONS
