@@ -1,5 +1,5 @@
 """Benchmarks of the embedded store: ``ingest``, ``project``, ``replay``, ``open`` and
-``search``.
+``search``; and of sensitive-content detection: ``sensitive``.
 
 Each suite measures a path of the real store and, in the same run and on the same data, the
 raw operation underneath it (the log's own append, DuckDB's own insert), so its result is a
@@ -17,7 +17,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import erasure, ingest, kafka, opening, peers, project, reads, replay, report, search
+from . import (
+    erasure,
+    ingest,
+    kafka,
+    opening,
+    peers,
+    project,
+    reads,
+    replay,
+    report,
+    search,
+    sensitive,
+)
 from .common import BenchError, Reporter, Scratch, machine_info, now_iso, write_json
 from .peers import PeerMissing
 
@@ -30,6 +42,7 @@ SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "reads": reads.run,
     "kafka": kafka.run,
     "erasure": erasure.run,
+    "sensitive": sensitive.run,
 }
 #: Suites run only when asked for by name: ``peers`` needs Mem0, installed apart
 #: (``--peer-python``; see :mod:`memstream.bench.peers`).
@@ -39,7 +52,7 @@ OPTIONAL_SUITES: dict[str, Callable[..., dict[str, Any]]] = {"peers": peers.run}
 #: projection of the same log, reported beside them).
 DEFAULT_REPEATS = {
     "ingest": 3, "project": 3, "replay": 2, "open": 3, "search": 3, "reads": 3, "kafka": 3,
-    "erasure": 3, "peers": 1,
+    "erasure": 3, "sensitive": 3, "peers": 1,
 }  # fmt: skip
 SEED = 20250717
 

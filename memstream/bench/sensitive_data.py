@@ -41,8 +41,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import phonenumbers
-
 __all__ = ["DATA_DIR", "SEEDS", "Generator", "build_split", "load_split", "main"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "sensitive"
@@ -322,6 +320,8 @@ class Generator:
         return f"{local}@{domain}"
 
     def phone(self, spec: str = "") -> str:
+        import phonenumbers
+
         region, style = _spec(spec)
         region = region or self.rng.choice(_PHONE_REGIONS)
         kind = self.rng.choice(
