@@ -461,7 +461,7 @@ class NameRecognizer(LocalRecognizer):
 _DATE = regex.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
 _VERSION_CONTEXT = regex.compile(
     r"(?i)(?:\b(?:version|versions|firmware|build|release|rolled\s+back\s+to|upgraded?\s+to|"
-    r"updated?\s+to|patch|tag|v)\W{0,3}(?:\w+\W+){0,2}|\bv)$"
+    r"updated?\s+to|patch|tag)\W{0,3}(?:\w+\W+){0,2}|\bv)$"
 )
 
 
@@ -491,8 +491,9 @@ def plausible(type_: str, text: str, start: int, end: int) -> bool:
     """Whether a detection survives the checks Presidio does not make.
 
     - a card, national id or phone number that is part of a longer run of digit groups
-      (``9478 4737 7060 9890 4364 89``: a tracking number) or follows a ``+`` (a national
-      id inside an international phone number) is not one;
+      (``9478 4737 7060 9890 4364 89``: a tracking number), the tail of an identifier
+      (``ORD-2024-009381``) or follows a ``+`` (a national id inside an international phone
+      number) is not one;
     - a "phone number" shaped like a date (``03.10.2027``) is a date;
     - a phone number or national id written as bare digits (no ``+``, no grouping) needs a
       word that says what it is nearby (:data:`_CONTEXT`: 50 characters before, 25 after);
@@ -504,6 +505,8 @@ def plausible(type_: str, text: str, start: int, end: int) -> bool:
             return False
         if len(before) == 2 and before[0].isdigit() and before[1] in " -.":
             return False
+        if len(before) == 2 and before[0].isalpha() and before[1] in "-_/":
+            return False  # the tail of an identifier: ORD-2024-009381
         if len(after) == 2 and after[1].isdigit() and after[0] in " -.":
             return False
         if type_ != "phone" and before[-1:] == "+":

@@ -247,6 +247,30 @@ def _placeholder_operator() -> type:
     return Placeholder
 
 
+def _detected_values(
+    text: str, detections: Iterable[Detection]
+) -> dict[tuple[str, str], Detection]:
+    """(type, value) -> the first detection of it."""
+    out: dict[tuple[str, str], Detection] = {}
+    for d in detections:
+        out.setdefault((d.type, text[d.start : d.end]), d)
+    return out
+
+
+def _occurrences(text: str, values: Mapping[tuple[str, str], Detection]) -> list[Detection]:
+    """A detection for every occurrence in ``text`` of an already detected value, standing
+    as a whole word (``Ana`` is not replaced inside ``Banana``)."""
+    out = []
+    for (type_, value), d in values.items():
+        if not value.strip():
+            continue
+        head = r"(?<!\w)" if value[0].isalnum() or value[0] == "_" else ""
+        tail = r"(?!\w)" if value[-1].isalnum() or value[-1] == "_" else ""
+        for m in re.finditer(head + re.escape(value) + tail, text):
+            out.append(Detection(type_, m.start(), m.end(), d.score, d.kind))
+    return out
+
+
 def _resolve_overlaps(detections: Iterable[Detection]) -> list[Detection]:
     """Non-overlapping detections, in text order: of overlapping ones, the higher priority
     type wins, then the higher score, then the longer span."""
@@ -517,24 +541,40 @@ class SensitiveScanner:
 
     # -- redaction -------------------------------------------------------------------------
 
-    def redact(
-        self, text: str, detections: Sequence[Detection], *, _numbering: _Numbering | None = None
-    ) -> Redaction:
-        """``text`` with each detection replaced by a typed placeholder: ``<EMAIL_1>``,
-        ``<PHONE_2>``; the same value of the same type gets the same placeholder. Overlapping
-        detections are resolved first (as :meth:`scan` does)."""
+    def redact(self, text: str, detections: Sequence[Detection]) -> Redaction:
+        """``text`` with each detected value replaced by a typed placeholder: ``<EMAIL_1>``,
+        ``<PHONE_2>``; the same value of the same type gets the same placeholder.
+
+        Every occurrence of a detected value is replaced, also where the scanner did not
+        report it (a name the model tagged once is replaced everywhere it stands as a
+        word), so the redacted text holds none of the detected values. Overlapping
+        detections are resolved first, as :meth:`scan` does."""
         if not isinstance(text, str):
             raise TypeError(f"text: a string, not {type(text).__name__}")
+        self._check_spans(text, detections)
+        return self._redact(text, detections, _detected_values(text, detections), _Numbering())
+
+    @staticmethod
+    def _check_spans(text: str, detections: Sequence[Detection]) -> None:
         for d in detections:
+            if not isinstance(d, Detection):
+                raise TypeError(f"detections: Detection objects, not {type(d).__name__}")
             if not 0 <= d.start < d.end <= len(text):
                 raise ValueError(
                     f"detections: span {d.start}-{d.end} is outside the text "
                     f"({len(text)} characters); pass the detections of this text"
                 )
-        kept = _resolve_overlaps(detections)
+
+    def _redact(
+        self,
+        text: str,
+        detections: Sequence[Detection],
+        values: Mapping[tuple[str, str], Detection],
+        numbering: _Numbering,
+    ) -> Redaction:
+        kept = _resolve_overlaps([*detections, *_occurrences(text, values)])
         if not kept:
             return Redaction(text, ())
-        numbering = _numbering or _Numbering()
         placeholders = [numbering.placeholder(d.type, text[d.start : d.end]) for d in kept]
         redacted = self._anonymize(text, kept, placeholders)
         out, shift = [], 0
@@ -582,24 +622,28 @@ class SensitiveScanner:
         metadata that held a detection become strings."""
         if findings is None:
             findings = self.scan_memory(text, tags, metadata)
+        fields = dict(self._fields(text, tags, metadata))
+        unknown = sorted(p for p, ds in findings.fields.items() if ds and p not in fields)
+        if unknown:
+            raise ValueError(
+                f"findings: field(s) {unknown} are not in this memory; pass the findings of "
+                "scan_memory for the same text, tags and metadata"
+            )
+        values: dict[tuple[str, str], Detection] = {}
+        for path, detections in findings.fields.items():
+            if not detections:
+                continue
+            self._check_spans(fields[path], detections)
+            for key, d in _detected_values(fields[path], detections).items():
+                values.setdefault(key, d)
         numbering = _Numbering()
         new: dict[str, str] = {}
         replacements: dict[str, tuple[Replacement, ...]] = {}
-        for path, value in self._fields(text, tags, metadata):
-            detections = findings.fields.get(path, ())
-            if not detections:
-                continue
-            red = self.redact(value, detections, _numbering=numbering)
-            new[path] = red.text
-            replacements[path] = red.replacements
-        unknown = (
-            set(findings.fields) - set(new) - {p for p, ds in findings.fields.items() if not ds}
-        )
-        if unknown:
-            raise ValueError(
-                f"findings: field(s) {sorted(unknown)} are not in this memory; pass the "
-                "findings of scan_memory for the same text, tags and metadata"
-            )
+        for path, value in fields.items():
+            red = self._redact(value, findings.fields.get(path, ()), values, numbering)
+            if red.replacements:
+                new[path] = red.text
+                replacements[path] = red.replacements
         return RedactedMemory(
             text=new.get("text", text),
             tags=[new.get(f"tags[{i}]", t) for i, t in enumerate(tags)],
