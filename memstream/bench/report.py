@@ -338,7 +338,9 @@ def _sensitive_rows(d: dict[str, Any]) -> list[str]:
         f"| sensitive, latency | one text at a time ({lat['texts']} texts, "
         f"{lat['mean_chars']:.0f} characters on average), p50 / p95: "
         f"**{lat['p50_ms']['median']:.2f} ms** / {lat['p95_ms']['median']:.2f} ms; loading "
-        f"{head['load_seconds']:.1f} s | "
+        f"{head['load_seconds']:.1f} s"
+        + (f" after {r['import_seconds']:.1f} s of imports" if "import_seconds" in r else "")
+        + " | "
         + (
             f"without names: {other['latency']['p50_ms']['median']:.2f} ms / "
             f"{other['latency']['p95_ms']['median']:.2f} ms"
