@@ -132,6 +132,31 @@ def audit_lines(entries: Sequence[AuditEntry]) -> Group:
     return Group(*lines)
 
 
+def _agent_token(
+    url: str, token: str | None, actor: str, namespace: str, say: _Narrator
+) -> str | None:
+    """With the admin's token (a fresh store): the agent becomes a principal of its own,
+    allowed to read and write ``namespace`` only, and the demo acts with its token. Any
+    other token (the owner token of a later run) is used as it is."""
+    if token is None or not token.startswith("mst_"):
+        return token
+    with HttpMemoryStore.connect(url, token=token) as admin:
+        if any(p.name == actor for p in admin.rules().principals):
+            return token
+        admin.add_principal(actor, kind="agent", reason="the demo's agent")
+        admin.grant(actor, ["read", "write", "audit"], namespace,
+                    reason="the demo's agent keeps Alice's notes")  # fmt: skip
+        _, agent_token = admin.issue_token(actor, reason="the demo's agent")
+    say.print(
+        Text(
+            f"The admin made {actor} an agent principal that may read, write and audit "
+            f"{namespace} only (memstream rules shows it); the demo acts with its token.",
+            style="dim",
+        )
+    )
+    return agent_token
+
+
 def run_demo(
     url: str,
     *,
@@ -140,13 +165,15 @@ def run_demo(
     serving: bool = True,
     actor: str = "assistant",
     namespace: str = DEMO_NAMESPACE,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """Run the demo against the server at ``url``; a JSON-ready summary of what it did.
 
     ``console``: where to narrate (None: silent). ``store``: the store directory, for the
     CLI hints. ``serving``: whether the server keeps running afterwards (the hints differ).
     When the demo's memories are already in ``namespace`` it writes nothing and shows them
-    (``already_ran`` in the summary).
+    (``already_ran`` in the summary). ``token``: the bearer token it calls with (the admin's
+    token a fresh store prints, or the owner token of the server run).
     """
 
     say = _Narrator(console)
@@ -156,7 +183,9 @@ def run_demo(
     outcomes: list[Outcome] = []
     rejections: list[dict[str, Any]] = []
 
-    with HttpMemoryStore.connect(url, actor=actor) as ms:
+    admin_token = token
+    token = _agent_token(url, token, actor, namespace, say)
+    with HttpMemoryStore.connect(url, actor=actor, token=token) as ms:
         say.print(
             Text.assemble(
                 ("memstream demo", "bold"),
@@ -254,8 +283,10 @@ def run_demo(
         say.print(audit_lines(entries))
 
         say.section("7. audit verify")
-        brk = ms.verify()
-        head = ms.head
+        # Verifying the whole log is the store admin's (or its owner's) call, not the agent's.
+        with HttpMemoryStore.connect(url, actor="admin", token=admin_token) as admin:
+            brk = admin.verify()
+            head = admin.head
         verdict = {
             "ok": brk is None,
             "offset": brk.offset if brk else None,

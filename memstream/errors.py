@@ -34,6 +34,8 @@ from memstream.streams.runner import ProcessorFailed
 from memstream.streams.sealing import RecordCorrupt
 
 __all__ = [
+    "Forbidden",
+    "Unauthenticated",
     "MalformedEvent",
     "EventTooLarge",
     "Rejected",
@@ -197,6 +199,18 @@ class PartitionUnavailable(RuntimeError):
         if self.error == "catching_up":
             body.update(offset=self.offset, lag=self.lag)
         return {**body, "message": str(self)}
+
+
+class Forbidden(PermissionError):
+    """The caller may not do this: ``missing`` names the grant it lacks (HTTP 403)."""
+
+    def __init__(self, message: str, *, missing: str | None = None):
+        self.missing = missing
+        super().__init__(message)
+
+
+class Unauthenticated(PermissionError):
+    """No credentials, or credentials that do not authenticate (HTTP 401)."""
 
 
 class Unsupported(RuntimeError):

@@ -22,6 +22,7 @@ import msgspec
 
 from memstream import validation
 from memstream.errors import BadRequest, MalformedEvent
+from memstream.governance.methods import EmbeddedGovernance
 from memstream.operations import Operations, new_id, raise_rejections
 from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery
@@ -75,11 +76,13 @@ class _Validated:
         return entry is not None and entry[0] is event and self._encode(event) == entry[1]
 
 
-class MemoryStore(Operations, Reads):
+class MemoryStore(Operations, Reads, EmbeddedGovernance):
     """An embedded memory store (one directory; no broker). Use as a context manager.
 
     A facade over :class:`~memstream.service.MemoryService` on the store's
-    :class:`~memstream.service.EmbeddedBackend`, calling as :attr:`actor`.
+    :class:`~memstream.service.EmbeddedBackend`, calling as :attr:`actor`: the store's
+    owner, unchecked; or, opened with ``principal=``, as that principal, every call checked
+    against its grants like an HTTP caller's.
     """
 
     def __init__(
@@ -89,9 +92,12 @@ class MemoryStore(Operations, Reads):
         semantic: Any | None = None,
         usage: Any | None = None,
         views: Any | None = None,
+        principal: str | None = None,
     ):
         self.runtime = runtime
-        self.actor = actor
+        self.actor = principal or actor
+        #: the principal this store acts as, checked (None: the store's owner)
+        self.principal = principal
         self.registry = runtime.codec.registry
         self.codec = runtime.codec
         self._validated = _Validated()
@@ -111,7 +117,12 @@ class MemoryStore(Operations, Reads):
         """Who this store calls the service as: its :attr:`actor`, in this process."""
         cached = self._callers
         if cached is None or cached[0] != self.actor:
-            cached = self._callers = (self.actor, Caller.local(self.actor))
+            caller = (
+                Caller.principal_of(self.actor)
+                if self.principal is not None
+                else Caller.local(self.actor)
+            )
+            cached = self._callers = (self.actor, caller)
         return cached[1]
 
     @classmethod
@@ -126,9 +137,14 @@ class MemoryStore(Operations, Reads):
         embedder: Any | None = None,
         prefix: LogPrefix | None = None,
         read_only: bool = False,
+        principal: str | None = None,
         **options: Any,
     ) -> MemoryStore:
         """Open (or create) the store in ``path``.
+
+        ``principal``: act as this principal (``memstream principal add``), every call
+        checked against its grants, every event written with it as actor; default: the
+        store's owner (the account that holds its files), unchecked, as ``actor``.
 
         Options: ``max_event_bytes`` (the oversize limit), ``durability`` (``"fsync"``:
         survives power loss; ``"os"``: survives the process being killed), ``batch_size``
@@ -177,15 +193,18 @@ class MemoryStore(Operations, Reads):
             if proj is not None:
                 proj.embedder.cache.close()
             raise
-        return cls(rt, actor=actor, semantic=proj, usage=usage, views=views)
+        return cls(rt, actor=actor, semantic=proj, usage=usage, views=views, principal=principal)
 
     @staticmethod
-    def connect(url: str, *, actor: str = "sdk", timeout: float = 30.0) -> HttpMemoryStore:
+    def connect(
+        url: str, *, actor: str = "sdk", timeout: float = 30.0, token: str | None = None
+    ) -> HttpMemoryStore:
         """Connect to a running ``memstream serve`` at ``url``: the same operations and
-        return types over HTTP (see :class:`memstream.client.HttpMemoryStore`)."""
+        return types over HTTP (see :class:`memstream.client.HttpMemoryStore`). ``token``:
+        the principal's bearer token (default: ``$MEMSTREAM_TOKEN``)."""
         from memstream.client import HttpMemoryStore  # here: the client imports this module
 
-        return HttpMemoryStore.connect(url, actor=actor, timeout=timeout)
+        return HttpMemoryStore.connect(url, actor=actor, timeout=timeout, token=token)
 
     def close(self) -> None:
         if self.views is not None:

@@ -26,13 +26,14 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from memstream.governance.tokens import Authenticator, new_owner_token
 from memstream.sdk import MemoryStore
 from memstream.streams.embedded import SERVER_FILE
 
@@ -58,9 +59,14 @@ class ServerInfo:
     store: str
     host: str
     port: int
+    #: the owner token of this run (None: authentication off); see Authenticator
+    token: str | None = None
+    #: the token of the admin principal created by this run (a fresh store), for the demo;
+    #: never written to server.json
+    admin_token: str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "admin_token"}
 
 
 def read_server_info(store: str | Path) -> ServerInfo | None:
@@ -68,14 +74,24 @@ def read_server_info(store: str | Path) -> ServerInfo | None:
     path = Path(store) / SERVER_FILE
     try:
         data = json.loads(path.read_text())
-        return ServerInfo(**{k: data[k] for k in ServerInfo.__dataclass_fields__})
+        return ServerInfo(
+            **{
+                k: data[k]
+                for k in ServerInfo.__dataclass_fields__
+                if k not in ("token", "admin_token")
+            },  # fmt: skip
+            token=data.get("token"),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def _write_info(store: Path, info: ServerInfo) -> None:
     tmp = store / (SERVER_FILE + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info.to_dict(), indent=2))
+    # Only the account that owns the store reads it: it holds the owner token.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(info.to_dict(), indent=2))
     os.replace(tmp, store / SERVER_FILE)
 
 
@@ -85,6 +101,39 @@ def _remove_info(store: Path) -> None:
     if info is not None and info.pid == os.getpid():
         with contextlib.suppress(FileNotFoundError):
             (store / SERVER_FILE).unlink()
+
+
+def _authentication(
+    store: MemoryStore, auth: bool, read_only: bool
+) -> tuple[Authenticator | None, str | None]:
+    """The authenticator of this run (None: off, with a warning) and, for a store that has
+    no principal yet, the token of the ``admin`` principal created now (printed once)."""
+    if not auth:
+        log.warning(
+            "authentication is OFF (--no-auth / MEMSTREAM_AUTH=0): every caller is unchecked "
+            "and acts as whoever it claims to be; use this for local development only"
+        )
+        return None, None
+    authenticator = Authenticator(store.backend.policy, new_owner_token())
+    if read_only or store.backend.policy().principals:
+        return authenticator, None
+    return authenticator, bootstrap_admin(store)
+
+
+def _print_admin_token(token: str) -> None:
+    print(
+        "memstream: created the admin principal of this store; its token (shown once, keep "
+        f"it; `memstream token issue` makes more):\n  {token}",
+        flush=True,
+    )
+
+
+def bootstrap_admin(store: MemoryStore, name: str = "admin") -> str:
+    """Create principal ``name`` with admin on everything, and a token for it (returned)."""
+    service, caller = store.service, store.caller
+    service.set_principal(caller, name, reason="the store's first admin")
+    service.grant(caller, name, ["admin"], "*", reason="the store's first admin")
+    return service.issue_token(caller, name, reason="the store's first admin")[1]
 
 
 def _url(host: str, port: int) -> str:
@@ -175,6 +224,8 @@ def run(
     log_level: str = "info",
     access_log: bool = False,
     read_only: bool = False,
+    auth: bool = True,
+    on_admin_token: Callable[[str], None] | None = None,
     on_listening: Callable[[ServerInfo], None] | None = None,
     on_ready: Callable[[ServerInfo], None] | None = None,
     stop_after_ready: bool = False,
@@ -186,6 +237,10 @@ def run(
     server listens (the demo uses it to talk to this very server over HTTP); with
     ``stop_after_ready`` the server stops when it returns, and the exit code is 1 if it
     raised. ``read_only`` serves the store for inspection (see ``MemoryStore.open``).
+    ``auth`` (default on) requires a bearer token on every request but ``/health``; a store
+    with no principal yet gets an ``admin`` principal, whose token goes to
+    ``on_admin_token`` (default: printed on stdout) this once, and to ``on_ready`` as
+    ``info.admin_token``. Off is logged as a warning.
     Raises :class:`memstream.errors.StoreLocked` when another process holds the store,
     :class:`memstream.errors.LogTampered` when its log is broken (unless ``read_only``),
     and :class:`ServeError` when the socket cannot be bound.
@@ -202,7 +257,10 @@ def run(
     try:
         sock = bind_socket(host, port)
         bound_port = sock.getsockname()[1]
-        app = create_app(store, max_body_bytes=max_body_bytes)
+        authenticator, admin_token = _authentication(store, auth, read_only)
+        if admin_token is not None:
+            (on_admin_token or _print_admin_token)(admin_token)
+        app = create_app(store, max_body_bytes=max_body_bytes, auth=authenticator)
         config = uvicorn.Config(
             app,
             log_level=log_level,
@@ -219,6 +277,8 @@ def run(
             store=str(root),
             host=host,
             port=bound_port,
+            token=authenticator.owner_token if authenticator is not None else None,
+            admin_token=admin_token,
         )
 
         def ready_thread() -> None:

@@ -53,6 +53,11 @@ class ServeSettings(Settings):
         description="Largest request body, in bytes; 413 beyond (default: the larger of 32 MiB "
         "and 8 x max-event-bytes).",
     )
+    auth: bool = Field(
+        True,
+        description="Require a bearer token on every request but /health. Off: every caller "
+        "is unchecked and acts as the principal it names (local development only; logged).",
+    )
 
 
 class SearchSettings(Settings):

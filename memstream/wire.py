@@ -9,7 +9,7 @@ once (:meth:`SearchRequest.to_query`), and a client builds the body from the sam
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -369,3 +369,75 @@ CONTEXT_HEADERS = {
 }
 #: Header a worker sets on a read it forwards to the partition's owner.
 FORWARDED_HEADER = "X-Memstream-Forwarded"
+
+
+# -- governance ----------------------------------------------------------------------------
+
+
+class PrincipalRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``POST /v1/principals``: add a principal, or change one."""
+
+    name: str
+    kind: Literal["user", "agent", "service"] = "user"
+    groups: list[str] = []
+    disabled: bool = False
+    reason: str | None = None
+
+
+class TokenRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``POST /v1/tokens``: a new token for ``principal`` (answered once)."""
+
+    principal: str
+    expires_at: datetime | None = None
+    reason: str | None = None
+
+
+class IssuedToken(msgspec.Struct, kw_only=True):
+    """A token just issued: ``token`` is shown this once."""
+
+    token_id: str
+    principal: str
+    token: str
+
+
+class GrantRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``POST /v1/grants``."""
+
+    to: Annotated[str, msgspec.Meta(description="A principal, `group:<name>`, or `*`.")]
+    modes: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="read, write, audit, reveal, admin; or a preset: read-only, shared, "
+            "private."
+        ),
+    ]
+    object: Annotated[
+        str, msgspec.Meta(description="`user/alice`, `team/*`, `*`, or `memory:<id>`.")
+    ]
+    app: str | None = None
+    purpose: str | None = None
+    session: str | None = None
+    expires_at: datetime | None = None
+    reason: str | None = None
+    grant_id: str | None = None
+
+
+class GrantAnswer(msgspec.Struct, kw_only=True):
+    grant_id: str
+    outcome: dict[str, Any]
+
+
+class PolicyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``PUT /v1/policies``: the policy of the namespaces ``object`` selects."""
+
+    object: str
+    sensitive: Literal["allow", "tag", "redact", "reject"] = "allow"
+    expire_after_idle_days: int | None = None
+    erase_after_expired_days: int | None = None
+    reason: str | None = None
+
+
+class RevokeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Optional body of ``DELETE /v1/grants/{id}`` and ``DELETE /v1/tokens/{id}``."""
+
+    reason: str | None = None

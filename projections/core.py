@@ -16,11 +16,14 @@ import msgspec
 from memstream.schemas.keyid import KeyId
 from memstream.schemas.memcube import KeyDestruction, Logged, MemState, Outcome
 
+from .policy import GOVERNANCE_TYPES, body_of
+
 #: Bump when the projection's rows change meaning: stores built by another version rebuild.
 #: 3: per-memory keys (the audit's ``scope``; erase scopes; an erased memory loses its source)
 #: 4: 64-bit columns for what an event may carry as a 64-bit integer (expected_version,
 #:    priority, retention_days, an artifact's source_version)
-PROJECTOR_VERSION = 4
+#: 5: governance events (principals, tokens, grants, policies) kept in ``governance``
+PROJECTOR_VERSION = 5
 
 _json = msgspec.json.Encoder()
 
@@ -78,6 +81,8 @@ ARTIFACT_COLUMNS = (
     "size_bytes", "status", "source_version", "detail", "event_id", "offset", "recorded_at",
 )  # fmt: skip
 
+GOVERNANCE_COLUMNS = ("offset", "type", "name", "actor", "recorded_at", "body")
+
 
 @dataclass
 class CoreBatch:
@@ -88,6 +93,8 @@ class CoreBatch:
     transitions: Columns = field(default_factory=lambda: Columns(TRANSITION_COLUMNS))
     audit: Columns = field(default_factory=lambda: Columns(AUDIT_COLUMNS))
     artifacts: Columns = field(default_factory=lambda: Columns(ARTIFACT_COLUMNS))
+    #: accepted governance events, their clear payload as JSON (projections/policy.py)
+    governance: Columns = field(default_factory=lambda: Columns(GOVERNANCE_COLUMNS))
     #: memory ids whose rolled-back versions must copy content, in log order
     rollbacks: list[tuple[str, int]] = field(default_factory=list)
     #: memories whose plaintext must be dropped, and the keys destroyed
@@ -177,6 +184,11 @@ def project(pairs: list[tuple[Logged, Outcome]], batch: CoreBatch | None = None)
                 ev.ref("model"), ev.ref("path"), ev.ref("checksum"), ev.ref("size_bytes"),
                 ev.ref("status"), ev.ref("source_version"), ev.ref("detail"), ev.event_id,
                 logged.offset, logged.recorded_at,
+            )  # fmt: skip
+        elif t in GOVERNANCE_TYPES:
+            b.governance.add(
+                logged.offset, t, ev.memory_id, ev.actor, logged.recorded_at,
+                encode(body_of(ev)).decode(),
             )  # fmt: skip
         elif t == "erase":
             b.erased_memories.extend(m.memory_id for m in out.changes)

@@ -18,6 +18,8 @@ from memstream.schemas.events import Create, Merge
 from memstream.schemas.keyid import KeyId
 from memstream.schemas.memcube import KeyDestruction, Logged, MemState, Outcome
 
+from . import policy as gov
+
 replace = msgspec.structs.replace
 
 VERSION_CONFLICT = "version_conflict"
@@ -28,6 +30,7 @@ INVALID_MERGE = "invalid_merge"
 INVALID_ROLLBACK = "invalid_rollback"
 SEALED_BY_SUBJECT = "sealed_by_subject"
 UNKNOWN_SUBJECT = "unknown_subject"
+RESERVED_NAMESPACE = "reserved_namespace"
 
 
 @dataclass
@@ -50,6 +53,11 @@ class DecisionState:
     #: after its own). A memory erase destroys its data keys up to that number, so that a
     #: replay destroys what the live store destroyed, not keys made after the erase.
     data_key_number: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: the governance rules (principals, tokens, grants, namespace policies) so far
+    policy: gov.PolicyState = field(default_factory=gov.PolicyState)
+    #: every namespace that has held a memory (replaced, never changed in place, so a
+    #: reader on another thread iterates one version)
+    namespaces: frozenset[str] = frozenset()
 
     def commit(self, logged: Logged, outcome: Outcome) -> None:
         """Fold an outcome (and the key id the record was sealed under) into the state."""
@@ -67,10 +75,14 @@ class DecisionState:
         for m in outcome.changes:
             if m.memory_id not in self.memories:
                 self.by_subject.setdefault(m.subject, set()).add(m.memory_id)
+                if m.namespace not in self.namespaces:
+                    self.namespaces = self.namespaces | {m.namespace}
             self.memories[m.memory_id] = m
         d = outcome.destroy_key
         if d is not None and d.scope == "subject":
             self.erased_generation[d.subject] = d.generation
+        if logged.event.type in gov.GOVERNANCE_TYPES:
+            self.policy.apply(logged, outcome)
 
     def load(
         self,
@@ -85,6 +97,7 @@ class DecisionState:
         for m in memories:
             self.memories[m.memory_id] = m
             self.by_subject.setdefault(m.subject, set()).add(m.memory_id)
+        self.namespaces = self.namespaces | {m.namespace for m in memories}
         for subject, gen, erased in keys:
             if gen:
                 self.key_generation[subject] = gen
@@ -175,6 +188,16 @@ def decide(state: DecisionState, logged: Logged) -> Outcome:
                 state.memories.get(ev.memory_id),
             )
 
+    if ev.type in gov.GOVERNANCE_TYPES:
+        return gov.decide(state.policy, logged)
+    if ev.namespace == gov.GOVERNANCE_NAMESPACE:
+        return _reject(
+            logged,
+            RESERVED_NAMESPACE,
+            f"namespace {ev.namespace} holds the store's governance events; write memories "
+            "to another namespace",
+            state.memories.get(ev.memory_id),
+        )
     if ev.type == "erase" and ev.ref("scope") == "subject":
         return _decide_subject_erase(state, logged)
     current = state.memories.get(ev.memory_id)

@@ -31,6 +31,7 @@ from memstream.schemas.memcube import MemState
 from .core import (
     ARTIFACT_COLUMNS,
     AUDIT_COLUMNS,
+    GOVERNANCE_COLUMNS,
     MEMORY_COLUMNS,
     PROJECTOR_VERSION,
     TRANSITION_COLUMNS,
@@ -78,6 +79,10 @@ CREATE TABLE IF NOT EXISTS artifacts (
     artifact_kind VARCHAR, model VARCHAR, path VARCHAR, checksum VARCHAR, size_bytes BIGINT,
     status VARCHAR, source_version BIGINT, detail VARCHAR, event_id VARCHAR,
     "offset" BIGINT, recorded_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS governance (
+    "offset" BIGINT, type VARCHAR, name VARCHAR, actor VARCHAR, recorded_at TIMESTAMPTZ,
+    body JSON
 );
 CREATE TABLE IF NOT EXISTS subjects (
     subject VARCHAR PRIMARY KEY, key_generation INTEGER, erased_generation INTEGER
@@ -148,6 +153,7 @@ class Prepared:
     #: key's constraint), fails the batch.
     changed: pa.Table | None
     artifacts: pa.Table | None
+    governance: pa.Table | None = None
 
     @property
     def last_offset(self) -> int:
@@ -176,6 +182,7 @@ def prepare(b: CoreBatch) -> Prepared | None:
         memories=table(MEMORY_COLUMNS, memories),
         changed=pa.table({"memory_id": pa.array(changed, pa.string())}) if changed else None,
         artifacts=table(ARTIFACT_COLUMNS, b.artifacts),
+        governance=table(GOVERNANCE_COLUMNS, b.governance),
     )
 
 
@@ -474,6 +481,7 @@ class DuckStore:
             ("audit", p.audit),
             ("transitions", p.transitions),
             ("versions", p.versions),
+            ("governance", p.governance),
         ):
             if rows is not None:
                 cur.from_arrow(rows).insert_into(table)
@@ -601,6 +609,21 @@ class DuckStore:
             [m for (m,) in legacy],
             [(s, m, int(n)) for s, m, n in numbers],
         )
+
+    def governance_rows(
+        self, upto: int | None = None
+    ) -> list[tuple[int, str, str, str, int, dict[str, Any]]]:
+        """Accepted governance events up to offset ``upto`` (None: all), in log order, as
+        :meth:`~memstream.projections.policy.PolicyState.fold` takes them."""
+        where, params = ("", []) if upto is None else ('WHERE "offset" <= ?', [upto])
+        with self.reading() as cur:
+            rows = cur.execute(
+                f'SELECT "offset", type, name, actor, epoch_us(recorded_at), body '
+                f'FROM governance {where} ORDER BY "offset"',
+                params,
+            ).fetchall()
+        dec = msgspec.json.Decoder()
+        return [(o, t, n, a, r, dec.decode(b)) for o, t, n, a, r, b in rows]
 
     # -- reads --------------------------------------------------------------------------------
 

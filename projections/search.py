@@ -120,6 +120,9 @@ class SearchQuery:
     #: rank memories dated within a period the query names first, then memories whose
     #: speaker it names (projections/timehints.py)
     query_hints: bool = True
+    #: set by the service for a caller who may read only part of the store: a memory is
+    #: searched only if its namespace is in the first set or its id in the second
+    scope: tuple[frozenset[str], frozenset[str]] | None = None
 
     def check(self, dim: int) -> None:
         """Refuse invalid input with a message naming the parameter and the fix."""
@@ -172,13 +175,13 @@ class SearchQuery:
     def facets_only(self) -> bool:
         """Whether its filters are namespaces and tags only (the indexes hold those)."""
         return not (
-            self.kinds or self.created_after or self.created_before or self.updated_after
+            self.scope is not None or self.kinds or self.created_after or self.created_before or self.updated_after
             or self.updated_before or self.metadata
         )  # fmt: skip
 
     def has_filters(self) -> bool:
         return bool(
-            self.namespaces is not None or self.tags_any or self.tags_all or self.kinds
+            self.namespaces is not None or self.scope is not None or self.tags_any or self.tags_all or self.kinds
             or self.created_after or self.created_before or self.updated_after
             or self.updated_before or self.metadata
         )  # fmt: skip
@@ -258,6 +261,9 @@ def _where(q: SearchQuery, e: dict[str, str]) -> tuple[list[str], list[Any]]:
     if q.namespaces is not None:
         where.append(f"list_contains(?, {e['namespace']})")
         params.append(list(q.namespaces))
+    if q.scope is not None:
+        where.append(f"(list_contains(?, {e['namespace']}) OR list_contains(?, m.memory_id))")
+        params.extend([sorted(q.scope[0]), sorted(q.scope[1])])
     if q.tags_any:
         where.append("list_has_any(coalesce(v.tags, []), ?)")
         params.append(list(q.tags_any))
@@ -541,6 +547,11 @@ def _has_facets(m: Memory, q: SearchQuery) -> bool:
     return all(t in m.tags for t in q.tags_all or ())
 
 
+def in_scope(m: Memory, scope: tuple[frozenset[str], frozenset[str]]) -> bool:
+    """Whether ``m`` is within a caller's scope (see :attr:`SearchQuery.scope`)."""
+    return m.namespace in scope[0] or m.memory_id in scope[1]
+
+
 def _query_vector(proj: SemanticProjection, q: SearchQuery) -> npt.NDArray[np.float32] | None:
     if q.alpha == 0.0:  # keyword only
         return None
@@ -650,6 +661,8 @@ def search(
             if m is None or m.state not in wanted:  # the index lags the state: never leak
                 continue
             if faceted and not _has_facets(m, q):  # nor a namespace or tags of the past
+                continue
+            if q.scope is not None and not in_scope(m, q.scope):  # nor beyond the caller's
                 continue
             hits.append((m, score, ss, ks))
             if len(hits) == q.k:

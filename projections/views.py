@@ -374,6 +374,10 @@ class MemoryViews:
         for tag in dict.fromkeys(q.tags_all or ()):
             s = self._by_tag.get(tag)
             constraints.append([s] if s else [])
+        if q.scope is not None:  # a caller's scope: its namespaces, or its memories
+            names, ones = q.scope
+            parts = [s for n in names if (s := self._by_namespace.get(n))]
+            constraints.append([*parts, set(ones)] if ones else parts)
         constraints.sort(key=lambda parts: sum(map(len, parts)))
         first = constraints[0]
         ids: set[str] = set().union(*first) if first else set()

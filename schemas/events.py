@@ -250,6 +250,153 @@ class ArtifactBuilt(Payload, frozen=True, kw_only=True):
     detail: ShortText | None = None
 
 
+# -------------------------------------------------------------------------- governance
+#
+# Principals, their tokens, grants and namespace policies are events too: audited,
+# replayable, and folded by ``projections/policy.py`` into the rules the service checks. They
+# live in one reserved namespace, :data:`GOVERNANCE_NAMESPACE`, and the envelope's
+# ``memory_id`` names what they are about (the principal, the token, the grant, the policy).
+# Every field is clear (structural, never free text a person wrote about someone): the rules
+# must stay decidable whatever keys are destroyed. ``reason`` is kept for the permission
+# report: like an erase's reason, it must not hold personal data.
+
+#: The namespace governance events live in; no memory may be written there.
+GOVERNANCE_NAMESPACE = "memstream.governance"
+
+Mode = Literal["read", "write", "audit", "reveal", "admin"]
+#: A principal's name: what the envelope's ``memory_id`` may hold (no ``/``, no spaces).
+PrincipalName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$",
+        description="A principal (user, agent or service), e.g. `alice`, `agent:planner`.",
+    ),
+]
+GroupName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
+]
+#: A grant's object: a namespace (`user/alice`), a namespace and everything under it
+#: (`team/*`), every namespace (`*`), or one memory (`memory:<id>`).
+GrantObject = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=256,
+        pattern=r"^(\*|memory:[A-Za-z0-9][A-Za-z0-9._:@-]*|[A-Za-z0-9][A-Za-z0-9._:@-]*(/[A-Za-z0-9][A-Za-z0-9._:@-]*)*(/\*)?)$",
+        description="`user/alice`, `team/*` (the namespace team and all below it), `*`, or "
+        "`memory:<id>`.",
+    ),
+]
+#: Who a grant is for: a principal, `group:<name>`, or `*` (every authenticated principal).
+Grantee = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=140,
+        pattern=r"^(\*|group:[A-Za-z0-9][A-Za-z0-9._:@-]*|[A-Za-z0-9][A-Za-z0-9._:@-]*)$",
+    ),
+]
+
+
+class PrincipalSet(Payload, frozen=True, kw_only=True):
+    """Create or change the principal named by the envelope's ``memory_id``: its kind, its
+    groups (replacing the previous ones), and whether it is disabled (a disabled principal's
+    tokens stop working; its grants stay on record)."""
+
+    TYPE: ClassVar[str] = "principal"
+    CLEAR: ClassVar[tuple[str, ...]] = ("kind", "groups", "disabled", "reason")
+
+    kind: Literal["user", "agent", "service"] = "user"
+    groups: Annotated[list[GroupName], msgspec.Meta(max_length=64)] = []
+    disabled: bool = False
+    reason: ShortText | None = None
+
+
+class TokenIssue(Payload, frozen=True, kw_only=True):
+    """An API token (id = the envelope's ``memory_id``) for ``principal``. Only a salted
+    hash of its secret is recorded, never the secret."""
+
+    TYPE: ClassVar[str] = "token_issue"
+    CLEAR: ClassVar[tuple[str, ...]] = ("principal", "hash", "expires_at", "reason")
+
+    principal: PrincipalName
+    hash: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    expires_at: AwareDatetime | None = None
+    reason: ShortText | None = None
+
+
+class TokenRevoke(Payload, frozen=True, kw_only=True):
+    """Revoke the token whose id is the envelope's ``memory_id``."""
+
+    TYPE: ClassVar[str] = "token_revoke"
+    CLEAR: ClassVar[tuple[str, ...]] = ("reason",)
+
+    reason: ShortText | None = None
+
+
+class GrantConditions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Call-context conditions of a grant: each one given must equal the caller's."""
+
+    app: ShortText | None = None
+    purpose: ShortText | None = None
+    session: ShortText | None = None
+
+
+class Grant(Payload, frozen=True, kw_only=True):
+    """Allow ``to`` the ``modes`` on ``object`` (grant id = the envelope's ``memory_id``),
+    when the call context meets ``when``, until ``expires_at``.
+
+    Modes: ``read`` (get, history, list, search), ``write`` (every memory operation),
+    ``audit`` (the audit trail and the access log), ``reveal`` (the originals of redacted
+    memories), ``admin`` (all of these, and granting them on the object).
+    """
+
+    TYPE: ClassVar[str] = "grant"
+    CLEAR: ClassVar[tuple[str, ...]] = ("to", "object", "modes", "when", "expires_at", "reason")
+
+    to: Grantee
+    object: GrantObject
+    modes: Annotated[list[Mode], msgspec.Meta(min_length=1, max_length=5)]
+    when: GrantConditions = GrantConditions()
+    expires_at: AwareDatetime | None = None
+    reason: ShortText | None = None
+
+
+class Revoke(Payload, frozen=True, kw_only=True):
+    """Withdraw the grant whose id is the envelope's ``memory_id``."""
+
+    TYPE: ClassVar[str] = "revoke"
+    CLEAR: ClassVar[tuple[str, ...]] = ("reason",)
+
+    reason: ShortText | None = None
+
+
+class NamespacePolicy(Payload, frozen=True, kw_only=True):
+    """The rules of the namespaces ``object`` selects (policy id = the envelope's
+    ``memory_id``): what to do with sensitive content found on ingest, and retention. The
+    policy of the most specific object applies (a namespace over `team/*` over `*`)."""
+
+    TYPE: ClassVar[str] = "policy"
+    CLEAR: ClassVar[tuple[str, ...]] = (
+        "object", "sensitive", "expire_after_idle_days", "erase_after_expired_days", "reason",
+    )  # fmt: skip
+
+    object: GrantObject
+    sensitive: Literal["allow", "tag", "redact", "reject"] = "allow"
+    expire_after_idle_days: Annotated[int, msgspec.Meta(gt=0, le=100_000)] | None = None
+    erase_after_expired_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None = None
+    reason: ShortText | None = None
+
+
+GOVERNANCE_PAYLOADS: tuple[type[Payload], ...] = (
+    PrincipalSet, TokenIssue, TokenRevoke, Grant, Revoke, NamespacePolicy,
+)  # fmt: skip
+#: The governance event types (only in :data:`GOVERNANCE_NAMESPACE`).
+GOVERNANCE_TYPES = frozenset(p.TYPE for p in GOVERNANCE_PAYLOADS)
+
+
 # ---------------------------------------------------------------------------- registry
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -323,6 +470,7 @@ DEFAULT_PAYLOADS: tuple[type[Payload], ...] = (
     Unfreeze,
     Erase,
     ArtifactBuilt,
+    *GOVERNANCE_PAYLOADS,
 )
 
 

@@ -30,7 +30,7 @@ from typing import Annotated
 
 import typer
 
-from . import audit, copies, kafka, ops, reads, writes
+from . import audit, copies, governance, kafka, ops, reads, writes  # noqa: F401 (governance registers itself)
 from .common import app, audit_app, out
 from .render import audit_table, history_table, memory_table, outcomes_table
 

@@ -19,10 +19,11 @@ if TYPE_CHECKING:
     from memstream.client import HttpMemoryStore
 
 
-def connect(url: str, actor: str) -> HttpMemoryStore:
+def connect(url: str, actor: str, token: str | None = None) -> HttpMemoryStore:
+    """The client of the server at ``url`` (``token``: default ``$MEMSTREAM_TOKEN``)."""
     from memstream.client import HttpMemoryStore
 
-    return HttpMemoryStore.connect(url, actor=actor)
+    return HttpMemoryStore.connect(url, actor=actor, token=token)
 
 
 def via_server(root: Path, actor: str, locked: StoreLocked) -> HttpMemoryStore:
@@ -38,7 +39,7 @@ def via_server(root: Path, actor: str, locked: StoreLocked) -> HttpMemoryStore:
     if info is None:
         raise locked
     try:
-        client = connect(info.url, actor)
+        client = connect(info.url, actor, info.token)  # the owner token of the run
     except ServerUnavailable as e:
         raise CliError(
             f"store {root} is locked, and its server.json names a server at {info.url} "

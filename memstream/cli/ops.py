@@ -50,12 +50,25 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
     read_only: ReadOnlyOpt = False,
+    auth: Annotated[bool, setting(ServeSettings, "auth", "--auth/--no-auth")] = default(
+        ServeSettings, "auth"
+    ),
     json_out: JsonOpt = False,
 ) -> None:
     """Run the store and its HTTP API in this process until Ctrl-C or SIGTERM."""
     from memstream import server as srv
 
     with reported(json_out):
+
+        def admin_token(token: str) -> None:
+            if json_out:
+                print_json({"event": "admin_token", "principal": "admin", "token": token})
+            else:
+                out.print(
+                    "Created the store's admin principal. Its token, shown this once (keep "
+                    "it; `memstream token issue` makes more):"
+                )
+                out.print(f"  {token}", soft_wrap=True)
 
         def listening(info: srv.ServerInfo) -> None:
             if json_out:
@@ -69,6 +82,7 @@ def serve(
 
                 result = run_demo(
                     info.url,
+                    token=info.admin_token or info.token,
                     console=None if json_out else out,
                     store=Path(info.store),
                     serving=not demo_only,
@@ -85,6 +99,8 @@ def serve(
             log_level=log_level.lower(),
             access_log=access_log,
             read_only=read_only,
+            auth=auth,
+            on_admin_token=admin_token,
             on_listening=listening,
             on_ready=on_ready,
             stop_after_ready=demo_only,

@@ -17,6 +17,7 @@ layer (``Operations``) and the return types is what keeps them interchangeable.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from memstream.wire import (
     format_point,
 )
 
+from .governance import HttpGovernance
 from .reads import HttpReads, memory_path
 from .transport import DEFAULT_TIMEOUT, LONG_TIMEOUT, body_of, error_of
 
@@ -80,7 +82,11 @@ def _plain(*texts: Any, **kw: Any) -> bool:
     return True
 
 
-class HttpMemoryStore(Operations, HttpReads):
+#: The environment variable a client takes its bearer token from when given none.
+TOKEN_ENV = "MEMSTREAM_TOKEN"
+
+
+class HttpMemoryStore(Operations, HttpReads, HttpGovernance):
     """A memory store served by ``memstream serve``, reached over HTTP.
 
     Use :meth:`connect` (it checks the server answers) and close it, or use it as a
@@ -95,6 +101,7 @@ class HttpMemoryStore(Operations, HttpReads):
         timeout: float = DEFAULT_TIMEOUT,
         registry: Registry | None = None,
         headers: dict[str, str] | None = None,
+        token: str | None = None,
     ):
         from memstream import __version__
 
@@ -110,6 +117,9 @@ class HttpMemoryStore(Operations, HttpReads):
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             headers={"user-agent": f"memstream/{__version__}", **(headers or {})},
         )
+        token = token or os.environ.get(TOKEN_ENV) or None
+        if token is not None:
+            self._http.headers["authorization"] = f"Bearer {token}"
 
     @classmethod
     def connect(
@@ -120,12 +130,17 @@ class HttpMemoryStore(Operations, HttpReads):
         timeout: float = DEFAULT_TIMEOUT,
         registry: Registry | None = None,
         headers: dict[str, str] | None = None,
+        token: str | None = None,
     ) -> HttpMemoryStore:
         """Connect to the server at ``url`` and check that it answers ``/health``.
 
+        ``token``: the bearer token every request carries (default: ``$MEMSTREAM_TOKEN``);
+        a server with authentication on answers 401 without one.
         Failing here, with the URL in the message, beats failing on the first write.
         """
-        store = cls(url, actor=actor, timeout=timeout, registry=registry, headers=headers)
+        store = cls(
+            url, actor=actor, timeout=timeout, registry=registry, headers=headers, token=token
+        )
         try:
             store.health()
         except BaseException:

@@ -12,12 +12,14 @@ import msgspec
 from memstream.errors import (
     BadRequest,
     EventTooLarge,
+    Forbidden,
     MalformedEvent,
     NotCaughtUp,
     PartitionUnavailable,
     ProjectorFailed,
     SearchDisabled,
     StoreReadOnly,
+    Unauthenticated,
     rejection,
 )
 from memstream.schemas.memcube import Outcome
@@ -91,6 +93,10 @@ def error_of(resp: httpx.Response) -> Exception:
             message, partition=body["partition"], error=error, offset=body.get("offset"),
             lag=body.get("lag"),
         )  # fmt: skip
+    if resp.status_code == 403 and error == "forbidden":
+        return Forbidden(message, missing=body.get("missing"))
+    if resp.status_code == 401:
+        return Unauthenticated(message)
     if error == "search_disabled":
         return SearchDisabled(message)
     if error == "projector_failed":

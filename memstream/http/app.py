@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from memstream import __version__
+from memstream.governance.tokens import Authenticator
 from memstream.service import MemoryService
 
 from .errors import install_error_handlers
@@ -41,6 +42,7 @@ def create_app(
     *,
     max_body_bytes: int | None = None,
     handlers: dict[type[Exception], Callable[[Request, Any], Response]] | None = None,
+    auth: Authenticator | None = None,
 ) -> FastAPI:
     """The HTTP API over ``target``: a :class:`MemoryService`, or an open
     :class:`~memstream.MemoryStore` (its service; the caller closes it after serving).
@@ -48,7 +50,9 @@ def create_app(
     ``max_body_bytes`` bounds a request body (413 beyond it); the default leaves room for
     large batches (:func:`default_max_body_bytes`). Single events are also bounded by the
     codec's ``max_event_bytes`` (a 422 naming ``$.payload``). ``handlers`` map a backend's
-    own exceptions onto responses.
+    own exceptions onto responses. ``auth`` authenticates callers by bearer token
+    (:class:`~memstream.governance.tokens.Authenticator`); None serves every caller
+    unchecked, as the principal its ``X-Memstream-Principal`` header names.
     """
     service: MemoryService = target if isinstance(target, MemoryService) else target.service
     codec = service.codec
@@ -59,6 +63,8 @@ def create_app(
         default_response_class=MsgspecResponse,
     )
     app.state.service = service
+    #: None: authentication off (every caller unchecked: an explicit, logged choice)
+    app.state.auth = auth
     app.state.max_body_bytes = max_body_bytes or default_max_body_bytes(codec.max_event_bytes)
     app.state.read_wait = getattr(service.backend, "read_wait", 10.0)
     install_error_handlers(app, handlers)

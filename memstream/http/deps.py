@@ -8,11 +8,15 @@ import msgspec
 from fastapi import Depends, Request
 
 from memstream.errors import BadRequest
+from memstream.governance.tokens import Authenticator
 from memstream.schemas.events import Context
 from memstream.service import ANONYMOUS, Caller, MemoryService
 from memstream.wire import CONTEXT_HEADERS, FORWARDED_HEADER, PRINCIPAL_HEADER
 
-__all__ = ["BodyDep", "BodyTooLarge", "CallerDep", "ServiceDep", "caller_of", "read_body"]
+__all__ = [
+    "BodyDep", "BodyTooLarge", "CallerDep", "OpenCallerDep", "ServiceDep", "caller_of",
+    "read_body",
+]  # fmt: skip
 
 
 class BodyTooLarge(Exception):
@@ -29,27 +33,50 @@ async def service_of(request: Request) -> MemoryService:
     return request.app.state.service
 
 
-async def caller_of(request: Request) -> Caller:
-    """The caller a request names: its principal (``X-Memstream-Principal``; anonymous
-    without one) and call context (``X-Memstream-App``, ``-Session``, ``-Purpose``)."""
+def _context(request: Request) -> Context:
+    """The call context a request names (``X-Memstream-App``, ``-Session``, ``-Purpose``)."""
     headers = request.headers
-    context = Context()
     given = {k: v for k, h in CONTEXT_HEADERS.items() if (v := headers.get(h)) is not None}
-    if given:
-        try:
-            context = msgspec.convert(given, Context)
-        except msgspec.ValidationError as e:
-            raise BadRequest(f"call context headers: {e}", field="header") from None
+    if not given:
+        return Context()
+    try:
+        return msgspec.convert(given, Context)
+    except msgspec.ValidationError as e:
+        raise BadRequest(f"call context headers: {e}", field="header") from None
+
+
+async def caller_of(request: Request) -> Caller:
+    """The caller a request authenticates as, with its call context.
+
+    With authentication on (the default of ``memstream serve``), the bearer token names the
+    principal, checked on every call (the owner token of the server run: the store's owner,
+    acting as ``X-Memstream-Principal``). With authentication explicitly off, the caller is
+    whoever ``X-Memstream-Principal`` names (anonymous without one), unchecked.
+    """
+    headers = request.headers
+    auth: Authenticator | None = request.app.state.auth
+    forwarded = headers.get(FORWARDED_HEADER) is not None
+    if auth is None:
+        principal, enforced = None, False
+    else:
+        principal, enforced = auth.caller(headers.get("authorization"))
     return Caller(
-        principal=headers.get(PRINCIPAL_HEADER) or ANONYMOUS,
-        context=context,
+        principal=principal or headers.get(PRINCIPAL_HEADER) or ANONYMOUS,
+        context=_context(request),
         remote=True,
-        forwarded=headers.get(FORWARDED_HEADER) is not None,
+        forwarded=forwarded,
+        enforced=enforced,
     )
+
+
+async def open_caller_of(request: Request) -> Caller:
+    """The caller of a route that needs no token (``/health``): anonymous, unchecked."""
+    return Caller(principal=ANONYMOUS, remote=True)
 
 
 ServiceDep = Annotated[MemoryService, Depends(service_of)]
 CallerDep = Annotated[Caller, Depends(caller_of)]
+OpenCallerDep = Annotated[Caller, Depends(open_caller_of)]
 
 
 async def read_body(request: Request) -> bytes:

@@ -20,12 +20,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from memstream.errors import (
     BadRequest,
     EventTooLarge,
+    Forbidden,
     MalformedEvent,
     NotCaughtUp,
     PartitionUnavailable,
     ProjectorFailed,
     SearchDisabled,
     StoreReadOnly,
+    Unauthenticated,
     Unsupported,
 )
 
@@ -79,6 +81,10 @@ HANDLERS: dict[type[Exception], Callable[[Request, Any], Response]] = {
     PartitionUnavailable: lambda _, e: MsgspecResponse(e.to_dict(), 503),
     SearchDisabled: lambda _, e: error(503, "search_disabled", _SEARCH_OFF),
     ProjectorFailed: lambda _, e: error(503, "projector_failed", str(e)),
+    Forbidden: lambda _, e: error(403, "forbidden", str(e), missing=e.missing),
+    Unauthenticated: lambda _, e: error(
+        401, "unauthenticated", str(e), headers={"WWW-Authenticate": 'Bearer realm="memstream"'}
+    ),
     Unsupported: lambda _, e: error(501, "unsupported", str(e)),
     StoreReadOnly: lambda _, e: error(409, "read_only", str(e)),
     FileExistsError: lambda _, e: error(409, "exists", str(e)),

@@ -13,6 +13,7 @@ import msgspec
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from memstream.projections.policy import Rules
 from memstream.schemas.events import Event, Registry
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
@@ -21,9 +22,16 @@ from memstream.wire import (
     BackupRequest,
     ChangeRequest,
     EraseSubjectRequest,
+    GrantAnswer,
+    GrantRequest,
+    IssuedToken,
+    PolicyRequest,
+    PrincipalRequest,
     ReplayRequest,
     ReviseRequest,
+    RevokeRequest,
     SearchRequest,
+    TokenRequest,
 )
 
 __all__ = [
@@ -116,6 +124,14 @@ def _components(registry: Registry) -> dict[str, Any]:
             ReplayRequest,
             SearchRequest,
             SearchHit,
+            PrincipalRequest,
+            TokenRequest,
+            IssuedToken,
+            GrantRequest,
+            GrantAnswer,
+            PolicyRequest,
+            RevokeRequest,
+            Rules,
             *payloads,
         ],
         ref_template=_REF,

@@ -59,6 +59,10 @@ def worker_api(app: faust.App, loop: asyncio.AbstractEventLoop) -> FastAPI:
         me=str(app.conf.canonical_url),
         members=lambda: _members(app),
     )
+    log.warning(
+        "the Kafka worker's HTTP API does not check its callers yet (governance is enforced "
+        "by `memstream serve` only): serve it to trusted callers, behind your own gateway"
+    )
     return create_app(MemoryService(backend), handlers=HANDLERS)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from memstream.projections.policy import PolicyState
 from memstream.projections.search import SearchQuery
 from memstream.queries import AuditQuery, ListQuery, Point
 from memstream.schemas.codec import EventCodec
@@ -108,6 +109,22 @@ class Backend(Protocol):
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         """Whether reads and writes are served now, and the state that says so."""
+        ...
+
+    def policy(self) -> PolicyState:
+        """The governance rules in force now (principals, tokens, grants, policies)."""
+        ...
+
+    def policy_at(self, as_of: Point) -> PolicyState:
+        """The rules as they stood at an offset or a time of the log."""
+        ...
+
+    def namespaces(self) -> frozenset[str]:
+        """Every namespace that has held a memory."""
+        ...
+
+    def placement(self, memory_id: str) -> tuple[str, str | None] | None:
+        """(namespace, subject) of a memory, or None if unknown."""
         ...
 
     def status(self, caller: Caller, cluster: bool) -> dict[str, Any]:

@@ -26,11 +26,22 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
     context: Context = Context()
     remote: bool = False
     forwarded: bool = False
+    #: whether the access check applies (memstream/governance/access.py): to an
+    #: authenticated HTTP caller and to an embedded SDK opened as a principal, whose events
+    #: are stamped with that principal as actor whatever they claim. A caller not enforced
+    #: is the store's owner: the embedded SDK in its own process, the owner's local token of
+    #: a server, or any caller of a server run with authentication explicitly off.
+    enforced: bool = False
 
     @classmethod
     def local(cls, actor: str, context: Context | None = None) -> Caller:
-        """The embedded SDK, acting as ``actor``."""
+        """The embedded SDK, acting as ``actor`` (the store's owner: not checked)."""
         return cls(principal=actor, context=context or Context())
+
+    @classmethod
+    def principal_of(cls, principal: str, context: Context | None = None) -> Caller:
+        """The embedded SDK acting as ``principal``, checked like an HTTP caller."""
+        return cls(principal=principal, context=context or Context(), enforced=True)
 
     @property
     def identified(self) -> bool:

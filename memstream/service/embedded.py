@@ -13,6 +13,7 @@ from typing import Any
 
 from memstream.errors import BadRequest, SearchDisabled
 from memstream.projections import reads
+from memstream.projections.policy import PolicyState
 from memstream.projections.search import SearchQuery
 from memstream.projections.views import VIEWS, MemoryViews
 from memstream.queries import AuditQuery, ListQuery, Point
@@ -163,6 +164,18 @@ class EmbeddedBackend:
                 return views.history(memory_id, include_parents)
         self._wait(min_offset)
         return reads.history(self.runtime.duck, memory_id, include_parents, self.as_of(as_of))
+
+    def policy(self) -> PolicyState:
+        return self.runtime.state.policy
+
+    def policy_at(self, as_of: Point) -> PolicyState:
+        offset = self.as_of(as_of)
+        assert offset is not None
+        self._wait(min(offset, self.runtime.head))
+        return PolicyState.fold(self.runtime.duck.governance_rows(offset))
+
+    def namespaces(self) -> frozenset[str]:
+        return self.runtime.state.namespaces
 
     def placement(self, memory_id: str) -> tuple[str, str | None] | None:
         """(namespace, subject) of a memory the log holds (decided, maybe not projected)."""

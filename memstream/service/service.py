@@ -10,7 +10,9 @@ control and access logging go.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,16 @@ import msgspec
 
 from memstream import validation as check
 from memstream.errors import BadRequest, MalformedEvent
-from memstream.operations import Operations, raise_rejections
+from memstream.governance import tokens
+from memstream.governance.access import ACTION_MODES, AccessControl
+from memstream.governance.methods import PRESETS
+from memstream.operations import Operations, new_id, raise_rejections
+from memstream.projections.policy import PolicyState, Rules, body_of
 from memstream.projections.processor import Decided
-from memstream.projections.search import SearchQuery
+from memstream.projections.search import SearchQuery, in_scope
 from memstream.queries import LIST_STATES, AuditQuery, ListQuery, Point
 from memstream.schemas import events as ev
-from memstream.schemas.events import Context, Event
+from memstream.schemas.events import GOVERNANCE_NAMESPACE, GOVERNANCE_TYPES, Context, Event
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.streams.log import ChainBreak
@@ -34,9 +40,7 @@ from .caller import Caller
 __all__ = ["ACTIONS", "MemoryService"]
 
 #: What a caller may be allowed to do (the ``action`` of :meth:`MemoryService.authorize`).
-ACTIONS = (
-    "write", "read", "search", "audit", "verify", "status", "checkpoint", "backup", "replay",
-)  # fmt: skip
+ACTIONS = tuple(ACTION_MODES)
 _VECTOR_TYPES = ("create", "revise", "merge")
 _NO_CONTEXT = Context()
 
@@ -48,6 +52,7 @@ class MemoryService:
     def __init__(self, backend: Backend):
         self.backend = backend
         self.codec = backend.codec
+        self.access = AccessControl(lambda: self.backend.policy())
 
     # -- access --------------------------------------------------------------------------------
 
@@ -60,11 +65,27 @@ class MemoryService:
         memory_id: str | None = None,
     ) -> None:
         """Allow ``caller`` to do ``action`` (one of :data:`ACTIONS`) on ``namespace`` /
-        ``memory_id`` (None: not about one), or raise.
+        ``memory_id`` (neither: on the whole store), or raise :class:`Forbidden` naming the
+        grant it lacks (memstream/governance/access.py). Every entry point calls this."""
+        self.access.check(caller, action, namespace=namespace, memory_id=memory_id)
 
-        Every principal may do everything until governance lands: then the access check and
-        the access log go here, and nowhere else (every entry point calls this first).
-        """
+    def _authorize_read(self, caller: Caller, memory_id: str, namespace: str | None) -> None:
+        """The check of a read of one memory: read on its namespace (or on it). A memory the
+        log never held has nothing to protect: any principal learns it is not there (as it
+        would learn from a refusal that it is)."""
+        where = self._namespace_of(caller, memory_id, namespace)
+        if caller.enforced and where is None:
+            self.authorize(caller, "status")
+        else:
+            self.authorize(caller, "read", namespace=where, memory_id=memory_id)
+
+    def _namespace_of(self, caller: Caller, memory_id: str, namespace: str | None) -> str | None:
+        """The namespace a check of ``memory_id`` is about: the one named, else the one the
+        memory lives in (None: unknown)."""
+        if namespace is not None or not caller.enforced:
+            return namespace
+        placed = self.backend.placement(memory_id)
+        return placed[0] if placed is not None else None
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -73,7 +94,10 @@ class MemoryService:
         included (a rejected event is appended and audited too)."""
         events = self._stamped(caller, events)
         for e in events:
-            self.authorize(caller, "write", namespace=e.namespace, memory_id=e.memory_id)
+            if e.type in GOVERNANCE_TYPES:
+                self._authorize_governance(caller, e)
+            else:
+                self.authorize(caller, "write", namespace=e.namespace, memory_id=e.memory_id)
         self._check_vectors(events)
         return self.backend.append(events)
 
@@ -92,12 +116,12 @@ class MemoryService:
     def _stamped(self, caller: Caller, events: Sequence[Event]) -> list[Event]:
         """A remote caller's events, with its principal as actor and its call context where
         an event names none (a local caller's events are written as built)."""
-        if not caller.remote:
+        if not (caller.remote or caller.enforced):
             return list(events)
         out = []
         for e in events:
             changes: dict[str, Any] = {}
-            if caller.identified and e.actor != caller.principal:
+            if (caller.identified or caller.enforced) and e.actor != caller.principal:
                 changes["actor"] = caller.principal
             if e.context == _NO_CONTEXT and caller.context != _NO_CONTEXT:
                 changes["context"] = caller.context
@@ -143,7 +167,7 @@ class MemoryService:
         version = check.integer(version, "version", minimum=1)
         as_of = check.point(as_of, "as_of")
         min_offset = check.integer(min_offset, "min_offset")
-        self.authorize(caller, "read", namespace=namespace, memory_id=memory_id)
+        self._authorize_read(caller, memory_id, namespace)
         return self.backend.get(
             caller, memory_id, namespace=namespace, version=version, as_of=as_of,
             min_offset=min_offset,
@@ -165,11 +189,21 @@ class MemoryService:
         include_parents = check.boolean(include_parents, "include_parents")
         as_of = check.point(as_of, "as_of")
         min_offset = check.integer(min_offset, "min_offset")
-        self.authorize(caller, "read", namespace=namespace, memory_id=memory_id)
-        return self.backend.history(
+        self._authorize_read(caller, memory_id, namespace)
+        history = self.backend.history(
             caller, memory_id, namespace=namespace, include_parents=include_parents,
             as_of=as_of, min_offset=min_offset,
         )  # fmt: skip
+        if not caller.enforced or not include_parents:
+            return history
+        # A merge's parents may live where the caller cannot read: their versions stay out.
+        allowed = self.access.allowed
+        return [
+            v for v in history
+            if v.memory_id == memory_id
+            or allowed(caller, "read", namespace=self._namespace_of(caller, v.memory_id, None),
+                       memory_id=v.memory_id)
+        ]  # fmt: skip
 
     def list_memories(
         self, caller: Caller, q: ListQuery, *, min_offset: int | None = None
@@ -187,7 +221,15 @@ class MemoryService:
             limit=check.integer(q.limit, "limit", optional=False, minimum=1, maximum=10_000),
         )
         min_offset = check.integer(min_offset, "min_offset")
-        self.authorize(caller, "read", namespace=q.namespace)
+        scope = self.access.scope(caller, self.backend.namespaces())
+        if scope is not None and (q.namespace is None or q.namespace not in scope[0]):
+            if not scope[1] and q.namespace is not None:
+                self.authorize(caller, "read", namespace=q.namespace)
+            # Partly readable: the page keeps what the caller may read (its cursor moves on
+            # over the rest, so no page reveals what it dropped but by its length).
+            page = self.backend.list_memories(caller, q, min_offset=min_offset)
+            kept = [m for m in page.memories if in_scope(m, scope)]
+            return msgspec.structs.replace(page, memories=kept)
         return self.backend.list_memories(caller, q, min_offset=min_offset)
 
     def audit(
@@ -202,7 +244,13 @@ class MemoryService:
         q = _audit_query(q)
         partition = check.integer(partition, "partition")
         min_offset = check.integer(min_offset, "min_offset")
-        self.authorize(caller, "audit", namespace=q.namespace, memory_id=q.memory_id)
+        if partition is not None:
+            self.authorize(caller, "audit")
+        else:
+            namespace = q.namespace
+            if namespace is None and q.memory_id is not None:
+                namespace = self._namespace_of(caller, q.memory_id, None)
+            self.authorize(caller, "audit", namespace=namespace, memory_id=q.memory_id)
         return self.backend.audit(caller, q, partition=partition, min_offset=min_offset)
 
     def search(
@@ -223,9 +271,205 @@ class MemoryService:
                 check.integer(p, f"partitions[{i}]", optional=False)
                 for i, p in enumerate(partitions)
             ]
-        for namespace in q.namespaces if q.namespaces is not None else [None]:
-            self.authorize(caller, "search", namespace=namespace)
+        q = self._scoped(caller, q)
+        if q is None:
+            return []
         return self.backend.search(caller, q, min_offset=min_offset, partitions=partitions)
+
+    def _scoped(self, caller: Caller, q: SearchQuery) -> SearchQuery | None:
+        """``q`` limited to what ``caller`` may read (None: nothing at all). The limit is a
+        filter of the search itself: what the caller may not read is never scored, counted
+        or returned."""
+        scope = self.access.scope(caller, self.backend.namespaces())
+        if scope is None:
+            return dataclasses.replace(q, scope=None)
+        whole, ones = scope
+        if q.namespaces is not None:
+            whole = whole & frozenset(q.namespaces)
+        if not ones:
+            return dataclasses.replace(q, namespaces=sorted(whole), scope=None) if whole else None
+        return dataclasses.replace(q, scope=(whole, ones))
+
+    # -- governance ----------------------------------------------------------------------------
+
+    def _authorize_governance(self, caller: Caller, e: Event) -> None:
+        """Who may append a governance event: an admin over what it is about; a principal
+        may also issue and revoke its own tokens (rotation)."""
+        if not caller.enforced:
+            return self.authorize(caller, "govern")
+        policy = self.backend.policy()
+        body = body_of(e)
+        if e.type == "token_issue" and body.get("principal") == caller.principal:
+            return self.authorize(caller, "status")
+        if e.type == "token_revoke":
+            token = policy.tokens.get(e.memory_id)
+            if token is not None and token.principal == caller.principal:
+                return self.authorize(caller, "status")
+        if e.type in ("grant", "policy"):
+            obj = body["object"]
+            placed = self.backend.placement(obj[7:]) if obj.startswith("memory:") else None
+            return self.access.check_admin_over(
+                caller, obj, namespace=placed[0] if placed else None
+            )
+        if e.type == "revoke":
+            rule = policy.grants.get(e.memory_id)
+            if rule is not None:
+                obj = rule.object
+                placed = self.backend.placement(obj[7:]) if obj.startswith("memory:") else None
+                return self.access.check_admin_over(
+                    caller, obj, namespace=placed[0] if placed else None
+                )
+        self.authorize(caller, "govern")
+
+    def _govern(self, caller: Caller, type_: str, name: str, payload: dict[str, Any]) -> Outcome:
+        """Append one governance event as ``caller``; a rejection raises."""
+        ops = self.operations(caller)
+        # Times were checked (aware datetimes): as RFC 3339; anything else is checked as
+        # wire input is, by the event's builder (MalformedEvent naming the field).
+        payload = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in payload.items()}
+        event = ops.event(type_, GOVERNANCE_NAMESPACE, name, payload)
+        return raise_rejections(self.append(caller, [event]), True)[0]
+
+    def set_principal(
+        self,
+        caller: Caller,
+        name: str,
+        *,
+        kind: str = "user",
+        groups: Sequence[str] = (),
+        disabled: bool = False,
+        reason: str | None = None,
+    ) -> Outcome:
+        """Add principal ``name``, or change its kind, groups or whether it is disabled."""
+        return self._govern(
+            caller, "principal", check.text(name, "name", optional=False),
+            {"kind": kind, "groups": list(check.strings(groups, "groups") or ()),
+             "disabled": check.boolean(disabled, "disabled"), "reason": reason},
+        )  # fmt: skip
+
+    def issue_token(
+        self,
+        caller: Caller,
+        principal: str,
+        *,
+        expires_at: Any = None,
+        reason: str | None = None,
+    ) -> tuple[str, str]:
+        """A new API token for ``principal``: ``(token id, token)``. The token is returned
+        this once; the log keeps only a salted hash of it."""
+        principal = check.text(principal, "principal", optional=False)
+        expires_at = check.time(expires_at, "expires_at")
+        token_id, token = tokens.new_token()
+        self._govern(
+            caller, "token_issue", token_id,
+            {"principal": principal, "hash": tokens.hash_secret(token),
+             "expires_at": expires_at, "reason": reason},
+        )  # fmt: skip
+        return token_id, token
+
+    def revoke_token(self, caller: Caller, token_id: str, *, reason: str | None = None) -> Outcome:
+        """Revoke a token by its id (``tok-...``, the part of the token before its secret)."""
+        token_id = check.text(token_id, "token_id", optional=False)
+        return self._govern(caller, "token_revoke", token_id, {"reason": reason})
+
+    def grant(
+        self,
+        caller: Caller,
+        to: str,
+        modes: Sequence[str],
+        object: str,
+        *,
+        app: str | None = None,
+        purpose: str | None = None,
+        session: str | None = None,
+        expires_at: Any = None,
+        reason: str | None = None,
+        grant_id: str | None = None,
+    ) -> tuple[str, Outcome]:
+        """Grant ``to`` (a principal, ``group:<name>`` or ``*``) ``modes`` on ``object``;
+        ``(grant id, outcome)``. ``modes`` may name a preset: ``read-only`` (read),
+        ``shared`` (read, write), ``private`` (read, write, reveal: give it to the one
+        principal whose namespace it is)."""
+        modes = list(check.strings(modes, "modes") or ())
+        expanded: list[str] = []
+        for m in modes:
+            expanded.extend(PRESETS.get(m, (m,)))
+        grant_id = check.text(grant_id, "grant_id") or "grant-" + new_id()
+        when = {k: v for k, v in (("app", app), ("purpose", purpose), ("session", session)) if v}
+        outcome = self._govern(
+            caller, "grant", grant_id,
+            {"to": to, "object": object, "modes": list(dict.fromkeys(expanded)), "when": when,
+             "expires_at": check.time(expires_at, "expires_at"), "reason": reason},
+        )  # fmt: skip
+        return grant_id, outcome
+
+    def revoke(self, caller: Caller, grant_id: str, *, reason: str | None = None) -> Outcome:
+        """Withdraw a grant."""
+        grant_id = check.text(grant_id, "grant_id", optional=False)
+        return self._govern(caller, "revoke", grant_id, {"reason": reason})
+
+    def set_policy(
+        self,
+        caller: Caller,
+        object: str,
+        *,
+        sensitive: str = "allow",
+        expire_after_idle_days: int | None = None,
+        erase_after_expired_days: int | None = None,
+        reason: str | None = None,
+    ) -> Outcome:
+        """Set the policy of the namespaces ``object`` selects (one policy per object)."""
+        object = check.text(object, "object", optional=False)
+        policy_id = "policy-" + hashlib.sha256(object.encode()).hexdigest()[:16]
+        return self._govern(
+            caller, "policy", policy_id,
+            {"object": object, "sensitive": sensitive,
+             "expire_after_idle_days": expire_after_idle_days,
+             "erase_after_expired_days": erase_after_expired_days, "reason": reason},
+        )  # fmt: skip
+
+    def rules(self, caller: Caller, as_of: Point | None = None) -> Rules:
+        """The rules in force (``as_of``: as they stood then). An auditor's read (audit on
+        the whole store); a principal without it sees only its own principal and grants."""
+        as_of = check.point(as_of, "as_of")
+        auditor = self.access.allowed(caller, "audit")
+        if not auditor:
+            self.authorize(caller, "status")
+        policy = self.backend.policy() if as_of is None else self.backend.policy_at(as_of)
+        if auditor:
+            return policy.rules()
+        mine = PolicyState(
+            principals={k: v for k, v in policy.principals.items() if k == caller.principal},
+            grants={g.grant_id: g for g in policy.grants_of(caller.principal)},
+            tokens={k: t for k, t in policy.tokens.items() if t.principal == caller.principal},
+            offset=policy.offset,
+        )
+        return mine.rules()
+
+    def who_can(
+        self,
+        caller: Caller,
+        mode: str,
+        *,
+        namespace: str | None = None,
+        memory_id: str | None = None,
+        as_of: Point | None = None,
+    ) -> list[str]:
+        """The principals that may ``mode`` on a namespace or a memory, now or ``as_of``
+        (grants' call-context conditions aside): an auditor's question."""
+        namespace = check.text(namespace, "namespace")
+        memory_id = check.text(memory_id, "memory_id")
+        if mode not in ACTION_MODES.values():
+            raise BadRequest(
+                f"mode must be one of read, write, audit, reveal, admin, not {mode!r}", "mode"
+            )
+        if memory_id is not None and namespace is None:
+            placed = self.backend.placement(memory_id)
+            namespace = placed[0] if placed else None
+        self.authorize(caller, "audit", namespace=namespace, memory_id=memory_id)
+        as_of = check.point(as_of, "as_of")
+        policy = self.backend.policy() if as_of is None else self.backend.policy_at(as_of)
+        return policy.who(mode, namespace=namespace, memory_id=memory_id)
 
     # -- the log and the process ----------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from memstream.client.reads import HttpReads
 from memstream.errors import BadRequest, PartitionUnavailable, SearchDisabled, Unsupported
 from memstream.projections import reads
 from memstream.projections.embedding import embed_query
+from memstream.projections.policy import PolicyState
 from memstream.projections.search import SearchQuery
 from memstream.queries import AuditQuery, ListQuery, Point
 from memstream.schemas.events import Event
@@ -327,6 +328,18 @@ class WorkerBackend:
 
     def head(self) -> int:
         raise Unsupported(_NO_LOG)
+
+    # Governance is not served by Kafka workers yet: their callers are not authenticated
+    # (memstream/http/worker.py says so at start), so no rule is ever asked of them here.
+
+    def policy(self) -> PolicyState:
+        return PolicyState()
+
+    def policy_at(self, as_of: Point) -> PolicyState:
+        return PolicyState()
+
+    def namespaces(self) -> frozenset[str]:
+        return frozenset()
 
     def health(self) -> dict[str, Any]:
         from memstream import __version__

@@ -29,6 +29,7 @@ from memstream.projections.core import CoreBatch, project
 from memstream.projections.decide import DecisionState, decide
 from memstream.projections.decided import read_outcomes
 from memstream.projections.duck import DuckStore, Prepared, Rewritten
+from memstream.projections.policy import PolicyState
 from memstream.projections.processor import Decided, Processor
 from memstream.schemas.codec import EventCodec, MalformedEvent
 from memstream.schemas.events import Event, Registry, default_registry
@@ -300,6 +301,7 @@ class EmbeddedRuntime:
         self.duck.stamp(log_id)
         self.state = DecisionState()
         self.state.load(*self.duck.load_states())
+        self.state.policy = PolicyState.fold(self.duck.governance_rows())
         self._append_lock = threading.Lock()
         self._cond = threading.Condition()
         self._projected = self.duck.offset()

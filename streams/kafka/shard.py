@@ -33,6 +33,7 @@ from memstream.projections.core import project
 from memstream.projections.decide import DecisionState, decide
 from memstream.projections.decided import read_outcomes
 from memstream.projections.duck import DuckStore
+from memstream.projections.policy import PolicyState
 from memstream.projections.processor import Decided
 from memstream.schemas.events import Event
 from memstream.schemas.memcube import KeyDestruction, Logged, Outcome
@@ -131,6 +132,7 @@ class Shard:
         self.duck.scrub()  # an erase whose rewrite a crash interrupted
         self.state = DecisionState()
         self.state.load(*self.duck.load_states())
+        self.state.policy = PolicyState.fold(self.duck.governance_rows())
         self.offset = self.duck.offset()
         self.outbox = self.duck.offset(OUTBOX)
         self._outbox_unsaved = False

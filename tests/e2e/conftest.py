@@ -56,6 +56,8 @@ class Server:
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        #: the owner token of the run (server.json): the tests call as the store's owner
+        self.token: str | None = None
         self.log_path = self.store.parent / f"{self.store.name}.server.log"
         self.out_path = self.store.parent / f"{self.store.name}.server.out"
 
@@ -80,7 +82,9 @@ class Server:
                 data = json.loads(info.read_text())
                 if data.get("pid") == self.proc.pid:
                     self.url = data["url"]
-                    if httpx.get(self.url + "/ready", timeout=5).status_code == 200:
+                    self.token = data.get("token")
+                    if httpx.get(self.url + "/ready", timeout=5,
+                                 headers=self.headers).status_code == 200:  # fmt: skip
                         return self
             except (OSError, ValueError, httpx.HTTPError):
                 pass
@@ -98,11 +102,16 @@ class Server:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header of the owner token (none with authentication off)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     def client(self, timeout: float = 30.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+        return httpx.Client(base_url=self.url, timeout=timeout, headers=self.headers)
 
     def ready(self) -> dict[str, Any]:
-        return httpx.get(self.url + "/ready", timeout=30).json()
+        return httpx.get(self.url + "/ready", timeout=30, headers=self.headers).json()
 
     @property
     def head(self) -> int:

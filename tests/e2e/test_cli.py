@@ -128,12 +128,29 @@ def test_every_command_with_json(mode, cli, tmp_path):
 
 def test_commands_against_an_explicit_url(api, cli, tmp_path):
     e = make_event()
-    r = cli("publish", "--url", api.url, "--json", input=json.dumps(e))
+    r = cli("publish", "--url", api.url, "--json", input=json.dumps(e), MEMSTREAM_TOKEN=api.token)
     assert r.code == 0
     offset = r.json()["outcomes"][0]["offset"]
-    r = cli("get", e["memory_id"], "--url", api.url, "--min-offset", str(offset), "--json")
+    r = cli(
+        "get",
+        e["memory_id"],
+        "--url",
+        api.url,
+        "--min-offset",
+        str(offset),
+        "--json",
+        MEMSTREAM_TOKEN=api.token,
+    )
     assert r.json()["memory_id"] == e["memory_id"]
-    r = cli("replay", "--into", str(tmp_path / "r"), "--url", api.url, "--json")
+    r = cli(
+        "replay",
+        "--into",
+        str(tmp_path / "r"),
+        "--url",
+        api.url,
+        "--json",
+        MEMSTREAM_TOKEN=api.token,
+    )
     assert r.code == 0 and r.json()["head"] >= offset
 
 
@@ -285,14 +302,12 @@ def test_add_list_revise_archive_restore_erase_in_one_line_each(mode, cli):
 
 def test_json_prints_exactly_what_http_answers(api, cli):
     """`--json` of get, history, list, add and search is the HTTP body of the same call."""
-    import httpx
-
     r = cli("add", "user/ines", "Ines reads crime novels", "--tag", "books", "--url", api.url,
-            "--json")  # fmt: skip
+            "--json", MEMSTREAM_TOKEN=api.token)  # fmt: skip
     assert r.code == 0, r.stderr
     added = r.json()
     mid, offset = added["memory_id"], added["offset"]
-    with httpx.Client(base_url=api.url) as c:
+    with api.client() as c:
         direct = c.post("/v1/memories", json={"namespace": "user/ines", "text": "x"}).json()
         assert list(added) == list(direct)  # the same shape, field for field
         assert all(type(added[k]) is type(direct[k]) for k in added if added[k] is not None)
@@ -306,12 +321,20 @@ def test_json_prints_exactly_what_http_answers(api, cli):
             (["history", "nobody"], c.get("/v1/memories/nobody/history")),
         ]
         for args, http in pairs:
-            r = cli(*args, "--url", api.url, "--json", "--min-offset", str(direct["offset"]))
+            r = cli(
+                *args,
+                "--url",
+                api.url,
+                "--json",
+                "--min-offset",
+                str(direct["offset"]),
+                MEMSTREAM_TOKEN=api.token,
+            )
             assert r.json() == http.json(), (args, r.stdout, http.text)
             assert r.stdout.strip() == http.text, args  # byte for byte
         # search: this server keeps no indexes, and says so the same way (the hits' body,
         # {"hits": [...]}, is compared in tests/integration/test_search.py)
-        r = cli("search", "novels", "--url", api.url, "--json")
+        r = cli("search", "novels", "--url", api.url, "--json", MEMSTREAM_TOKEN=api.token)
         http = c.post("/v1/search", json={"query": "novels"})
         assert (r.code, http.status_code) == (3, 503)
         assert r.json() == http.json() and r.json()["error"] == "search_disabled"

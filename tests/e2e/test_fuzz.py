@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -93,7 +92,7 @@ def test_arbitrary_bodies_never_crash_the_server_nor_change_the_log(fuzz_client,
 
 
 def test_after_fuzzing_the_server_is_healthy_and_the_chain_intact(api):
-    with httpx.Client(base_url=api.url, timeout=30) as c:
+    with api.client(30) as c:
         assert c.get("/health").json()["status"] == "ok"
         assert c.get("/ready").status_code == 200
         assert c.post("/v1/audit/verify").json()["ok"] is True

@@ -216,7 +216,7 @@ def test_unknown_routes_answer_in_the_api_error_shape(api):
 
 
 def test_the_python_client_speaks_the_sdk(api):
-    with HttpMemoryStore.connect(api.url, actor="agent-7") as ms:
+    with HttpMemoryStore.connect(api.url, actor="agent-7", token=api.token) as ms:
         a = ms.create("user/bob", "Bob is vegetarian", tags=["food"])
         b = ms.create("user/bob", "Bob avoids mushrooms", tags=["food"])
         assert ms.revise(a.memory_id, "Bob is vegan").version == 2
@@ -255,7 +255,7 @@ def test_the_python_client_speaks_the_sdk(api):
 def test_memory_store_connect_is_the_http_client(api):
     from memstream.sdk import MemoryStore
 
-    with MemoryStore.connect(api.url, actor="connector") as ms:
+    with MemoryStore.connect(api.url, actor="connector", token=api.token) as ms:
         assert isinstance(ms, HttpMemoryStore)
         o = ms.create("user/carol", "Carol reads at night")
         assert ms.get(o.memory_id, min_offset=o.offset).created_by == "connector"
@@ -315,7 +315,7 @@ def test_erase_a_memory_or_a_subject_over_http(api, event, post):
 
 
 def test_the_python_client_erases_a_memory_or_a_subject(api):
-    with HttpMemoryStore.connect(api.url, actor="agent-9") as ms:
+    with HttpMemoryStore.connect(api.url, actor="agent-9", token=api.token) as ms:
         x = ms.create("user/frank", "Frank's old address")
         y = ms.create("user/frank", "Frank likes chess")
         out = ms.erase(x.memory_id, reason="moved")
@@ -430,7 +430,7 @@ def test_one_line_revise_archive_restore_erase_and_list(api):
 
 
 def test_the_python_client_writes_through_the_one_line_routes(api):
-    with HttpMemoryStore.connect(api.url, actor="agent:client") as store:
+    with HttpMemoryStore.connect(api.url, actor="agent:client", token=api.token) as store:
         o = store.create("user/erin", "Erin cycles to work", tags=["commute"])
         assert o.accepted and isinstance(o.recorded_at, int)
         assert store.revise(o.memory_id, "Erin takes the train").version == 2

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from .conftest import make_event, open_store
+from .conftest import Server, make_event, open_store
 
 
 def _all_audit(read: Any, **kw: Any) -> list[Any]:
@@ -83,15 +83,15 @@ class Publisher(threading.Thread):
     """Publishes one event per request until told to stop or the server goes away;
     remembers the event ids the server acknowledged with a 200."""
 
-    def __init__(self, url: str, batch: int = 1):
+    def __init__(self, server: Server, batch: int = 1):
         super().__init__(daemon=True)
-        self.url, self.batch = url, batch
+        self.url, self.headers, self.batch = server.url, server.headers, batch
         self.acked: list[str] = []
         self.failures = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as c:
+        with httpx.Client(base_url=self.url, timeout=10, headers=self.headers) as c:
             while not self.stop.is_set():
                 events = [make_event(payload={"text": "under load"}) for _ in range(self.batch)]
                 body = events[0] if self.batch == 1 else events
@@ -116,7 +116,7 @@ class Publisher(threading.Thread):
 
 def test_sigterm_while_publishing_loses_nothing_acknowledged(server_factory, tmp_path):
     server = server_factory(tmp_path / "store")
-    publishers = [Publisher(server.url), Publisher(server.url, batch=20)]
+    publishers = [Publisher(server), Publisher(server, batch=20)]
     for p in publishers:
         p.start()
     for p in publishers:
@@ -140,7 +140,7 @@ def test_backup_under_write_load_restores_to_the_same_state(server_factory, cli,
     with server.client() as c:  # memories the load below revises, archives and restores
         seed = [make_event(memory_id=f"b-{i}") for i in range(20)]
         assert c.post("/v1/events", content=json.dumps(seed).encode()).status_code == 200
-    writer = Reviser(server.url, [e["memory_id"] for e in seed])
+    writer = Reviser(server, [e["memory_id"] for e in seed])
     writer.start()
     writer.wait_for(30)
     backup = tmp_path / "backup"
@@ -162,7 +162,7 @@ def test_backup_under_write_load_restores_to_the_same_state(server_factory, cli,
         assert restored.verify() is None
         entries = _all_audit(restored.audit)
         assert _same(entries, _all_audit(replay.audit))
-        with httpx.Client(base_url=server.url, timeout=30) as c:
+        with server.client() as c:
             source = c.get("/v1/audit", params={"as_of": backup_head, "limit": 10_000}).json()
         assert msgspec.json.encode(entries) == msgspec.json.encode(source["entries"])
         for memory_id in {e.memory_id for e in entries}:
@@ -174,15 +174,15 @@ def test_backup_under_write_load_restores_to_the_same_state(server_factory, cli,
 class Reviser(threading.Thread):
     """Revises, archives and restores existing memories over HTTP, in a loop."""
 
-    def __init__(self, url: str, ids: list[str]):
+    def __init__(self, server: Server, ids: list[str]):
         super().__init__(daemon=True)
-        self.url, self.ids = url, ids
+        self.url, self.headers, self.ids = server.url, server.headers, ids
         self.done: list[int] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         ops = ("revise", "archive", "restore")
-        with httpx.Client(base_url=self.url, timeout=30) as c:
+        with httpx.Client(base_url=self.url, timeout=30, headers=self.headers) as c:
             n = 0
             while not self.stop.is_set():
                 memory_id = self.ids[n % len(self.ids)]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 
-import httpx
-
 from .conftest import make_event, open_store
 
 
@@ -61,4 +59,5 @@ def test_serve_refuses_a_tampered_store_and_serves_it_read_only(cli, tmp_path, s
         assert c.get(f"/v1/memories/{ids[0]}").json()["text"] == "memory 0"
         refused = c.post("/v1/events", json=make_event())
         assert refused.status_code == 409 and refused.json()["error"] == "read_only"
-    assert httpx.post(server.url + "/v1/audit/verify", timeout=30).json()["offset"] == 5
+    with server.client() as c:
+        assert c.post("/v1/audit/verify").json()["offset"] == 5

@@ -308,6 +308,55 @@ ARGS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStra
             "min_offset": offset,
         },
     ),  # fmt: skip
+    # governance: the fuzzed store's owner may change every rule, so these reach the log
+    "add_principal": (
+        {"name": arg(st.sampled_from(["alice", "agent:7"]), with_surrogate, long_text)},
+        {
+            "kind": arg(st.sampled_from(["user", "agent", "robot"])),
+            "groups": strings,
+            "disabled": flag,
+            **reason,
+        },
+    ),
+    "issue_token": (
+        {"principal": arg(st.sampled_from(["alice", "ghost"]))},
+        {"expires_at": when, **reason},
+    ),
+    "revoke_token": ({"token_id": arg(st.sampled_from(["tok-1", "has/slash"]))}, reason),
+    "grant": (
+        {
+            "to": arg(st.sampled_from(["alice", "group:g", "*", "ghost", "a b"])),
+            "modes": arg(st.sampled_from(["read", "shared", ["read", "write"], ["nope"], []])),
+            "object": arg(st.sampled_from(["user/alice", "team/*", "*", "memory:m-live", "a//b"])),
+        },
+        {
+            "app": short,
+            "purpose": short,
+            "session": short,
+            "expires_at": when,
+            "grant_id": arg(st.none(), st.sampled_from(["grant-1", "has/slash"])),
+            **reason,
+        },
+    ),
+    "revoke": ({"grant_id": arg(st.sampled_from(["grant-1", "ghost"]))}, reason),
+    "set_policy": (
+        {"object": arg(st.sampled_from(["user/*", "*", "a//b"]))},
+        {
+            "sensitive": arg(st.sampled_from(["allow", "redact", "shred"])),
+            "expire_after_idle_days": arg(st.none(), ints),
+            "erase_after_expired_days": arg(st.none(), ints),
+            **reason,
+        },
+    ),
+    "rules": ({}, {"as_of": point}),
+    "who_can": (
+        {"mode": arg(st.sampled_from(["read", "admin", "fly"]))},
+        {
+            "namespace": arg(st.none(), namespace),
+            "memory_id": arg(st.none(), memory_id),
+            "as_of": point,
+        },
+    ),
     "follow": ({}, {"start": offset, "batch": positive, "idle": arg(st.none(), floats)}),
     "verify": ({}, {"progress": arg(st.none())}),
     "flush": ({}, {"timeout": arg(st.none(), floats)}),
@@ -334,6 +383,7 @@ NOT_FUZZED = {
 WRITES = {
     "append", "publish_json", "create", "revise", "merge", "rollback", "activate", "archive",
     "restore", "expire", "freeze", "unfreeze", "erase", "erase_subject", "artifact_built",
+    "add_principal", "issue_token", "revoke_token", "grant", "revoke", "set_policy",
 }  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from memstream.errors import BadRequest
 from memstream.wire import BackupRequest, ReplayRequest, decode_request, point
 
-from ..deps import BodyDep, CallerDep, ServiceDep
+from ..deps import BodyDep, CallerDep, OpenCallerDep, ServiceDep
 from ..openapi import error_content, json_content, ref, request_body
 from ..responses import MsgspecResponse
 
@@ -27,7 +27,7 @@ _OBJECT = {"type": "object"}
     summary="The process is up",
     responses={200: json_content(_OBJECT, "pid, version, and the store or worker served")},
 )
-async def health(caller: CallerDep, service: ServiceDep) -> Response:
+async def health(caller: OpenCallerDep, service: ServiceDep) -> Response:
     return MsgspecResponse(service.health(caller))
 
 

@@ -1,0 +1,233 @@
+"""Governance: principals and tokens, access checks through HTTP and the SDK, grants as
+events (audited, replayed, asked about the past), and the bad cases: expired, revoked,
+foreign and malformed tokens, forged actors, the reserved namespace."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from memstream.schemas.events import GOVERNANCE_NAMESPACE
+
+from memstream import MemoryStore, new_id
+from memstream.errors import Forbidden, Rejected
+from memstream.governance.tokens import Authenticator
+from memstream.http import create_app
+
+
+def _open(path: Path, **kw) -> MemoryStore:
+    return MemoryStore.open(path, semantic=False, durability="os", **kw)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with _open(tmp_path / "s") as s:
+        s.add_principal("alice")
+        s.add_principal("bob", groups=["doctors"])
+        s.grant("alice", "shared", "user/alice")
+        s.grant("group:doctors", "read", "clinic/*")
+        yield s
+
+
+def _client(store: MemoryStore, owner: str | None = None) -> TestClient:
+    auth = Authenticator(store.backend.policy, owner)
+    return TestClient(create_app(store, auth=auth))
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def test_a_token_is_kept_only_as_a_salted_hash(store: MemoryStore, tmp_path: Path) -> None:
+    token_id, token = store.issue_token("alice")
+    _, again = store.issue_token("alice")
+    secret = token.split("_", 2)[2]
+    store.checkpoint()
+    for path in (tmp_path / "s").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    rules = store.rules()
+    assert [t.token_id for t in rules.tokens if t.principal == "alice"][0] == token_id
+    assert "hash" not in json.dumps([t.__struct_fields__ for t in rules.tokens])
+    hashes = [t.hash for t in store.backend.policy().tokens.values()]
+    assert all(h.startswith("$argon2id$") for h in hashes) and len(set(hashes)) == 2
+    assert token != again
+
+
+def test_http_needs_a_token_for_everything_but_health(store: MemoryStore) -> None:
+    client = _client(store)
+    assert client.get("/health").status_code == 200
+    for method, path in (("GET", "/ready"), ("GET", "/v1/status"), ("GET", "/v1/audit"),
+                         ("POST", "/v1/search"), ("POST", "/v1/memories"), ("GET", "/v1/rules"),
+                         ("GET", "/v1/memories/x")):  # fmt: skip
+        r = client.request(method, path, json={})
+        assert r.status_code == 401, (path, r.text)
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert r.json()["error"] == "unauthenticated"
+
+
+@pytest.mark.parametrize("case", ["revoked", "expired", "foreign", "malformed", "disabled",
+                                  "wrong secret", "not bearer"])  # fmt: skip
+def test_bad_tokens_are_refused(store: MemoryStore, tmp_path: Path, case: str) -> None:
+    client = _client(store)
+    token_id, token = store.issue_token("alice")
+    header = _bearer(token)
+    if case == "revoked":
+        assert client.get("/v1/rules", headers=header).status_code == 200  # cached as valid
+        store.revoke_token(token_id)
+    elif case == "expired":
+        _, token = store.issue_token("alice", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        header = _bearer(token)
+    elif case == "foreign":
+        with _open(tmp_path / "other") as other:
+            other.add_principal("alice")
+            _, token = other.issue_token("alice")
+        header = _bearer(token)
+    elif case == "malformed":
+        header = _bearer("mst_nonsense")
+    elif case == "disabled":
+        store.add_principal("alice", disabled=True)
+    elif case == "wrong secret":
+        header = _bearer(token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"))
+    elif case == "not bearer":
+        header = {"Authorization": f"Basic {token}"}
+    r = client.get("/v1/rules", headers=header)
+    assert r.status_code == 401, r.text
+    assert token not in r.text
+    why = {"revoked": "revoked", "expired": "expired", "foreign": "unknown token",
+           "malformed": "malformed", "disabled": "disabled", "wrong secret": "does not match",
+           "not bearer": "Bearer"}[case]  # fmt: skip
+    assert why in r.json()["message"]
+
+
+def test_a_principal_rotates_its_own_tokens_but_no_one_elses(store: MemoryStore) -> None:
+    client = _client(store)
+    old_id, old = store.issue_token("alice")
+    r = client.post("/v1/tokens", json={"principal": "alice"}, headers=_bearer(old))
+    assert r.status_code == 201
+    new = r.json()["token"]
+    assert client.delete(f"/v1/tokens/{old_id}", headers=_bearer(new)).status_code == 200
+    assert client.get("/v1/rules", headers=_bearer(old)).status_code == 401
+    assert client.get("/v1/rules", headers=_bearer(new)).status_code == 200
+    r = client.post("/v1/tokens", json={"principal": "bob"}, headers=_bearer(new))
+    assert r.status_code == 403 and r.json()["missing"] == "admin on *"
+
+
+# -- access checks -----------------------------------------------------------------------------
+
+
+def test_a_refusal_names_the_missing_grant(store: MemoryStore) -> None:
+    client = _client(store)
+    _, token = store.issue_token("alice")
+    m = store.create("clinic/diagnoses", "patient 7: mild flu")
+    store.flush()
+    r = client.get(f"/v1/memories/{m.memory_id}", headers=_bearer(token))
+    assert r.status_code == 403
+    assert r.json() | {"message": None} == {
+        "error": "forbidden", "message": None, "missing": "read on clinic/diagnoses"
+    }  # fmt: skip
+    assert "memstream grant alice read clinic/diagnoses" in r.json()["message"]
+    r = client.post("/v1/memories", json={"namespace": "user/bob", "text": "x"},
+                    headers=_bearer(token))  # fmt: skip
+    assert r.status_code == 403 and r.json()["missing"] == "write on user/bob"
+    assert store.list_memories(namespace="user/bob").memories == []  # nothing appended
+
+
+def test_the_actor_is_the_authenticated_principal_never_the_body(store: MemoryStore) -> None:
+    client = _client(store)
+    _, token = store.issue_token("alice")
+    event = store.event("create", "user/alice", f"m-{new_id()}", {"text": "tea"}, actor="admin")
+    r = client.post("/v1/events", content=store.codec.encode(event), headers=_bearer(token))
+    assert r.status_code in (200, 201), r.text
+    r = client.post("/v1/memories", json={"namespace": "user/alice", "text": "more tea"},
+                    headers={**_bearer(token), "X-Memstream-Principal": "admin"})  # fmt: skip
+    assert r.status_code == 201
+    store.flush()
+    actors = [e.actor for e in store.audit(namespace="user/alice").entries]
+    assert actors == ["alice", "alice"]
+
+
+def test_search_never_shows_or_counts_what_the_caller_cannot_read(tmp_path: Path) -> None:
+    with MemoryStore.open(tmp_path / "s", semantic=True, durability="os") as s:
+        s.add_principal("alice")
+        s.grant("alice", "read", "user/alice")
+        mine = s.create("user/alice", "Alice drinks green tea every morning")
+        s.create("user/bob", "Bob drinks green tea every morning too")
+        s.create("user/bob", "Bob's diagnosis: tea allergy")
+        s.flush()
+        alice = MemoryStore(s.runtime, principal="alice", semantic=s.semantic, views=s.views,
+                            usage=s.usage_tracker)  # fmt: skip
+        if True:  # the same runtime, as alice (the owner closes it)
+            for kw in ({}, {"namespaces": ["user/bob"]}, {"namespaces": ["user/alice", "user/bob"]},
+                       {"include_archived": True}, {"exact": True}, {"alpha": 0.0}):  # fmt: skip
+                ids = [h.memory.memory_id for h in alice.search("green tea", k=10, **kw)]
+                assert set(ids) <= {mine.memory_id}, kw
+            assert [h.memory.memory_id for h in alice.search("tea")] == [mine.memory_id]
+            # a grant on one memory makes it searchable, and only it
+            other = s.list_memories(namespace="user/bob").memories[0].memory_id
+            s.grant("alice", "read", f"memory:{other}")
+            ids = {h.memory.memory_id for h in alice.search("tea", k=10)}
+            assert ids == {mine.memory_id, other}
+            with pytest.raises(Forbidden):
+                alice.history(s.list_memories(namespace="user/bob").memories[1].memory_id)
+
+
+def test_the_reserved_namespace_holds_no_memory(store: MemoryStore) -> None:
+    with pytest.raises(Rejected, match="governance events"):
+        store.create(GOVERNANCE_NAMESPACE, "sneaky")
+    event = store.event("grant", "user/alice", "grant-x",
+                        {"to": "alice", "object": "*", "modes": ["admin"]})  # fmt: skip
+    (o,) = store.append([event])
+    assert o.status == "rejected" and o.code == "governance_namespace"
+    assert store.backend.policy().grants_of("alice")[0].object == "user/alice"
+
+
+# -- rules as events ---------------------------------------------------------------------------
+
+
+def test_rules_are_audited_replayed_and_answer_for_the_past(
+    store: MemoryStore, tmp_path: Path
+) -> None:
+    store.create("clinic/diagnoses", "patient 7: mild flu")
+    before = store.head
+    gid = store.grant("alice", "read", "clinic/*", reason="covering for bob")
+    store.revoke(store.rules().grants[1].grant_id, reason="bob left")  # doctors' grant
+    store.flush()
+    assert store.who_can("read", namespace="clinic/diagnoses") == ["alice"]
+    assert store.who_can("read", namespace="clinic/diagnoses", as_of=before) == ["bob"]
+    entries = store.audit(namespace=GOVERNANCE_NAMESPACE).entries
+    assert [(e.type, e.actor) for e in entries][-2:] == [("grant", "sdk"), ("revoke", "sdk")]
+    assert entries[-2].memory_id == gid and entries[-2].why == "covering for bob"
+    # a replay of the log reaches the same rules, and a reopened store too
+    replayed = store.replay(tmp_path / "copy")
+    try:
+        assert replayed.rules() == store.rules()
+    finally:
+        replayed.close()
+    rules = store.rules()
+    store.close()
+    with _open(tmp_path / "s") as again:
+        assert again.rules() == rules
+
+
+def test_an_embedded_principal_is_checked_and_stamped(store: MemoryStore) -> None:
+    store.flush()
+    root = store.runtime.root
+    store.close()
+    with _open(root, principal="alice") as alice:
+        o = alice.create("user/alice", "Alice likes tea", actor="bob")
+        with pytest.raises(Forbidden):
+            alice.create("user/bob", "x")
+        with pytest.raises(Forbidden):
+            alice.grant("alice", "admin", "*")
+        with pytest.raises(Forbidden):
+            alice.verify()
+        alice.flush()
+        assert alice.get(o.memory_id).created_by == "alice"
+        assert [p.name for p in alice.rules().principals] == ["alice"]
