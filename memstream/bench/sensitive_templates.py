@@ -120,7 +120,7 @@ TEST_POSITIVE = [
     "Personal access token for the homelab GitLab mirror: {github_token:fine}",
     "aws_access_key_id = {aws_key_id}\naws_secret_access_key = {aws_secret}\nregion = eu-west-1",
     "The user keeps the payment service key {stripe_key} in the password manager now.",
-    "OPENAI_API_KEY={sk_key}",
+    "TRANSLATE_API_KEY={sk_key}",
     "Router admin password is {password}; admin page at {ipv4:private}.",
     "Use {google_key} for the geocoding script only.",
     "Temporary token for the demo: {jwt}",
