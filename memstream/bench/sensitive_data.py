@@ -328,6 +328,8 @@ class Generator:
             (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE)
         )
         example = phonenumbers.example_number_for_type(region, kind)
+        if example is None:
+            raise ValueError(f"{{phone:{spec}}}: phonenumbers has no example for {region}")
         national = str(example.national_number)
         for _ in range(200):
             keep = max(2, len(national) - 5)

@@ -455,7 +455,7 @@ class SensitiveScanner:
                     models=[{"lang_code": "en", "model_name": nlp.meta.get("name", "blank")}],
                     ner_model_configuration=NerModelConfiguration(),
                 )
-                self.nlp = {"en": nlp}
+                self.nlp = {"en": nlp}  # type: ignore[assignment]
 
             def load(self) -> None:
                 pass
