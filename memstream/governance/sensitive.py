@@ -370,18 +370,18 @@ class SensitiveScanner:
             if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"thresholds[{t!r}]: a score between 0 and 1, not {v!r}")
         self._name_model = name_model
-        if names is None:
-            names = "person" in chosen and names_available(name_model)
-        elif names and "person" not in chosen:
+        if names and "person" not in chosen:
             raise ValueError("names=True needs 'person' among the types")
-        self._require_names = bool(names)
-        if "person" in chosen and not names:
-            chosen = tuple(t for t in chosen if t != "person")
+        if "person" in chosen and names is None and not names_available(name_model):
             log.info(
-                "sensitive scanner: person names are not detected (%s); install %s to detect them",
-                "turned off" if names is False else f"the spaCy model {name_model} is missing",
+                "sensitive scanner: person names are not detected (the spaCy model %s is "
+                "not installed); install %s to detect them",
+                name_model,
                 NAME_MODEL_DISTRIBUTION,
             )
+            names = False
+        if "person" in chosen and names is False:
+            chosen = tuple(t for t in chosen if t != "person")
         self._types = chosen
         self._lock = threading.Lock()
         self._analyzer: Any = None
