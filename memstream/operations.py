@@ -189,14 +189,20 @@ class Operations(abc.ABC):
         priority: int = 0,
         ttl_seconds: int | None = None,
         retention_days: int | None = None,
+        expires_at: datetime | str | None = None,
         vector: Sequence[float] | None = None,
         **kw: Any,
     ) -> Outcome:
-        """Create a memory. ``subject=`` names whose data it is (default: the namespace)."""
+        """Create a memory. ``subject=`` names whose data it is (default: the namespace).
+
+        ``ttl_seconds`` (after creation) and ``expires_at`` (an aware time) say when the
+        memory expires, the earlier of the two; ``retention_days`` when it is erased after
+        it expired (docs/governance.md, TTL and retention)."""
         payload = dict(
             text=text, kind=kind, tags=_listed(tags), metadata={} if metadata is None else metadata,
             source=source, owner=owner, visibility=visibility, priority=priority,
-            ttl_seconds=ttl_seconds, retention_days=retention_days, vector=_listed(vector),
+            ttl_seconds=ttl_seconds, retention_days=retention_days,
+            expires_at=_rfc3339(expires_at, "$.payload.expires_at"), vector=_listed(vector),
         )  # fmt: skip
         mid = new_id() if memory_id is None else memory_id
         return self._submit(self.event("create", namespace, mid, payload, **kw))
@@ -326,6 +332,20 @@ class Operations(abc.ABC):
             source_version=source_version, detail=detail,
         )  # fmt: skip
         return self._on("artifact_built", memory_id, payload, kw.pop("namespace", None), kw)
+
+
+def _rfc3339(value: Any, field: str) -> Any:
+    """An aware ``datetime`` as RFC 3339 text (what the payload carries); anything else as it
+    is, for the event's validation to judge."""
+    if not isinstance(value, datetime):
+        return value
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise MalformedEvent(
+            f"a time without a timezone ({value.isoformat()}); give it one, e.g. "
+            "datetime(..., tzinfo=UTC), or an RFC 3339 string ending in Z or +HH:MM",
+            field=field,
+        )
+    return value.isoformat()
 
 
 def _listed(values: Any) -> Any:

@@ -123,7 +123,7 @@ def _previous_model(root: Path) -> str | None:
 
 def _open(root: Path, actor: str, **kw: Any) -> Any:
     try:
-        return MemoryStore.open(root, actor=actor, **kw)
+        return MemoryStore.open(root, actor=actor, retention=False, **kw)
     except StoreLocked as exc:
         raise StoreBusy(
             f"{exc}. A re-embed needs the store to itself: stop the server, run "

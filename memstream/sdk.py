@@ -15,6 +15,7 @@ import functools
 import shutil
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +39,7 @@ from memstream.streams.log import ChainBreak
 
 if TYPE_CHECKING:
     from memstream.client import HttpMemoryStore
+    from memstream.governance.retention import RetentionReport, RetentionScheduler
 
 __all__ = ["AsyncMemoryStore", "MemoryStore", "Operations", "new_id"]
 
@@ -93,6 +95,7 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
         usage: Any | None = None,
         views: Any | None = None,
         principal: str | None = None,
+        retention: RetentionScheduler | None = None,
     ):
         self.runtime = runtime
         self.actor = principal or actor
@@ -108,9 +111,42 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
         #: Every operation and read goes through the service (one per store).
         #: The current-memory view (a :class:`MemoryViews`), or None.
         self.views = views
-        self.backend = EmbeddedBackend(runtime, semantic, usage, views)
+        #: The retention scheduler (a :class:`RetentionScheduler`), or None.
+        self.retention_scheduler = retention
+        self.backend = EmbeddedBackend(runtime, semantic, usage, views, retention)
         self.service = MemoryService(self.backend)
         self._callers: tuple[str, Caller] | None = None
+        if retention is not None:
+            self._attach(retention)
+
+    def _attach(self, scheduler: RetentionScheduler) -> None:
+        """Wire the retention scheduler to this store: it appends through the service as
+        ``memstream:scheduler``, checks the decided state before it acts, reads the last
+        accesses from the usage indicators, and stops its background passes when the
+        store stops taking writes."""
+        from memstream.governance.retention import SCHEDULER
+
+        runtime, service, codec = self.runtime, self.service, self.codec
+        caller = Caller.local(SCHEDULER)
+        usage = self.usage_tracker
+
+        def emit(events: list[ev.Event]) -> list[Outcome]:
+            return service.append(caller, codec.validate(events))
+
+        def last_access(ids: Sequence[str]) -> dict[str, Any]:
+            return {m: seen for m, (_, seen, _) in usage.get(list(ids)).items()}
+
+        def wait() -> None:
+            target = runtime.head if runtime.broken is None else runtime.projected_offset
+            runtime.wait_for_processors(target, names=[scheduler.name])
+
+        scheduler.attach(
+            emit,
+            current=runtime.state.memories.get,
+            last_access=last_access if usage is not None else None,
+            wait=wait,
+            active=lambda: runtime.projector_alive and not runtime.read_only,
+        )
 
     @property
     def caller(self) -> Caller:
@@ -138,6 +174,7 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
         prefix: LogPrefix | None = None,
         read_only: bool = False,
         principal: str | None = None,
+        retention: bool | RetentionScheduler | None = None,
         **options: Any,
     ) -> MemoryStore:
         """Open (or create) the store in ``path``.
@@ -166,6 +203,13 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
         instead, and reads, ``audit``, ``verify``, ``backup`` and ``replay`` work on
         what precedes the break; every write raises
         :class:`~memstream.errors.StoreReadOnly`.
+
+        ``retention`` runs the retention scheduler, which appends ``expire`` and ``erase``
+        events when memories' TTLs, expiry times and retention policies fall due
+        (docs/governance.md): default on, one pass every ``$MEMSTREAM_RETENTION_INTERVAL``
+        seconds (60), unless ``$MEMSTREAM_RETENTION=0``; ``False`` leaves it out; a
+        :class:`~memstream.governance.retention.RetentionScheduler` runs that one (its own
+        namespace policies, clock and interval). A read-only store runs no background pass.
         """
         from memstream.projections.usage import UsageTracker
         from memstream.projections.views import MemoryViews
@@ -173,6 +217,9 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
         usage = UsageTracker()
         views = MemoryViews()
         processors: list[Any] = [views, usage]
+        scheduler = _scheduler(retention)
+        if scheduler is not None:
+            processors.append(scheduler)
         proj = None
         if semantic if semantic is not None else _semantic_default():
             from memstream.projections.models import open_embedder
@@ -193,7 +240,15 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
             if proj is not None:
                 proj.embedder.cache.close()
             raise
-        return cls(rt, actor=actor, semantic=proj, usage=usage, views=views, principal=principal)
+        if scheduler is not None and not scheduler.policies_given:
+            # namespace retention comes from the store's policies (memstream policy set)
+            from memstream.governance.retention import policy_retention
+
+            scheduler.use_policies(policy_retention(lambda: rt.state.policy))
+        return cls(
+            rt, actor=actor, semantic=proj, usage=usage, views=views, principal=principal,
+            retention=scheduler,
+        )  # fmt: skip
 
     @staticmethod
     def connect(
@@ -376,6 +431,17 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
     def head(self) -> int:
         return self.service.head(self.caller)
 
+    def run_retention(
+        self, now: datetime | str | None = None, *, dry_run: bool = False
+    ) -> RetentionReport:
+        """One pass of the retention scheduler now (or as if it were ``now``): an
+        ``expire`` or ``erase`` for every memory whose TTL, expiry time or retention rule
+        is due, appended as ``memstream:scheduler`` (``dry_run``: listed, not appended).
+        Returns the report: each memory due, its rule and the outcome of its event (see
+        docs/governance.md). Raises :class:`~memstream.errors.Unsupported` for a store
+        opened with ``retention=False``."""
+        return self.service.run_retention(self.caller, now=now, dry_run=dry_run)
+
     # -- copies ---------------------------------------------------------------------------------
 
     def backup(self, dest: str | Path) -> Path:
@@ -431,6 +497,7 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
             return MemoryStore.open(
                 into, actor=self.actor, registry=self.registry, progress=progress,
                 semantic=self.semantic is not None, embedder=embedder, prefix=prefix,
+                retention=False,
             )  # fmt: skip
         except BaseException:
             # Never leave the copy writing into ``into``, nor a half-made store there (its
@@ -443,6 +510,25 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance):
                 else:
                     p.unlink()
             raise
+
+
+def _scheduler(retention: Any) -> RetentionScheduler | None:
+    """The retention scheduler ``MemoryStore.open(retention=...)`` asks for, or None."""
+    from memstream.governance.retention import RetentionScheduler
+    from memstream.settings import RetentionSettings
+
+    if isinstance(retention, RetentionScheduler):
+        return retention
+    if retention is not None and not isinstance(retention, bool):
+        raise BadRequest(
+            "retention must be True, False, None (the default: $MEMSTREAM_RETENTION) or a "
+            f"RetentionScheduler, not {type(retention).__name__}",
+            field="retention",
+        )
+    settings = RetentionSettings()
+    if not (settings.retention if retention is None else retention):
+        return None
+    return RetentionScheduler(interval=settings.retention_interval)
 
 
 class AsyncMemoryStore:

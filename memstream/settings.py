@@ -21,6 +21,7 @@ __all__ = [
     "SEMANTIC_ENV",
     "BenchSettings",
     "CliSettings",
+    "RetentionSettings",
     "SearchSettings",
     "ServeSettings",
     "Settings",
@@ -76,6 +77,23 @@ SEMANTIC_ENV = env_var(SearchSettings, "semantic")
 def semantic_default() -> bool:
     """Whether an embedded store opens with its search indexes when not told."""
     return SearchSettings().semantic
+
+
+class RetentionSettings(Settings):
+    """The retention scheduler of an embedded store (``memstream serve``, ``MemoryStore.open``)."""
+
+    retention: bool = Field(
+        True,
+        description="Run the retention scheduler: expire and erase memories when their TTLs, "
+        "expiry times and retention policies fall due.",
+    )
+    retention_interval: float = Field(
+        60.0,
+        ge=0,
+        le=1e9,
+        description="Seconds between two background passes of the retention scheduler "
+        "(0: none; `memstream retention run` still runs one).",
+    )
 
 
 class WorkerSettings(Settings):

@@ -33,6 +33,7 @@ __all__ = [
     "PRINCIPAL_HEADER",
     "BackupRequest",
     "ReplayRequest",
+    "RetentionRequest",
     "SearchRequest",
     "decode_request",
     "format_point",
@@ -141,6 +142,21 @@ class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):
         int | str | None,
         msgspec.Meta(description="Last offset (inclusive) or RFC 3339 time to replay up to."),
     ] = None
+
+
+class RetentionRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``POST /v1/retention/run`` (``{}``: one pass, now)."""
+
+    now: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Run the pass as if it were this time (RFC 3339, with its timezone); "
+            "default: the server's clock."
+        ),
+    ] = None
+    dry_run: Annotated[
+        bool, msgspec.Meta(description="List what is due without appending anything.")
+    ] = False
 
 
 class SearchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):

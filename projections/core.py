@@ -22,7 +22,8 @@ from .policy import GOVERNANCE_TYPES, body_of
 #: 3: per-memory keys (the audit's ``scope``; erase scopes; an erased memory loses its source)
 #: 4: 64-bit columns for what an event may carry as a 64-bit integer (expected_version,
 #:    priority, retention_days, an artifact's source_version)
-#: 5: governance events (principals, tokens, grants, policies) kept in ``governance``
+#: 5: governance events (principals, tokens, grants, policies) kept in ``governance``;
+#:    a memory's ``expires_at`` (the create's expiry time)
 PROJECTOR_VERSION = 5
 
 _json = msgspec.json.Encoder()
@@ -60,8 +61,8 @@ class Columns:
 MEMORY_COLUMNS = (
     "memory_id", "namespace", "subject", "kind", "state", "frozen", "version", "revision",
     "tags", "metadata", "source", "owner", "visibility", "priority", "ttl_seconds",
-    "retention_days", "parents", "created_at", "updated_at", "created_by", "updated_by",
-    "created_offset", "updated_offset",
+    "retention_days", "expires_at", "parents", "created_at", "updated_at", "created_by",
+    "updated_by", "created_offset", "updated_offset",
 )  # fmt: skip
 VERSION_COLUMNS = (
     "memory_id", "version", "op", "text", "content_hash", "tags", "metadata", "parents",
@@ -115,7 +116,7 @@ def memory_row(m: MemState) -> tuple[Any, ...]:
     return (
         m.memory_id, m.namespace, m.subject, m.kind, m.state, m.frozen, m.version, m.revision,
         m.tags, _json.encode(m.metadata).decode() if m.metadata else None, m.source,
-        m.owner, m.visibility, m.priority, m.ttl_seconds, m.retention_days,
+        m.owner, m.visibility, m.priority, m.ttl_seconds, m.retention_days, m.expires_at,
         m.parents, m.created_at, m.updated_at,
         m.created_by, m.updated_by, m.created_offset, m.updated_offset,
     )  # fmt: skip

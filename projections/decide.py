@@ -11,6 +11,7 @@ content, so they do not change once a subject's key has been destroyed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from memstream.schemas import lifecycle as lc
@@ -289,6 +290,15 @@ def decide(state: DecisionState, logged: Logged) -> Outcome:
     return _accept(logged, new, (new,))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def _us(when: datetime) -> int:
+    """An aware time as integer microseconds since the epoch (the log's own unit)."""
+    return (when - _EPOCH) // _US
+
+
 def _new_state(ev, logged: Logged, subject: str, p: Create | Merge | None, **kw) -> MemState:
     t = logged.recorded_at
     if isinstance(p, Create):  # the common case, in one call (no keyword dicts to merge)
@@ -308,6 +318,7 @@ def _new_state(ev, logged: Logged, subject: str, p: Create | Merge | None, **kw)
             priority=p.priority,
             ttl_seconds=p.ttl_seconds,
             retention_days=p.retention_days,
+            expires_at=None if p.expires_at is None else _us(p.expires_at),
             created_at=t,
             updated_at=t,
             created_by=ev.actor,

@@ -41,7 +41,8 @@ FROM audit WHERE "offset" > ? AND "offset" <= ? ORDER BY "offset"
 _CHANGES = """
 SELECT t."offset", t.memory_id, t.namespace, m.subject, m.kind, t.state, t.frozen,
        t.version, t.revision, v.tags, v.metadata, m.source, m.owner, m.visibility,
-       m.priority, m.ttl_seconds, m.retention_days, m.parents, epoch_us(m.created_at),
+       m.priority, m.ttl_seconds, m.retention_days, epoch_us(m.expires_at), m.parents,
+       epoch_us(m.created_at),
        epoch_us(t.recorded_at), m.created_by, a.actor, m.created_offset
 FROM transitions t
 JOIN memories m ON m.memory_id = t.memory_id
@@ -57,15 +58,15 @@ _metadata = msgspec.json.Decoder(dict[str, Any])
 def _state(row: tuple[Any, ...]) -> MemState:
     (
         offset, memory_id, namespace, subject, kind, state, frozen, version, revision, tags,
-        metadata, source, owner, visibility, priority, ttl, retention, parents, created_at,
-        updated_at, created_by, updated_by, created_offset,
+        metadata, source, owner, visibility, priority, ttl, retention, expires, parents,
+        created_at, updated_at, created_by, updated_by, created_offset,
     ) = row  # fmt: skip
     return MemState(
         memory_id=memory_id, namespace=namespace, subject=subject, kind=kind, state=state,
         frozen=frozen, version=version, revision=revision, tags=tuple(tags or ()),
         metadata=_metadata.decode(metadata) if metadata else {}, source=source, owner=owner,
         visibility=visibility, priority=priority, ttl_seconds=ttl, retention_days=retention,
-        parents=tuple((p["memory_id"], p["version"]) for p in parents or ()),
+        expires_at=expires, parents=tuple((p["memory_id"], p["version"]) for p in parents or ()),
         created_at=created_at, updated_at=updated_at, created_by=created_by,
         updated_by=updated_by, created_offset=created_offset, updated_offset=offset,
     )  # fmt: skip

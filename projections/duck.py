@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS memories (
     memory_id VARCHAR PRIMARY KEY, namespace VARCHAR, subject VARCHAR, kind VARCHAR,
     state VARCHAR, frozen BOOLEAN, version INTEGER, revision INTEGER, tags VARCHAR[],
     metadata JSON, source VARCHAR, owner VARCHAR, visibility VARCHAR, priority BIGINT,
-    ttl_seconds BIGINT, retention_days BIGINT, parents {_PARENTS},
+    ttl_seconds BIGINT, retention_days BIGINT, expires_at TIMESTAMPTZ, parents {_PARENTS},
     created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, created_by VARCHAR, updated_by VARCHAR,
     created_offset BIGINT, updated_offset BIGINT
 );
@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS subjects (
 
 _TYPES: dict[str, pa.DataType] = {
     "created_at": _TS, "updated_at": _TS, "recorded_at": _TS, "occurred_at": _TS,
+    "expires_at": _TS,
     "parents": _PARENT_TYPE, "tags": pa.list_(pa.string()), "frozen": pa.bool_(),
     "tombstone": pa.bool_(), "version": pa.int32(), "revision": pa.int32(),
     "offset": pa.int64(), "copy_from": pa.int32(), "schema_version": pa.int32(),
@@ -578,15 +579,15 @@ class DuckStore:
         self, cur
     ) -> tuple[list[MemState], list[tuple[str, int, int]], list[str], list[tuple[str, str, int]]]:
         rows = cur.execute(
-            f"SELECT {_cols(MEMORY_COLUMNS)}, epoch_us(created_at), epoch_us(updated_at) "
-            "FROM memories"
+            f"SELECT {_cols(MEMORY_COLUMNS)}, epoch_us(created_at), epoch_us(updated_at), "
+            "epoch_us(expires_at) FROM memories"
         ).fetchall()
         dec = msgspec.json.Decoder()
         states = []
         n = len(MEMORY_COLUMNS)
         for r in rows:
             d = dict(zip(MEMORY_COLUMNS, r[:n], strict=True))
-            d["created_at"], d["updated_at"] = r[n], r[n + 1]
+            d["created_at"], d["updated_at"], d["expires_at"] = r[n], r[n + 1], r[n + 2]
             d["tags"] = tuple(d["tags"] or ())
             d["metadata"] = dec.decode(d["metadata"]) if d["metadata"] else {}
             d["parents"] = tuple((p["memory_id"], p["version"]) for p in d["parents"] or ())

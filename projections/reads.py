@@ -28,8 +28,8 @@ def _parents(ps: list[dict] | None) -> list[Parent]:
 _MEMORY_SQL = """
 SELECT m.memory_id, m.namespace, m.subject, m.kind, m.state, m.frozen, m.version,
        m.revision, v.text, v.content_hash, v.tags, v.metadata, m.source, m.owner,
-       m.visibility, m.priority, m.ttl_seconds, m.retention_days, m.parents, m.created_at,
-       m.updated_at, m.created_by, m.updated_by, m.updated_offset AS "offset"
+       m.visibility, m.priority, m.ttl_seconds, m.retention_days, m.expires_at, m.parents,
+       m.created_at, m.updated_at, m.created_by, m.updated_by, m.updated_offset AS "offset"
 FROM memories m LEFT JOIN versions v ON v.memory_id = m.memory_id AND v.version = {version}
 WHERE m.memory_id = ?
 """
@@ -39,8 +39,8 @@ WHERE m.memory_id = ?
 VIEW_COLUMNS = (
     "memory_id", "namespace", "subject", "kind", "state", "frozen", "version", "revision",
     "text", "content_hash", "tags", "metadata", "source", "owner", "visibility", "priority",
-    "ttl_seconds", "retention_days", "parents", "created_at", "updated_at", "created_by",
-    "updated_by", "offset",
+    "ttl_seconds", "retention_days", "expires_at", "parents", "created_at", "updated_at",
+    "created_by", "updated_by", "offset",
 )  # fmt: skip
 
 #: The FROM clause of memories at their current version (aliases ``m`` and ``v``).
@@ -87,6 +87,7 @@ def memory_view(m: MemState, text: str | None, content_hash: str | None) -> Memo
         content_hash=content_hash, tags=list(m.tags), metadata=dict(m.metadata),
         source=m.source, owner=m.owner, visibility=m.visibility, priority=m.priority,
         ttl_seconds=m.ttl_seconds, retention_days=m.retention_days,
+        expires_at=None if m.expires_at is None else _time(m.expires_at),
         parents=[Parent(memory_id, version) for memory_id, version in m.parents],
         created_at=_time(m.created_at), updated_at=_time(m.updated_at),
         created_by=m.created_by, updated_by=m.updated_by, offset=m.updated_offset,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,9 +46,13 @@ class UsageTracker:
 
     name = "usage"
 
-    def __init__(self, half_life: float = HEAT_HALF_LIFE_S) -> None:
+    def __init__(
+        self, half_life: float = HEAT_HALF_LIFE_S, clock: Callable[[], float] = time.time
+    ) -> None:
         self.duck: DuckStore | None = None  # set by start (the runtime's store)
         self.half_life = half_life
+        #: seconds since the epoch, now: when an access happens (injectable for tests)
+        self.clock = clock
         self._lock = threading.Lock()
         self._buffer: dict[str, list[Any]] = {}  # memory_id -> [count, last epoch seconds]
         # memory_id -> (count, last epoch seconds, heat at last access): the table's rows
@@ -56,7 +60,7 @@ class UsageTracker:
 
     def record(self, memory_ids: Iterable[str]) -> None:
         """Count one access of each id now (buffered)."""
-        now = time.time()
+        now = self.clock()
         with self._lock:
             for memory_id in memory_ids:
                 entry = self._buffer.get(memory_id)
@@ -101,7 +105,7 @@ class UsageTracker:
     def get(self, memory_ids: list[str]) -> dict[str, tuple[int, datetime | None, float]]:
         """``memory_id -> (access_count, last_access, heat now)``, buffered accesses included
         (ids never accessed are left out)."""
-        now = time.time()
+        now = self.clock()
         out = {}
         with self._lock:
             for memory_id in memory_ids:

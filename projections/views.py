@@ -213,7 +213,7 @@ class MemoryViews:
                         )  # fmt: skip
                 res = cur.execute(
                     f"SELECT {', '.join(_STATE_COLUMNS)}, epoch_us(created_at), "
-                    "epoch_us(updated_at) FROM memories"
+                    "epoch_us(updated_at), epoch_us(expires_at) FROM memories"
                 )
                 entries = self._entries
                 while (chunk := res.fetchmany(10_000)) and not self._cancelled:
@@ -232,7 +232,7 @@ class MemoryViews:
                             tags=tags if tuple(r[8] or ()) == tags else many(r[8]),
                             metadata=md, source=one(r[10], r[10]), owner=one(r[11], r[11]),
                             visibility=one(r[12], r[12]), priority=r[13], ttl_seconds=r[14],
-                            retention_days=r[15],
+                            retention_days=r[15], expires_at=r[23],
                             parents=tuple((p["memory_id"], p["version"]) for p in r[16] or ()),
                             created_at=r[21], updated_at=r[22], created_by=one(r[17], r[17]),
                             updated_by=one(r[18], r[18]), created_offset=r[19],
@@ -458,6 +458,7 @@ def _memory(entry: _Entry) -> Memory:
         content_hash=content_hash, tags=tags, metadata=metadata, source=m.source,
         owner=m.owner, visibility=m.visibility, priority=m.priority,
         ttl_seconds=m.ttl_seconds, retention_days=m.retention_days,
+        expires_at=None if m.expires_at is None else _time(m.expires_at),
         parents=[Parent(memory_id, version) for memory_id, version in m.parents],
         created_at=_EPOCH + timedelta(microseconds=m.created_at),
         updated_at=_EPOCH + timedelta(microseconds=m.updated_at),

@@ -113,6 +113,8 @@ class Create(Payload, frozen=True, kw_only=True):
     priority: Int64 = 0
     ttl_seconds: Annotated[int, msgspec.Meta(gt=0, le=INT64_MAX)] | None = None
     retention_days: Annotated[int, msgspec.Meta(gt=0, le=INT64_MAX)] | None = None
+    #: When the memory expires, whatever its TTL (the earlier of the two wins).
+    expires_at: AwareDatetime | None = None
     vector: Vector | None = None
 
 
@@ -386,7 +388,7 @@ class NamespacePolicy(Payload, frozen=True, kw_only=True):
     object: GrantObject
     sensitive: Literal["allow", "tag", "redact", "reject"] = "allow"
     expire_after_idle_days: Annotated[int, msgspec.Meta(gt=0, le=100_000)] | None = None
-    erase_after_expired_days: Annotated[int, msgspec.Meta(ge=0, le=100_000)] | None = None
+    erase_after_expired_days: Annotated[int, msgspec.Meta(gt=0, le=100_000)] | None = None
     reason: ShortText | None = None
 
 

@@ -2,8 +2,8 @@
 
 - :class:`MemState` is the decision-relevant MemCube of one memory: descriptive metadata
   (id, namespace, kind, tags, source, created_at), governance metadata (subject, owner,
-  visibility, priority, ttl, retention, frozen) and its lifecycle position (state, version,
-  revision). Content lives in the version chain, usage counters beside it.
+  visibility, priority, ttl, retention, expiry time, frozen) and its lifecycle position
+  (state, version, revision). Content lives in the version chain, usage counters beside it.
 - :class:`Logged` is an event at its place in a log (offset, time, chain hash, key id).
 - :class:`Outcome` is the verdict on one logged event, decided once, in log order.
 """
@@ -60,6 +60,8 @@ class MemState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     priority: int = 0
     ttl_seconds: int | None = None
     retention_days: int | None = None
+    #: the create's ``expires_at`` (µs since the epoch, UTC), if it named one
+    expires_at: int | None = None
     #: (memory_id, version) of the versions this memory's first version came from (merge).
     parents: tuple[tuple[str, int], ...] = ()
     created_at: int  # recorded_at (µs) of the event that created it

@@ -37,6 +37,8 @@ class Memory(msgspec.Struct, frozen=True, kw_only=True):
     priority: int
     ttl_seconds: int | None
     retention_days: int | None
+    #: the expiry time the create named (``expires_at``), if any
+    expires_at: datetime | None = None
     parents: list[Parent]
     created_at: datetime
     updated_at: datetime

@@ -30,7 +30,7 @@ from typing import Annotated
 
 import typer
 
-from . import audit, copies, governance, kafka, ops, reads, writes  # noqa: F401 (governance registers itself)
+from . import audit, copies, governance, kafka, ops, reads, retention, writes  # noqa: F401 (governance registers itself)
 from .common import app, audit_app, out
 from .render import audit_table, history_table, memory_table, outcomes_table
 
@@ -90,6 +90,8 @@ for _command in (
     app.command("list" if _command is reads.list_memories else None)(_command)
 audit_app.callback()(audit.audit)
 audit_app.command("verify")(audit.audit_verify)
+retention.retention_app.command("run")(retention.run)
+app.add_typer(retention.retention_app, name="retention")
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from memstream.errors import (
     StoreLocked,
     StoreReadOnly,
     UnknownMemory,
+    Unsupported,
 )
 from memstream.settings import CliSettings
 from memstream.streams.embedded import ProgressFactory
@@ -183,6 +184,8 @@ def classify(e: BaseException) -> CliError | None:
         return CliError(str(e), EXIT_REJECTED, {"error": "record_corrupt"})
     if isinstance(e, SearchDisabled):  # the body HTTP answers (503)
         return CliError(str(e), EXIT_UNAVAILABLE, {"error": "search_disabled"})
+    if isinstance(e, Unsupported):  # the body HTTP answers (501)
+        return CliError(str(e), EXIT_UNAVAILABLE, {"error": "unsupported"})
     if isinstance(e, NotCaughtUp):
         body = {
             "error": "not_caught_up", "wanted": e.wanted, "reached": e.reached,

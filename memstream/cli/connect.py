@@ -71,6 +71,7 @@ def open_store(
     semantic: bool = False,
     read_only: bool = False,
     progress: Any = None,
+    retention: Any = False,
 ) -> Iterator[MemoryStore | HttpMemoryStore]:
     """The store to work on: a server (``--url``, or the one holding ``store``) or the
     directory itself, opened for the duration of the command.
@@ -79,7 +80,9 @@ def open_store(
     ``search`` needs them): they catch up from their checkpoint the next time they are
     opened, so other commands neither load the model nor wait for embeddings.
     ``read_only`` opens it for inspection (``--read-only``; see ``MemoryStore.open``).
-    ``progress``: the store's progress factory (a rebuild, a flush, a model loading)."""
+    ``progress``: the store's progress factory (a rebuild, a flush, a model loading).
+    ``retention``: the retention scheduler, as ``MemoryStore.open`` takes it (none by
+    default: a command does not expire or erase anything as a side effect)."""
     if url:
         with connect(url, actor) as client:
             yield client
@@ -102,6 +105,7 @@ def open_store(
             semantic=semantic,
             read_only=read_only,
             progress=progress,
+            retention=retention,
             **options,
         )
     except StoreLocked as locked:

@@ -61,6 +61,12 @@ def memory_table(m: Memory) -> Table:
         ("updated", f"{_when(m.updated_at)} by {m.updated_by}"),
         ("offset", str(m.offset)),
     ]
+    if m.ttl_seconds is not None:
+        rows.append(("ttl", f"{m.ttl_seconds} s"))
+    if m.expires_at is not None:
+        rows.append(("expires at", _when(m.expires_at)))
+    if m.retention_days is not None:
+        rows.append(("retention", f"{m.retention_days} days after expiry"))
     for k, v in rows:
         t.add_row(k, v if isinstance(v, Text) else Text(v))
     return t

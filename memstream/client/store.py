@@ -48,6 +48,7 @@ from .transport import DEFAULT_TIMEOUT, LONG_TIMEOUT, body_of, error_of
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from memstream.governance.retention import RetentionReport
     from memstream.sdk import MemoryStore
 
 __all__ = ["HttpMemoryStore"]
@@ -284,6 +285,25 @@ class HttpMemoryStore(Operations, HttpReads, HttpGovernance):
                 m = self.get(memory_id, min_offset=head)
         return (m.namespace, m.subject) if m is not None else None
 
+    # -- governance -----------------------------------------------------------------------------
+
+    def run_retention(
+        self, now: datetime | str | None = None, *, dry_run: bool = False
+    ) -> RetentionReport:
+        """One pass of the server's retention scheduler (see
+        :meth:`memstream.MemoryStore.run_retention`)."""
+        from memstream import validation
+        from memstream.governance.retention import RetentionReport
+
+        when = validation.time(now, "now")
+        validation.boolean(dry_run, "dry_run")
+        content = msgspec.json.encode(
+            {"now": when.isoformat() if when is not None else None, "dry_run": dry_run}
+        )
+        timeout = max(self.timeout, LONG_TIMEOUT)
+        resp = self._request("POST", "/v1/retention/run", content=content, timeout=timeout)
+        return msgspec.json.decode(self._ok(resp).content, type=RetentionReport)
+
     # -- copies --------------------------------------------------------------------------------
 
     def checkpoint(self) -> dict[str, Any]:
@@ -329,5 +349,6 @@ class HttpMemoryStore(Operations, HttpReads, HttpGovernance):
         from memstream.sdk import MemoryStore  # the copy is an embedded store, opened here
 
         return MemoryStore.open(
-            path, actor=self.actor, registry=self.registry, progress=progress, semantic=semantic
-        )
+            path, actor=self.actor, registry=self.registry, progress=progress, semantic=semantic,
+            retention=False,
+        )  # fmt: skip

@@ -20,6 +20,7 @@ from memstream.errors import (
     SearchDisabled,
     StoreReadOnly,
     Unauthenticated,
+    Unsupported,
     rejection,
 )
 from memstream.schemas.memcube import Outcome
@@ -105,6 +106,8 @@ def error_of(resp: httpx.Response) -> Exception:
         return StoreReadOnly(message)
     if error == "exists":
         return FileExistsError(message)
+    if error == "unsupported":
+        return Unsupported(message)
     if resp.status_code == 400:
         return BadRequest(message, field=body.get("field"))
     return ServerError(resp.status_code, message, body)

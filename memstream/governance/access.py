@@ -21,7 +21,7 @@ __all__ = ["ACTION_MODES", "AccessControl", "covers"]
 ACTION_MODES: dict[str, str | None] = {
     "write": "write", "read": "read", "search": "read", "audit": "audit", "reveal": "reveal",
     "verify": "admin", "checkpoint": "admin", "backup": "admin", "replay": "admin",
-    "govern": "admin", "status": None,
+    "govern": "admin", "retention": "admin", "status": None,
 }  # fmt: skip
 
 

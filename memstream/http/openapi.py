@@ -13,6 +13,7 @@ import msgspec
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from memstream.governance.retention import RetentionReport
 from memstream.projections.policy import Rules
 from memstream.schemas.events import Event, Registry
 from memstream.schemas.memcube import Outcome
@@ -28,6 +29,7 @@ from memstream.wire import (
     PolicyRequest,
     PrincipalRequest,
     ReplayRequest,
+    RetentionRequest,
     ReviseRequest,
     RevokeRequest,
     SearchRequest,
@@ -122,6 +124,8 @@ def _components(registry: Registry) -> dict[str, Any]:
             EraseSubjectRequest,
             BackupRequest,
             ReplayRequest,
+            RetentionRequest,
+            RetentionReport,
             SearchRequest,
             SearchHit,
             PrincipalRequest,

@@ -9,8 +9,9 @@ asked, and never forward a read twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from memstream.projections.policy import PolicyState
 from memstream.projections.search import SearchQuery
@@ -23,6 +24,9 @@ from memstream.streams.feed import DecidedFeed
 from memstream.streams.log import ChainBreak
 
 from .caller import Caller
+
+if TYPE_CHECKING:
+    from memstream.governance.retention import RetentionReport
 
 __all__ = ["Backend"]
 
@@ -84,6 +88,10 @@ class Backend(Protocol):
 
     def verify(self, progress: Callable[[int], None] | None) -> ChainBreak | None:
         """Recompute the log's hash chain; the first record that breaks it, or None."""
+        ...
+
+    def run_retention(self, now: datetime | None, dry_run: bool) -> RetentionReport:
+        """One pass of the retention scheduler as of ``now`` (None: its clock)."""
         ...
 
     def flush(self, timeout: float | None = None) -> None:

@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from memstream.errors import BadRequest, SearchDisabled
+from memstream.errors import BadRequest, SearchDisabled, Unsupported
 from memstream.projections import reads
 from memstream.projections.policy import PolicyState
 from memstream.projections.search import SearchQuery
@@ -26,6 +26,9 @@ from memstream.streams.log import ChainBreak, EmbeddedLog
 from memstream.streams.runner import ProcessorFailed
 
 from .caller import Caller
+
+if TYPE_CHECKING:
+    from memstream.governance.retention import RetentionReport, RetentionScheduler
 
 __all__ = ["EmbeddedBackend", "log_records"]
 
@@ -42,7 +45,8 @@ def log_records(root: Path) -> int:
 class EmbeddedBackend:
     """:class:`~memstream.service.backend.Backend` over an :class:`EmbeddedRuntime`, its
     search indexes (a ``SemanticProjection``, or None), its usage indicators (a
-    ``UsageTracker``, or None) and its current-memory view (a ``MemoryViews``, or None).
+    ``UsageTracker``, or None), its current-memory view (a ``MemoryViews``, or None) and
+    its retention scheduler (a ``RetentionScheduler``, or None).
 
     Reads of the current state (``get`` and ``history`` without ``version``/``as_of``, the
     candidates and hits of a search without ``as_of``) come from the view once it is
@@ -60,12 +64,14 @@ class EmbeddedBackend:
         semantic: Any | None = None,
         usage: Any = None,
         views: MemoryViews | None = None,
+        retention: RetentionScheduler | None = None,
     ):
         self.runtime = runtime
         self.codec = runtime.codec
         self.semantic = semantic
         self.usage = usage
         self.views = views
+        self.retention = retention
         self._view_names = (VIEWS,)
 
     @property
@@ -229,6 +235,16 @@ class EmbeddedBackend:
         return run(
             self.runtime.duck, self.semantic, q, self.usage, self.runtime.state.memories, views
         )
+
+    # -- governance -----------------------------------------------------------------------------
+
+    def run_retention(self, now: datetime | None, dry_run: bool) -> RetentionReport:
+        if self.retention is None:
+            raise Unsupported(
+                f"store {self.runtime.root} runs no retention scheduler (it was opened with "
+                "retention=False, or $MEMSTREAM_RETENTION=0); reopen it with retention=True"
+            )
+        return self.retention.run(now, dry_run=dry_run)
 
     # -- the log and the process ----------------------------------------------------------------
 

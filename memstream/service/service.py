@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -36,6 +36,9 @@ from memstream.streams.log import ChainBreak
 
 from .backend import Backend
 from .caller import Caller
+
+if TYPE_CHECKING:
+    from memstream.governance.retention import RetentionReport
 
 __all__ = ["ACTIONS", "MemoryService"]
 
@@ -470,6 +473,16 @@ class MemoryService:
         as_of = check.point(as_of, "as_of")
         policy = self.backend.policy() if as_of is None else self.backend.policy_at(as_of)
         return policy.who(mode, namespace=namespace, memory_id=memory_id)
+
+    def run_retention(
+        self, caller: Caller, *, now: datetime | str | None = None, dry_run: bool = False
+    ) -> RetentionReport:
+        """One pass of the retention scheduler now (or as if it were ``now``): an
+        ``expire``/``erase`` for every memory whose rule is due (``dry_run``: listed only)."""
+        now = check.time(now, "now")
+        dry_run = check.boolean(dry_run, "dry_run")
+        self.authorize(caller, "retention")
+        return self.backend.run_retention(now, dry_run)
 
     # -- the log and the process ----------------------------------------------------------------
 

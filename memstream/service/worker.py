@@ -314,6 +314,12 @@ class WorkerBackend:
     def flush(self, timeout: float | None = None) -> None:
         raise Unsupported("a worker cannot flush the deployment; read with min_offset")
 
+    def run_retention(self, now: datetime | None, dry_run: bool) -> Any:
+        raise Unsupported(
+            "the retention scheduler runs in embedded stores (memstream serve, "
+            "MemoryStore.open); a Kafka worker does not run it"
+        )
+
     def checkpoint(self) -> dict[str, Any]:
         raise Unsupported(
             "a worker checkpoints each of its shards by itself after an erase (and on "

@@ -231,3 +231,24 @@ def test_an_embedded_principal_is_checked_and_stamped(store: MemoryStore) -> Non
         alice.flush()
         assert alice.get(o.memory_id).created_by == "alice"
         assert [p.name for p in alice.rules().principals] == ["alice"]
+
+
+def test_a_namespace_policy_drives_the_retention_scheduler(tmp_path: Path) -> None:
+    with _open(tmp_path / "s", retention=True) as s:
+        kept = s.create("team/ops", "the runbook")
+        gone = s.create("team/ops", "an old incident note")
+        other = s.create("user/alice", "Alice's note")
+        s.set_policy("team/*", erase_after_expired_days=2, reason="incident notes: 2 days")
+        s.expire(gone.memory_id)
+        s.expire(other.memory_id)
+        s.flush()
+        later = datetime.now(UTC) + timedelta(days=3)
+        report = s.run_retention(now=later)
+        assert [d.memory_id for d in report.due] == [gone.memory_id], report
+        assert report.accepted == 1
+        s.flush()
+        assert s.get(gone.memory_id).state == "erased"
+        assert s.get(other.memory_id).state == "expired"  # no policy for user/*
+        assert s.get(kept.memory_id).state == "active"
+        entry = s.audit(memory_id=gone.memory_id).entries[-1]
+        assert (entry.type, entry.actor) == ("erase", "memstream:scheduler")

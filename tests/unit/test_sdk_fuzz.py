@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memstream import AsyncMemoryStore, MemoryStore, errors
+from memstream.governance.retention import RetentionScheduler
 
 pytestmark = pytest.mark.slow
 
@@ -180,6 +181,7 @@ ARGS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStra
             "priority": positive,
             "ttl_seconds": offset,
             "retention_days": offset,
+            "expires_at": when,
             "vector": vector,
             **envelope_kw,
         },
@@ -361,6 +363,7 @@ ARGS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStra
     "verify": ({}, {"progress": arg(st.none())}),
     "flush": ({}, {"timeout": arg(st.none(), floats)}),
     "checkpoint": ({}, {}),
+    "run_retention": ({}, {"now": when, "dry_run": flag}),
     # the destination exists and is not empty (the store's own directory), is a file, or is
     # not a path at all; a valid new directory is not drawn (every call would copy the log)
     "backup": ({"dest": arg(st.sampled_from(["<store>", "<file>", "\x00", "/proc/nope"]))}, {}),
@@ -418,7 +421,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory, hash_embedder):
     root = tmp_path_factory.mktemp("fuzz")
     store = MemoryStore.open(
         root / "store", actor="fuzz", durability="os", read_wait=1.0, semantic=True,
-        embedder=hash_embedder,
+        embedder=hash_embedder, retention=RetentionScheduler(interval=0),  # passes on call only
     )  # fmt: skip
     store.create("user/alice", "Alice drinks green tea", memory_id="m-live", tags=["a"])
     store.create("user/alice", "frozen fact", memory_id="m-frozen")

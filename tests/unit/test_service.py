@@ -66,6 +66,7 @@ CALLS = {
     "who_can": lambda s, c, e: _ignoring(
         AttributeError, s.who_can, c, "read", namespace="user/bob"
     ),
+    "run_retention": lambda s, c, e: s.run_retention(c, now="2031-01-01T00:00:00Z", dry_run=True),
     # the operations build their events server-side and append them through the service
     "operations": lambda s, c, e: _ignoring(TypeError, s.operations(c).create, "user/a", "tea"),
 }
@@ -111,7 +112,7 @@ def test_every_service_entry_point_passes_authorize_before_the_backend() -> None
         )
         for method in ("append", "policy", "policy_at", "get", "history", "list_memories", "audit", "search", "verify", "flush", "checkpoint",
                        "head", "health", "ready", "status", "backup", "replay_copy",
-                       "feed"):  # fmt: skip
+                       "feed", "run_retention"):  # fmt: skip
             getattr(backend, method).side_effect = lambda *a, _o=order, **k: _o.append("backend")
         backend.feed.side_effect = lambda _o=order: _o.append("backend") or mock.MagicMock()
         call(service, caller, events)
