@@ -1,5 +1,6 @@
 """Benchmarks of the embedded store: ``ingest``, ``project``, ``replay``, ``open``,
-``search`` and more (``reads``, ``kafka``, ``erasure``, ``access``).
+``search`` and more (``reads``, ``kafka``, ``erasure``, ``access``); and of
+sensitive-content detection: ``sensitive``.
 
 Each suite measures a path of the real store and, in the same run and on the same data, the
 raw operation underneath it (the log's own append, DuckDB's own insert), so its result is a
@@ -17,7 +18,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import access, erasure, ingest, kafka, opening, peers, project, reads, replay, report, search
+from . import (
+    access,
+    erasure,
+    ingest,
+    kafka,
+    opening,
+    peers,
+    project,
+    reads,
+    replay,
+    report,
+    search,
+    sensitive,
+)
 from .common import BenchError, Reporter, Scratch, machine_info, now_iso, write_json
 from .peers import PeerMissing
 
@@ -31,6 +45,7 @@ SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "kafka": kafka.run,
     "erasure": erasure.run,
     "access": access.run,
+    "sensitive": sensitive.run,
 }
 #: Suites run only when asked for by name: ``peers`` needs Mem0, installed apart
 #: (``--peer-python``; see :mod:`memstream.bench.peers`).
@@ -40,7 +55,7 @@ OPTIONAL_SUITES: dict[str, Callable[..., dict[str, Any]]] = {"peers": peers.run}
 #: projection of the same log, reported beside them).
 DEFAULT_REPEATS = {
     "ingest": 3, "project": 3, "replay": 2, "open": 3, "search": 3, "reads": 3, "kafka": 3,
-    "erasure": 3, "access": 3, "peers": 1,
+    "erasure": 3, "access": 3, "sensitive": 3, "peers": 1,
 }  # fmt: skip
 SEED = 20250717
 

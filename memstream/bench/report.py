@@ -22,6 +22,7 @@ SUITE_ORDER = (
     "kafka",
     "erasure",
     "access",
+    "sensitive",
     "peers",
 )
 START = "<!-- bench:summary:start -->"
@@ -326,6 +327,54 @@ def _access_rows(d: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _pr(d: dict[str, Any]) -> str:
+    return f"P {d['precision']:.3f} / R {d['recall']:.3f}"
+
+
+def _sensitive_rows(d: dict[str, Any]) -> list[str]:
+    p, r, goals = d["parameters"], d["results"], d["goals"]
+    head = r[r["headline"]]
+    test, dev = head["test"], head["dev"]
+    other = r["no_names"] if r["headline"] == "names" else None
+    names = head["scanner"]["name_model"] or "no name model"
+    types = ", ".join(
+        f"{t} {c['precision']:.2f}/{c['recall']:.2f}"
+        for t, c in test["per_type"].items()
+        if c["reported"] and c["precision"] is not None and c["recall"] is not None
+    )
+    lat = head["latency"]
+    rows = [
+        f"| sensitive, held-out set | `SensitiveScanner.scan` on `test.jsonl` "
+        f"({p['splits']['test']} texts, {test['texts_with_values']} with values; never tuned "
+        f"on), same type and overlapping span, names by {names}: "
+        f"**{_pr(test['overall'])}** (F1 {test['overall']['f1']:.3f}); exact spans "
+        f"{_pr(test['strict'])}; negatives flagged {test['negatives_flagged']} of "
+        f"{test['negatives']}; on `dev.jsonl` (tuned on): {_pr(dev['overall'])} | "
+        + (
+            f"without names (blank tokenizer, person not reported): {_pr(other['test']['overall'])}"
+            if other is not None
+            else "—"
+        )
+        + f" | — | P ≥ {goals['precision']}, R ≥ {goals['recall']} | "
+        f"{_ok(r['meets']['precision'])} / {_ok(r['meets']['recall'])} |",
+        f"| sensitive, per type (test) | precision/recall: {types} | — | — | — | — |",
+        f"| sensitive, latency | one text at a time ({lat['texts']} texts, "
+        f"{lat['mean_chars']:.0f} characters on average), p50 / p95: "
+        f"**{lat['p50_ms']['median']:.2f} ms** / {lat['p95_ms']['median']:.2f} ms; loading "
+        f"{head['load_seconds']:.1f} s"
+        + (f" after {r['import_seconds']:.1f} s of imports" if "import_seconds" in r else "")
+        + " | "
+        + (
+            f"without names: {other['latency']['p50_ms']['median']:.2f} ms / "
+            f"{other['latency']['p95_ms']['median']:.2f} ms"
+            if other is not None
+            else "—"
+        )
+        + " | — | — | — |",
+    ]
+    return rows
+
+
 _ROWS = {
     "ingest": _ingest_rows,
     "project": _project_rows,
@@ -336,6 +385,7 @@ _ROWS = {
     "kafka": _kafka_rows,
     "erasure": _erasure_rows,
     "access": _access_rows,
+    "sensitive": _sensitive_rows,
     "peers": _peers_rows,
 }
 

@@ -28,7 +28,9 @@ from .common import (
 )
 from .connect import connect, open_store
 
-BENCH_SUITES = ("ingest", "project", "replay", "open", "search", "kafka", "erasure")
+BENCH_SUITES = (
+    "ingest", "project", "replay", "open", "search", "kafka", "erasure", "sensitive",
+)  # fmt: skip
 
 
 def serve(
