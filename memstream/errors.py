@@ -35,6 +35,7 @@ from memstream.streams.sealing import RecordCorrupt
 
 __all__ = [
     "Forbidden",
+    "SensitiveContent",
     "Unauthenticated",
     "MalformedEvent",
     "EventTooLarge",
@@ -199,6 +200,16 @@ class PartitionUnavailable(RuntimeError):
         if self.error == "catching_up":
             body.update(offset=self.offset, lag=self.lag)
         return {**body, "message": str(self)}
+
+
+class SensitiveContent(ValueError):
+    """A memory refused by its namespace's sensitive-content policy (``reject``): nothing
+    was appended. ``findings``: the types, counts and field paths found (never the values);
+    ``index``: the event's position in a batch (HTTP 422 ``sensitive``)."""
+
+    def __init__(self, message: str, *, findings: dict | None = None, index: int | None = None):
+        self.findings, self.index = findings or {}, index
+        super().__init__(message)
 
 
 class Forbidden(PermissionError):

@@ -98,6 +98,16 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     CLEAR: ClassVar[tuple[str, ...]] = ()
 
 
+class Original(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """What a redacted memory held before its sensitive values were replaced (a namespace
+    policy of ``redact``). It stays sealed in the log, never reaches the projections or the
+    indexes, and is read back only by a principal with a ``reveal`` grant."""
+
+    text: str
+    tags: Tags | None = None
+    metadata: dict[str, Any] | None = None
+
+
 class Create(Payload, frozen=True, kw_only=True):
     """A new memory (a MemCube): its content and its descriptive and governance metadata."""
 
@@ -116,6 +126,7 @@ class Create(Payload, frozen=True, kw_only=True):
     #: When the memory expires, whatever its TTL (the earlier of the two wins).
     expires_at: AwareDatetime | None = None
     vector: Vector | None = None
+    original: Original | None = None
 
 
 class Revise(Payload, frozen=True, kw_only=True):
@@ -128,6 +139,7 @@ class Revise(Payload, frozen=True, kw_only=True):
     metadata: dict[str, Any] | None = None
     reason: ShortText | None = None
     vector: Vector | None = None
+    original: Original | None = None
 
 
 class Merge(Payload, frozen=True, kw_only=True):
@@ -143,6 +155,7 @@ class Merge(Payload, frozen=True, kw_only=True):
     metadata: dict[str, Any] = {}
     reason: ShortText | None = None
     vector: Vector | None = None
+    original: Original | None = None
 
 
 class Rollback(Payload, frozen=True, kw_only=True):

@@ -10,10 +10,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from memstream.wire import outcome_body
+from memstream.wire import not_found_body, outcome_body
 
 from .common import (
     DEFAULT_STORE,
+    EXIT_REJECTED,
+    CliError,
     JsonOpt,
     StoreOpt,
     UrlOpt,
@@ -25,6 +27,7 @@ from .common import (
     show,
 )
 from .connect import open_store
+from .render import memory_table
 
 principal_app = typer.Typer(help="Principals: the users, agents and services that call.")
 token_app = typer.Typer(help="API tokens (shown once; kept only as salted hashes).")
@@ -238,3 +241,24 @@ def who_can(
         else:
             for name in got:
                 out.print(name)
+
+
+@app.command("reveal")
+def reveal(
+    memory_id: Annotated[str, typer.Argument(help="The memory.")],
+    version: Annotated[int | None, typer.Option(help="A past version.")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    url: UrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A memory as it was written, before its namespace's policy redacted it (reveal)."""
+    with reported(json_out):
+        with open_store(store, url) as s:
+            got = s.reveal(memory_id, version=version)
+        if got is None:
+            body = not_found_body(memory_id, version)
+            raise CliError(body["message"], EXIT_REJECTED, body)
+        if json_out:
+            print_json(got)
+        else:
+            show(memory_table(got))

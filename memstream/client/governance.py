@@ -10,8 +10,9 @@ from memstream.governance.export import check_format
 from memstream.governance.methods import Governance, write_lines
 from memstream.projections.policy import PermissionChange, Rules
 from memstream.schemas.memcube import Outcome
+from memstream.schemas.views import Memory
 
-from .reads import _point
+from .reads import _point, memory_path
 
 __all__ = ["HttpGovernance"]
 
@@ -98,6 +99,14 @@ class HttpGovernance(Governance):
         params = {"mode": mode, "namespace": namespace, "memory_id": memory_id,
                   "as_of": _point(as_of)}  # fmt: skip
         return list(self._ok(self._request("GET", "/v1/who-can", params=params)).json())
+
+    def reveal(self, memory_id, *, version=None):
+        resp = self._request(
+            "GET", f"{memory_path(memory_id)}/original", params={"version": version}
+        )
+        if resp.status_code == 404:
+            return None
+        return msgspec.json.decode(self._ok(resp).content, type=Memory)
 
     def permission_changes(self, *, since=None, until=None, principal=None, namespace=None):
         params = {"since": _point(since), "until": _point(until), "principal": principal,

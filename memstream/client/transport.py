@@ -20,6 +20,7 @@ from memstream.errors import (
     PartitionUnavailable,
     ProjectorFailed,
     SearchDisabled,
+    SensitiveContent,
     StoreReadOnly,
     Unauthenticated,
     Unsupported,
@@ -96,6 +97,8 @@ def error_of(resp: httpx.Response) -> Exception:
             message, partition=body["partition"], error=error, offset=body.get("offset"),
             lag=body.get("lag"),
         )  # fmt: skip
+    if resp.status_code == 422 and error == "sensitive":
+        return SensitiveContent(message, findings=body.get("findings"), index=body.get("index"))
     if resp.status_code == 403 and error == "forbidden":
         return Forbidden(message, missing=body.get("missing"))
     if resp.status_code == 401:

@@ -23,7 +23,7 @@ from memstream.errors import BadRequest
 from memstream.projections.policy import PermissionChange, Rules
 from memstream.queries import AuditQuery, Point
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditEntry
+from memstream.schemas.views import AuditEntry, Memory
 
 from .export import check_format, lines
 
@@ -117,6 +117,11 @@ class Governance(abc.ABC):
         """The principals that may ``mode`` on a namespace or a memory, now or ``as_of``."""
 
     @abc.abstractmethod
+    def reveal(self, memory_id: str, *, version: int | None = None) -> Memory | None:
+        """A memory (now, or at ``version``) as it was written, before its namespace's
+        sensitive-content policy redacted it (a ``reveal`` grant on it); None if unknown."""
+
+    @abc.abstractmethod
     def permission_changes(
         self,
         *,
@@ -198,6 +203,9 @@ class EmbeddedGovernance(Governance):
         return self.service.who_can(
             self.caller, mode, namespace=namespace, memory_id=memory_id, as_of=as_of
         )
+
+    def reveal(self, memory_id, *, version=None):
+        return self.service.reveal(self.caller, memory_id, version=version)
 
     def permission_changes(self, *, since=None, until=None, principal=None, namespace=None):
         return self.service.permission_changes(

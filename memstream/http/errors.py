@@ -27,6 +27,7 @@ from memstream.errors import (
     ProjectorFailed,
     Rejected,
     SearchDisabled,
+    SensitiveContent,
     StoreReadOnly,
     Unauthenticated,
     Unsupported,
@@ -85,6 +86,9 @@ HANDLERS: dict[type[Exception], Callable[[Request, Any], Response]] = {
     ProjectorFailed: lambda _, e: error(503, "projector_failed", str(e)),
     # a refused governance change (the routes of memory operations answer their own 409)
     Rejected: lambda _, e: MsgspecResponse(rejected_body(e), 409),
+    SensitiveContent: lambda _, e: error(
+        422, "sensitive", str(e), findings=e.findings, index=e.index
+    ),
     Forbidden: lambda _, e: error(403, "forbidden", str(e), missing=e.missing),
     Unauthenticated: lambda _, e: error(
         401, "unauthenticated", str(e), headers={"WWW-Authenticate": 'Bearer realm="memstream"'}

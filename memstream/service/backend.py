@@ -17,8 +17,8 @@ from memstream.projections.policy import PolicyState
 from memstream.projections.search import SearchQuery
 from memstream.queries import AuditQuery, ListQuery, Point
 from memstream.schemas.codec import EventCodec
-from memstream.schemas.events import Event
-from memstream.schemas.memcube import Outcome
+from memstream.schemas.events import Event, Original
+from memstream.schemas.memcube import MemState, Outcome
 from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.streams.feed import DecidedFeed
 from memstream.streams.log import ChainBreak
@@ -127,12 +127,21 @@ class Backend(Protocol):
         """The rules as they stood at an offset or a time of the log."""
         ...
 
+    def original(self, memory_id: str, version: int) -> Original | None:
+        """What a redacted version held before redaction (its event's sealed ``original``),
+        or None when it was not redacted (or its key was destroyed)."""
+        ...
+
     def governance_log(self) -> list[tuple[int, str, str, str, int, dict[str, Any]]]:
         """Accepted governance events in log order (see ``DuckStore.governance_rows``)."""
         ...
 
     def namespaces(self) -> frozenset[str]:
         """Every namespace that has held a memory."""
+        ...
+
+    def decided(self, memory_id: str) -> MemState | None:
+        """A memory's state as decided (ahead of the projections), or None if unknown."""
         ...
 
     def placement(self, memory_id: str) -> tuple[str, str | None] | None:

@@ -17,8 +17,8 @@ from memstream.projections.policy import PolicyState
 from memstream.projections.search import SearchQuery
 from memstream.projections.views import VIEWS, MemoryViews
 from memstream.queries import AuditQuery, ListQuery, Point
-from memstream.schemas.events import Event
-from memstream.schemas.memcube import Outcome
+from memstream.schemas.events import Event, Original
+from memstream.schemas.memcube import MemState, Outcome
 from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.streams.embedded import LOG_FILE, EmbeddedRuntime
 from memstream.streams.feed import DecidedFeed
@@ -180,12 +180,31 @@ class EmbeddedBackend:
         self._wait(min(offset, self.runtime.head))
         return PolicyState.fold(self.runtime.duck.governance_rows(offset))
 
+    def original(self, memory_id: str, version: int) -> Original | None:
+        runtime = self.runtime
+        with runtime.duck.reading() as cur:
+            for _ in range(version):  # a rollback's content is an earlier version's
+                row = cur.execute(
+                    'SELECT "offset", copy_from FROM versions WHERE memory_id = ? AND version = ?',
+                    [memory_id, version],
+                ).fetchone()
+                if row is None or row[1] is None:
+                    break
+                version = row[1]
+        if row is None:
+            return None
+        logged = runtime.logged_at(row[0])
+        return getattr(logged.event.payload, "original", None) if logged is not None else None
+
     def governance_log(self) -> list[tuple[int, str, str, str, int, dict[str, Any]]]:
         self._wait(self.runtime.head)
         return self.runtime.duck.governance_rows()
 
     def namespaces(self) -> frozenset[str]:
         return self.runtime.state.namespaces
+
+    def decided(self, memory_id: str) -> MemState | None:
+        return self.runtime.state.memories.get(memory_id)
 
     def placement(self, memory_id: str) -> tuple[str, str | None] | None:
         """(namespace, subject) of a memory the log holds (decided, maybe not projected)."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from memstream import validation as check
-from memstream.errors import BadRequest, MalformedEvent, Unsupported
+from memstream.errors import BadRequest, Forbidden, MalformedEvent, Unsupported
 from memstream.governance import tokens
 from memstream.governance.access import ACTION_MODES, AccessControl
 from memstream.governance.access_log import (
@@ -31,6 +31,8 @@ from memstream.governance.access_log import (
     export_format,
 )
 from memstream.governance.methods import PRESETS
+from memstream.governance.screening import screen
+from memstream.governance.sensitive import default_scanner
 from memstream.operations import Operations, new_id, raise_rejections
 from memstream.projections.policy import (
     PermissionChange,
@@ -86,8 +88,34 @@ class MemoryService:
     ) -> None:
         """Allow ``caller`` to do ``action`` (one of :data:`ACTIONS`) on ``namespace`` /
         ``memory_id`` (neither: on the whole store), or raise :class:`Forbidden` naming the
-        grant it lacks (memstream/governance/access.py). Every entry point calls this."""
-        self.access.check(caller, action, namespace=namespace, memory_id=memory_id)
+        grant it lacks (memstream/governance/access.py). Every entry point calls this. A
+        refusal is recorded in the access log (who, what, the grant missing)."""
+        try:
+            self.access.check(caller, action, namespace=namespace, memory_id=memory_id)
+        except Forbidden as e:
+            self._denied(caller, action, e, namespace=namespace, memory_id=memory_id)
+            raise
+
+    def _denied(
+        self,
+        caller: Caller,
+        action: str,
+        e: Forbidden,
+        *,
+        namespace: str | None = None,
+        memory_id: str | None = None,
+    ) -> None:
+        if self.accesses is not None:
+            self.accesses.record(
+                caller, "denied", [namespace] if namespace else (),
+                [memory_id] if memory_id else (), {"action": action, "missing": e.missing},
+            )  # fmt: skip
+
+    def _recorded(self, caller: Caller, action: str, namespace: str | None, **detail: Any) -> None:
+        """Record a read that returns no memories one by one (an export, a report)."""
+        if self.accesses is not None:
+            clean = {k: v for k, v in detail.items() if v is not None}
+            self.accesses.record(caller, action, [namespace] if namespace else (), (), clean)
 
     def _authorize_read(self, caller: Caller, memory_id: str, namespace: str | None) -> None:
         """The check of a read of one memory: read on its namespace (or on it). A memory the
@@ -118,8 +146,17 @@ class MemoryService:
                 self._authorize_governance(caller, e)
             else:
                 self.authorize(caller, "write", namespace=e.namespace, memory_id=e.memory_id)
+        policy = self.backend.policy()
+        if policy.policies:  # namespace policies may ask for sensitive content to be screened
+            events = screen(events, policy, default_scanner, self._current_content)
         self._check_vectors(events)
         return self.backend.append(events)
+
+    def _current_content(self, memory_id: str) -> tuple[list[str], dict[str, Any]] | None:
+        """A memory's current tags and metadata, as decided (what a revise that keeps them
+        keeps)."""
+        m = self.backend.decided(memory_id)
+        return (list(m.tags), dict(m.metadata)) if m is not None else None
 
     def publish_json(self, caller: Caller, data: bytes | str) -> list[Outcome]:
         """Append wire JSON: one event object or an array of them (decoded and validated
@@ -371,18 +408,21 @@ class MemoryService:
         if e.type in ("grant", "policy"):
             obj = body["object"]
             placed = self.backend.placement(obj[7:]) if obj.startswith("memory:") else None
-            return self.access.check_admin_over(
-                caller, obj, namespace=placed[0] if placed else None
-            )
+            return self._check_admin_over(caller, obj, placed[0] if placed else None)
         if e.type == "revoke":
             rule = policy.grants.get(e.memory_id)
             if rule is not None:
                 obj = rule.object
                 placed = self.backend.placement(obj[7:]) if obj.startswith("memory:") else None
-                return self.access.check_admin_over(
-                    caller, obj, namespace=placed[0] if placed else None
-                )
+                return self._check_admin_over(caller, obj, placed[0] if placed else None)
         self.authorize(caller, "govern")
+
+    def _check_admin_over(self, caller: Caller, obj: str, namespace: str | None) -> None:
+        try:
+            self.access.check_admin_over(caller, obj, namespace=namespace)
+        except Forbidden as e:
+            self._denied(caller, "govern", e, namespace=namespace)
+            raise
 
     def _govern(self, caller: Caller, type_: str, name: str, payload: dict[str, Any]) -> Outcome:
         """Append one governance event as ``caller``; a rejection raises."""
@@ -544,6 +584,28 @@ class MemoryService:
         self.authorize(caller, "retention")
         return self.backend.run_retention(now, dry_run)
 
+    def reveal(
+        self, caller: Caller, memory_id: str, *, version: int | None = None
+    ) -> Memory | None:
+        """A memory (now, or at ``version``) as it was written, before its namespace's
+        policy redacted it: its original text, tags and metadata, read from the sealed
+        event (a ``reveal`` grant on it). A memory that was not redacted reads as it is."""
+        memory_id = check.text(memory_id, "memory_id", optional=False)
+        version = check.integer(version, "version", minimum=1)
+        where = self._namespace_of(caller, memory_id, None)
+        self.authorize(caller, "reveal", namespace=where, memory_id=memory_id)
+        m = self.backend.get(
+            caller, memory_id, namespace=None, version=version, as_of=None, min_offset=None
+        )
+        if m is not None:
+            original = self.backend.original(memory_id, m.version)
+            if original is not None:
+                m = msgspec.structs.replace(
+                    m, text=original.text, tags=list(original.tags or ()),
+                    metadata=dict(original.metadata or {}),
+                )  # fmt: skip
+        return self._accessed(caller, "reveal", m, memory_id=memory_id, namespace=where)
+
     def audit_records(self, caller: Caller, q: AuditQuery) -> Iterator[AuditEntry]:
         """Every audit entry ``q`` selects, page after page (an export): checked once, like
         :meth:`audit`, then read a page at a time."""
@@ -552,6 +614,11 @@ class MemoryService:
         if namespace is None and q.memory_id is not None:
             namespace = self._namespace_of(caller, q.memory_id, None)
         self.authorize(caller, "audit", namespace=namespace, memory_id=q.memory_id)
+        self._recorded(
+            caller, "audit_export", namespace, memory_id=q.memory_id, actor=q.actor,
+            since=q.since.isoformat() if q.since else None,
+            until=q.until.isoformat() if q.until else None,
+        )  # fmt: skip
         return self._pages(caller, q)
 
     def _pages(self, caller: Caller, q: AuditQuery) -> Iterator[AuditEntry]:
@@ -578,6 +645,7 @@ class MemoryService:
         principal = check.text(principal, "principal")
         namespace = check.text(namespace, "namespace")
         self.authorize(caller, "audit", namespace=namespace)
+        self._recorded(caller, "permissions", namespace, principal=principal)
         out = []
         for c in permission_changes(self.backend.governance_log()):
             if (since is not None and c.at < since) or (until is not None and c.at > until):

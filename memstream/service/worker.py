@@ -35,8 +35,8 @@ from memstream.projections.embedding import embed_query
 from memstream.projections.policy import PolicyState
 from memstream.projections.search import SearchQuery
 from memstream.queries import AuditQuery, ListQuery, Point
-from memstream.schemas.events import Event
-from memstream.schemas.memcube import Outcome
+from memstream.schemas.events import Event, Original
+from memstream.schemas.memcube import MemState, Outcome
 from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.streams.feed import DecidedFeed
 from memstream.streams.kafka.node import Node
@@ -343,6 +343,18 @@ class WorkerBackend:
 
     def policy_at(self, as_of: Point) -> PolicyState:
         return PolicyState()
+
+    def decided(self, memory_id: str) -> MemState | None:
+        """The memory's decided state, if a shard this worker owns holds it (a memory of
+        another worker's partition: None; a revise there is screened on its own fields)."""
+        for shard in list(self.node.shards.values()):
+            m = shard.state.memories.get(memory_id)
+            if m is not None:
+                return m
+        return None
+
+    def original(self, memory_id: str, version: int) -> Original | None:
+        raise Unsupported("reading a redacted memory's original is not served by Kafka workers yet")
 
     def governance_log(self) -> list[tuple[int, str, str, str, int, dict[str, Any]]]:
         return []

@@ -607,6 +607,11 @@ class EmbeddedRuntime:
             lambda batches: self._decided(batches, log), self._write, progress,
         )  # fmt: skip
 
+    def logged_at(self, offset: int) -> Logged | None:
+        """The event at ``offset``, opened (its payload None if its key was destroyed)."""
+        record = self.log.record_at(offset)
+        return self._logged(record) if record is not None else None
+
     def _logged(self, r: LogRecord, log: EmbeddedLog | None = None) -> Logged:
         try:
             ev, stored = self.sealer.open(r.data)

@@ -16,6 +16,7 @@ from memstream import MemoryStore, new_id
 from memstream.errors import Forbidden, Rejected
 from memstream.governance.tokens import Authenticator
 from memstream.http import create_app
+from memstream.service import Caller
 
 
 def _open(path: Path, **kw) -> MemoryStore:
@@ -306,3 +307,22 @@ def test_exports_over_http_are_streamed_and_checked(store: MemoryStore) -> None:
     assert r.status_code == 403  # the whole report takes audit on the store
     r = client.get("/v1/permissions", params={"namespace": "user/alice"}, headers=_bearer(alice))
     assert r.status_code == 200 and {c["change"] for c in r.json()} == {"grant"}
+
+
+def test_a_refusal_and_an_export_are_in_the_access_log(store: MemoryStore, tmp_path: Path) -> None:
+    m = store.create("clinic/diagnoses", "patient 7: mild flu")
+    store.flush()
+    svc, alice = store.service, Caller.principal_of("alice")  # the store's own service
+    with pytest.raises(Forbidden):
+        svc.get(alice, m.memory_id)
+    with pytest.raises(Forbidden):
+        svc.grant(alice, "alice", ["read"], "clinic/*")
+    store.export_audit(tmp_path / "a.jsonl", namespace="clinic/diagnoses")
+    store.service.accesses.flush()
+    denied = store.access_log(action="denied").records
+    assert [(r.principal, r.objects, r.detail["missing"]) for r in denied] == [
+        ("alice", [m.memory_id], "read on clinic/diagnoses"),
+        ("alice", [], "admin on clinic/*"),
+    ]
+    (export,) = store.access_log(action="audit_export").records
+    assert export.namespaces == ["clinic/diagnoses"] and export.principal == "sdk"

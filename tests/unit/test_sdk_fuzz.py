@@ -377,6 +377,7 @@ ARGS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStra
         },
     ),
     "rules": ({}, {"as_of": point}),
+    "reveal": ({"memory_id": memory_id}, {"version": version}),
     "permission_changes": (
         {},
         {"since": when, "until": when, "principal": short, "namespace": arg(st.none(), namespace)},

@@ -68,6 +68,7 @@ CALLS = {
     "audit_records": lambda s, c, e: _ignoring(
         AttributeError, lambda: list(s.audit_records(c, AuditQuery(namespace="user/a")))
     ),
+    "reveal": lambda s, c, e: _ignoring(AttributeError, s.reveal, c, "m1"),
     "permission_changes": lambda s, c, e: _ignoring(TypeError, s.permission_changes, c),
     "rules": lambda s, c, e: _ignoring(AttributeError, s.rules, c),
     "who_can": lambda s, c, e: _ignoring(
@@ -121,7 +122,7 @@ def test_every_service_entry_point_passes_authorize_before_the_backend() -> None
         service.access.check_admin_over.side_effect = lambda *a, _o=order, **k: _o.append(
             "authorize:admin"
         )
-        for method in ("append", "policy", "policy_at", "governance_log", "get", "history", "list_memories", "audit", "search", "verify", "flush", "checkpoint",
+        for method in ("append", "policy", "policy_at", "governance_log", "original", "get", "history", "list_memories", "audit", "search", "verify", "flush", "checkpoint",
                        "head", "health", "ready", "status", "backup", "replay_copy",
                        "feed", "run_retention"):  # fmt: skip
             getattr(backend, method).side_effect = lambda *a, _o=order, **k: _o.append("backend")

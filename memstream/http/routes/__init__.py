@@ -2,12 +2,11 @@
 
 from . import access, audit, events, governance, memories, ops, retention, search, writes
 
-#: every router, in the order the app includes them
+#: every router, in the order the app includes them (governance before memories: its
+#: ``/v1/memories/{id}/original`` must match before the memory's own ``{id:path}``)
 ROUTERS = [
-    ops.router, events.router, memories.router, writes.router, audit.router, search.router,
-    governance.router,
-    retention.router,
-    access.router,
+    ops.router, events.router, governance.router, memories.router, writes.router,
+    audit.router, search.router, retention.router, access.router,
 ]  # fmt: skip
 
 __all__ = ["ROUTERS"]

@@ -24,6 +24,7 @@ from memstream.wire import (
     RevokeRequest,
     TokenRequest,
     decode_request,
+    not_found_body,
     outcome_body,
     point,
     time_point,
@@ -32,7 +33,7 @@ from memstream.wire import (
 from ..deps import BodyDep, CallerDep, ServiceDep
 from ..openapi import ERRORS, json_content, ref, request_body
 from ..responses import MsgspecResponse
-from .memories import AsOfQuery
+from .memories import AsOfQuery, VersionQuery
 
 router = APIRouter(tags=["governance"])
 _OBJECT = {"type": "object"}
@@ -134,6 +135,23 @@ async def policy(body: BodyDep, caller: CallerDep, service: ServiceDep) -> Respo
         erase_after_expired_days=req.erase_after_expired_days, reason=req.reason,
     )  # fmt: skip
     return MsgspecResponse(outcome_body(got))
+
+
+@router.get(
+    "/v1/memories/{memory_id:path}/original",
+    summary="A memory as it was written, before its namespace's policy redacted it",
+    description="Needs a `reveal` grant on the memory. A memory that was not redacted reads "
+    "as it is.",
+    responses={200: json_content(ref("Memory"), "the memory, with its original content"),
+               404: json_content(ref("Error"), "no such memory"), **_ANSWERS},
+)  # fmt: skip
+async def original(
+    memory_id: str, caller: CallerDep, service: ServiceDep, version: VersionQuery = None
+) -> Response:
+    got = await run_in_threadpool(service.reveal, caller, memory_id, version=version)
+    if got is None:
+        return MsgspecResponse(not_found_body(memory_id), 404)
+    return MsgspecResponse(got)
 
 
 @router.get(
