@@ -155,10 +155,10 @@ def audit_export(
         if format_ not in ("jsonl", "csv"):
             raise typer.BadParameter("must be jsonl or csv", param_hint="--format")
         since_t, until_t = point_option(since, "--since"), point_option(until, "--until")
-        dest = out_path if out_path is not None else sys.stdout
+        out = out_path if out_path is not None else sys.stdout
         with open_store(store, url, read_only=read_only) as target:
             n = target.export_audit(
-                dest, format=format_, permissions=permissions, namespace=namespace,
+                out, format=format_, permissions=permissions, namespace=namespace,
                 actor=actor, since=since_t, until=until_t,
             )  # fmt: skip
         if out_path is not None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import msgspec
 
-from memstream.governance.export import check_format
-from memstream.governance.methods import Governance, write_lines
+from memstream.governance.export import check_format, write_export
+from memstream.governance.methods import Governance
 from memstream.projections.policy import PermissionChange, Rules
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import Memory
@@ -115,7 +115,7 @@ class HttpGovernance(Governance):
         return msgspec.json.decode(resp.content, type=list[PermissionChange])
 
     def export_audit(
-        self, dest, *, format="jsonl", permissions=False, namespace=None, actor=None,
+        self, out, *, format="jsonl", permissions=False, namespace=None, actor=None,
         since=None, until=None,
     ):  # fmt: skip
         check_format(format)
@@ -123,4 +123,4 @@ class HttpGovernance(Governance):
                   "namespace": namespace, "actor": actor, "since": _point(since),
                   "until": _point(until)}  # fmt: skip
         with self._stream("GET", "/v1/audit/export", params=params) as resp:
-            return write_lines(dest, resp.iter_lines(), header=format == "csv", newline=True)
+            return write_export(resp.iter_text(), out, format)

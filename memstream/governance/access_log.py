@@ -27,10 +27,8 @@ queued, so a query sees every read recorded before it.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import logging
 import os
 import secrets
@@ -52,6 +50,8 @@ from memstream.errors import BadRequest
 from memstream.settings import AccessLogSettings
 from memstream.streams.embedded import ACCESS_DIR
 
+from .export import cells, csv_rows, write_export
+
 __all__ = [
     "ACTIONS",
     "FORMATS",
@@ -64,7 +64,6 @@ __all__ = [
     "checked_query",
     "export_format",
     "open_access_log",
-    "write_export",
 ]
 
 log = logging.getLogger("memstream.access_log")
@@ -481,7 +480,7 @@ class AccessLog:
 
     def _pages(self, q: AccessQuery, fmt: str, top: int) -> Iterator[str]:
         if fmt == "csv":
-            yield _csv_rows([COLUMNS])
+            yield csv_rows([COLUMNS])
         cursor = q.after if q.after is not None else 0
         while cursor < top:
             where, params = _where(dataclasses.replace(q, after=cursor))
@@ -495,7 +494,7 @@ class AccessLog:
                 return
             records = [_record(r) for r in rows]
             if fmt == "csv":
-                yield _csv_rows(_cells(r) for r in records)
+                yield csv_rows(cells(r) for r in records)
             else:
                 yield "".join(_encode(r).decode() + "\n" for r in records)
             cursor = records[-1].id
@@ -623,90 +622,6 @@ def _us(when: datetime) -> int:
     """Microseconds since the epoch, exactly (a float would round them)."""
     delta = when - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _cells(record: AccessRecord) -> list[Any]:
-    """A record as CSV cells: lists and objects as JSON text, times as RFC 3339."""
-    out = []
-    for value in msgspec.to_builtins(record).values():
-        out.append(_encode(value).decode() if isinstance(value, list | dict) else value)
-    return out
-
-
-def _csv_rows(rows: Iterable[Sequence[Any]]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
-
-
-class _Counter:
-    """Counts the records of an export's text as it streams: in JSON Lines one per line;
-    in CSV one per line ended outside quotes, less the header."""
-
-    def __init__(self, fmt: str):
-        self.csv = fmt == "csv"
-        self.lines = 0
-        self.quoted = False
-
-    def feed(self, chunk: str) -> None:
-        if not self.csv or (not self.quoted and '"' not in chunk):
-            self.lines += chunk.count("\n")
-            return
-        parts = chunk.split('"')
-        for i, part in enumerate(parts):
-            if not self.quoted:
-                self.lines += part.count("\n")
-            if i < len(parts) - 1:
-                self.quoted = not self.quoted
-
-    @property
-    def records(self) -> int:
-        return max(0, self.lines - 1) if self.csv else self.lines
-
-
-def write_export(chunks: Iterable[str], out: Any, fmt: str) -> int:
-    """Write an export's text to ``out`` (a path, or a text stream such as ``sys.stdout``);
-    the number of records written. A path is written whole or not at all (a temporary file
-    beside it, renamed when complete); one that cannot be written is a
-    :class:`BadRequest` naming ``out``."""
-    counter = _Counter(fmt)
-    if hasattr(out, "write") and not isinstance(out, str | os.PathLike):
-        for chunk in chunks:
-            out.write(chunk)
-            counter.feed(chunk)
-        if hasattr(out, "flush"):
-            out.flush()
-        return counter.records
-    path = check.path(out, "out")
-    if path.is_dir():
-        raise BadRequest(f"out: {path} is a directory; name a file to write", field="out")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-    def cannot(e: OSError) -> BadRequest:
-        return BadRequest(f"cannot write the export to {path}: {e.strerror or e}", field="out")
-
-    try:
-        f = open(tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
-    except OSError as e:
-        raise cannot(e) from None
-    try:
-        with f:
-            for chunk in chunks:
-                try:
-                    f.write(chunk)
-                except OSError as e:
-                    raise cannot(e) from None
-                counter.feed(chunk)
-        try:
-            os.replace(tmp, path)
-        except OSError as e:
-            raise cannot(e) from None
-    finally:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass  # renamed into place (or never made)
-    return counter.records
 
 
 # -- what each read is recorded as ---------------------------------------------------------------------

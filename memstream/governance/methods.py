@@ -18,14 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from memstream import validation as check
-from memstream.errors import BadRequest
 from memstream.projections.policy import PermissionChange, Rules
 from memstream.queries import AuditQuery, Point
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditEntry, Memory
 
-from .export import check_format, lines
+from .export import check_format, lines, write_export
 
 __all__ = ["PRESETS", "EmbeddedGovernance", "Governance"]
 
@@ -136,7 +134,7 @@ class Governance(abc.ABC):
     @abc.abstractmethod
     def export_audit(
         self,
-        dest: str | Path | TextIO,
+        out: str | Path | TextIO,
         *,
         format: str = "jsonl",
         permissions: bool = False,
@@ -146,8 +144,8 @@ class Governance(abc.ABC):
         until: datetime | None = None,
     ) -> int:
         """Write the audit trail (``permissions``: the permission report) for a namespace,
-        an actor and a time range to ``dest`` (a path or an open text file) as JSON Lines or
-        CSV; the number of records."""
+        an actor and a time range to ``out`` (a path, written whole or not at all, or an open
+        text file) as JSON Lines or CSV; the number of records."""
 
 
 def _modes(modes: str | Sequence[str]) -> Any:
@@ -213,7 +211,7 @@ class EmbeddedGovernance(Governance):
         )
 
     def export_audit(
-        self, dest, *, format="jsonl", permissions=False, namespace=None, actor=None,
+        self, out, *, format="jsonl", permissions=False, namespace=None, actor=None,
         since=None, until=None,
     ):  # fmt: skip
         check_format(format)
@@ -227,28 +225,4 @@ class EmbeddedGovernance(Governance):
                            limit=10_000)  # fmt: skip
             records = self.service.audit_records(self.caller, q)
             columns = AuditEntry.__struct_fields__
-        return write_lines(dest, lines(records, format, columns), header=format == "csv")
-
-
-def write_lines(
-    dest: str | Path | TextIO, chunks: Iterable[str], *, header: bool, newline: bool = False
-) -> int:
-    """Write ``chunks`` (an export's records, one a chunk, after a header chunk if
-    ``header``; ``newline``: lines without their end) to ``dest`` (a path, or an open text
-    file); the number of records written."""
-    n = 0
-    if hasattr(dest, "write"):
-        for chunk in chunks:
-            dest.write(chunk + "\n" if newline else chunk)
-            n += 1
-        return max(n - (1 if header else 0), 0)
-    dest = check.path(dest, "dest")
-    try:
-        handle = open(dest, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
-    except OSError as e:
-        raise BadRequest(f"cannot write the export to {dest}: {e}", field="dest") from None
-    with handle:
-        for chunk in chunks:
-            handle.write(chunk + "\n" if newline else chunk)
-            n += 1
-    return max(n - (1 if header else 0), 0)
+        return write_export(lines(records, format, columns), out, format)

@@ -458,7 +458,10 @@ def test_what_a_principal_may_not_read_is_not_recorded_as_read(searchable) -> No
         store.service.access_log(alice, AccessQuery())
     with pytest.raises(Forbidden):
         store.service.get(alice, ids["bob"])
-    listed, searched, nothing = store.access_log(principal="alice").records
+    records = store.access_log(principal="alice").records
+    # the refusals are recorded as refusals, never as reads
+    assert [r.detail["action"] for r in records if r.action == "denied"] == ["audit", "read"]
+    listed, searched, nothing = [r for r in records if r.action != "denied"]
     assert listed.objects == [m.memory_id for m in page.memories]
     assert set(listed.objects) == {ids["tea"], ids["job"], ids["merged"]}
     assert searched.objects == [h.memory.memory_id for h in hits] and hits

@@ -383,7 +383,7 @@ ARGS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStra
         {"since": when, "until": when, "principal": short, "namespace": arg(st.none(), namespace)},
     ),
     "export_audit": (
-        {"dest": arg(st.sampled_from(["<store>", "<file>", "\x00", "/proc/nope", "<new>"]))},
+        {"out": arg(st.sampled_from(["<store>", "<file>", "\x00", "/proc/nope", "<new>"]))},
         {
             "format": arg(st.sampled_from(["jsonl", "csv", "xml"])),
             "permissions": flag,
