@@ -73,24 +73,27 @@ def test_through_a_server_and_its_http_client(cli, server_factory, tmp_path) -> 
     with HttpMemoryStore.connect(server.url, token=server.token, actor="auditor") as owner:
         page = owner.access_log(principal="reader")
         assert [(r.action, r.objects) for r in page.records] == [
-            ("get", [memory_id]), ("list", [memory_id]),
+            ("get", [memory_id]), ("list", [memory_id]), ("denied", []), ("denied", []),
         ]  # fmt: skip
+        assert {r.detail["missing"] for r in page.records[2:]} == {"audit on *"}
         out = tmp_path / "export.jsonl"
-        assert owner.export_access_log(out, principal="reader") == 2
+        assert owner.export_access_log(out, principal="reader") == 4
         lines = [json.loads(line) for line in out.read_text().splitlines()]
-        assert [x["action"] for x in lines] == ["get", "list"]
+        assert [x["action"] for x in lines] == ["get", "list", "denied", "denied"]
         buf = io.StringIO()
         assert owner.export_access_log(buf, format="csv", action="list") == 1
         assert list(csv.DictReader(io.StringIO(buf.getvalue())))[0]["principal"] == "reader"
     # the CLI goes through the server that holds the store
     r = cli("access-log", "--store", str(store), "--principal", "reader", "--json")
     assert r.code == 0, r.stderr
-    assert [x["action"] for x in r.json()["records"]] == ["get", "list"]
+    assert [x["action"] for x in r.json()["records"]] == ["get", "list", "denied", "denied"]
     assert server.stop() == 0, server.log()
     # what the server recorded was written when it stopped
     with open_store(store) as s:
         records = s.access_log(limit=1000).records
-    assert [r.action for r in records if r.principal == "reader"] == ["get", "list"]
+    assert [r.action for r in records if r.principal == "reader"] == [
+        "get", "list", "denied", "denied"
+    ]  # fmt: skip
     assert [r.action for r in records if r.principal == "auditor"] == [
         "access_log", "access_log_export", "access_log_export",
     ]  # fmt: skip
