@@ -62,7 +62,13 @@ class DecidedFeed:
     def publish(self, pairs: Sequence[Decided]) -> None:
         """The core committed these pairs (the next offsets, in order): wake the readers."""
         with self._cond:
-            if pairs:
+            if pairs and any(out.destroy_key is not None for _, out in pairs):
+                # An erase destroyed keys: what memory holds may carry the plaintext it
+                # shredded. Readers read it all back from storage instead, as tombstones.
+                self._chunks.clear()
+                self._buffered = 0
+                self._committed = pairs[-1][0].offset
+            elif pairs:
                 first = pairs[0][0].offset
                 if first != self._committed + 1:  # a gap: memory no longer continues storage
                     self._chunks.clear()

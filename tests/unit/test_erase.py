@@ -321,3 +321,24 @@ def test_a_legacy_record_opens_and_only_its_subject_can_erase_it(store_dir: Path
         assert out.erased == ("legacy-1",)
         assert s.get("legacy-1", min_offset=out.offset).text is None
         assert _opened(s)["legacy-1"][0] is None
+
+
+@pytest.mark.parametrize("scope", ["memory", "subject"])
+def test_following_the_log_after_an_erase_gives_tombstones(store: MemoryStore, scope: str):
+    """The feed keeps recent decided events in memory; an erase must not leave their
+    plaintext there for a reader that follows from before it."""
+    o = store.create("user/alice", "Alice's secret diagnosis")
+    kept = store.create("user/bob", "Bob's note")
+    store.flush()
+    assert [d for b in store.follow(0, idle=0.1) for d in b][0][0].event.payload is not None
+    if scope == "memory":
+        store.erase(o.memory_id)
+    else:
+        store.erase_subject("user/alice")
+    store.flush()
+    creates = {
+        lg.event.memory_id: lg.event.payload
+        for b in store.follow(0, idle=0.1) for lg, _ in b if lg.event.type == "create"
+    }  # fmt: skip
+    assert creates[o.memory_id] is None
+    assert creates[kept.memory_id].text == "Bob's note"
