@@ -64,16 +64,6 @@ class PrincipalInfo(msgspec.Struct, frozen=True, kw_only=True):
     created_by: str = ""
 
 
-class TokenInfo(msgspec.Struct, frozen=True, kw_only=True):
-    token_id: str
-    principal: str
-    hash: str
-    expires_at: datetime | None = None
-    revoked: bool = False
-    issued_at: datetime | None = None
-    issued_by: str = ""
-
-
 class TokenView(msgspec.Struct, frozen=True, kw_only=True):
     """A token as the rules show it: never its hash."""
 
@@ -83,6 +73,12 @@ class TokenView(msgspec.Struct, frozen=True, kw_only=True):
     revoked: bool = False
     issued_at: datetime | None = None
     issued_by: str = ""
+
+
+class TokenInfo(TokenView, frozen=True, kw_only=True):
+    """A token as the rules keep it: with the argon2 hash of its secret."""
+
+    hash: str
 
 
 class GrantRule(msgspec.Struct, frozen=True, kw_only=True):

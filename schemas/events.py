@@ -342,13 +342,18 @@ class TokenIssue(Payload, frozen=True, kw_only=True):
     reason: ShortText | None = None
 
 
-class TokenRevoke(Payload, frozen=True, kw_only=True):
-    """Revoke the token whose id is the envelope's ``memory_id``."""
+class _Withdrawal(Payload, frozen=True, kw_only=True):
+    """The end of a rule named by the envelope's ``memory_id``, with a readable reason."""
 
-    TYPE: ClassVar[str] = "token_revoke"
     CLEAR: ClassVar[tuple[str, ...]] = ("reason",)
 
     reason: ShortText | None = None
+
+
+class TokenRevoke(_Withdrawal, frozen=True, kw_only=True):
+    """Revoke the token whose id is the envelope's ``memory_id``."""
+
+    TYPE: ClassVar[str] = "token_revoke"
 
 
 class GrantConditions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -379,13 +384,10 @@ class Grant(Payload, frozen=True, kw_only=True):
     reason: ShortText | None = None
 
 
-class Revoke(Payload, frozen=True, kw_only=True):
+class Revoke(_Withdrawal, frozen=True, kw_only=True):
     """Withdraw the grant whose id is the envelope's ``memory_id``."""
 
     TYPE: ClassVar[str] = "revoke"
-    CLEAR: ClassVar[tuple[str, ...]] = ("reason",)
-
-    reason: ShortText | None = None
 
 
 class NamespacePolicy(Payload, frozen=True, kw_only=True):

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from memstream.schemas import generate as js
 from memstream.schemas.codec import EventCodec
-from memstream.schemas.events import EventType, Payload, ShortText, default_registry
+from memstream.schemas.events import EventType, Original, Payload, ShortText, default_registry
 
 from memstream import MalformedEvent, MemoryStore
 
@@ -143,6 +143,7 @@ class ReviseV2(Payload, frozen=True, kw_only=True):
     rationale: ShortText | None = None
     source: str
     vector: list[float] | None = None
+    original: Original | None = None
 
 
 def revise_v1_to_v2(d: dict) -> dict:
