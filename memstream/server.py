@@ -128,6 +128,17 @@ def _print_admin_token(token: str) -> None:
     )
 
 
+def _preload_scanner(store: MemoryStore) -> None:
+    """Load the sensitive-content scanner in the background when a namespace policy will
+    need it, so the first screened write does not wait for its models (a few seconds)."""
+    if any(r.sensitive != "allow" for r in store.backend.policy().policies.values()):
+        from memstream.governance.sensitive import default_scanner
+
+        threading.Thread(
+            target=default_scanner().load, name="memstream-scanner", daemon=True
+        ).start()
+
+
 def bootstrap_admin(store: MemoryStore, name: str = "admin") -> str:
     """Create principal ``name`` with admin on everything, and a token for it (returned)."""
     service, caller = store.service, store.caller
@@ -258,6 +269,7 @@ def run(
         sock = bind_socket(host, port)
         bound_port = sock.getsockname()[1]
         authenticator, admin_token = _authentication(store, auth, read_only)
+        _preload_scanner(store)
         if admin_token is not None:
             (on_admin_token or _print_admin_token)(admin_token)
         app = create_app(store, max_body_bytes=max_body_bytes, auth=authenticator)
