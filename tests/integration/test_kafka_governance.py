@@ -89,7 +89,9 @@ def test_rules_travel_on_the_log_and_every_worker_enforces_them(secured, tmp_pat
 
     # the admin's token works on every worker once their followers read it
     _until(lambda: h2.get("/v1/rules", headers=admin), 200)
-    r = _until(lambda: h1.post("/v1/principals", json={"name": "alice"}, headers=admin), 201)
+    _until(lambda: h1.get("/v1/rules", headers=admin), 200)
+    r = h1.post("/v1/principals", json={"name": "alice"}, headers=admin)
+    assert r.status_code == 200, r.text
     issued = h1.post("/v1/tokens", json={"principal": "alice"}, headers=admin)
     assert issued.status_code == 201, issued.text
     alice = _bearer(issued.json()["token"])
