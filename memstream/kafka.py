@@ -14,6 +14,7 @@ namespace, which names the partition.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ import httpx
 import msgspec
 
 from memstream.client.reads import HttpReads
+from memstream.client.store import TOKEN_ENV
 from memstream.errors import MalformedEvent
 from memstream.operations import Operations, raise_rejections
 from memstream.projections.policy import PolicyState
@@ -51,7 +53,11 @@ class KafkaMemoryStore(Operations, HttpReads):
         actor: str = "sdk",
         api: str | None = None,
         read_timeout: float = 30.0,
+        token: str | None = None,
     ):
+        """``token``: the bearer token of the reads (a principal's; default
+        ``$MEMSTREAM_TOKEN``). Writes go through the requests topic and carry none: whoever
+        may produce there is trusted."""
         self.settings = settings
         self.actor = actor
         self.registry = ev.default_registry()
@@ -70,14 +76,30 @@ class KafkaMemoryStore(Operations, HttpReads):
             raise
         self.url = api or ""
         self.timeout = self.retry_unavailable = read_timeout
-        self._http = httpx.Client(base_url=api, timeout=read_timeout) if api else None  # type: ignore[assignment]
+        token = token or os.environ.get(TOKEN_ENV) or None
+        auth = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = (  # type: ignore[assignment]
+            httpx.Client(base_url=api, timeout=read_timeout, headers=auth) if api else None
+        )
 
     @classmethod
     def connect(
-        cls, bootstrap: str, *, api: str | None = None, actor: str = "sdk", **settings: Any
+        cls,
+        bootstrap: str,
+        *,
+        api: str | None = None,
+        actor: str = "sdk",
+        token: str | None = None,
+        **settings: Any,
     ) -> KafkaMemoryStore:
-        """Connect to the brokers at ``bootstrap`` (``host:port[,host:port]``)."""
-        return cls(KafkaSettings.from_env(bootstrap=bootstrap, **settings), actor=actor, api=api)
+        """Connect to the brokers at ``bootstrap`` (``host:port[,host:port]``); ``token``
+        authenticates the reads at ``api`` (default ``$MEMSTREAM_TOKEN``)."""
+        return cls(
+            KafkaSettings.from_env(bootstrap=bootstrap, **settings),
+            actor=actor,
+            api=api,
+            token=token,
+        )
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()

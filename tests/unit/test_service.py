@@ -187,6 +187,7 @@ def test_an_http_caller_is_the_actor_of_what_it_writes(tmp_path: Path) -> None:
 
 def test_a_worker_serves_the_routes_and_document_of_serve(tmp_path: Path) -> None:
     from memstream.http.worker import worker_api
+    from memstream.settings import SettingsError
 
     codec = EventCodec(default_registry())
     node = SimpleNamespace(codec=codec, settings=SimpleNamespace(partitions=4, requests="r"))
@@ -197,7 +198,12 @@ def test_a_worker_serves_the_routes_and_document_of_serve(tmp_path: Path) -> Non
     )
     loop = asyncio.new_event_loop()
     try:
-        worker = worker_api(app, loop)  # type: ignore[arg-type]
+        # authentication on needs the deployment's cluster token: never made up here
+        with pytest.raises(SettingsError, match="MEMSTREAM_CLUSTER_TOKEN"):
+            worker_api(app, loop)  # type: ignore[arg-type]
+        with pytest.raises(SettingsError, match="at least 32"):
+            worker_api(app, loop, cluster_token="short")  # type: ignore[arg-type]
+        worker = worker_api(app, loop, auth=False)  # type: ignore[arg-type]
         with MemoryStore.open(tmp_path / "s", semantic=False) as store:
             serve = create_app(store)
             assert worker.openapi()["paths"] == serve.openapi()["paths"]
