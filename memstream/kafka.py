@@ -14,6 +14,7 @@ namespace, which names the partition.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
@@ -22,8 +23,10 @@ import httpx
 import msgspec
 
 from memstream.client.reads import HttpReads
+from memstream.client.store import TOKEN_ENV
 from memstream.errors import MalformedEvent
 from memstream.operations import Operations, raise_rejections
+from memstream.projections.policy import PolicyState
 from memstream.queries import AuditQuery, Point
 from memstream.schemas import events as ev
 from memstream.schemas.codec import EventCodec
@@ -34,7 +37,10 @@ from memstream.streams.kafka.settings import KafkaSettings
 
 T = TypeVar("T")
 
-__all__ = ["KafkaMemoryStore", "NotWritten", "OutcomePending"]
+__all__ = ["KafkaMemoryStore", "NotWritten", "OutcomePending", "issue_admin_token"]
+
+#: The actor of the events :func:`issue_admin_token` appends.
+BOOTSTRAP_ACTOR = "memstream.bootstrap"
 
 
 class KafkaMemoryStore(Operations, HttpReads):
@@ -47,7 +53,11 @@ class KafkaMemoryStore(Operations, HttpReads):
         actor: str = "sdk",
         api: str | None = None,
         read_timeout: float = 30.0,
+        token: str | None = None,
     ):
+        """``token``: the bearer token of the reads (a principal's; default
+        ``$MEMSTREAM_TOKEN``). Writes go through the requests topic and carry none: whoever
+        may produce there is trusted."""
         self.settings = settings
         self.actor = actor
         self.registry = ev.default_registry()
@@ -66,14 +76,30 @@ class KafkaMemoryStore(Operations, HttpReads):
             raise
         self.url = api or ""
         self.timeout = self.retry_unavailable = read_timeout
-        self._http = httpx.Client(base_url=api, timeout=read_timeout) if api else None  # type: ignore[assignment]
+        token = token or os.environ.get(TOKEN_ENV) or None
+        auth = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = (  # type: ignore[assignment]
+            httpx.Client(base_url=api, timeout=read_timeout, headers=auth) if api else None
+        )
 
     @classmethod
     def connect(
-        cls, bootstrap: str, *, api: str | None = None, actor: str = "sdk", **settings: Any
+        cls,
+        bootstrap: str,
+        *,
+        api: str | None = None,
+        actor: str = "sdk",
+        token: str | None = None,
+        **settings: Any,
     ) -> KafkaMemoryStore:
-        """Connect to the brokers at ``bootstrap`` (``host:port[,host:port]``)."""
-        return cls(KafkaSettings.from_env(bootstrap=bootstrap, **settings), actor=actor, api=api)
+        """Connect to the brokers at ``bootstrap`` (``host:port[,host:port]``); ``token``
+        authenticates the reads at ``api`` (default ``$MEMSTREAM_TOKEN``)."""
+        return cls(
+            KafkaSettings.from_env(bootstrap=bootstrap, **settings),
+            actor=actor,
+            api=api,
+            token=token,
+        )
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -183,3 +209,65 @@ class KafkaMemoryStore(Operations, HttpReads):
                 "namespace names the partition that holds it"
             )
         return placed[0]
+
+
+def issue_admin_token(
+    settings: KafkaSettings, name: str = "admin", *, timeout: float = 60.0
+) -> tuple[str, str, list[str]]:
+    """Make ``name`` an admin of the whole deployment and issue it a token, through the
+    requests topic (whoever may produce there is trusted like a store's owner).
+
+    Reads the rules from the governance partition first, then appends what is missing: the
+    principal (if absent), a grant of admin on ``*`` (if it holds none), and a new token.
+    Returns ``(token id, token, what was appended)``; the token is shown this once."""
+    from memstream.governance.tokens import hash_secret, new_token
+    from memstream.operations import new_id
+    from memstream.streams.kafka.policy import PolicyFollower
+
+    reason = "the deployment's admin (memstream admin-token)"
+    with KafkaMemoryStore(settings, actor=BOOTSTRAP_ACTOR, read_timeout=timeout) as store:
+        follower = PolicyFollower(settings)
+
+        async def rules() -> PolicyState:
+            await follower.start()
+            try:
+                await follower.caught_up(timeout)
+            finally:
+                await follower.stop()
+            return follower.state
+
+        state = store._run(rules())
+        found = state.principals.get(name)
+        if found is not None and found.disabled:
+            raise ValueError(
+                f"principal {name} is disabled; enable it (memstream principal add {name}) "
+                "or bootstrap another name with --name"
+            )
+        made, events = [], []
+        gov = ev.GOVERNANCE_NAMESPACE
+        if found is None:
+            events.append(store.event("principal", gov, name, {"kind": "user", "reason": reason}))
+            made.append(f"principal {name}")
+        if found is None or not state.allows(name, "admin"):
+            grant_id = "grant-" + new_id()
+            events.append(
+                store.event(
+                    "grant",
+                    gov,
+                    grant_id,
+                    {"to": name, "object": "*", "modes": ["admin"], "reason": reason},
+                )  # fmt: skip
+            )
+            made.append(f"grant {grant_id}: admin on * to {name}")
+        token_id, token = new_token()
+        events.append(
+            store.event(
+                "token_issue",
+                gov,
+                token_id,
+                {"principal": name, "hash": hash_secret(token), "reason": reason},
+            )  # fmt: skip
+        )
+        made.append(f"token {token_id} of {name}")
+        store.append(events, raise_on_reject=True, timeout=timeout)
+    return token_id, token, made

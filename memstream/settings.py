@@ -109,6 +109,17 @@ class WorkerSettings(Settings):
         "http://127.0.0.1:6066",
         description="Any worker's HTTP API, e.g. http://127.0.0.1:6066.",
     )
+    auth: bool = Field(
+        True,
+        description="Require a bearer token on every request but /health: a principal's "
+        "token, or another worker's cluster token. Off: every caller is unchecked and acts as "
+        "the principal it names (local development only; logged).",
+    )
+    cluster_token: str | None = Field(
+        None,
+        description="The secret the workers of one deployment authenticate each other with "
+        "(the same on every worker, at least 32 characters). Required with auth on.",
+    )
 
 
 class BenchSettings(Settings):

@@ -30,6 +30,7 @@ __all__ = [
     "outcome_body",
     "rejected_body",
     "FORWARDED_HEADER",
+    "CHECKED_HEADER",
     "PRINCIPAL_HEADER",
     "BackupRequest",
     "ReplayRequest",
@@ -385,6 +386,9 @@ CONTEXT_HEADERS = {
 }
 #: Header a worker sets on a read it forwards to the partition's owner.
 FORWARDED_HEADER = "X-Memstream-Forwarded"
+#: Header a trusted caller (a worker holding the cluster token) sets to have the principal
+#: it names checked like an authenticated caller: the original caller of a forwarded read.
+CHECKED_HEADER = "X-Memstream-Checked"
 
 
 # -- governance ----------------------------------------------------------------------------

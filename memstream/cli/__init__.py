@@ -85,6 +85,7 @@ for _command in (
     kafka.worker,
     kafka.topics,
     kafka.status,
+    kafka.admin_token,
     kafka.broker,
 ):
     app.command("list" if _command is reads.list_memories else None)(_command)

@@ -57,11 +57,31 @@ def worker(
     loglevel: Annotated[
         str, typer.Option("--loglevel", help="debug, info, warning, error.")
     ] = "info",
+    auth: Annotated[bool, setting(WorkerSettings, "auth", "--auth/--no-auth")] = default(
+        WorkerSettings, "auth"
+    ),
+    cluster_token: Annotated[
+        str | None,
+        setting(
+            WorkerSettings,
+            "cluster_token",
+            "--cluster-token",
+            help="The secret the workers of one deployment authenticate each other with (the "
+            "same on every worker, 32+ characters; prefer the variable to the option, which "
+            "other users of the machine can see). Required with --auth.",
+        ),
+    ] = None,
 ) -> None:
     """Run a Kafka worker: the sequencer and the projectors of the partitions it is given,
     and the read API (any worker answers for any namespace). Stops cleanly on SIGTERM."""
-    from memstream.http.worker import run_worker
+    from memstream.http.worker import check_auth, run_worker
+    from memstream.settings import SettingsError
 
+    try:
+        check_auth(auth, cluster_token)
+    except SettingsError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
     s = _settings(
         bootstrap=bootstrap,
         partitions=partitions,
@@ -78,6 +98,8 @@ def worker(
         advertise=advertise,
         loglevel=loglevel,
         semantic=semantic,
+        auth=auth,
+        cluster_token=cluster_token,
     )
 
 
@@ -112,10 +134,21 @@ def topics(
 def status(
     api: Annotated[str, setting(WorkerSettings, "api", "--api")] = default(WorkerSettings, "api"),
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="MEMSTREAM_TOKEN",
+            help="Bearer token for the workers (a principal's token, or the cluster token).",
+        ),
+    ] = None,
 ) -> None:
     """Every worker of the deployment, its partitions, their offsets and lag."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
-        r = httpx.get(f"{api.rstrip('/')}/v1/status", params={"cluster": "1"}, timeout=15)
+        r = httpx.get(
+            f"{api.rstrip('/')}/v1/status", params={"cluster": "1"}, headers=headers, timeout=15
+        )
         r.raise_for_status()
     except httpx.HTTPError as e:
         err.print(f"[red]error:[/red] no worker answered at {api}: {e}")
@@ -133,6 +166,32 @@ def status(
             state = "catching up" if st["catching_up"] else "serving"
             t.add_row(w["url"], p, str(st["offset"]), str(st["end"]), str(st["lag"]), state)
     out.print(t)
+
+
+def admin_token(
+    bootstrap: BootstrapOpt = None,
+    partitions: PartitionsOpt = None,
+    prefix: PrefixOpt = None,
+    name: Annotated[str, typer.Option("--name", help="The admin principal.")] = "admin",
+) -> None:
+    """Kafka runtime: make a principal admin of the whole deployment and print a new token
+    for it, once. Appends through the requests topic (whoever may produce there is trusted
+    like a store's owner): the principal and its grant of admin on * if missing, and a token."""
+    from memstream.errors import Rejected
+    from memstream.kafka import issue_admin_token
+    from memstream.streams.kafka.policy import PolicyNotReady
+    from memstream.streams.kafka.producer import NotWritten, OutcomePending
+
+    s = _settings(bootstrap=bootstrap, partitions=partitions, prefix=prefix)
+    try:
+        _, token, made = issue_admin_token(s, name)
+    except (ValueError, Rejected, NotWritten, OutcomePending, PolicyNotReady) as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(3) from None
+    for line in made:
+        err.print(f"appended: {line}")
+    err.print(f"the token of {name} (shown once, keep it; `memstream token issue` makes more):")
+    sys.stdout.write(token + "\n")
 
 
 def broker(

@@ -127,12 +127,21 @@ class Authenticator:
       ``server.json``, readable by the account that owns the store's files, which could
       read the files themselves): the store's owner, not checked, as the CLI on the same
       machine calls it;
+    - the cluster token of a Kafka deployment (``cluster_token``, a secret every worker is
+      given): another worker, trusted like the owner, forwarding a call (it names the
+      original caller in headers, to be checked here: :func:`memstream.http.deps.caller_of`);
     - anything else, or nothing: :class:`~memstream.errors.Unauthenticated`.
     """
 
-    def __init__(self, policy: Callable[[], PolicyState], owner_token: str | None = None):
+    def __init__(
+        self,
+        policy: Callable[[], PolicyState],
+        owner_token: str | None = None,
+        cluster_token: str | None = None,
+    ):
         self.policy = policy
         self.owner_token = owner_token
+        self.cluster_token = cluster_token
         self.verifier = TokenVerifier()
 
     def caller(self, authorization: str | None) -> tuple[str | None, bool]:
@@ -147,6 +156,9 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("the Authorization header must read `Bearer <token>`")
+        cluster = self.cluster_token
+        if cluster is not None and hmac.compare_digest(token.encode(), cluster.encode()):
+            return None, False
         owner = self.owner_token
         if owner is not None and token.startswith(OWNER_PREFIX):
             if hmac.compare_digest(token.encode(), owner.encode()):

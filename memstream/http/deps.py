@@ -11,7 +11,7 @@ from memstream.errors import BadRequest
 from memstream.governance.tokens import Authenticator
 from memstream.schemas.events import Context
 from memstream.service import ANONYMOUS, Caller, MemoryService
-from memstream.wire import CONTEXT_HEADERS, FORWARDED_HEADER, PRINCIPAL_HEADER
+from memstream.wire import CHECKED_HEADER, CONTEXT_HEADERS, FORWARDED_HEADER, PRINCIPAL_HEADER
 
 __all__ = [
     "BodyDep", "BodyTooLarge", "CallerDep", "OpenCallerDep", "ServiceDep", "caller_of",
@@ -51,7 +51,10 @@ async def caller_of(request: Request) -> Caller:
     With authentication on (the default of ``memstream serve``), the bearer token names the
     principal, checked on every call (the owner token of the server run: the store's owner,
     acting as ``X-Memstream-Principal``). With authentication explicitly off, the caller is
-    whoever ``X-Memstream-Principal`` names (anonymous without one), unchecked.
+    whoever ``X-Memstream-Principal`` names (anonymous without one), unchecked. A trusted
+    caller (the owner token, a Kafka worker's cluster token, or anyone with authentication
+    off) that sends ``X-Memstream-Checked: 1`` is checked as the principal it names: a
+    worker forwarding a read passes its caller on that way.
     """
     headers = request.headers
     auth: Authenticator | None = request.app.state.auth
@@ -60,6 +63,10 @@ async def caller_of(request: Request) -> Caller:
         principal, enforced = None, False
     else:
         principal, enforced = auth.caller(headers.get("authorization"))
+    if not enforced and principal is None and headers.get(CHECKED_HEADER) == "1":
+        # a trusted caller (another worker, by the cluster token) passing on a checked
+        # caller: the principal it names is checked here as it was there
+        enforced = True
     return Caller(
         principal=principal or headers.get(PRINCIPAL_HEADER) or ANONYMOUS,
         context=_context(request),

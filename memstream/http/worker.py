@@ -19,19 +19,25 @@ import uvicorn
 from fastapi import FastAPI
 from mode import Service
 
+from memstream.governance.tokens import Authenticator
 from memstream.server import SignalFreeServer, bind_socket
 from memstream.service import MemoryService
 from memstream.service.worker import WorkerBackend
+from memstream.settings import SettingsError, WorkerSettings
 from memstream.streams.kafka.producer import NotWritten, OutcomePending
 from memstream.streams.kafka.settings import KafkaSettings
 from memstream.streams.kafka.worker import create_app as create_worker
+from memstream.streams.settings import env_var
 
 from .app import create_app
 from .responses import error
 
-__all__ = ["WorkerApi", "run_worker", "worker_api"]
+__all__ = ["CLUSTER_TOKEN_ENV", "WorkerApi", "check_auth", "run_worker", "worker_api"]
 
 log = logging.getLogger("memstream.worker")
+
+#: The environment variable of the cluster token.
+CLUSTER_TOKEN_ENV = env_var(WorkerSettings, "cluster_token")
 
 #: what the Kafka producer raises, as answers (a write the broker did not take is 503)
 HANDLERS: dict[type[Exception], Any] = {
@@ -51,32 +57,88 @@ def _members(app: faust.App) -> dict[str, list[int]]:
     }
 
 
-def worker_api(app: faust.App, loop: asyncio.AbstractEventLoop) -> FastAPI:
-    """The HTTP API over the worker ``app``'s node (its backend runs coroutines in ``loop``)."""
+#: the shortest cluster token a worker accepts
+MIN_CLUSTER_TOKEN = 32
+
+
+def check_auth(auth: bool, cluster_token: str | None) -> str | None:
+    """The cluster token to use (None with authentication off), or :class:`SettingsError`
+    naming the setting and the fix. Nothing is generated: every worker must be given the
+    same secret."""
+    if not auth:
+        return cluster_token or None
+    if not cluster_token:
+        raise SettingsError(
+            f"{CLUSTER_TOKEN_ENV} is not set: with authentication on, the workers of a "
+            "deployment authenticate each other with a shared secret. Give every worker the "
+            f"same one, e.g. `export {CLUSTER_TOKEN_ENV}=$(python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')`, or run with --no-auth for local development"
+        )
+    if len(cluster_token) < MIN_CLUSTER_TOKEN:
+        raise SettingsError(
+            f"{CLUSTER_TOKEN_ENV} has {len(cluster_token)} characters; use at least "
+            f"{MIN_CLUSTER_TOKEN} random ones (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
+        )
+    return cluster_token
+
+
+def worker_api(
+    app: faust.App,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    auth: bool = True,
+    cluster_token: str | None = None,
+) -> FastAPI:
+    """The HTTP API over the worker ``app``'s node (its backend runs coroutines in ``loop``).
+
+    ``auth`` (default on) requires a bearer token on every request but ``/health``: a
+    principal's token, checked against the rules the node follows from the governance
+    partition, or ``cluster_token``, which the workers forward calls with (the original
+    caller in headers, checked by the receiving worker)."""
+    cluster_token = check_auth(auth, cluster_token)
     backend = WorkerBackend(
         app.memstream,  # type: ignore[attr-defined]
         loop,
         me=str(app.conf.canonical_url),
         members=lambda: _members(app),
+        cluster_token=cluster_token,
     )
-    log.warning(
-        "the Kafka worker's HTTP API does not check its callers yet (governance is enforced "
-        "by `memstream serve` only): serve it to trusted callers, behind your own gateway"
-    )
-    return create_app(MemoryService(backend), handlers=HANDLERS)
+    authenticator = None
+    if auth:
+        authenticator = Authenticator(backend.policy, cluster_token=cluster_token)
+    else:
+        log.warning(
+            "authentication is OFF (--no-auth / MEMSTREAM_AUTH=0): every caller of this "
+            "worker's HTTP API is unchecked and acts as the principal it names; use it for "
+            "local development only"
+        )
+    return create_app(MemoryService(backend), handlers=HANDLERS, auth=authenticator)
 
 
 class WorkerApi(Service):
     """uvicorn serving :func:`worker_api` on the worker's web host and port."""
 
-    def __init__(self, app: faust.App, host: str, port: int, **kw: Any):
+    def __init__(
+        self,
+        app: faust.App,
+        host: str,
+        port: int,
+        *,
+        auth: bool = True,
+        cluster_token: str | None = None,
+        **kw: Any,
+    ):
         super().__init__(**kw)
         self.app, self.host, self.port = app, host, port
+        self.auth, self.cluster_token = auth, cluster_token
         self._server: SignalFreeServer | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def on_start(self) -> None:
-        api = worker_api(self.app, asyncio.get_running_loop())
+        api = worker_api(
+            self.app, asyncio.get_running_loop(), auth=self.auth, cluster_token=self.cluster_token
+        )
         sock = bind_socket(self.host, self.port)
         config = uvicorn.Config(
             api, lifespan="off", access_log=False, server_header=False, log_level="warning",
@@ -107,8 +169,13 @@ def run_worker(
     advertise: str | None = None,
     loglevel: str = "info",
     semantic: bool = True,
+    auth: bool = True,
+    cluster_token: str | None = None,
 ) -> None:
-    """Run a worker in this process until SIGTERM/SIGINT (Faust handles both cleanly)."""
+    """Run a worker in this process until SIGTERM/SIGINT (Faust handles both cleanly).
+
+    ``auth`` and ``cluster_token``: see :func:`worker_api` (checked before anything starts)."""
+    cluster_token = check_auth(auth, cluster_token)
     app = create_worker(
         settings,
         data_dir=data_dir,
@@ -117,7 +184,8 @@ def run_worker(
         advertise=advertise,
         semantic=semantic,
     )
-    worker = faust.Worker(app, WorkerApi(app, web_host, web_port), loglevel=loglevel, quiet=True)
+    api = WorkerApi(app, web_host, web_port, auth=auth, cluster_token=cluster_token)
+    worker = faust.Worker(app, api, loglevel=loglevel, quiet=True)
     # Faust keeps a terminal spinner at levels from WARNING up, and to feed it sets the root
     # logger to DEBUG: every library's debug call then builds a log record (aiokafka's, per
     # batch sent, showed in the worker's profile). A service has no terminal to spin on.

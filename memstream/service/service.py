@@ -290,7 +290,9 @@ class MemoryService:
             limit=check.integer(q.limit, "limit", optional=False, minimum=1, maximum=10_000),
         )
         min_offset = check.integer(min_offset, "min_offset")
-        scope = self.access.scope(caller, self.backend.namespaces())
+        # a named namespace is the only one the page can hold: the scope is computed over it
+        named = {q.namespace} if q.namespace is not None else self.backend.namespaces()
+        scope = self.access.scope(caller, named)
         if scope is not None and (q.namespace is None or q.namespace not in scope[0]):
             if not scope[1] and q.namespace is not None:
                 self.authorize(caller, "read", namespace=q.namespace)
@@ -380,7 +382,10 @@ class MemoryService:
         """``q`` limited to what ``caller`` may read (None: nothing at all). The limit is a
         filter of the search itself: what the caller may not read is never scored, counted
         or returned."""
-        scope = self.access.scope(caller, self.backend.namespaces())
+        # the namespaces a query names bound it: its scope is computed over them (every one
+        # of the store's otherwise; on Kafka, those every worker reports)
+        named = q.namespaces if q.namespaces is not None else self.backend.namespaces()
+        scope = self.access.scope(caller, named)
         if scope is None:
             return dataclasses.replace(q, scope=None)
         whole, ones = scope

@@ -33,7 +33,7 @@ from memstream.errors import BadRequest, PartitionUnavailable, SearchDisabled, U
 from memstream.projections import reads
 from memstream.projections.embedding import embed_query
 from memstream.projections.policy import PolicyState
-from memstream.projections.search import SearchQuery
+from memstream.projections.search import SearchQuery, in_scope
 from memstream.queries import AuditQuery, ListQuery, Point
 from memstream.schemas.events import Event, Original
 from memstream.schemas.memcube import MemState, Outcome
@@ -41,15 +41,18 @@ from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Ve
 from memstream.streams.feed import DecidedFeed
 from memstream.streams.kafka.node import Node
 from memstream.streams.kafka.partitioning import partition_of
+from memstream.streams.kafka.policy import PolicyNotReady
 from memstream.streams.kafka.shard import Shard
 from memstream.streams.log import ChainBreak
-from memstream.wire import CONTEXT_HEADERS, FORWARDED_HEADER, SearchRequest
+from memstream.wire import CHECKED_HEADER, CONTEXT_HEADERS, FORWARDED_HEADER, SearchRequest
 
 from .caller import Caller
 
 __all__ = ["WorkerBackend"]
 
 T = TypeVar("T")
+#: How long a worker reuses the namespaces its peers reported (seconds).
+NAMESPACES_TTL = 1.0
 _NO_LOG = (
     "a Kafka deployment's log is its events topic, not this worker's: back up or replay the "
     "topic (each partition's audit chains its records)"
@@ -57,11 +60,17 @@ _NO_LOG = (
 
 
 class _Peer(HttpReads):
-    """Another worker's HTTP API, read on behalf of ``caller``."""
+    """Another worker's HTTP API, read on behalf of ``caller``: authenticated with the
+    cluster token (when there is one), naming the caller, its call context and whether it
+    is checked, so that the receiving worker checks the same caller."""
 
-    def __init__(self, http: httpx.Client, url: str, caller: Caller):
+    def __init__(self, http: httpx.Client, url: str, caller: Caller, cluster_token: str | None):
         self._http, self.url, self.actor, self.timeout = http, url, caller.principal, 30.0
         self._headers = {FORWARDED_HEADER: "1"}
+        if cluster_token is not None:
+            self._headers["authorization"] = f"Bearer {cluster_token}"
+        if caller.enforced:
+            self._headers[CHECKED_HEADER] = "1"
         for name, header in CONTEXT_HEADERS.items():
             if (value := getattr(caller.context, name)) is not None:
                 self._headers[header] = value
@@ -86,8 +95,10 @@ class WorkerBackend:
         me: str,
         members: Callable[[], dict[str, list[int]]],
         read_wait: float = 10.0,
+        cluster_token: str | None = None,
     ):
         self.node = node
+        self.cluster_token = cluster_token
         self.codec = node.codec
         self.partitions = node.settings.partitions
         self.loop = loop
@@ -97,6 +108,7 @@ class WorkerBackend:
         self._clients: dict[str, httpx.Client] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(8, thread_name_prefix="memstream-gather")
+        self._peer_namespaces: tuple[float, frozenset[str]] | None = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -126,7 +138,7 @@ class WorkerBackend:
             client = self._clients.get(url)
             if client is None:
                 client = self._clients[url] = httpx.Client(base_url=url, timeout=30.0)
-        return _Peer(client, url, caller)
+        return _Peer(client, url, caller, self.cluster_token)
 
     def _remote(self, p: int, caller: Caller) -> _Peer:
         """The owner of partition ``p`` (not this worker), to forward a read to."""
@@ -301,7 +313,9 @@ class WorkerBackend:
         except LookupError as e:
             raise PartitionUnavailable(str(e), error="catching_up") from None
         for future in asked:
-            hits += future.result()
+            # the owner checked the caller itself; what it sent back is held to the scope here
+            # too (a peer started without authentication would not have)
+            hits += [h for h in future.result() if _within(h, q)]
         # each partition ranked its own memories; merged by fused score, then similarity
         hits.sort(key=lambda h: (-h.score, -(h.semantic_score or 0.0), h.memory.memory_id))
         return hits[: q.k]
@@ -335,14 +349,38 @@ class WorkerBackend:
     def head(self) -> int:
         raise Unsupported(_NO_LOG)
 
-    # Governance is not served by Kafka workers yet: their callers are not authenticated
-    # (memstream/http/worker.py says so at start), so no rule is ever asked of them here.
+    # -- governance: the rules as this worker's follower of their partition has them --------------
+
+    def _policy_ready(self) -> None:
+        try:
+            self.node.policy.wait_ready(self.read_wait)
+        except PolicyNotReady as e:
+            raise PartitionUnavailable(
+                str(e), partition=self.node.policy.partition, error="catching_up",
+                offset=e.offset, lag=max(0, e.wanted - e.offset),
+            ) from None  # fmt: skip
 
     def policy(self) -> PolicyState:
-        return PolicyState()
+        """The rules in force, once the follower has read the governance partition up to
+        the end it had at the worker's start (503 until then, after ``read_wait``)."""
+        self._policy_ready()
+        return self.node.policy.state
 
     def policy_at(self, as_of: Point) -> PolicyState:
-        return PolicyState()
+        """The rules as they stood at an offset of the governance partition (of the events
+        topic, as ``rules().offset`` and the governance audit show them), or at a time."""
+        self._policy_ready()
+        follower = self.node.policy
+        if isinstance(as_of, datetime):
+            return PolicyState.fold(follower.rows_until(_micros(as_of)))
+        try:
+            follower.wait_for(as_of, self.read_wait)
+        except PolicyNotReady as e:
+            raise PartitionUnavailable(
+                str(e), partition=follower.partition, error="catching_up", offset=e.offset,
+                lag=max(0, e.wanted - e.offset),
+            ) from None  # fmt: skip
+        return PolicyState.fold(follower.rows(as_of))
 
     def decided(self, memory_id: str) -> MemState | None:
         """The memory's decided state, if a shard this worker owns holds it (a memory of
@@ -357,10 +395,51 @@ class WorkerBackend:
         raise Unsupported("reading a redacted memory's original is not served by Kafka workers yet")
 
     def governance_log(self) -> list[tuple[int, str, str, str, int, dict[str, Any]]]:
-        return []
+        self._policy_ready()
+        return self.node.policy.rows()
+
+    def own_namespaces(self) -> frozenset[str]:
+        """The namespaces of the partitions this worker owns now."""
+        out: frozenset[str] = frozenset()
+        for shard in list(self.node.shards.values()):
+            out = out | shard.state.namespaces
+        return out
 
     def namespaces(self) -> frozenset[str]:
-        return frozenset()
+        """Every namespace of the deployment: this worker's and what each peer reports for
+        its own (asked in parallel, remembered for ``NAMESPACES_TTL`` seconds). A caller's
+        search scope is computed over them (plus the namespaces a query names)."""
+        mine = self.own_namespaces()
+        now = time.monotonic()
+        with self._lock:
+            cached = self._peer_namespaces
+        if cached is not None and now - cached[0] < NAMESPACES_TTL:
+            return mine | cached[1]
+        urls = [u.rstrip("/") for u in self.members() if u.rstrip("/") != self.me]
+        system = Caller(principal="memstream.worker")
+
+        def ask(url: str) -> frozenset[str]:
+            try:
+                got = self._peer(url, system).status()
+            except Exception:  # a peer that does not answer serves no search now either
+                return frozenset()
+            return frozenset(got.get("namespaces") or ())
+
+        theirs: frozenset[str] = frozenset()
+        for found in self._pool.map(ask, urls):
+            theirs = theirs | found
+        with self._lock:
+            self._peer_namespaces = (now, theirs)
+        return mine | theirs
+
+    def placement(self, memory_id: str) -> tuple[str, str | None] | None:
+        """(namespace, subject) of a memory of a partition owned here; None otherwise (a
+        read on a worker names its namespace)."""
+        for shard in list(self.node.shards.values()):
+            m = shard.state.memories.get(memory_id)
+            if m is not None:
+                return m.namespace, m.subject
+        return None
 
     def health(self) -> dict[str, Any]:
         from memstream import __version__
@@ -371,21 +450,34 @@ class WorkerBackend:
         st = self._run(self.node.status())
         return {**st, "url": self.me, "host": socket.gethostname()}
 
+    def _peer_status(self, caller: Caller) -> dict[str, Any]:
+        """Own status; to a peer's unchecked call (the cluster token) also the namespaces
+        of the partitions owned here, for its callers' search scopes."""
+        st = self._own_status()
+        if caller.forwarded and not caller.enforced:
+            st["namespaces"] = sorted(self.own_namespaces())
+        return st
+
     def ready(self) -> tuple[bool, dict[str, Any]]:
         st = self._own_status()
         behind = sorted(int(p) for p, v in st["partitions"].items() if v["catching_up"])
-        ready = st["started"] and not behind
+        rules = st.get("governance", {}).get("ready", False)
+        ready = st["started"] and not behind and rules
         body = {"ready": ready, "status": "ready" if ready else "unavailable", **st}
         if not ready:
             body["error"] = "unavailable"
             body["message"] = (
-                f"partitions {behind} are catching up" if behind else "the worker is starting"
+                "the worker is starting"
+                if not st["started"]
+                else f"partitions {behind} are catching up"
+                if behind
+                else "the governance rules are still being read"
             )
         return ready, body
 
     def status(self, caller: Caller, cluster: bool) -> dict[str, Any]:
         if not cluster:
-            return self._own_status()
+            return self._peer_status(caller)
         # every member the assignor knows of (including this one), asked in parallel
         urls = sorted(u.rstrip("/") for u in self.members()) or [self.me]
 
@@ -404,3 +496,20 @@ class WorkerBackend:
 
     def replay_copy(self, into: Path, to: Point | None) -> dict[str, Any]:
         raise Unsupported(_NO_LOG)
+
+
+def _micros(when: datetime) -> int:
+    """µs since the epoch of an aware time (how the follower keeps ``recorded_at``)."""
+    if when.tzinfo is None:
+        raise BadRequest(
+            "as_of must carry a timezone (e.g. 2026-01-01T00:00:00Z)", field="query.as_of"
+        )
+    return int(when.timestamp() * 1_000_000)
+
+
+def _within(hit: SearchHit, q: SearchQuery) -> bool:
+    """Whether a peer's hit is within the namespaces and the caller's scope ``q`` names."""
+    m = hit.memory
+    if q.namespaces is not None and m.namespace not in q.namespaces:
+        return False
+    return q.scope is None or in_scope(m, q.scope)

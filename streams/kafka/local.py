@@ -9,6 +9,7 @@ consumer group, so deployments on the same broker never see each other.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -31,9 +32,15 @@ class WorkerProcess:
     data: Path
     process: subprocess.Popen[bytes]
     log: Path
+    #: the credential the deployment's own calls carry (its cluster token; None: no auth)
+    token: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
 
     def status(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/v1/status", timeout=5).json()
+        return httpx.get(f"{self.url}/v1/status", headers=self.headers, timeout=5).json()
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -47,6 +54,14 @@ class LocalDeployment:
     session_timeout: float = 6.0
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
     workers: list[WorkerProcess] = field(default_factory=list)
+    #: whether the workers require bearer tokens (they then share a fresh cluster token,
+    #: given to each through its environment); off: started with authentication off
+    auth: bool = False
+    cluster_token: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.auth and self.cluster_token is None:
+            self.cluster_token = secrets.token_urlsafe(32)
 
     @property
     def settings(self) -> KafkaSettings:
@@ -68,6 +83,8 @@ class LocalDeployment:
             "MEMSTREAM_KAFKA_PARTITIONS": str(s.partitions),
             "MEMSTREAM_KAFKA_GROUP": s.group,
             "MEMSTREAM_KAFKA_SESSION_TIMEOUT": str(s.session_timeout),
+            "MEMSTREAM_AUTH": "1" if self.auth else "0",
+            "MEMSTREAM_CLUSTER_TOKEN": self.cluster_token or "",
             **extra,
         }
 
@@ -85,7 +102,8 @@ class LocalDeployment:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        w = WorkerProcess(name, f"http://127.0.0.1:{port}", data, proc, log)
+        token = self.cluster_token if self.auth else None
+        w = WorkerProcess(name, f"http://127.0.0.1:{port}", data, proc, log, token)
         self.workers.append(w)
         return w
 

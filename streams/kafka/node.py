@@ -35,6 +35,7 @@ from memstream.streams.sealing import Sealer
 
 from . import clients
 from .keys import SharedKeys
+from .policy import PolicyFollower
 from .producer import KafkaPublisher
 from .records import KRecord, encode_outcomes
 from .sequencer import Sequencer
@@ -86,6 +87,8 @@ class Node:
         self.sealer = Sealer(self.keystore, self.codec)
         self.keys = SharedKeys(settings, self.keystore, on_destroyed=self.sealer.forget)
         self.sequencer = Sequencer(self.codec, self.sealer, settings.requests, settings.partitions)
+        #: the governance rules, followed from their partition (every worker checks callers)
+        self.policy = PolicyFollower(settings, self.sealer)
         self.shards: dict[int, Shard] = {}
         self.locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.owned: set[int] = set()
@@ -115,6 +118,7 @@ class Node:
         self.producer = clients.producer(s)
         await self.producer.start()
         await self.keys.start()
+        await self.policy.start()
         self.log_id = f"kafka:{await self.keys.identity()}:{s.events}"
         await self.publisher.start()
         if self.semantic:
@@ -146,6 +150,7 @@ class Node:
                 if shard is not None:
                     shard.close()
         await self.keys.stop()
+        await self.policy.stop()
         await self.publisher.stop()
         await self.processors.unshare()
         if self.semantic:
@@ -452,6 +457,7 @@ class Node:
             "log_id": self.log_id,
             "partitions": parts,
             "applied_events": self.applied_events,
+            "governance": self.policy.status(),
         }
         if self.semantic:
             out["semantic"] = {

@@ -13,6 +13,7 @@ from unittest import mock
 
 import pytest
 from fastapi.testclient import TestClient
+from memstream.projections.policy import PolicyState
 from memstream.schemas.codec import EventCodec
 from memstream.schemas.events import Context, default_registry
 
@@ -122,17 +123,25 @@ def test_every_service_entry_point_passes_authorize_before_the_backend() -> None
         service.access.check_admin_over.side_effect = lambda *a, _o=order, **k: _o.append(
             "authorize:admin"
         )
-        for method in ("append", "policy", "policy_at", "governance_log", "original", "get", "history", "list_memories", "audit", "search", "verify", "flush", "checkpoint",
+        # the rules in force are read by the checks themselves (and are what ``rules`` reads)
+        backend.policy.side_effect = lambda _o=order: _o.append("rules") or PolicyState()
+        for method in ("append", "policy_at", "governance_log", "original", "get", "history", "list_memories", "audit", "search", "verify", "flush", "checkpoint",
                        "head", "health", "ready", "status", "backup", "replay_copy",
                        "feed", "run_retention"):  # fmt: skip
             getattr(backend, method).side_effect = lambda *a, _o=order, **k: _o.append("backend")
         backend.feed.side_effect = lambda _o=order: _o.append("backend") or mock.MagicMock()
         call(service, caller, events)
         assert order and order[0].startswith("authorize:"), name
-        assert order[-1] == "backend" and "backend" not in order[:-1], (name, order)
+        reads_rules = name in ("rules", "who_can")  # the rules are what they read
+        read = order if reads_rules else [o for o in order if o != "rules"]
+        assert read[-1] in ("backend", "rules") and "backend" not in read[:-1], (name, order)
     # a write is authorized per event
     seen: list[tuple] = []
-    service = MemoryService(mock.MagicMock(codec=codec, **{"vector_dim.return_value": None}))
+    service = MemoryService(
+        mock.MagicMock(
+            codec=codec, **{"vector_dim.return_value": None, "policy.return_value": PolicyState()}
+        )
+    )
     service.authorize = lambda who, action, **kw: seen.append((action, kw))  # type: ignore[method-assign]
     service.append(caller, events)
     assert [a for a, _ in seen] == ["write", "write"]
@@ -188,6 +197,7 @@ def test_an_http_caller_is_the_actor_of_what_it_writes(tmp_path: Path) -> None:
 
 def test_a_worker_serves_the_routes_and_document_of_serve(tmp_path: Path) -> None:
     from memstream.http.worker import worker_api
+    from memstream.settings import SettingsError
 
     codec = EventCodec(default_registry())
     node = SimpleNamespace(codec=codec, settings=SimpleNamespace(partitions=4, requests="r"))
@@ -198,7 +208,12 @@ def test_a_worker_serves_the_routes_and_document_of_serve(tmp_path: Path) -> Non
     )
     loop = asyncio.new_event_loop()
     try:
-        worker = worker_api(app, loop)  # type: ignore[arg-type]
+        # authentication on needs the deployment's cluster token: never made up here
+        with pytest.raises(SettingsError, match="MEMSTREAM_CLUSTER_TOKEN"):
+            worker_api(app, loop)  # type: ignore[arg-type]
+        with pytest.raises(SettingsError, match="at least 32"):
+            worker_api(app, loop, cluster_token="short")  # type: ignore[arg-type]
+        worker = worker_api(app, loop, auth=False)  # type: ignore[arg-type]
         with MemoryStore.open(tmp_path / "s", semantic=False) as store:
             serve = create_app(store)
             assert worker.openapi()["paths"] == serve.openapi()["paths"]
