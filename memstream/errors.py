@@ -36,6 +36,7 @@ from memstream.streams.sealing import RecordCorrupt
 __all__ = [
     "Forbidden",
     "SensitiveContent",
+    "NamesUnavailable",
     "Unauthenticated",
     "MalformedEvent",
     "EventTooLarge",
@@ -210,6 +211,11 @@ class SensitiveContent(ValueError):
     def __init__(self, message: str, *, findings: dict | None = None, index: int | None = None):
         self.findings, self.index = findings or {}, index
         super().__init__(message)
+
+
+class NamesUnavailable(RuntimeError):
+    """Person names were required of the sensitive-content scanner, but the spaCy model
+    that finds them is not installed (the message names the package)."""
 
 
 class Forbidden(PermissionError):

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from importlib import metadata as _metadata
 from typing import Any
 
+from memstream.errors import NamesUnavailable
+
 __all__ = [
     "NAME_MODEL",
     "THRESHOLDS",
@@ -87,10 +89,6 @@ PRIORITY: dict[str, int] = {
     "secret": 9, "card": 8, "iban": 8, "crypto": 8, "email": 7, "national_id": 6,
     "ip": 5, "phone": 4, "person": 2,
 }  # fmt: skip
-
-
-class NamesUnavailable(RuntimeError):
-    """Person names were required but the spaCy model that finds them is not installed."""
 
 
 @dataclass(frozen=True, slots=True)
