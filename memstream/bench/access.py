@@ -38,7 +38,7 @@ from memstream.service import Caller
 
 from . import search as sb
 from .common import BenchError, Reporter, Scratch, clean_heap, scaled, spread
-from .search_data import VectorCache, build_corpus, default_cache_dir
+from .search_data import default_cache_dir, embedded_corpus
 
 BASE_MEMORIES = 100_000
 MIN_MEMORIES = 500
@@ -105,17 +105,8 @@ def run(
     n_questions = scaled(sb.BASE_QUESTIONS, scale, sb.MIN_QUESTIONS)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     model = LazyEmbedder()
-    reporter.note(f"access: building the search corpus of {n:,} memories")
-    corpus = build_corpus(n, seed, n_questions)
-    cached = VectorCache(cache_dir, model)
-    try:
-        questions = [q.question for q in corpus.questions]
-        missing = cached.missing(corpus.texts + questions)
-        with reporter.task("access: embedding (cache misses)", missing) as tick:
-            vectors = cached.vectors(corpus.texts, tick)
-            queries = cached.vectors(questions, tick)
-    finally:
-        cached.close()
+    got = embedded_corpus("access", n, seed, n_questions, model, cache_dir, reporter)
+    corpus, questions, vectors, queries = got.corpus, got.questions, got.vectors, got.queries
     selective = set(random.Random(f"selective:{seed}").sample(range(n), max(1, n // 100)))
     path = scratch.new("store")
     ids, _ = sb._write_store(path, corpus, selective)

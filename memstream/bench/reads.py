@@ -43,7 +43,7 @@ from memstream.sdk import MemoryStore, new_id
 
 from . import search as sb
 from .common import BenchError, Reporter, Scratch, Stopwatch, clean_heap, scaled, spread
-from .search_data import VectorCache, build_corpus, default_cache_dir
+from .search_data import default_cache_dir, embedded_corpus
 
 BASE_MEMORIES = 100_000
 MIN_MEMORIES = 1_000
@@ -312,17 +312,8 @@ def _filtered(
     n_questions = scaled(sb.BASE_QUESTIONS, scale, sb.MIN_QUESTIONS)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     model = LazyEmbedder()
-    reporter.note(f"reads: building the search corpus of {n:,} memories")
-    corpus = build_corpus(n, seed, n_questions)
-    cached = VectorCache(cache_dir, model)
-    try:
-        questions = [q.question for q in corpus.questions]
-        missing = cached.missing(corpus.texts + questions)
-        with reporter.task("reads: embedding (cache misses)", missing) as tick:
-            vectors = cached.vectors(corpus.texts, tick)
-            queries = cached.vectors(questions, tick)
-    finally:
-        cached.close()
+    got = embedded_corpus("reads", n, seed, n_questions, model, cache_dir, reporter)
+    corpus, questions, vectors, queries = got.corpus, got.questions, got.vectors, got.queries
     rng = random.Random(f"selective:{seed}")
     selective = set(rng.sample(range(n), max(1, round(n * sb.SELECTIVE_SHARE))))
     tenth = set(random.Random(f"tenth:{seed}").sample(range(n), round(n * 0.1)))

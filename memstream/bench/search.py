@@ -68,7 +68,7 @@ from .common import (
     spread,
     store_counts,
 )
-from .search_data import Corpus, VectorCache, build_corpus, default_cache_dir
+from .search_data import Corpus, default_cache_dir, embedded_corpus
 
 BASE_MEMORIES = 100_000
 MIN_MEMORIES = 200
@@ -590,25 +590,9 @@ def run(
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     model = LazyEmbedder()
 
-    reporter.note(f"search: building the corpus of {n:,} memories")
-    corpus = build_corpus(n, seed, n_questions)
-    cached = VectorCache(cache_dir, model)
-    try:
-        questions = [q.question for q in corpus.questions]
-        missing = cached.missing(corpus.texts + questions)
-        reporter.note(
-            f"search: vectors cached in {cache_dir}: {n + len(questions) - missing:,}; "
-            f"to embed: {missing:,}"
-        )
-        with (
-            Stopwatch() as embed_sw,
-            reporter.task("search: embedding (cache misses)", missing) as tick,
-        ):
-            vectors = cached.vectors(corpus.texts, tick)
-            queries = cached.vectors(questions, tick)
-        embedded_now = cached.embedder.texts_embedded
-    finally:
-        cached.close()
+    got = embedded_corpus("search", n, seed, n_questions, model, cache_dir, reporter)
+    corpus, questions, vectors, queries = got.corpus, got.questions, got.vectors, got.queries
+    embedded_now = got.embedded_now
 
     rng = random.Random(f"selective:{seed}")
     selective = sorted(rng.sample(range(n), max(1, round(n * SELECTIVE_SHARE))))
@@ -691,7 +675,7 @@ def run(
         "builds": builds,
         "setup": {
             "corpus_vectors_embedded_this_run": embedded_now,
-            "embedding_seconds_this_run": embed_sw.seconds,
+            "embedding_seconds_this_run": got.embed_seconds,
             "store_write_seconds": write_sw.seconds,
             "counts": counts,
             "counts_after": {k: v for k, v in final_counts.items() if k != "digest"},

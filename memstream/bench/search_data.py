@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -144,3 +146,48 @@ class VectorCache:
 
     def close(self) -> None:
         self.cache.close()
+
+
+@dataclass
+class EmbeddedCorpus:
+    """A search corpus with the vectors of its texts and of its questions (cached)."""
+
+    corpus: Corpus
+    questions: list[str]
+    vectors: npt.NDArray[np.float32]
+    queries: npt.NDArray[np.float32]
+    #: texts embedded by this run (cache misses), and the time that took
+    embedded_now: int
+    embed_seconds: float
+
+
+def embedded_corpus(
+    label: str,
+    n: int,
+    seed: int,
+    n_questions: int,
+    model: LazyEmbedder,
+    cache_dir: Path,
+    reporter: Any,
+) -> EmbeddedCorpus:
+    """The corpus of ``n`` memories for suite ``label`` and every vector it needs, the
+    missing ones embedded into the bench's cache (with progress on ``reporter``)."""
+    reporter.note(f"{label}: building the search corpus of {n:,} memories")
+    corpus = build_corpus(n, seed, n_questions)
+    cached = VectorCache(cache_dir, model)
+    try:
+        questions = [q.question for q in corpus.questions]
+        missing = cached.missing(corpus.texts + questions)
+        reporter.note(
+            f"{label}: vectors cached in {cache_dir}: {n + len(questions) - missing:,}; "
+            f"to embed: {missing:,}"
+        )
+        start = time.perf_counter()
+        with reporter.task(f"{label}: embedding (cache misses)", missing) as tick:
+            vectors = cached.vectors(corpus.texts, tick)
+            queries = cached.vectors(questions, tick)
+        seconds = time.perf_counter() - start
+        embedded = cached.embedder.texts_embedded
+    finally:
+        cached.close()
+    return EmbeddedCorpus(corpus, questions, vectors, queries, embedded, seconds)

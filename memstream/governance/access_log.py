@@ -27,6 +27,7 @@ queued, so a query sees every read recorded before it.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hashlib
 import logging
@@ -761,7 +762,7 @@ _DESCRIBE: dict[str, Callable[[AccessLog, Any, dict[str, Any], Any], Description
 # -- the SDKs' methods --------------------------------------------------------------------------------
 
 
-class AccessLogReads:
+class AccessLogReads(abc.ABC):
     """``access_log`` and ``export_access_log``, the same on every SDK that has them (the
     embedded store, the HTTP client); each implements the two hooks."""
 
@@ -817,8 +818,10 @@ class AccessLogReads:
                 raise BadRequest(f"out: {path} is a directory; name a file to write", field="out")
         return write_export(self._export_access_log(q, fmt), out, fmt)
 
+    @abc.abstractmethod
     def _access_log(self, q: AccessQuery) -> AccessPage:
-        raise NotImplementedError
+        """A page of the log (each SDK: from its service, or over HTTP)."""
 
+    @abc.abstractmethod
     def _export_access_log(self, q: AccessQuery, fmt: str) -> Iterator[str]:
-        raise NotImplementedError
+        """The export's text, a chunk at a time."""
