@@ -277,11 +277,25 @@ class AddRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ] = None
     memory_id: Annotated[_Id | None, msgspec.Meta(description="Default: a new UUIDv7.")] = None
     context: Annotated[Context | None, _CONTEXT] = None
+    ttl_seconds: Annotated[
+        Annotated[int, msgspec.Meta(gt=0)] | None,
+        msgspec.Meta(description="Expire it this many seconds after it is created."),
+    ] = None
+    expires_at: Annotated[
+        Annotated[datetime, msgspec.Meta(tz=True)] | None,
+        msgspec.Meta(description="Expire it at this time (with a timezone)."),
+    ] = None
+    retention_days: Annotated[
+        Annotated[int, msgspec.Meta(gt=0)] | None,
+        msgspec.Meta(description="Erase it this many days after it expires."),
+    ] = None
 
     def apply(self, ops: Any) -> Outcome:
         return ops.create(
             self.namespace, self.text, tags=self.tags, metadata=self.metadata,
             subject=self.subject, memory_id=self.memory_id, context=self.context,
+            ttl_seconds=self.ttl_seconds, expires_at=self.expires_at,
+            retention_days=self.retention_days,
         )  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from .common import (
     StoreOpt,
     UrlOpt,
     out,
+    point_option,
     print_json,
     progress_bar,
     reported,
@@ -303,6 +304,16 @@ def add(
     memory_id: Annotated[
         str | None, typer.Option("--id", help="The memory's id; default a new UUIDv7.")
     ] = None,
+    ttl: Annotated[
+        int | None, typer.Option("--ttl", min=1, help="Expire it this many seconds from now.")
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Expire it at this RFC 3339 time.")
+    ] = None,
+    retention_days: Annotated[
+        int | None,
+        typer.Option("--retention-days", min=1, help="Erase it this many days after it expires."),
+    ] = None,
     store: StoreOpt = DEFAULT_STORE,
     url: UrlOpt = None,
     json_out: JsonOpt = False,
@@ -310,10 +321,14 @@ def add(
     """Create a memory from a namespace and a text; print its id and outcome."""
     with reported(json_out):
         metadata = _metadata(meta)
+        expires_at = point_option(expires, "--expires")
+        if isinstance(expires_at, int):
+            raise typer.BadParameter("expected a time with a timezone", param_hint="--expires")
         with open_store(store, url, create=True) as target:
             o = target.create(
                 namespace, text, tags=tag or [], metadata=metadata, subject=subject,
-                memory_id=memory_id,
+                memory_id=memory_id, ttl_seconds=ttl, expires_at=expires_at,
+                retention_days=retention_days,
             )  # fmt: skip
         _done(o, json_out, f"added memory {o.memory_id} to {namespace}")
 

@@ -71,3 +71,17 @@ def test_serve_expires_in_the_background_and_the_cli_goes_through_it(tmp_path, c
         m = http.get("/v1/memories/gone", params={"min_offset": due["offset"]}).json()
     assert m["state"] == "erased" and m["text"] is None
     assert server.stop() == 0, server.log()
+
+
+def test_add_takes_a_ttl_an_expiry_time_and_retention(tmp_path, cli):
+    store = str(tmp_path / "store")
+    r = cli("add", "user/kim", "parking spot 12", "--ttl", "3600", "--expires",
+            "2031-01-01T00:00:00Z", "--retention-days", "7", "--store", store, "--json")  # fmt: skip
+    assert r.code == 0, r.stderr
+    r = cli("get", r.json()["memory_id"], "--store", store, "--json")
+    got = r.json()
+    assert (got["ttl_seconds"], got["retention_days"], got["expires_at"]) == (
+        3600, 7, "2031-01-01T00:00:00Z"
+    )  # fmt: skip
+    r = cli("add", "user/kim", "x", "--expires", "tomorrow", "--store", store)
+    assert r.code == 2 and "--expires" in r.stderr

@@ -326,3 +326,16 @@ def test_a_refusal_and_an_export_are_in_the_access_log(store: MemoryStore, tmp_p
     ]
     (export,) = store.access_log(action="audit_export").records
     assert export.namespaces == ["clinic/diagnoses"] and export.principal == "sdk"
+
+
+def test_one_line_writes_take_a_ttl_an_expiry_time_and_retention(store: MemoryStore) -> None:
+    client = TestClient(create_app(store))
+    body = {"namespace": "user/alice", "text": "parking spot 12 today",
+            "ttl_seconds": 3600, "expires_at": "2031-01-01T00:00:00Z", "retention_days": 7}  # fmt: skip
+    r = client.post("/v1/memories", json=body)
+    assert r.status_code == 201, r.text
+    m = store.get(r.json()["memory_id"], min_offset=r.json()["offset"])
+    assert (m.ttl_seconds, m.retention_days) == (3600, 7)
+    assert m.expires_at == datetime(2031, 1, 1, tzinfo=UTC)
+    r = client.post("/v1/memories", json={**body, "expires_at": "2031-01-01T00:00:00"})
+    assert r.status_code == 400 and "expires_at" in r.json()["field"]
