@@ -31,15 +31,18 @@ from memstream.errors import (
     StoreLocked,
     StoreReadOnly,
     SubjectMismatch,
+    SubscriptionClosed,
+    TermsViolated,
     Unauthenticated,
     UnknownMemory,
     UnknownSubject,
+    UnknownSubscription,
     Unsupported,
     VersionConflict,
 )
 from memstream.schemas.events import Context, Event
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditEntry, AuditPage, Memory, Version
+from memstream.schemas.views import AuditEntry, AuditPage, Delivery, Heartbeat, Memory, Version
 from memstream.sdk import AsyncMemoryStore, MemoryStore, new_id
 
 __version__ = "0.1.0"
@@ -49,7 +52,9 @@ __all__ = [
     "AuditEntry",
     "AuditPage",
     "Context",
+    "Delivery",
     "Event",
+    "Heartbeat",
     "Memory",
     "MemoryStore",
     "Outcome",
@@ -87,6 +92,9 @@ __all__ = [
     "UnknownSubject",
     "Unsupported",
     "VersionConflict",
+    "SubscriptionClosed",
+    "TermsViolated",
+    "UnknownSubscription",
     # the Kafka runtime's (loaded on first use: they import its client)
     "NotWritten",
     "OutcomePending",

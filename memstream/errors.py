@@ -35,6 +35,9 @@ from memstream.streams.sealing import RecordCorrupt
 
 __all__ = [
     "Forbidden",
+    "UnknownSubscription",
+    "SubscriptionClosed",
+    "TermsViolated",
     "SensitiveContent",
     "NamesUnavailable",
     "Unauthenticated",
@@ -232,3 +235,29 @@ class Unauthenticated(PermissionError):
 
 class Unsupported(RuntimeError):
     """An operation this backend does not offer (a backup of a Kafka deployment's worker)."""
+
+
+class UnknownSubscription(LookupError):
+    """No subscription (or publication) of that name (HTTP 404 ``not_found``)."""
+
+    def __init__(self, message: str, *, name: str):
+        self.name = name
+        super().__init__(message)
+
+
+class SubscriptionClosed(RuntimeError):
+    """The subscription being consumed was deleted (or created again), or the store
+    closed: open it again (HTTP 410 ``closed``)."""
+
+
+class TermsViolated(PermissionError):
+    """A publication's terms refuse this: it expired (``term="expires_at"``), was
+    withdrawn (``withdrawn``), the subscriber is not among those it is published to
+    (``to``), or its deliveries per period are used up (``max_deliveries``, with
+    ``retry_after`` seconds). HTTP 403, or 429 with ``Retry-After`` for the quota."""
+
+    def __init__(
+        self, message: str, *, publication: str, term: str, retry_after: float | None = None
+    ):
+        self.publication, self.term, self.retry_after = publication, term, retry_after
+        super().__init__(message)

@@ -48,6 +48,7 @@ from memstream.streams.log import ChainBreak
 if TYPE_CHECKING:
     from memstream.client import HttpMemoryStore
     from memstream.governance.retention import RetentionReport, RetentionScheduler
+    from memstream.pubsub.hub import SubscriptionHub
 
 __all__ = ["AsyncMemoryStore", "MemoryStore", "Operations", "new_id"]
 
@@ -105,6 +106,7 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance, AccessLogReads):
         principal: str | None = None,
         retention: RetentionScheduler | None = None,
         accesses: AccessLog | None = None,
+        hub: SubscriptionHub | None = None,
     ):
         self.runtime = runtime
         self.actor = principal or actor
@@ -122,7 +124,9 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance, AccessLogReads):
         self.views = views
         #: The retention scheduler (a :class:`RetentionScheduler`), or None.
         self.retention_scheduler = retention
-        self.backend = EmbeddedBackend(runtime, semantic, usage, views, retention)
+        #: The subscriptions this store serves (memstream.pubsub), or None (read-only).
+        self.hub = hub
+        self.backend = EmbeddedBackend(runtime, semantic, usage, views, retention, hub)
         #: The access log (every read, by whom, of what), or None when it is off.
         self.accesses = accesses
         self.service = MemoryService(self.backend, accesses)
@@ -248,6 +252,19 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance, AccessLogReads):
                 root / "state" / "semantic", open_embedder(root, embedder), progress=progress
             )
             processors.insert(0, proj)
+        hub = None
+        state: list[EmbeddedRuntime] = []  # the runtime, once open (the hub's rules)
+        if not read_only and prefix is None:
+            from memstream.projections.policy import PolicyState
+            from memstream.pubsub.cursors import CursorStore
+            from memstream.pubsub.hub import SubscriptionHub
+
+            hub = SubscriptionHub(
+                CursorStore(Path(path) / "subscriptions" / "cursors.sqlite"),
+                lambda: state[0].state.policy if state else PolicyState(),
+                embed=proj.cached_vectors if proj is not None else None,
+            )
+            processors.extend(hub.lanes)
         try:
             rt = EmbeddedRuntime(
                 path, registry=registry, options=Options(**options), progress=progress,
@@ -256,7 +273,12 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance, AccessLogReads):
         except BaseException:
             if proj is not None:
                 proj.embedder.cache.close()
+            if hub is not None:
+                hub.cursors.close()
             raise
+        state.append(rt)
+        if hub is not None:
+            hub.bind(rt.feed, lambda t: rt.log.offset_at(int(t.timestamp() * 1_000_000) - 1))
         if scheduler is not None and not scheduler.policies_given:
             # namespace retention comes from the store's policies (memstream policy set)
             from memstream.governance.retention import policy_retention
@@ -269,7 +291,7 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance, AccessLogReads):
             raise
         return cls(
             rt, actor=actor, semantic=proj, usage=usage, views=views, principal=principal,
-            retention=scheduler, accesses=accesses,
+            retention=scheduler, accesses=accesses, hub=hub,
         )  # fmt: skip
 
     @staticmethod
@@ -286,6 +308,8 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance, AccessLogReads):
     def close(self) -> None:
         if self.views is not None:
             self.views.cancel()  # a view still loading is not waited for
+        if self.hub is not None:
+            self.hub.close()  # its consumers end (SubscriptionClosed), cursors saved
         try:
             self.runtime.close()
         finally:

@@ -26,8 +26,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from memstream.schemas.events import GOVERNANCE_NAMESPACE, GOVERNANCE_TYPES, Context
+from memstream.schemas.events import GOVERNANCE_NAMESPACE, GOVERNANCE_TYPES, PUBSUB_TYPES, Context
 from memstream.schemas.memcube import Logged, Outcome
+
+from . import subscriptions as pubsub
+from .subscriptions import PublicationRule, SubscriptionRule
 
 __all__ = [
     "GOVERNANCE_NAMESPACE",
@@ -163,6 +166,9 @@ class PolicyState:
     tokens: dict[str, TokenInfo] = field(default_factory=dict)
     grants: dict[str, GrantRule] = field(default_factory=dict)
     policies: dict[str, NamespaceRule] = field(default_factory=dict)
+    #: subscriptions and publications (projections/subscriptions.py)
+    subscriptions: dict[str, SubscriptionRule] = field(default_factory=dict)
+    publications: dict[str, PublicationRule] = field(default_factory=dict)
     #: the offset of the last governance event folded in (-1: none)
     offset: int = -1
     #: principal → its grants (through its name, its groups and ``*``); rebuilt lazily
@@ -192,7 +198,12 @@ class PolicyState:
         self, offset: int, type_: str, name: str, actor: str, recorded_at: int, body: dict
     ) -> None:
         at = _EPOCH + timedelta(microseconds=recorded_at)
-        if type_ == "principal":
+        if type_ in PUBSUB_TYPES:
+            self.subscriptions, self.publications = pubsub.apply(
+                self.subscriptions, self.publications, offset, type_, name, actor, recorded_at,
+                body,
+            )  # fmt: skip
+        elif type_ == "principal":
             old = self.principals.get(name)
             info = PrincipalInfo(
                 name=name,
@@ -414,7 +425,11 @@ def decide(policy: PolicyState, logged: Logged) -> Outcome:
             f"a {ev.type} event belongs in namespace {GOVERNANCE_NAMESPACE}, not {ev.namespace}",
         )
     body = body_of(ev)
-    if ev.type == "token_issue":
+    if ev.type in PUBSUB_TYPES:
+        why = pubsub.verdict(policy.subscriptions, policy.publications, ev.type, name, body)
+        if why is not None:
+            return _reject(logged, *why)
+    elif ev.type == "token_issue":
         if not policy.active(body["principal"]):
             return _reject(
                 logged,
@@ -481,8 +496,11 @@ def permission_changes(
             when = g.get("when") or {}
             out.append(
                 PermissionChange(
-                    **common, to=g.get("to"), modes=list(g.get("modes") or ()),
-                    object=g.get("object"), expires_at=_time(g.get("expires_at")),
+                    **common,
+                    to=g.get("to"),
+                    modes=list(g.get("modes") or ()),
+                    object=g.get("object"),
+                    expires_at=_time(g.get("expires_at")),
                     conditions=", ".join(f"{k}={v}" for k, v in when.items() if v) or None,
                 )  # fmt: skip
             )

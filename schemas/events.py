@@ -407,8 +407,139 @@ class NamespacePolicy(Payload, frozen=True, kw_only=True):
     reason: ShortText | None = None
 
 
+# Subscriptions and publications (pub/sub, the MemOS paper's MemStore) are governance events
+# too: named, durable, audited, and folded with the rules by every process that serves
+# them. A subscription is named by the envelope's ``memory_id``; so is a publication.
+
+#: A subscription's or a publication's name (what the envelope's ``memory_id`` holds).
+ObjectName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$",
+        description="A name: letters, digits and `._:@-` (no `/`, no spaces).",
+    ),
+]
+#: A namespace, or a pattern of them: `user/alice`, `team/*`, `*`.
+NamespacePattern = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=256,
+        pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9._:@-]*(/[A-Za-z0-9][A-Za-z0-9._:@-]*)*(/\*)?)$",
+        description="`user/alice`, `team/*` (the namespace team and all below it), or `*`.",
+    ),
+]
+Names = Annotated[list[ShortText], msgspec.Meta(max_length=64)]
+
+
+class SemanticFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Memories whose text means something close to ``query`` (or to ``vector``): cosine
+    similarity of their embedding to the query's at least ``threshold``. The service embeds
+    a query text once, when the subscription is set, and records the vector with it."""
+
+    query: ShortText | None = None
+    vector: Vector | None = None
+    threshold: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] = 0.5
+    #: the embedding model the vector comes from (checked against the store's)
+    model: ShortText | None = None
+
+
+class SubscriptionFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a subscription receives: every condition given must hold (an empty list: any).
+
+    ``tags_any``/``tags_all``, ``states`` and ``kinds`` look at the memory as the event
+    left it. ``outcomes`` defaults to accepted events only.
+    """
+
+    namespaces: Annotated[list[NamespacePattern], msgspec.Meta(max_length=64)] = []
+    types: Names = []
+    outcomes: Annotated[list[Literal["accepted", "rejected"]], msgspec.Meta(max_length=2)] = (
+        msgspec.field(default_factory=lambda: ["accepted"])
+    )
+    memory_ids: Annotated[list[MemoryId], msgspec.Meta(max_length=1_000)] = []
+    tags_any: Tags = []
+    tags_all: Tags = []
+    states: Names = []
+    kinds: Annotated[list[Kind], msgspec.Meta(max_length=3)] = []
+    actors: Annotated[list[Principal], msgspec.Meta(max_length=64)] = []
+    semantic: SemanticFilter | None = None
+
+
+class SubscriptionSet(Payload, frozen=True, kw_only=True):
+    """Create or change the subscription named by the envelope's ``memory_id``.
+
+    ``owner`` is the principal it delivers as (it receives only what that principal may
+    read at delivery time). ``start`` is where a new subscription's cursor begins: ``now``
+    (the head when it is created), ``beginning``, an offset, or a time. ``publication``
+    subscribes to a publication instead of the store's namespaces."""
+
+    TYPE: ClassVar[str] = "subscription"
+    CLEAR: ClassVar[tuple[str, ...]] = (
+        "owner", "filter", "start", "start_offset", "start_time", "view", "max_in_flight",
+        "ack_timeout", "publication", "description",
+    )  # fmt: skip
+
+    owner: PrincipalName
+    filter: SubscriptionFilter = SubscriptionFilter()
+    start: Literal["now", "beginning", "offset", "time"] = "now"
+    start_offset: Annotated[int, msgspec.Meta(ge=-1, le=INT64_MAX)] | None = None
+    start_time: AwareDatetime | None = None
+    #: whether each delivery carries the memory's current view
+    view: bool = False
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1_000
+    ack_timeout: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 30.0
+    publication: ObjectName | None = None
+    description: ShortText | None = None
+
+
+class SubscriptionDelete(_Withdrawal, frozen=True, kw_only=True):
+    """Delete the subscription named by the envelope's ``memory_id`` (its cursor goes)."""
+
+    TYPE: ClassVar[str] = "subscription_delete"
+
+
+class PublicationSet(Payload, frozen=True, kw_only=True):
+    """Publish memories of ``namespace`` (all of them, those tagged ``tag``, or the one
+    ``memory_id``) under terms, as the publication named by the envelope's ``memory_id``.
+
+    Terms: who may subscribe (principals, ``group:<name>``, ``*``), until when, at most
+    ``max_deliveries`` per ``period_seconds`` per subscriber, and whether the text goes out
+    with its sensitive values replaced (``redact``)."""
+
+    TYPE: ClassVar[str] = "publication"
+    CLEAR: ClassVar[tuple[str, ...]] = (
+        "namespace", "tag", "memory_id", "to", "expires_at", "max_deliveries",
+        "period_seconds", "redact", "description",
+    )  # fmt: skip
+
+    namespace: Namespace
+    tag: Tag | None = None
+    memory_id: MemoryId | None = None
+    to: Annotated[list[Grantee], msgspec.Meta(min_length=1, max_length=256)]
+    expires_at: AwareDatetime | None = None
+    max_deliveries: Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)] | None = None
+    period_seconds: Annotated[int, msgspec.Meta(ge=1, le=10 * 365 * 86_400)] = 86_400
+    redact: bool = False
+    description: ShortText | None = None
+
+
+class PublicationWithdraw(_Withdrawal, frozen=True, kw_only=True):
+    """Withdraw the publication named by the envelope's ``memory_id``: nothing more of it is
+    delivered; its subscribers receive this event."""
+
+    TYPE: ClassVar[str] = "publication_withdraw"
+
+
+#: The pub/sub event types (governance events: only in :data:`GOVERNANCE_NAMESPACE`).
+PUBSUB_PAYLOADS: tuple[type[Payload], ...] = (
+    SubscriptionSet, SubscriptionDelete, PublicationSet, PublicationWithdraw,
+)  # fmt: skip
+PUBSUB_TYPES = frozenset(p.TYPE for p in PUBSUB_PAYLOADS)
+
 GOVERNANCE_PAYLOADS: tuple[type[Payload], ...] = (
-    PrincipalSet, TokenIssue, TokenRevoke, Grant, Revoke, NamespacePolicy,
+    PrincipalSet, TokenIssue, TokenRevoke, Grant, Revoke, NamespacePolicy, *PUBSUB_PAYLOADS,
 )  # fmt: skip
 #: The governance event types (only in :data:`GOVERNANCE_NAMESPACE`).
 GOVERNANCE_TYPES = frozenset(p.TYPE for p in GOVERNANCE_PAYLOADS)

@@ -129,3 +129,103 @@ class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
     access_count: int = 0
     last_access: datetime | None = None
     heat: float = 0.0
+
+
+class Provenance(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a published memory comes from: the store, its namespace, the memory and its
+    version, and the publication it was delivered under."""
+
+    store: str
+    namespace: str
+    memory_id: str
+    version: int | None
+    publication: str
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """One event delivered to a subscription.
+
+    ``position`` is the event's offset: acknowledge it (or every position up to it), and
+    resume from it (the SSE event id). ``attempt`` counts deliveries of it (2 and more:
+    delivered again after no acknowledgement). A ``tombstone`` carries no content: an erase,
+    or an event of a memory erased since (its payload then holds the clear fields only).
+    ``memory`` is the memory's current view when the subscription asks for it.
+    """
+
+    subscription: str
+    position: int
+    attempt: int
+    kind: str  # "event" | "tombstone"
+    event: dict[str, Any]
+    outcome: dict[str, Any]
+    memory: Memory | None = None
+    provenance: Provenance | None = None
+    score: float | None = None
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
+    """Nothing to deliver: the subscription has looked at every event up to ``position``
+    (of ``head``, the log's last offset); ``cursor`` is what it has resolved."""
+
+    subscription: str
+    position: int
+    cursor: int
+    head: int
+    in_flight: int
+    at: datetime
+
+
+class SubscriptionView(msgspec.Struct, frozen=True, kw_only=True):
+    """A subscription as it stands, with its position when this process serves it."""
+
+    name: str
+    owner: str
+    filter: dict[str, Any]
+    start: str
+    start_offset: int | None = None
+    start_time: datetime | None = None
+    view: bool
+    max_in_flight: int
+    ack_timeout: float
+    publication: str | None = None
+    description: str | None = None
+    generation: int
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+    cursor: int | None = None
+    parked: int | None = None
+    stats: dict[str, Any] | None = None
+
+
+class PublicationView(msgspec.Struct, frozen=True, kw_only=True):
+    """A publication and its terms."""
+
+    name: str
+    namespace: str
+    tag: str | None = None
+    memory_id: str | None = None
+    to: list[str]
+    expires_at: datetime | None = None
+    max_deliveries: int | None = None
+    period_seconds: int
+    redact: bool
+    description: str | None = None
+    withdrawn: bool
+    published_at: datetime
+    published_by: str
+    updated_at: datetime
+    updated_by: str
+
+
+class ParkedDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery its consumer rejected (parked): kept aside, with the consumer's reason."""
+
+    subscription: str
+    position: int
+    event_id: str
+    memory_id: str
+    attempts: int
+    reason: str | None
+    parked_at: datetime

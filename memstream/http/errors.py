@@ -8,6 +8,7 @@ SDK's exceptions.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,10 @@ from memstream.errors import (
     SearchDisabled,
     SensitiveContent,
     StoreReadOnly,
+    SubscriptionClosed,
+    TermsViolated,
     Unauthenticated,
+    UnknownSubscription,
     Unsupported,
 )
 from memstream.wire import rejected_body
@@ -74,6 +78,17 @@ _SEARCH_OFF = (
     "this server keeps no search indexes ($MEMSTREAM_SEMANTIC=0); restart it with search enabled"
 )
 
+
+def _terms_violated(_: Request, e: TermsViolated) -> Response:
+    extra: dict[str, Any] = {"publication": e.publication, "term": e.term}
+    if e.retry_after is not None:
+        return error(
+            429, "terms", str(e), retry_after=e.retry_after,
+            headers={"Retry-After": str(max(1, math.ceil(e.retry_after)))}, **extra,
+        )  # fmt: skip
+    return error(403, "terms", str(e), **extra)
+
+
 #: exception type → response; the most specific type wins (Starlette looks up the MRO).
 HANDLERS: dict[type[Exception], Callable[[Request, Any], Response]] = {
     MalformedEvent: lambda _, e: MsgspecResponse(e.to_dict(), 422),
@@ -94,6 +109,9 @@ HANDLERS: dict[type[Exception], Callable[[Request, Any], Response]] = {
         401, "unauthenticated", str(e), headers={"WWW-Authenticate": 'Bearer realm="memstream"'}
     ),
     Unsupported: lambda _, e: error(501, "unsupported", str(e)),
+    UnknownSubscription: lambda _, e: error(404, "not_found", str(e), name=e.name),
+    SubscriptionClosed: lambda _, e: error(410, "closed", str(e)),
+    TermsViolated: _terms_violated,
     StoreReadOnly: lambda _, e: error(409, "read_only", str(e)),
     FileExistsError: lambda _, e: error(409, "exists", str(e)),
     BadRequest: lambda _, e: error(400, "bad_request", str(e), field=e.field),

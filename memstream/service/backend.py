@@ -27,6 +27,7 @@ from .caller import Caller
 
 if TYPE_CHECKING:
     from memstream.governance.retention import RetentionReport
+    from memstream.pubsub.hub import SubscriptionHub
 
 __all__ = ["Backend"]
 
@@ -146,6 +147,18 @@ class Backend(Protocol):
 
     def placement(self, memory_id: str) -> tuple[str, str | None] | None:
         """(namespace, subject) of a memory, or None if unknown."""
+        ...
+
+    def hub(self) -> SubscriptionHub | None:
+        """The subscriptions this process serves (None: it serves none)."""
+        ...
+
+    def embed_query(self, text: str) -> Sequence[float]:
+        """A query text's vector, by the store's embedding model (a semantic filter's)."""
+        ...
+
+    def store_id(self) -> str:
+        """The identity of this store's log (a published memory's provenance)."""
         ...
 
     def status(self, caller: Caller, cluster: bool) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from .caller import Caller
 
 if TYPE_CHECKING:
     from memstream.governance.retention import RetentionReport, RetentionScheduler
+    from memstream.pubsub.hub import SubscriptionHub
 
 __all__ = ["EmbeddedBackend", "log_records"]
 
@@ -65,8 +66,10 @@ class EmbeddedBackend:
         usage: Any = None,
         views: MemoryViews | None = None,
         retention: RetentionScheduler | None = None,
+        hub: SubscriptionHub | None = None,
     ):
         self.runtime = runtime
+        self._hub = hub
         self.codec = runtime.codec
         self.semantic = semantic
         self.usage = usage
@@ -284,6 +287,17 @@ class EmbeddedBackend:
 
     def feed(self) -> DecidedFeed:
         return self.runtime.feed
+
+    def hub(self) -> SubscriptionHub | None:
+        return self._hub
+
+    def embed_query(self, text: str) -> Sequence[float]:
+        if self.semantic is None:
+            raise SearchDisabled("this store keeps no search indexes")
+        return self.semantic.embed_query(text).tolist()  # type: ignore[no-any-return]
+
+    def store_id(self) -> str:
+        return self.runtime.log.log_id
 
     def head(self) -> int:
         return self.runtime.head

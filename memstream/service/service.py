@@ -46,13 +46,20 @@ from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery, in_scope
 from memstream.queries import LIST_STATES, AuditQuery, ListQuery, Point
 from memstream.schemas import events as ev
-from memstream.schemas.events import GOVERNANCE_NAMESPACE, GOVERNANCE_TYPES, Context, Event
+from memstream.schemas.events import (
+    GOVERNANCE_NAMESPACE,
+    GOVERNANCE_TYPES,
+    PUBSUB_TYPES,
+    Context,
+    Event,
+)
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditEntry, AuditPage, Memory, MemoryPage, SearchHit, Version
 from memstream.streams.log import ChainBreak
 
 from .backend import Backend
 from .caller import Caller
+from .pubsub import PubSubMethods
 
 if TYPE_CHECKING:
     from memstream.governance.retention import RetentionReport
@@ -65,7 +72,7 @@ _VECTOR_TYPES = ("create", "revise", "merge")
 _NO_CONTEXT = Context()
 
 
-class MemoryService:
+class MemoryService(PubSubMethods):
     """Writes (events in, outcomes out) and reads (get, history, audit, search) over one
     backend, each checked by :meth:`authorize`."""
 
@@ -400,6 +407,8 @@ class MemoryService:
     def _authorize_governance(self, caller: Caller, e: Event) -> None:
         """Who may append a governance event: an admin over what it is about; a principal
         may also issue and revoke its own tokens (rotation)."""
+        if e.type in PUBSUB_TYPES:
+            return self._authorize_pubsub(caller, e)
         if not caller.enforced:
             return self.authorize(caller, "govern")
         policy = self.backend.policy()

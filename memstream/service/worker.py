@@ -349,6 +349,17 @@ class WorkerBackend:
     def head(self) -> int:
         raise Unsupported(_NO_LOG)
 
+    def hub(self) -> None:
+        """Subscriptions are served by an embedded store or ``memstream serve`` (see
+        docs/pubsub.md); a worker serves none."""
+        return None
+
+    def embed_query(self, text: str) -> list[float]:
+        raise Unsupported("a worker serves no subscriptions")
+
+    def store_id(self) -> str:
+        return str(self.node.settings.events)
+
     # -- governance: the rules as this worker's follower of their partition has them --------------
 
     def _policy_ready(self) -> None:

@@ -14,8 +14,9 @@ from unittest import mock
 import pytest
 from fastapi.testclient import TestClient
 from memstream.projections.policy import PolicyState
+from memstream.projections.subscriptions import PublicationRule, SubscriptionRule
 from memstream.schemas.codec import EventCodec
-from memstream.schemas.events import Context, default_registry
+from memstream.schemas.events import Context, SubscriptionFilter, default_registry
 
 from memstream import MemoryStore, new_id
 from memstream.governance.access_log import AccessQuery
@@ -76,9 +77,53 @@ CALLS = {
         AttributeError, s.who_can, c, "read", namespace="user/bob"
     ),
     "run_retention": lambda s, c, e: s.run_retention(c, now="2031-01-01T00:00:00Z", dry_run=True),
+    # pub/sub: the rules hold subscription s1 (and publication p1) where a call needs them
+    "set_subscription": lambda s, c, e: _ignoring(
+        TypeError, s.set_subscription, c, "s1", filter={"namespaces": ["user/a"]}
+    ),
+    "delete_subscription": lambda s, c, e: _ignoring(
+        TypeError, _subscribed(s).delete_subscription, c, "s1"
+    ),
+    "subscriptions": lambda s, c, e: _subscribed(s).subscriptions(c),
+    "subscription": lambda s, c, e: _subscribed(s).subscription(c, "s1"),
+    "consume": lambda s, c, e: _subscribed(s).consume(c, "s1"),
+    "seek": lambda s, c, e: _ignoring(TypeError, _subscribed(s).seek, c, "s1", "beginning"),
+    "ack": lambda s, c, e: _subscribed(s).ack(c, "s1", [3]),
+    "ack_upto": lambda s, c, e: _subscribed(s).ack_upto(c, "s1", 3),
+    "nack": lambda s, c, e: _subscribed(s).nack(c, "s1", 3),
+    "parked": lambda s, c, e: _subscribed(s).parked(c, "s1"),
+    "unpark": lambda s, c, e: _subscribed(s).unpark(c, "s1", [3]),
+    "publish": lambda s, c, e: _ignoring(TypeError, s.publish, c, "p1", "user/a", ["bob"]),
+    "withdraw": lambda s, c, e: _ignoring(TypeError, _subscribed(s).withdraw, c, "p1"),
+    "publications": lambda s, c, e: s.publications(c),
+    "publication": lambda s, c, e: _subscribed(s).publication(c, "p1"),
     # the operations build their events server-side and append them through the service
     "operations": lambda s, c, e: _ignoring(TypeError, s.operations(c).create, "user/a", "tea"),
 }
+
+
+_AT = datetime(2026, 1, 1, tzinfo=UTC)
+_SUBSCRIPTION = SubscriptionRule(
+    name="s1", owner="agent:7", filter=SubscriptionFilter(), generation=0, offset=0,
+    created_at=_AT, created_by="agent:7", updated_at=_AT, updated_by="agent:7",
+)  # fmt: skip
+_PUBLICATION = PublicationRule(
+    name="p1", namespace="user/a", to=("agent:7",), offset=1, published_at=_AT,
+    published_by="admin", updated_at=_AT, updated_by="admin",
+)  # fmt: skip
+
+
+def _subscribed(s: MemoryService) -> MemoryService:
+    """``s`` whose rules (the mock backend's) hold subscription s1 and publication p1."""
+    inner = s.backend.policy.side_effect
+
+    def policy() -> PolicyState:
+        p = inner()
+        p.subscriptions, p.publications = {"s1": _SUBSCRIPTION}, {"p1": _PUBLICATION}
+        return p
+
+    s.backend.policy.side_effect = policy
+    return s
 
 
 def _ignoring(error: type[Exception], fn, *args, **kw):
@@ -127,12 +172,14 @@ def test_every_service_entry_point_passes_authorize_before_the_backend() -> None
         backend.policy.side_effect = lambda _o=order: _o.append("rules") or PolicyState()
         for method in ("append", "policy_at", "governance_log", "original", "get", "history", "list_memories", "audit", "search", "verify", "flush", "checkpoint",
                        "head", "health", "ready", "status", "backup", "replay_copy",
-                       "feed", "run_retention"):  # fmt: skip
+                       "feed", "run_retention", "hub"):  # fmt: skip
             getattr(backend, method).side_effect = lambda *a, _o=order, **k: _o.append("backend")
         backend.feed.side_effect = lambda _o=order: _o.append("backend") or mock.MagicMock()
+        backend.hub.side_effect = lambda _o=order: _o.append("backend") or mock.MagicMock()
         call(service, caller, events)
         assert order and order[0].startswith("authorize:"), name
-        reads_rules = name in ("rules", "who_can")  # the rules are what they read
+        # the rules are what they read
+        reads_rules = name in ("rules", "who_can", "publications", "publication")
         read = order if reads_rules else [o for o in order if o != "rules"]
         assert read[-1] in ("backend", "rules") and "backend" not in read[:-1], (name, order)
     # a write is authorized per event

@@ -1,0 +1,10 @@
+"""Pub/sub (the MemOS paper's MemStore): subscriptions delivered from the log.
+
+- :mod:`.cursors`: where subscriptions keep their positions and parked deliveries;
+- :mod:`.consumer`: one subscription's durable delivery state (ready, in flight, acked);
+- :mod:`.hub`: the consumers of a store, and the processors that push them live matches.
+
+The filters themselves are pure (:mod:`memstream.projections.matching`); subscriptions and
+publications are governance events (:mod:`memstream.projections.subscriptions`); the checks
+made at each delivery live in the service (:mod:`memstream.service.pubsub`).
+"""

@@ -1,0 +1,299 @@
+"""Which subscriptions a decided event matches: the filters of pub/sub, compiled and indexed.
+
+Pure. :func:`facts_of` reads what a filter looks at from a decided event (its type, verdict,
+namespace, actor, and the memory as the event left it: tags, state, kind).
+:class:`CompiledFilter` answers one subscription's filter (all but its semantic condition);
+:class:`FilterIndex` answers a thousand at once: each filter is filed under its most
+selective key (an exact namespace, a namespace prefix, a memory id, a tag, an event type),
+so an event is compared only with the filters filed under its own keys, and the cost of an
+event does not grow with subscriptions that cannot match it.
+
+The semantic condition is answered apart (:class:`SemanticMatcher`): with one embedding per
+new memory text (the one the search index makes, from the same cache) and one matrix
+product per batch against every semantic subscription's query vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from memstream.schemas.events import SubscriptionFilter
+from memstream.schemas.memcube import Logged, Outcome
+
+__all__ = [
+    "TEXT_TYPES",
+    "CompiledFilter",
+    "EventFacts",
+    "FilterIndex",
+    "SemanticMatcher",
+    "facts_of",
+]
+
+ERASE = "erase"
+#: The event types that carry a memory's text (what a semantic condition compares).
+TEXT_TYPES = frozenset({"create", "revise", "merge"})
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    """What a subscription filter looks at in one decided event."""
+
+    offset: int
+    type: str
+    status: str
+    namespace: str
+    memory_id: str
+    actor: str
+    tags: frozenset[str]
+    state: str | None
+    kind: str | None
+
+
+def facts_of(logged: Logged, outcome: Outcome) -> EventFacts:
+    """The facts of a decided event. The memory is read as the event left it (its post-state
+    among the outcome's changes), else from the event's payload (a rejected create)."""
+    ev = logged.event
+    after = None
+    for m in outcome.changes:
+        if m.memory_id == ev.memory_id:
+            after = m
+            break
+    if after is None and outcome.changes:
+        after = outcome.changes[0]  # an erase of a subject: the memories it erased
+    if after is not None:
+        tags: Iterable[str] = after.tags
+        state: str | None = after.state
+        kind: str | None = after.kind
+    else:
+        p = ev.payload
+        tags = (getattr(p, "tags", None) or ()) if p is not None else ()
+        state = outcome.state
+        kind = getattr(p, "kind", None) if p is not None else None
+    return EventFacts(
+        offset=logged.offset,
+        type=ev.type,
+        status=outcome.status,
+        namespace=ev.namespace,
+        memory_id=ev.memory_id,
+        actor=ev.actor,
+        tags=frozenset(tags),
+        state=state,
+        kind=kind,
+    )
+
+
+def _ancestors(namespace: str) -> Iterable[str]:
+    """``a``, ``a/b``, ``a/b/c`` for ``a/b/c``: the prefixes a ``…/*`` pattern may name."""
+    start = 0
+    while True:
+        cut = namespace.find("/", start)
+        if cut < 0:
+            yield namespace
+            return
+        yield namespace[:cut]
+        start = cut + 1
+
+
+class CompiledFilter:
+    """One subscription filter, ready to answer :meth:`matches` (without its semantic
+    condition: see :attr:`semantic`)."""
+
+    __slots__ = (
+        "actors", "exact", "kinds", "memory_ids", "outcomes", "prefixes", "semantic",
+        "semantic_types", "star", "states", "tags_all", "tags_any", "types",
+    )  # fmt: skip
+
+    def __init__(self, f: SubscriptionFilter):
+        self.star = not f.namespaces or "*" in f.namespaces
+        self.exact = frozenset(n for n in f.namespaces if not n.endswith("/*") and n != "*")
+        self.prefixes = frozenset(n[:-2] for n in f.namespaces if n.endswith("/*"))
+        self.types = frozenset(f.types)
+        self.outcomes = frozenset(f.outcomes or ("accepted",))
+        self.memory_ids = frozenset(f.memory_ids)
+        self.tags_any = frozenset(f.tags_any)
+        self.tags_all = frozenset(f.tags_all)
+        self.states = frozenset(f.states)
+        self.kinds = frozenset(f.kinds)
+        self.actors = frozenset(f.actors)
+        #: whether a semantic condition applies too (answered by SemanticMatcher)
+        self.semantic = f.semantic is not None
+        #: event types without text that pass the semantic condition: those named in types
+        self.semantic_types = self.types - TEXT_TYPES
+
+    def namespace_ok(self, namespace: str) -> bool:
+        if self.star or namespace in self.exact:
+            return True
+        return bool(self.prefixes) and any(a in self.prefixes for a in _ancestors(namespace))
+
+    def matches(self, f: EventFacts) -> bool:
+        """Whether the event meets every condition but the semantic one. The conditions on
+        content (tags, state, kind, meaning) do not apply to an erase: the content is gone,
+        and whoever subscribed to the memory is told (a tombstone)."""
+        ok = (
+            f.status in self.outcomes
+            and (not self.types or f.type in self.types)
+            and self.namespace_ok(f.namespace)
+            and (not self.memory_ids or f.memory_id in self.memory_ids)
+            and (not self.actors or f.actor in self.actors)
+        )
+        if not ok or f.type == ERASE:
+            return ok
+        return (
+            (not self.tags_any or not self.tags_any.isdisjoint(f.tags))
+            and (not self.tags_all or self.tags_all <= f.tags)
+            and (not self.states or f.state in self.states)
+            and (not self.kinds or f.kind in self.kinds)
+        )
+
+    def needs_text(self, f: EventFacts) -> bool:
+        """Whether the semantic condition compares this event's text (it carries one and is
+        not let through by type)."""
+        return self.semantic and f.type not in self.semantic_types and f.type != ERASE
+
+
+class FilterIndex:
+    """Many filters, each filed under its most selective key; :meth:`match` compares an
+    event with the filters filed under its keys only."""
+
+    def __init__(self) -> None:
+        self.filters: dict[str, CompiledFilter] = {}
+        self._by: dict[tuple[str, str], set[str]] = {}
+        self._keys: dict[str, list[tuple[str, str]]] = {}
+        self._anywhere: set[str] = set()
+        #: filters filed under tags: an erase (whose memory has no tags left) reaches them
+        self._by_tag: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.filters)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.filters
+
+    def add(self, name: str, f: SubscriptionFilter | CompiledFilter) -> None:
+        """File ``f`` as ``name`` (replacing a filter of that name)."""
+        self.remove(name)
+        c = f if isinstance(f, CompiledFilter) else CompiledFilter(f)
+        self.filters[name] = c
+        keys = self._file_keys(c)
+        self._keys[name] = keys
+        if not keys:
+            self._anywhere.add(name)
+        if keys and keys[0][0] == "t":
+            self._by_tag.add(name)
+        for key in keys:
+            self._by.setdefault(key, set()).add(name)
+
+    @staticmethod
+    def _file_keys(c: CompiledFilter) -> list[tuple[str, str]]:
+        """The keys that select every event ``c`` may match (none: it is filed anywhere).
+        The narrowest kind of key wins: memory ids, namespaces, all-tags, any-tags, types."""
+        if c.memory_ids:
+            return [("m", m) for m in c.memory_ids]
+        if not c.star:
+            return [("n", n) for n in c.exact] + [("p", p) for p in c.prefixes]
+        if c.tags_all:
+            return [("t", min(c.tags_all))]
+        if c.tags_any:
+            return [("t", t) for t in c.tags_any]
+        if c.types:
+            return [("y", t) for t in c.types]
+        return []
+
+    def remove(self, name: str) -> None:
+        if self.filters.pop(name, None) is None:
+            return
+        self._anywhere.discard(name)
+        self._by_tag.discard(name)
+        for key in self._keys.pop(name, ()):
+            names = self._by.get(key)
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self._by[key]
+
+    def candidates(self, f: EventFacts) -> set[str]:
+        """The filters filed under one of the event's keys (a superset of its matches)."""
+        by = self._by
+        out = set(self._anywhere)
+        for key in (("m", f.memory_id), ("n", f.namespace), ("y", f.type)):
+            names = by.get(key)
+            if names:
+                out |= names
+        for a in _ancestors(f.namespace):
+            names = by.get(("p", a))
+            if names:
+                out |= names
+        for tag in f.tags:
+            names = by.get(("t", tag))
+            if names:
+                out |= names
+        if f.type == ERASE:
+            out |= self._by_tag
+        return out
+
+    def match(self, f: EventFacts) -> list[str]:
+        """The names of the filters the event meets (semantic conditions aside)."""
+        filters = self.filters
+        return [n for n in self.candidates(f) if filters[n].matches(f)]
+
+
+class SemanticMatcher:
+    """The query vectors of the semantic subscriptions, as one matrix."""
+
+    def __init__(self) -> None:
+        self._names: list[str] = []
+        self._vectors: list[npt.NDArray[np.float32]] = []
+        self._thresholds: list[float] = []
+        self._matrix: npt.NDArray[np.float32] | None = None
+        self._index: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def set(self, name: str, vector: Sequence[float], threshold: float) -> None:
+        v = np.asarray(vector, dtype=np.float32)
+        norm = float(np.linalg.norm(v))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise ValueError(f"subscription {name}: the query vector is zero or not finite")
+        self.remove(name)
+        self._names.append(name)
+        self._vectors.append(v / norm)
+        self._thresholds.append(threshold)
+        self._matrix = None
+
+    def remove(self, name: str) -> None:
+        if name not in self._names:
+            return
+        i = self._names.index(name)
+        del self._names[i], self._vectors[i], self._thresholds[i]
+        self._matrix = None
+
+    def scores(
+        self, vectors: npt.NDArray[np.float32], wanted: Sequence[Sequence[str]]
+    ) -> list[dict[str, float]]:
+        """For row ``i`` of ``vectors`` (one memory text each) and the subscriptions
+        ``wanted[i]`` it is a candidate of: the cosine similarity of each that meets its
+        threshold."""
+        if self._matrix is None:
+            dim = vectors.shape[1] if vectors.ndim == 2 else 0
+            self._matrix = (
+                np.stack(self._vectors) if self._vectors else np.zeros((0, dim), np.float32)
+            )
+            self._index = {n: i for i, n in enumerate(self._names)}
+        if not len(vectors) or self._matrix.shape[0] == 0:
+            return [{} for _ in wanted]
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        sims = (vectors / norms) @ self._matrix.T
+        out: list[dict[str, float]] = []
+        for row, names in zip(sims, wanted, strict=True):
+            hit: dict[str, float] = {}
+            for n in names:
+                j = self._index.get(n)
+                if j is not None and row[j] >= self._thresholds[j]:
+                    hit[n] = float(row[j])
+            out.append(hit)
+        return out
