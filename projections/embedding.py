@@ -908,6 +908,10 @@ class CachedEmbedder:
         self.model_calls = 0
         self.texts_embedded = 0
         self.cache_hits = 0
+        # One caller embeds at a time (the model uses every core anyway): a text two
+        # processors ask for at once (the vector index, the semantic subscriptions) is
+        # embedded by the first and found in the cache by the second.
+        self._lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
@@ -922,6 +926,12 @@ class CachedEmbedder:
         out = np.empty((len(items), self.dim), dtype=np.float32)
         if not items:
             return out
+        with self._lock:
+            return self._embed(items, out)
+
+    def _embed(
+        self, items: Sequence[tuple[str, str]], out: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
         first_text: dict[str, str] = {}
         for content_hash, text in items:
             first_text.setdefault(content_hash, text)

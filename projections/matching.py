@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from memstream.schemas.events import SubscriptionFilter
+from memstream.schemas.events import GOVERNANCE_NAMESPACE, SubscriptionFilter
 from memstream.schemas.memcube import Logged, Outcome
 
 __all__ = [
@@ -124,6 +124,11 @@ class CompiledFilter:
         self.semantic_types = self.types - TEXT_TYPES
 
     def namespace_ok(self, namespace: str) -> bool:
+        """Whether the event's namespace is selected. The governance namespace is selected
+        only by name (rules, subscriptions and publications are not memories: a filter on
+        every namespace leaves them out)."""
+        if namespace == GOVERNANCE_NAMESPACE:
+            return namespace in self.exact
         if self.star or namespace in self.exact:
             return True
         return bool(self.prefixes) and any(a in self.prefixes for a in _ancestors(namespace))
