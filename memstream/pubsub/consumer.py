@@ -5,7 +5,8 @@ every connection that consumes it (they compete for its deliveries, as the membe
 durable pull consumer do):
 
 - ``scanned``: every event at or below it has been looked at; the ones that match are
-  ready, in flight or resolved;
+  ready, in flight or resolved (while live, the hub's position says how far: see
+  :meth:`Consumer.examined`);
 - ``ready``: matching events not delivered yet, in log order, bounded;
 - in flight: delivered and not acknowledged; at most ``max_in_flight``, each delivered again
   after ``ack_timeout`` seconds without an acknowledgement;
@@ -106,21 +107,22 @@ class Consumer:
 
     # -- the hub's side ----------------------------------------------------------------------
 
-    def push(self, matches: Sequence[Decided], upto: int) -> bool:
-        """The hub's matches for this consumer in a batch that ends at ``upto``; False when
-        they do not fit (the consumer is no longer live: it reads them from the log)."""
+    def push(self, matches: Sequence[Decided]) -> bool:
+        """The hub's matches for this consumer (it is live); False when they do not fit (the
+        hub then detaches it: it reads them from the log)."""
         with self.cond:
-            if upto <= self.scanned:
-                return True
             fresh = [d for d in matches if d[0].offset > self.scanned]
             if len(self.ready) + len(fresh) > READY_LIMIT:
-                self.live = False
                 return False
             acked = self._acked
             self.ready.extend(d for d in fresh if d[0].offset not in acked)
-            self.scanned = upto
             self._notify()
             return True
+
+    def examined(self) -> int:
+        """Every event at or below this offset has been looked at: while live, as far as
+        the hub has pushed (the hub's position moves after its pushes)."""
+        return max(self.scanned, self.lane.position) if self.live else self.scanned
 
     def change(
         self, rule: SubscriptionRule, select: Callable[[Sequence[Decided]], list[Decided]]
@@ -339,7 +341,7 @@ class Consumer:
 
     def _advance(self) -> None:
         """Move the cursor to just below the oldest unresolved match."""
-        floor = self.scanned
+        floor = self.examined()
         if self._inflight:
             floor = min(floor, min(self._inflight) - 1)
         if self.ready:
@@ -370,7 +372,7 @@ class Consumer:
         with self.cond:
             return {
                 "cursor": self.cursor,
-                "scanned": self.scanned,
+                "scanned": self.examined(),
                 "ready": len(self.ready),
                 "in_flight": len(self._inflight),
                 "live": self.live,
