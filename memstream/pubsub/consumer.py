@@ -50,6 +50,8 @@ __all__ = ["READY_LIMIT", "SCAN_BATCH", "Consumer", "ConsumerClosed", "Item"]
 READY_LIMIT = 10_000
 #: Events a consumer reads from the log at a time while it catches up.
 SCAN_BATCH = 5_000
+#: Seconds between saves of a position that moved without an acknowledgement.
+SAVE_INTERVAL = 1.0
 
 
 class ConsumerClosed(RuntimeError):
@@ -92,6 +94,7 @@ class Consumer:
         self.cursor = saved.cursor if saved is not None else start_after
         self._acked: set[int] = set(saved.acked) if saved is not None else set()
         self._saved = (self.cursor, frozenset(self._acked))
+        self._saved_at = time.monotonic()
         self.scanned = self.cursor
         self.ready: deque[Decided] = deque()
         self._inflight: dict[int, Item] = {}
@@ -163,7 +166,7 @@ class Consumer:
                     continue
                 wait = self._wait_time(now, deadline)
                 if wait <= 0:
-                    self._save_locked()
+                    self._save_locked(force=False)
                     return None
                 self.cond.wait(wait)
 
@@ -187,7 +190,7 @@ class Consumer:
                     else:
                         wait = self._wait_time(now, deadline)
                         if wait <= 0:
-                            self._save_locked()
+                            self._save_locked(force=False)
                             return None
                         event.clear()
                         self._waiters.add(entry)
@@ -351,12 +354,19 @@ class Consumer:
             self._acked = {o for o in self._acked if o > floor}
         self._notify()
 
-    def _save_locked(self) -> None:
+    def _save_locked(self, force: bool = True) -> None:
+        """Save the position if it moved. Unforced (a heartbeat: the cursor moved past
+        events that did not match), at most every :data:`SAVE_INTERVAL` seconds: losing
+        such a move costs a few reads of the log again, never a delivery."""
         self._advance()
         state = (self.cursor, frozenset(self._acked))
-        if state != self._saved:
-            self._saved = state
-            self.cursors.save(self.name, Position(self.generation, state[0], state[1]))
+        if state == self._saved:
+            return
+        now = time.monotonic()
+        if not force and state[1] == self._saved[1] and now - self._saved_at < SAVE_INTERVAL:
+            return
+        self._saved, self._saved_at = state, now
+        self.cursors.save(self.name, Position(self.generation, state[0], state[1]))
 
     def _save(self) -> None:
         with self.cond:
