@@ -337,6 +337,9 @@ class SubscriptionHub:
         """Subscriptions or publications changed (their events were decided): apply."""
         policy = self.policy()
         with self._lock:
+            for name in names:  # deleted, and never consumed in this process
+                if name not in policy.subscriptions and name not in self._consumers:
+                    self.cursors.forget(name)
             for c in list(self._consumers.values()):
                 rule = policy.subscriptions.get(c.name)
                 if rule is None or rule.generation != c.generation:
