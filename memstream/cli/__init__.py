@@ -31,7 +31,7 @@ from typing import Annotated
 
 import typer
 
-from . import (  # noqa: F401 (governance and pubsub register themselves)
+from . import (  # noqa: F401 (governance registers itself)
     access,
     audit,
     copies,
@@ -88,6 +88,7 @@ for _command in (
     reads.get,
     reads.history,
     reads.search,
+    pubsub.subscribe,
     copies.replay,
     copies.backup,
     ops.checkpoint,

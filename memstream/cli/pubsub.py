@@ -1,7 +1,8 @@
 """Pub/sub commands: ``subscription`` (create, list, show, delete, seek, parked, unpark),
-``subscribe`` (follow a subscription like ``tail -f``) and ``publication`` (publish, list,
-show, withdraw). Each works on the store directly or through the server that holds it, or
-on a server at ``--url`` (with the token in ``$MEMSTREAM_TOKEN``).
+``subscribe`` (follow a subscription like ``tail -f``; registered with the package's
+commands) and ``publication`` (publish, list, show, withdraw). Each works on the store
+directly or through the server that holds it, or on a server at ``--url`` (with the token
+in ``$MEMSTREAM_TOKEN``).
 
 With ``--json`` a command prints the body the HTTP API answers for the same call (nothing
 for a deletion or a withdrawal, which answer 204); ``subscribe --json`` prints each
@@ -452,7 +453,8 @@ def delivery_line(d: Delivery) -> Text:
     line.append(f"{ev.get('type', '?'):<8}  ")
     line.append(f"{ev.get('namespace', '')}  ")
     line.append(f"{ev.get('memory_id', '')}  ", style="cyan")
-    line.append_text(_clip(said or "", 100) if said is not None else Text(""))
+    if said is not None:
+        line.append_text(_clip(said, 100))
     if d.attempt > 1:
         line.append(f"  (attempt {d.attempt})", style="yellow")
     if d.provenance is not None:
@@ -559,7 +561,6 @@ def _quiet_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-@app.command("subscribe")
 def subscribe(
     name: NameArg,
     from_: FromOpt = None,
@@ -579,7 +580,8 @@ def subscribe(
     store: StoreOpt = DEFAULT_STORE,
     url: UrlOpt = None,
 ) -> None:
-    """Follow a subscription like tail -f: one line per delivery, acknowledged once printed.
+    """Follow a subscription like tail -f: each delivery printed, then acknowledged.
+
     Ctrl-C stops (what was printed is acknowledged); what was not is delivered again to the
     next consumer."""
     stop = _Stop()

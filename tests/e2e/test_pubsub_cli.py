@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from memstream.sdk import new_id
 
 from .conftest import MEMSTREAM, open_store, subprocess_env
@@ -292,3 +294,58 @@ def test_a_consumer_killed_while_the_store_is_written_loses_nothing(tmp_path):
     delivered2 = {int(p) for k, p in (x.split() for x in again.stdout.splitlines()) if k == b"D"}
     assert not delivered2 & acked  # nothing acknowledged is delivered again
     assert delivered1 | delivered2 == written  # every event delivered at least once
+
+
+def _served_pubsub() -> None:
+    """Skip until the HTTP faces of pub/sub are in this tree (the client and the routes)."""
+    pytest.importorskip("memstream.client.pubsub", reason="the HTTP pub/sub client")
+    pytest.importorskip("memstream.http.routes.subscriptions", reason="the pub/sub routes")
+
+
+def test_subscribe_through_a_running_server_resumes_after_a_kill(cli, server_factory, tmp_path):
+    """The same commands on a store a server holds: they go through it, and a consumer
+    killed while the server is written resumes from the subscription's cursor."""
+    _served_pubsub()
+    server = server_factory(tmp_path / "served")
+    at = ["--store", str(server.store)]
+    # what the killed consumer had in flight comes again after a second, not thirty
+    made = cli("subscription", "create", "s", "--namespace", NS, "--ack-timeout", "1", *at)
+    assert made.code == 0, made.stderr
+    with server.client() as http:
+
+        def add(text: str) -> int:
+            r = http.post("/v1/memories", json={"namespace": NS, "text": text})
+            assert r.status_code in (200, 201), r.text
+            return int(r.json()["offset"])
+
+        offsets = [add(f"served {i}") for i in range(3)]
+        got = cli("subscribe", "s", "--json", "--max", "3", *at)
+        assert got.code == 0, got.stderr
+        assert _positions(got.lines()) == offsets
+        assert cli("subscribe", "s", "--json", "--idle", "1", *at).lines() == []
+        # killed while another client writes: every event at least once, none acked again
+        proc = _popen("subscribe", "s", "--json", *at)
+        lines = Lines(proc)
+        done = threading.Event()
+        written: list[int] = []
+
+        def writer() -> None:
+            with server.client() as other:
+                for i in range(300):
+                    r = other.post("/v1/memories", json={"namespace": NS, "text": f"live {i}"})
+                    written.append(int(r.json()["offset"]))
+            done.set()
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        head = lines.take(50)
+        proc.kill()
+        proc.wait(30)
+        first = _positions([json.loads(x) for x in head + lines.rest() if x.endswith(b"\n")])
+        assert done.wait(120)
+        t.join()
+        view = cli("subscription", "show", "s", "--json", *at).json()
+        acked_upto = view["cursor"]
+        second = _positions(cli("subscribe", "s", "--json", "--idle", "3", *at).lines())
+        assert not {o for o in second if o <= acked_upto}  # acknowledged: never again
+        assert set(first) | set(second) == set(written)  # nothing lost
