@@ -50,6 +50,8 @@ class EventFacts:
     tags: frozenset[str]
     state: str | None
     kind: str | None
+    #: the namespace and its prefixes (``a``, ``a/b``, ``a/b/c``): what ``…/*`` patterns name
+    ancestors: frozenset[str] = frozenset()
 
 
 def facts_of(logged: Logged, outcome: Outcome) -> EventFacts:
@@ -82,6 +84,7 @@ def facts_of(logged: Logged, outcome: Outcome) -> EventFacts:
         tags=frozenset(tags),
         state=state,
         kind=kind,
+        ancestors=frozenset(_ancestors(ev.namespace)),
     )
 
 
@@ -123,15 +126,19 @@ class CompiledFilter:
         #: event types without text that pass the semantic condition: those named in types
         self.semantic_types = self.types - TEXT_TYPES
 
-    def namespace_ok(self, namespace: str) -> bool:
+    def namespace_ok(self, f: EventFacts) -> bool:
         """Whether the event's namespace is selected. The governance namespace is selected
         only by name (rules, subscriptions and publications are not memories: a filter on
         every namespace leaves them out)."""
+        namespace = f.namespace
         if namespace == GOVERNANCE_NAMESPACE:
             return namespace in self.exact
         if self.star or namespace in self.exact:
             return True
-        return bool(self.prefixes) and any(a in self.prefixes for a in _ancestors(namespace))
+        if not self.prefixes:
+            return False
+        ancestors = f.ancestors or frozenset(_ancestors(namespace))
+        return not self.prefixes.isdisjoint(ancestors)
 
     def matches(self, f: EventFacts) -> bool:
         """Whether the event meets every condition but the semantic one. The conditions on
@@ -140,7 +147,7 @@ class CompiledFilter:
         ok = (
             f.status in self.outcomes
             and (not self.types or f.type in self.types)
-            and self.namespace_ok(f.namespace)
+            and self.namespace_ok(f)
             and (not self.memory_ids or f.memory_id in self.memory_ids)
             and (not self.actors or f.actor in self.actors)
         )
@@ -194,7 +201,8 @@ class FilterIndex:
     @staticmethod
     def _file_keys(c: CompiledFilter) -> list[tuple[str, str]]:
         """The keys that select every event ``c`` may match (none: it is filed anywhere).
-        The narrowest kind of key wins: memory ids, namespaces, all-tags, any-tags, types."""
+        The narrowest kind of key wins: memory ids, namespaces, all-tags, any-tags, actors,
+        types."""
         if c.memory_ids:
             return [("m", m) for m in c.memory_ids]
         if not c.star:
@@ -203,6 +211,8 @@ class FilterIndex:
             return [("t", min(c.tags_all))]
         if c.tags_any:
             return [("t", t) for t in c.tags_any]
+        if c.actors:
+            return [("a", a) for a in c.actors]
         if c.types:
             return [("y", t) for t in c.types]
         return []
@@ -223,11 +233,11 @@ class FilterIndex:
         """The filters filed under one of the event's keys (a superset of its matches)."""
         by = self._by
         out = set(self._anywhere)
-        for key in (("m", f.memory_id), ("n", f.namespace), ("y", f.type)):
+        for key in (("m", f.memory_id), ("n", f.namespace), ("a", f.actor), ("y", f.type)):
             names = by.get(key)
             if names:
                 out |= names
-        for a in _ancestors(f.namespace):
+        for a in f.ancestors or _ancestors(f.namespace):
             names = by.get(("p", a))
             if names:
                 out |= names

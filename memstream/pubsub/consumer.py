@@ -5,7 +5,8 @@ every connection that consumes it (they compete for its deliveries, as the membe
 durable pull consumer do):
 
 - ``scanned``: every event at or below it has been looked at; the ones that match are
-  ready, in flight or resolved;
+  ready, in flight or resolved (while live, the hub's position says how far: see
+  :meth:`Consumer.examined`);
 - ``ready``: matching events not delivered yet, in log order, bounded;
 - in flight: delivered and not acknowledged; at most ``max_in_flight``, each delivered again
   after ``ack_timeout`` seconds without an acknowledgement;
@@ -49,6 +50,8 @@ __all__ = ["READY_LIMIT", "SCAN_BATCH", "Consumer", "ConsumerClosed", "Item"]
 READY_LIMIT = 10_000
 #: Events a consumer reads from the log at a time while it catches up.
 SCAN_BATCH = 5_000
+#: Seconds between saves of a position that moved without an acknowledgement.
+SAVE_INTERVAL = 1.0
 
 
 class ConsumerClosed(RuntimeError):
@@ -91,6 +94,7 @@ class Consumer:
         self.cursor = saved.cursor if saved is not None else start_after
         self._acked: set[int] = set(saved.acked) if saved is not None else set()
         self._saved = (self.cursor, frozenset(self._acked))
+        self._saved_at = time.monotonic()
         self.scanned = self.cursor
         self.ready: deque[Decided] = deque()
         self._inflight: dict[int, Item] = {}
@@ -106,21 +110,22 @@ class Consumer:
 
     # -- the hub's side ----------------------------------------------------------------------
 
-    def push(self, matches: Sequence[Decided], upto: int) -> bool:
-        """The hub's matches for this consumer in a batch that ends at ``upto``; False when
-        they do not fit (the consumer is no longer live: it reads them from the log)."""
+    def push(self, matches: Sequence[Decided]) -> bool:
+        """The hub's matches for this consumer (it is live); False when they do not fit (the
+        hub then detaches it: it reads them from the log)."""
         with self.cond:
-            if upto <= self.scanned:
-                return True
             fresh = [d for d in matches if d[0].offset > self.scanned]
             if len(self.ready) + len(fresh) > READY_LIMIT:
-                self.live = False
                 return False
             acked = self._acked
             self.ready.extend(d for d in fresh if d[0].offset not in acked)
-            self.scanned = upto
             self._notify()
             return True
+
+    def examined(self) -> int:
+        """Every event at or below this offset has been looked at: while live, as far as
+        the hub has pushed (the hub's position moves after its pushes)."""
+        return max(self.scanned, self.lane.position) if self.live else self.scanned
 
     def change(
         self, rule: SubscriptionRule, select: Callable[[Sequence[Decided]], list[Decided]]
@@ -161,7 +166,7 @@ class Consumer:
                     continue
                 wait = self._wait_time(now, deadline)
                 if wait <= 0:
-                    self._save_locked()
+                    self._save_locked(force=False)
                     return None
                 self.cond.wait(wait)
 
@@ -185,7 +190,7 @@ class Consumer:
                     else:
                         wait = self._wait_time(now, deadline)
                         if wait <= 0:
-                            self._save_locked()
+                            self._save_locked(force=False)
                             return None
                         event.clear()
                         self._waiters.add(entry)
@@ -339,7 +344,7 @@ class Consumer:
 
     def _advance(self) -> None:
         """Move the cursor to just below the oldest unresolved match."""
-        floor = self.scanned
+        floor = self.examined()
         if self._inflight:
             floor = min(floor, min(self._inflight) - 1)
         if self.ready:
@@ -349,12 +354,19 @@ class Consumer:
             self._acked = {o for o in self._acked if o > floor}
         self._notify()
 
-    def _save_locked(self) -> None:
+    def _save_locked(self, force: bool = True) -> None:
+        """Save the position if it moved. Unforced (a heartbeat: the cursor moved past
+        events that did not match), at most every :data:`SAVE_INTERVAL` seconds: losing
+        such a move costs a few reads of the log again, never a delivery."""
         self._advance()
         state = (self.cursor, frozenset(self._acked))
-        if state != self._saved:
-            self._saved = state
-            self.cursors.save(self.name, Position(self.generation, state[0], state[1]))
+        if state == self._saved:
+            return
+        now = time.monotonic()
+        if not force and state[1] == self._saved[1] and now - self._saved_at < SAVE_INTERVAL:
+            return
+        self._saved, self._saved_at = state, now
+        self.cursors.save(self.name, Position(self.generation, state[0], state[1]))
 
     def _save(self) -> None:
         with self.cond:
@@ -370,7 +382,7 @@ class Consumer:
         with self.cond:
             return {
                 "cursor": self.cursor,
-                "scanned": self.scanned,
+                "scanned": self.examined(),
                 "ready": len(self.ready),
                 "in_flight": len(self._inflight),
                 "live": self.live,

@@ -204,10 +204,12 @@ class HubLane:
         last = batch[-1][0].offset
         with self.lock:
             if self.consumers:
-                matches = self.matcher.match(batch)
-                for name, c in list(self.consumers.items()):
-                    if not c.push(matches.get(name, ()), last):
-                        self._detach(name)
+                # only the consumers with matches are touched: the others learn how far
+                # the lane has looked from its position
+                for name, found in self.matcher.match(batch).items():
+                    c = self.consumers.get(name)
+                    if c is not None and not c.push(found):
+                        self._detach(name)  # it has every match up to the last position
             self.position = last
         if self.on_rules is not None:
             names = [lg.event.memory_id for lg, out in batch if lg.event.type in PUBSUB_TYPES]
@@ -246,6 +248,8 @@ class HubLane:
         self.matcher.remove(name)
         if c is not None:
             with c.cond:
+                if c.live:  # it holds every match up to this lane's position
+                    c.scanned = max(c.scanned, self.position)
                 c.live = False
                 c._notify()
 
@@ -333,6 +337,9 @@ class SubscriptionHub:
         """Subscriptions or publications changed (their events were decided): apply."""
         policy = self.policy()
         with self._lock:
+            for name in names:  # deleted, and never consumed in this process
+                if name not in policy.subscriptions and name not in self._consumers:
+                    self.cursors.forget(name)
             for c in list(self._consumers.values()):
                 rule = policy.subscriptions.get(c.name)
                 if rule is None or rule.generation != c.generation:

@@ -340,3 +340,27 @@ def test_revising_and_withdrawing_a_publication_reach_its_subscribers(store):
     # only an admin of the namespace publishes
     with pytest.raises(Exception, match="admin"):
         svc.publish(bob, "mine", "user/alice", ["bob"])
+
+
+def test_a_dead_consumer_holds_bounded_memory_and_slows_no_one(store, monkeypatch):
+    monkeypatch.setattr(consumer_module, "READY_LIMIT", 50)
+    svc, c = store.service, store.caller
+    svc.set_subscription(c, "dead")
+    svc.set_subscription(c, "alive")
+    dead = svc.consume(c, "dead", heartbeat=0.1)
+    alive = svc.consume(c, "alive", heartbeat=0.1)
+    for sub in (dead, alive):
+        assert isinstance(sub.next(timeout=0.2), Heartbeat)  # both live now
+    hub = store.hub
+    offsets = []
+    for _ in range(10):
+        outs = store.append(
+            [store.event("create", "user/alice", f"m{_}-{i}", {"text": f"n{i}"}) for i in range(40)]
+        )
+        offsets += [o.offset for o in outs]
+        got = _drain(alive, idle=0.2)  # the live one keeps up, batch after batch
+        assert [d.position for d in got] == offsets[-40:]
+    stats = hub.existing("dead").stats()
+    assert stats["ready"] <= 50 and stats["live"] is False  # it fell back to the log
+    # when it comes back, it reads the rest from the log: nothing lost, in order
+    assert [d.position for d in _drain(dead)] == offsets
