@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +31,7 @@ from httpx_sse import SSEError, aconnect_sse
 
 from memstream import validation as check
 from memstream.errors import BadRequest, SubscriptionClosed
+from memstream.pubsub.methods import DEFAULT_THRESHOLD, PubSub, filter_of
 from memstream.schemas.events import SubscriptionFilter
 from memstream.schemas.views import (
     Delivery,
@@ -43,7 +44,7 @@ from memstream.wire import PRINCIPAL_HEADER
 
 from .transport import ServerUnavailable, body_of, error_from, error_of
 
-__all__ = ["HttpPubSub", "HttpSubscriber", "subscription_filter"]
+__all__ = ["HttpPubSub", "HttpSubscriber"]
 
 _encode = msgspec.json.Encoder().encode
 _subscription = msgspec.json.Decoder(SubscriptionView)
@@ -68,51 +69,16 @@ _subscriptions = msgspec.json.Decoder(_Subscriptions)
 _publications = msgspec.json.Decoder(_Publications)
 _parked = msgspec.json.Decoder(_Parked)
 
-#: the filter conditions :meth:`HttpPubSub.create_subscription` takes as keywords
-_LISTS = (
-    "namespaces", "types", "outcomes", "memory_ids", "tags_any", "tags_all", "states", "kinds",
-    "actors",
-)  # fmt: skip
+#: Seconds a heartbeat made by the client waits for the subscription's state.
+STATE_TIMEOUT = 2.0
 
 
-def subscription_filter(
-    filter: SubscriptionFilter | dict[str, Any] | None,
-    *,
-    query: str | None = None,
-    vector: Any = None,
-    threshold: float = 0.5,
-    **conditions: Any,
-) -> dict[str, Any] | None:
-    """The filter a subscription is set with: ``filter`` (a :class:`SubscriptionFilter` or
-    its fields as a dict), or the conditions given as keywords (lists of strings; a
-    semantic condition from ``query`` or ``vector`` and ``threshold``); not both. None:
-    none given (the server's default filter)."""
-    given: dict[str, Any] = {k: check.strings(v, k) for k, v in conditions.items() if v is not None}
-    unknown = set(given) - set(_LISTS)
-    if unknown:
-        raise TypeError(f"unknown filter condition {sorted(unknown)[0]!r}")
-    if query is not None or vector is not None:
-        semantic: dict[str, Any] = {
-            "threshold": check.number(threshold, "threshold", optional=False, minimum=-1.0,
-                                      maximum=1.0),
-        }  # fmt: skip
-        if query is not None:
-            semantic["query"] = check.text(query, "query")
-        if vector is not None:
-            semantic["vector"] = check.vector(vector, "vector")
-        given["semantic"] = semantic
-    if filter is None:
-        return given or None
-    if given:
-        raise BadRequest(
-            "pass the filter's conditions as keywords (namespaces=, tags_any=, query=, ...) "
-            f"or as filter=, not both (got filter= and {', '.join(sorted(given))})",
-            field="filter",
-        )
+def _wire_filter(filter: Any) -> dict[str, Any] | None:
+    """The filter :func:`filter_of` gave, as the request body carries it."""
+    if filter is None or isinstance(filter, dict):
+        return filter
     if isinstance(filter, SubscriptionFilter):
         return msgspec.to_builtins(filter)
-    if isinstance(filter, dict):
-        return filter
     raise BadRequest(
         f"filter must be a SubscriptionFilter or a dict, not {type(filter).__name__}",
         field="filter",
@@ -126,9 +92,8 @@ def _start(value: Any) -> int | str:
     if value in ("now", "beginning"):
         return value
     p = check.point(value, "start")
-    if p is None:  # pragma: no cover - None handled above
-        return "now"
-    return p if isinstance(p, int) else p.isoformat()
+    assert p is not None  # None is "now", above
+    return p.isoformat() if isinstance(p, datetime) else p
 
 
 def _name(name: Any) -> str:
@@ -139,9 +104,10 @@ def subscription_path(name: str) -> str:
     return "/v1/subscriptions/" + _name(name)
 
 
-class HttpPubSub:
-    """Subscriptions and publications over the HTTP API (the methods of the embedded store's
-    pub/sub, with the same arguments, answers and errors)."""
+class HttpPubSub(PubSub):
+    """:class:`~memstream.pubsub.methods.PubSub` over the HTTP API: the embedded store's
+    methods, with the same arguments, answers and errors, sent to ``/v1/subscriptions``
+    and ``/v1/publications``."""
 
     _request: Any
     _ok: Any
@@ -153,36 +119,17 @@ class HttpPubSub:
     # -- subscriptions -------------------------------------------------------------------------
 
     def create_subscription(
-        self,
-        name: str,
-        *,
-        namespaces: list[str] | None = None,
-        types: list[str] | None = None,
-        outcomes: list[str] | None = None,
-        memory_ids: list[str] | None = None,
-        tags_any: list[str] | None = None,
-        tags_all: list[str] | None = None,
-        states: list[str] | None = None,
-        kinds: list[str] | None = None,
-        actors: list[str] | None = None,
-        query: str | None = None,
-        vector: Any = None,
-        threshold: float = 0.5,
-        filter: SubscriptionFilter | dict[str, Any] | None = None,
-        start: Any = "now",
-        view: bool = False,
-        max_in_flight: int = 1_000,
-        ack_timeout: float = 30.0,
-        publication: str | None = None,
-        description: str | None = None,
-        owner: str | None = None,
-    ) -> SubscriptionView:
-        """Create subscription ``name``, or change it (its cursor stays)."""
-        f = subscription_filter(
-            filter, query=query, vector=vector, threshold=threshold, namespaces=namespaces,
-            types=types, outcomes=outcomes, memory_ids=memory_ids, tags_any=tags_any,
-            tags_all=tags_all, states=states, kinds=kinds, actors=actors,
-        )  # fmt: skip
+        self, name, *, namespaces=None, types=None, outcomes=None, memory_ids=None,
+        tags_any=None, tags_all=None, states=None, kinds=None, actors=None, query=None,
+        vector=None, threshold=DEFAULT_THRESHOLD, filter=None, start="now", view=False,
+        max_in_flight=1_000, ack_timeout=30.0, publication=None, description=None, owner=None,
+    ):  # fmt: skip
+        conditions = {
+            "namespaces": namespaces, "types": types, "outcomes": outcomes,
+            "memory_ids": memory_ids, "tags_any": tags_any, "tags_all": tags_all,
+            "states": states, "kinds": kinds, "actors": actors,
+        }  # fmt: skip
+        f = _wire_filter(filter_of(filter, conditions, query, vector, threshold))
         body = {
             "filter": f, "start": _start(start), "view": check.boolean(view, "view"),
             "max_in_flight": max_in_flight, "ack_timeout": ack_timeout,
@@ -219,7 +166,7 @@ class HttpPubSub:
         resp = self._request("GET", subscription_path(name) + "/parked", params={"limit": limit})
         return _parked.decode(self._ok(resp).content).parked
 
-    def unpark(self, name: str, positions: list[int]) -> int:
+    def unpark(self, name: str, positions: Sequence[int]) -> int:
         """Remove parked deliveries (handled by hand); how many were removed."""
         content = _encode({"positions": _positions(positions)})
         resp = self._request("POST", subscription_path(name) + "/unpark", content=content)
@@ -244,7 +191,7 @@ class HttpPubSub:
         self,
         name: str,
         namespace: str,
-        to: list[str],
+        to: Sequence[str],
         *,
         tag: str | None = None,
         memory_id: str | None = None,
@@ -507,27 +454,33 @@ class HttpSubscriber:
 
     async def _state(self) -> Heartbeat:
         """A heartbeat made here (``next``'s timeout ran out before the server's): the
-        subscription's state on the server, or the last heartbeat while it is unreachable."""
+        subscription's state on the server (two requests at once, answered within a
+        couple of seconds), or the last heartbeat received while it cannot answer."""
         assert self._client is not None
-        client, last = self._client, self._last_heartbeat
+        client, last, now = self._client, self._last_heartbeat, datetime.now(UTC)
         try:
-            resp = await client.get(self.path)
-            if resp.status_code >= 400:
-                raise error_of(resp)
-            view = _subscription.decode(resp.content)
-            ready = await client.get("/ready")
+            got, ready = await asyncio.gather(
+                client.get(self.path, timeout=STATE_TIMEOUT),
+                client.get("/ready", timeout=STATE_TIMEOUT),
+            )
+            view = _subscription.decode(got.content) if got.status_code == 200 else None
             head = body_of(ready).get("head")
-        except Exception:  # unreachable, or the subscription going: the last one known
+        except (httpx.HTTPError, msgspec.DecodeError):
             view, head = None, None
-        stats = (view.stats if view is not None else None) or {}
-        if view is None and last is not None:
-            return msgspec.structs.replace(last, at=datetime.now(UTC))
-        cursor = view.cursor if view is not None and view.cursor is not None else -1
-        known = last.head if last is not None else -1
+        if view is None:
+            if last is not None:
+                return msgspec.structs.replace(last, at=now)
+            position = -1 if self.last_seen is None else self.last_seen
+            return Heartbeat(
+                subscription=self.name, position=position, cursor=-1, head=position,
+                in_flight=0, at=now,
+            )  # fmt: skip
+        stats = view.stats or {}
+        cursor = -1 if view.cursor is None else view.cursor
         return Heartbeat(
             subscription=self.name, position=int(stats.get("scanned", cursor)), cursor=cursor,
-            head=int(head) if isinstance(head, int) else known,
-            in_flight=int(stats.get("in_flight", 0)), at=datetime.now(UTC),
+            head=int(head) if isinstance(head, int) else (last.head if last else cursor),
+            in_flight=int(stats.get("in_flight", 0)), at=now,
         )  # fmt: skip
 
     # -- acknowledging ------------------------------------------------------------------------
