@@ -10,6 +10,7 @@ from . import (
     ops,
     retention,
     search,
+    subscriptions,
     writes,
 )  # fmt: skip
 
@@ -17,7 +18,8 @@ from . import (
 #: ``/v1/memories/{id}/original`` must match before the memory's own ``{id:path}``)
 ROUTERS = [
     ops.router, events.router, governance.router, memories.router, writes.router,
-    audit.router, search.router, retention.router, access.router, internal.router,
+    audit.router, search.router, retention.router, access.router, subscriptions.router,
+    internal.router,
 ]  # fmt: skip
 
 __all__ = ["ROUTERS"]
