@@ -31,7 +31,7 @@ import httpx
 import msgspec
 from httpx_sse import aconnect_sse
 
-from memstream.client.transport import error_of
+from memstream.client.transport import error_from, error_of
 from memstream.errors import (
     BadRequest,
     PartitionUnavailable,
@@ -459,6 +459,7 @@ class MergedSubscriber:
 def _exception(body: Any) -> Exception:
     """The typed exception of an SSE ``error`` event's body (the API's error shape)."""
     body = body if isinstance(body, dict) else {"message": str(body)}
-    error = body.get("error")
-    status = 429 if body.get("retry_after") is not None else _STATUS.get(str(error), 403)
-    return error_of(httpx.Response(status, json=body))
+    status = body.get("status")
+    if not isinstance(status, int):
+        status = _STATUS.get(str(body.get("error")), 403)
+    return error_from(status, body)

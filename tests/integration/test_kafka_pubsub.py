@@ -98,7 +98,7 @@ def test_a_subscription_merges_every_partition_across_workers(deployment) -> Non
         by_partition.setdefault(p, []).append(offset)
     assert all(offsets == sorted(offsets) for offsets in by_partition.values())
     assert {owners[p].name for p in by_partition} == {"w1", "w2"}  # merged across workers
-    assert set(beats[-1]["partitions"]) == set(range(PARTITIONS))  # a position per partition
+    assert {int(p) for p in beats[-1]["partitions"]} == set(range(PARTITIONS))  # each its own
 
     # acked through w1 (w2's partitions acked at w2): through w2, only what is new
     later = []

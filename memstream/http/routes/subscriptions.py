@@ -29,7 +29,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from memstream.errors import SubscriptionClosed
+from memstream.errors import PartitionUnavailable, SubscriptionClosed
 from memstream.schemas.views import Delivery
 from memstream.service.pubsub import Subscriber
 from memstream.validation import INT64_MAX
@@ -69,6 +69,15 @@ HeartbeatQuery = Annotated[
         ge=0.01,
         le=3600.0,
         description="Seconds with nothing to deliver before a heartbeat is sent.",
+    ),
+]
+PartitionsQuery = Annotated[
+    str | None,
+    Query(
+        max_length=10_000,
+        pattern=r"^[0-9]+(,[0-9]+)*$",
+        description="The Kafka runtime: only these partitions, comma-separated (what a worker "
+        "asks of the owner of some); default: every partition, merged.",
     ),
 ]
 LastEventQuery = Annotated[
@@ -232,13 +241,16 @@ async def events(
     heartbeat: HeartbeatQuery = 15.0,
     last_event_id: LastEventQuery = None,
     last_event_header: LastEventHeader = None,
+    partitions: PartitionsQuery = None,
 ) -> Response:
     last_seen = last_event_header if last_event_header is not None else last_event_id
+    parts = [int(p) for p in partitions.split(",")] if partitions else None
     # checked before the first byte: an unknown subscription, another's, or a publication
     # whose terms refuse it is an ordinary error answer
     sub = await run_in_threadpool(
-        service.consume, caller, name, heartbeat=heartbeat, last_seen=last_seen
-    )
+        service.consume, caller, name, heartbeat=heartbeat, last_seen=last_seen,
+        partitions=parts,
+    )  # fmt: skip
     return EventSourceResponse(_stream(request, sub), ping=0, headers={"X-Accel-Buffering": "no"})
 
 
@@ -252,6 +264,8 @@ async def _stream(request: Request, sub: Subscriber) -> AsyncIterator[ServerSent
                 body = {"error": "closed", "message": str(e), "status": 410}
                 yield ServerSentEvent(data=json.dumps(body), event="closed")
                 return
+            except PartitionUnavailable:
+                return  # a partition moved (the Kafka runtime): the client reconnects
             except Exception as e:
                 answer = await _error_answer(request, e)
                 if answer is None:
