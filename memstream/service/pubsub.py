@@ -18,6 +18,7 @@ delivery *when it is made*:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -656,9 +657,23 @@ class Subscriber:
                 raise SubscriptionClosed(str(e)) from None
             if item is None:
                 return self._heartbeat()
-            out = self._deliver(item)
+            if self._slow():  # a read of the memory's view, or redaction: off the loop
+                out = await asyncio.to_thread(self._deliver, item)
+            else:
+                out = self._deliver(item)
             if out is not None:
                 return out
+
+    def _slow(self) -> bool:
+        """Whether making a delivery reads storage or runs the scanner (the rest of it is
+        lookups in memory)."""
+        rule = self.consumer.rule
+        if rule.view:
+            return True
+        if rule.publication is None:
+            return False
+        pub = self.service.backend.policy().publications.get(rule.publication)
+        return pub is not None and pub.redact
 
     def __iter__(self) -> Iterator[Delivery | Heartbeat]:
         while True:

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from httpx_sse import connect_sse
-from memstream.pubsub.positions import decode
 from memstream.streams.kafka.local import LocalDeployment, WorkerProcess
 from memstream.streams.kafka.partitioning import partition_of
+
+from memstream.pubsub.positions import decode
 
 pytestmark = pytest.mark.slow  # two workers on a real broker
 
