@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -222,6 +222,14 @@ def publications_table(pubs: Sequence[PublicationView]) -> Table:
 # -- subscription ... ----------------------------------------------------------------------------
 
 
+def answer(json_out: bool, body: Any, table: Callable[[], Any]) -> None:
+    """Print ``body`` as JSON (``--json``: the HTTP API's body), else the table it makes."""
+    if json_out:
+        print_json(body)
+    else:
+        show(table())
+
+
 @subscription_app.command("create")
 def create(
     name: NameArg,
@@ -296,10 +304,7 @@ def create(
                 max_in_flight=max_in_flight, ack_timeout=ack_timeout, publication=publication,
                 description=description, owner=owner,
             )  # fmt: skip
-        if json_out:
-            print_json(v)
-        else:
-            show(subscription_table(v))
+        answer(json_out, v, lambda: subscription_table(v))
 
 
 @subscription_app.command("list")
@@ -309,10 +314,7 @@ def list_subscriptions(
     """The subscriptions you own (every one, for an admin)."""
     with reported(json_out), open_store(store, url) as s:
         views = s.subscriptions()
-        if json_out:
-            print_json({"subscriptions": views})
-        else:
-            show(subscriptions_table(views))
+        answer(json_out, {"subscriptions": views}, lambda: subscriptions_table(views))
 
 
 @subscription_app.command("show")
@@ -322,10 +324,7 @@ def show_subscription(
     """A subscription: its filter, its cursor, what is parked."""
     with reported(json_out), open_store(store, url) as s:
         v = s.get_subscription(name)
-        if json_out:
-            print_json(v)
-        else:
-            show(subscription_table(v))
+        answer(json_out, v, lambda: subscription_table(v))
 
 
 @subscription_app.command("delete")
@@ -379,10 +378,7 @@ def parked(
     """The deliveries a consumer rejected (nack), with its reasons, oldest first."""
     with reported(json_out), open_store(store, url) as s:
         got = s.parked(name, limit=limit)
-        if json_out:
-            print_json({"parked": got})
-        else:
-            show(parked_table(name, got))
+        answer(json_out, {"parked": got}, lambda: parked_table(name, got))
 
 
 @subscription_app.command("unpark")
@@ -658,10 +654,7 @@ def publish(
                 max_deliveries=max_deliveries, period_seconds=period, redact=redact,
                 description=description,
             )  # fmt: skip
-        if json_out:
-            print_json(p)
-        else:
-            show(publication_table(p))
+        answer(json_out, p, lambda: publication_table(p))
 
 
 @publication_app.command("list")
@@ -671,10 +664,7 @@ def list_publications(
     """The publications you may see: those published to you, those you administer."""
     with reported(json_out), open_store(store, url) as s:
         pubs = s.publications()
-        if json_out:
-            print_json({"publications": pubs})
-        else:
-            show(publications_table(pubs))
+        answer(json_out, {"publications": pubs}, lambda: publications_table(pubs))
 
 
 @publication_app.command("show")
@@ -684,10 +674,7 @@ def show_publication(
     """A publication and its terms."""
     with reported(json_out), open_store(store, url) as s:
         p = s.get_publication(name)
-        if json_out:
-            print_json(p)
-        else:
-            show(publication_table(p))
+        answer(json_out, p, lambda: publication_table(p))
 
 
 @publication_app.command("withdraw")
