@@ -147,6 +147,8 @@ class Drain:
         self.redelivered = 0
         self.sweeps = 0
         self.empty_sweeps = 0
+        #: polls that found nothing (answered a heartbeat), per thread
+        self._empty_polls = [0] * threads
         self.target = -1
         self._stop = threading.Event()
         self._go = threading.Event()
@@ -161,6 +163,10 @@ class Drain:
             threading.Thread(target=self._run, args=(i,), name=f"bench-drain-{i}", daemon=True)
             for i in range(threads)
         ]
+
+    @property
+    def empty_polls(self) -> int:
+        return sum(self._empty_polls)
 
     def start(self) -> None:
         for t in self._threads:
@@ -198,6 +204,8 @@ class Drain:
                 delivered, behind, target = 0, False, self.target
                 for sub in mine:
                     n, seen = self._sweep(sub)
+                    if not n:
+                        self._empty_polls[i] += 1
                     delivered += n
                     behind = behind or n > 0 or seen < target
                 with self._lock:
@@ -383,7 +391,7 @@ def _ingest_run(
         if drain is not None:
             deliveries = _check_deliveries(data, drain, offsets)
             if with_stages:
-                stages = _match_stages(store, first - 1, subs[0])
+                stages = _match_stages(store, first - 1, subs)
         if embedder.misses:
             raise BenchError(f"pubsub ingest: the model embedded {embedder.misses} texts")
         indexed = len(store.semantic.vectors) if store.semantic is not None else 0
@@ -413,6 +421,7 @@ def _ingest_run(
                 "drain": {
                     "sweeps": drain.sweeps,
                     "empty_sweeps": drain.empty_sweeps,
+                    "empty_polls": drain.empty_polls,
                     "pause_s": drain.pause,
                     "threads": len(drain.native_ids),
                 },
@@ -423,11 +432,13 @@ def _ingest_run(
     }
 
 
-def _match_stages(store: MemoryStore, after: int, sub: Any) -> dict[str, float]:
-    """After a subscribed run, its events matched again by each lane's matcher, in the live
-    batches' size, one lane at a time on this thread (µs per event), and the delivery step
-    of the service (the checks, the Delivery's shape, the access log record) per delivery.
-    The lanes are idle by then; each is held (its lock) while it is timed."""
+def _match_stages(store: MemoryStore, after: int, subs: Sequence[Any]) -> dict[str, float]:
+    """After a subscribed run, on this thread, one after another: its events matched again
+    by each lane's matcher, in the live batches' size (µs per event; the lanes are idle by
+    then, and each is held by its lock while it is timed); the delivery step of the service
+    (the checks, the Delivery's shape, the access log record; µs per delivery); and a poll
+    of a drained subscriber (``next(timeout=0)`` answering a heartbeat; µs), what a drain
+    sweep costs per subscriber with nothing for it."""
     from memstream.pubsub.consumer import Item
 
     hub = store.hub
@@ -451,8 +462,16 @@ def _match_stages(store: MemoryStore, after: int, sub: Any) -> dict[str, float]:
         sample = [d for b in batches for d in b][:5_000]
         with Stopwatch() as sw:
             for d in sample:
-                sub._deliver(Item(d[0].offset, d, 1))
+                subs[0]._deliver(Item(d[0].offset, d, 1))
         out["deliver_per_delivery"] = sw.seconds / len(sample) * 1e6
+        polls = 0
+        with Stopwatch() as sw:
+            for _ in range(max(1, 5_000 // len(subs))):
+                for sub in subs:
+                    if not isinstance(sub.next(timeout=0), Heartbeat):
+                        raise BenchError("pubsub ingest: a drained subscriber delivered")
+                    polls += 1
+        out["empty_poll"] = sw.seconds / polls * 1e6
     return out
 
 
@@ -557,6 +576,18 @@ def ingest(scratch: Scratch, reporter: Reporter, data: IngestData, repeats: int)
             "baseline_sustained_events_per_s": arm("sustained_events_per_s", "baseline"),
             "sustained_ratio": sustained,
             "deliveries_per_event": first["deliveries"]["per_event"],
+            "drain_cpu_us_per_delivery": spread(
+                [
+                    r["subscribed"]["cpu_us_per_event"]["drain_threads"]
+                    / r["subscribed"]["deliveries"]["per_event"]
+                    for r in rounds
+                    if r["subscribed"]["cpu_us_per_event"]["drain_threads"] is not None
+                ]
+                or [0.0]
+            ),
+            "empty_polls_per_event": spread(
+                [r["subscribed"]["drain"]["empty_polls"] / n for r in rounds]
+            ),
             "stages_us": first["stages_us"],
             "deliveries": first["deliveries"],
             "set_per_subscription_ms": arm("set_per_subscription_ms", "subscribed"),

@@ -80,7 +80,12 @@ def test_ingest_compares_subscribed_and_plain_stores(
         assert x["ratio"] == pytest.approx(sub["events_per_s"] / base["events_per_s"])
     assert r["deliveries_per_event"] == pytest.approx(expected / 500)
     assert set(r["deliveries"]["by_kind"]) == {k for k, _ in pubsub_data.MIX}
-    assert {"match:subscriptions", "match:subscriptions-semantic"} <= set(r["stages_us"])
+    assert {
+        "match:subscriptions",
+        "match:subscriptions-semantic",
+        "deliver_per_delivery",
+        "empty_poll",
+    } <= set(r["stages_us"])
     assert r["meets_ratio"] == (r["ratio"]["median"] >= pubsub.GOAL_INGEST_RATIO)
     assert not list(scratch.root.iterdir()), "the runs leave no store behind"
 
