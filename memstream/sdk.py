@@ -34,6 +34,7 @@ from memstream.governance.methods import EmbeddedGovernance
 from memstream.operations import Operations, new_id, raise_rejections
 from memstream.projections.processor import Decided
 from memstream.projections.search import SearchQuery
+from memstream.pubsub.methods import EmbeddedPubSub
 from memstream.queries import AuditQuery, ListQuery, Point, Reads
 from memstream.schemas import events as ev
 from memstream.schemas.codec import surrogate_error
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from memstream.client import HttpMemoryStore
     from memstream.governance.retention import RetentionReport, RetentionScheduler
     from memstream.pubsub.hub import SubscriptionHub
+    from memstream.service.pubsub import Subscriber
 
 __all__ = ["AsyncMemoryStore", "MemoryStore", "Operations", "new_id"]
 
@@ -87,7 +89,7 @@ class _Validated:
         return entry is not None and entry[0] is event and self._encode(event) == entry[1]
 
 
-class MemoryStore(Operations, Reads, EmbeddedGovernance, AccessLogReads):
+class MemoryStore(Operations, Reads, EmbeddedGovernance, EmbeddedPubSub, AccessLogReads):
     """An embedded memory store (one directory; no broker). Use as a context manager.
 
     A facade over :class:`~memstream.service.MemoryService` on the store's
@@ -617,6 +619,14 @@ class AsyncMemoryStore:
         blocked while it waits)."""
         store = self.store
         return store.service.follow_async(store.caller, start, batch=batch, idle=idle)
+
+    def subscribe(
+        self, name: str, *, heartbeat: float = 15.0, last_seen: int | None = None
+    ) -> Subscriber:
+        """:meth:`MemoryStore.subscribe`, not awaited: the subscriber itself is what
+        coroutines use (``async for d in store.subscribe(name)``, ``await
+        sub.next_async()``), and its waits never block the event loop."""
+        return self.store.subscribe(name, heartbeat=heartbeat, last_seen=last_seen)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         fn = getattr(self.store, name)

@@ -20,8 +20,9 @@ the commands that need them, so the CLI starts fast.
 The package: ``common`` (the app, shared options, exit codes, error reporting),
 ``connect`` (which store a command works on), ``render`` (tables), and the commands by
 theme: ``writes``, ``reads``, ``audit``, ``access`` (the access log), ``copies`` (replay,
-backup), ``ops`` (serve, demo, reembed, bench) and ``kafka`` (the Kafka runtime's
-commands). They are registered here, in the order ``memstream --help`` lists them.
+backup), ``ops`` (serve, demo, reembed, bench), ``governance``, ``pubsub`` (subscriptions,
+``subscribe``, publications) and ``kafka`` (the Kafka runtime's commands). They are
+registered here, in the order ``memstream --help`` lists them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,18 @@ from typing import Annotated
 
 import typer
 
-from . import access, audit, copies, governance, kafka, ops, reads, retention, writes  # noqa: F401 (governance registers itself)
+from . import (  # noqa: F401 (governance registers itself)
+    access,
+    audit,
+    copies,
+    governance,
+    kafka,
+    ops,
+    pubsub,
+    reads,
+    retention,
+    writes,
+)
 from .common import app, audit_app, out
 from .render import audit_table, history_table, memory_table, outcomes_table
 
@@ -76,6 +88,7 @@ for _command in (
     reads.get,
     reads.history,
     reads.search,
+    pubsub.subscribe,
     copies.replay,
     copies.backup,
     ops.checkpoint,

@@ -35,7 +35,10 @@ from memstream.errors import (
     SearchDisabled,
     StoreLocked,
     StoreReadOnly,
+    SubscriptionClosed,
+    TermsViolated,
     UnknownMemory,
+    UnknownSubscription,
     Unsupported,
 )
 from memstream.settings import CliSettings
@@ -176,6 +179,15 @@ def classify(e: BaseException) -> CliError | None:
         return CliError(str(e), EXIT_BAD_INPUT, e.to_dict())
     if isinstance(e, UnknownMemory) and e.offset is None:  # refused before it was appended
         return CliError(str(e), EXIT_REJECTED, not_found_body(str(e.memory_id)))
+    if isinstance(e, UnknownSubscription):  # the bodies HTTP answers (404, 410, 403/429)
+        return CliError(str(e), EXIT_REJECTED, {"error": "not_found", "name": e.name})
+    if isinstance(e, SubscriptionClosed):
+        return CliError(str(e), EXIT_REJECTED, {"error": "closed"})
+    if isinstance(e, TermsViolated):
+        body = {"error": "terms", "publication": e.publication, "term": e.term}
+        if e.retry_after is not None:
+            body["retry_after"] = e.retry_after
+        return CliError(str(e), EXIT_REJECTED, body)
     if isinstance(e, Rejected):  # the body HTTP answers (409)
         return CliError(str(e), EXIT_REJECTED, rejected_body(e))
     if isinstance(e, LogTampered):  # failed verification, like `audit verify`'s break

@@ -15,6 +15,8 @@ from .conftest import open_store
 pytestmark = pytest.mark.slow
 
 HUGE = "1" * 40
+SUB = ["subscription", "create", "s"]
+PUBLISH = ["publication", "publish", "p", "--namespace", "user/alice", "--to", "bob"]
 
 #: (arguments after the command, a phrase the error must contain)
 CASES = {
@@ -37,6 +39,10 @@ CASES = {
     "access_log_naive_since": (["access-log", "--since", "2026-01-01T12:00:00"], "timezone"),
     "access_log_huge_after": (["access-log", "--after", HUGE], "after"),
     "access_export_bad_format": (["access-log", "export", "--format", "xml"], "--format"),
+    "subscribe_bad_from": (["subscribe", "s", "--from", "yesterday"], "--from"),
+    "subscription_naive_from": ([*SUB, "--from", "2026-01-01T12:00:00"], "timezone"),
+    "subscription_threshold_alone": ([*SUB, "--threshold", "0.9"], "threshold"),
+    "publication_expires_offset": ([*PUBLISH, "--expires", "12"], "--expires"),
 }
 
 

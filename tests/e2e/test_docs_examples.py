@@ -32,3 +32,15 @@ def test_the_mem0_mapping_example_runs(tmp_path: Path) -> None:
         "run-42",
         "True",
     ], proc.stdout
+
+
+def test_the_pubsub_sdk_example_runs(tmp_path: Path) -> None:
+    text = (DOCS / "pubsub.md").read_text(encoding="utf-8")
+    match = re.search(r"```python\n(.*?)```", text[text.index("\n## SDK\n") :], re.S)
+    assert match, "no python example under ## SDK in docs/pubsub.md"
+    proc = subprocess.run(
+        [sys.executable, "-c", match.group(1)], cwd=tmp_path, env=subprocess_env(),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["1 create Alice is vegetarian"], proc.stdout

@@ -143,6 +143,24 @@ def wire_event() -> st.SearchStrategy[Any]:
     return st.fixed_dictionaries({k: arg(v) for k, v in good.items()})
 
 
+sub_name = arg(st.sampled_from(["sub-a", "sub-b", "ghost"]), with_surrogate, long_text)
+pub_name = arg(st.sampled_from(["pub-a", "ghost"]), with_surrogate)
+start = arg(st.sampled_from(["now", "beginning", "later"]), point)
+sub_filter = arg(
+    st.none(),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "namespaces": arg(st.lists(namespace, max_size=2)),
+            "types": strings,
+            "semantic": arg(
+                st.fixed_dictionaries({"query": short}, optional={"threshold": floats})
+            ),
+            "nope": leaves,
+        },
+    ),
+)
+
 events = arg(
     st.lists(wire_event(), max_size=3),
     st.lists(wire_event().map(lambda e: str(e).encode()), max_size=2),
@@ -413,6 +431,53 @@ ARGS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, st.SearchStra
         {"into": arg(st.sampled_from(["<store>", "<file>", "\x00", "/proc/nope"]))},
         {"to": point, "progress": arg(st.none())},
     ),
+    # pub/sub: subscriptions and publications are governance events the owner may append
+    "create_subscription": (
+        {"name": sub_name},
+        {
+            **{k: strings for k in ("types", "memory_ids", "tags_any", "tags_all", "actors")},
+            "namespaces": arg(st.none(), st.lists(namespace, max_size=3), strings),
+            "outcomes": arg(st.none(), st.lists(st.sampled_from(["accepted", "rejected", "x"]))),
+            "states": arg(st.none(), st.lists(st.sampled_from(["active", "archived", "nope"]))),
+            "kinds": arg(st.none(), st.lists(st.sampled_from(["plaintext", "nope"]))),
+            "query": short,
+            "vector": vector,
+            "threshold": arg(st.floats(-1, 1), floats),
+            "filter": sub_filter,
+            "start": start,
+            "view": flag,
+            "max_in_flight": positive,
+            "ack_timeout": arg(st.floats(0.01, 60), floats),
+            "publication": arg(st.none(), pub_name),
+            "description": short,
+            "owner": arg(st.none(), st.sampled_from(["fuzz", "alice", "ghost"]), with_surrogate),
+        },
+    ),
+    "subscriptions": ({}, {}),
+    "get_subscription": ({"name": sub_name}, {}),
+    "delete_subscription": ({"name": sub_name}, reason),
+    "subscribe": (
+        {"name": sub_name},
+        {"heartbeat": arg(st.floats(0.01, 60), floats), "last_seen": offset},
+    ),
+    "seek": ({"name": sub_name, "start": start}, {}),
+    "parked": ({"name": sub_name}, {"limit": positive}),
+    "unpark": ({"name": sub_name, "positions": arg(st.lists(ints, max_size=4))}, {}),
+    "publish": (
+        {"name": pub_name, "namespace": namespace, "to": strings},
+        {
+            "tag": short,
+            "memory_id": arg(st.none(), memory_id),
+            "expires_at": when,
+            "max_deliveries": offset,
+            "period_seconds": positive,
+            "redact": flag,
+            "description": short,
+        },
+    ),
+    "withdraw": ({"name": pub_name}, reason),
+    "publications": ({}, {}),
+    "get_publication": ({"name": pub_name}, {}),
 }
 
 #: Public names that are not fuzzed, and why.
@@ -429,6 +494,7 @@ WRITES = {
     "append", "publish_json", "create", "revise", "merge", "rollback", "activate", "archive",
     "restore", "expire", "freeze", "unfreeze", "erase", "erase_subject", "artifact_built",
     "add_principal", "issue_token", "revoke_token", "grant", "revoke", "set_policy",
+    "create_subscription", "delete_subscription", "publish", "withdraw",
 }  # fmt: skip
 
 
@@ -471,6 +537,8 @@ def stores(tmp_path_factory: pytest.TempPathFactory, hash_embedder):
     store.create("user/alice", "old fact", memory_id="m-archived")
     store.archive("m-archived")
     store.create("team/ops", "deploys on Fridays", memory_id="m-other")
+    store.create_subscription("sub-a", namespaces=["user/*"], start="beginning")
+    store.publish("pub-a", "user/alice", ["alice"])
     (root / "file").write_text("not a directory")
     loop = asyncio.new_event_loop()
     try:
