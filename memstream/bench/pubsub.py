@@ -337,17 +337,16 @@ def _ingest_run(
     store = MemoryStore.open(
         path, actor="bench", durability=DURABILITY, semantic=True, embedder=embedder
     )
-    svc, caller = store.service, store.caller
     drain: Drain | None = None
     setup: dict[str, Any] = {}
     try:
         if subscribed:
             with Stopwatch() as setting:
                 for pf in data.filters:
-                    svc.set_subscription(
-                        caller, pf.name, filter=_subscription_filter(pf, data.questions)
+                    store.create_subscription(
+                        pf.name, filter=_subscription_filter(pf, data.questions)
                     )
-            subs = [svc.consume(caller, pf.name, heartbeat=1.0) for pf in data.filters]
+            subs = [store.subscribe(pf.name, heartbeat=1.0) for pf in data.filters]
             store.flush()
             setup = {
                 "set_seconds": setting.seconds,
@@ -616,10 +615,9 @@ def _follow(store: MemoryStore, head: int) -> dict[str, Any]:
 
 
 def _consume(store: MemoryStore, name: str, flt: dict[str, Any], expected: int) -> dict[str, Any]:
-    svc, caller = store.service, store.caller
-    svc.set_subscription(caller, name, filter=flt, start="beginning")
+    store.create_subscription(name, filter=flt, start="beginning")
     head = store.head
-    sub = svc.consume(caller, name, heartbeat=1.0)
+    sub = store.subscribe(name, heartbeat=1.0)
     n, last, acks = 0, -1, 0
     try:
         with clean_heap(), Stopwatch() as sw:
@@ -639,10 +637,10 @@ def _consume(store: MemoryStore, name: str, flt: dict[str, Any], expected: int) 
                 if n % ACK_EVERY == 0:
                     sub.ack_upto(last)
                     acks += 1
-        cursor = svc.subscription(caller, name).cursor
+        cursor = store.get_subscription(name).cursor
     finally:
         sub.close()
-        svc.delete_subscription(caller, name)
+        store.delete_subscription(name)
     if n != expected:
         raise BenchError(
             f"pubsub catch-up: {name} delivered {n} events, the store holds {expected}"
@@ -666,9 +664,8 @@ def _stages(store: MemoryStore, events: int) -> dict[str, float]:
     acknowledgement (batches of :data:`ACK_EVERY`)."""
     from memstream.pubsub.consumer import Item
 
-    svc, caller = store.service, store.caller
-    svc.set_subscription(caller, "stages", filter={}, start="beginning")
-    sub = svc.consume(caller, "stages", heartbeat=1.0)
+    store.create_subscription("stages", filter={}, start="beginning")
+    sub = store.subscribe("stages", heartbeat=1.0)
     hub = store.hub
     assert hub is not None
     feed = store.runtime.feed
@@ -693,7 +690,7 @@ def _stages(store: MemoryStore, events: int) -> dict[str, float]:
                 done += len(batch)
     finally:
         sub.close()
-        svc.delete_subscription(caller, "stages")
+        store.delete_subscription("stages")
     return {k: v.seconds / max(1, done) * 1e6 for k, v in sw.items()} | {"events": done}
 
 
