@@ -190,24 +190,29 @@ class SignalFreeServer(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    def on_signal(self, sig: int, _frame: Any) -> None:
+        """SIGTERM/SIGINT ask uvicorn to stop; a second SIGINT during shutdown forces it.
+
+        A bound method of the server on purpose: sse-starlette finds the server through
+        the SIGTERM handler and ends the open event streams (subscriptions) once
+        ``should_exit`` is set, so a shutdown does not wait for them to time out."""
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            log.info("received %s: stopping", signal.Signals(sig).name)
+            self.should_exit = True
+
 
 @contextlib.contextmanager
 def _signals(server: SignalFreeServer) -> Iterator[None]:
-    """SIGTERM/SIGINT ask uvicorn to stop; a second SIGINT during shutdown forces it.
+    """Install :meth:`SignalFreeServer.on_signal` for SIGTERM and SIGINT.
 
     Installed only in the main thread (the only one that may handle signals).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handle(sig: int, _frame: Any) -> None:
-        if server.should_exit and sig == signal.SIGINT:
-            server.force_exit = True
-        else:
-            log.info("received %s: stopping", signal.Signals(sig).name)
-            server.should_exit = True
-
+    handle = server.on_signal
     originals = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield

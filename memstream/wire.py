@@ -15,11 +15,12 @@ import msgspec
 
 from memstream.errors import BadRequest, Rejected
 from memstream.projections.search import DEFAULT_ALPHA, SearchQuery
-from memstream.schemas.events import Context
+from memstream.schemas.events import Context, SubscriptionFilter
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import SearchHit
 
 __all__ = [
+    "AckRequest",
     "AddRequest",
     "CONTEXT_HEADERS",
     "ChangeRequest",
@@ -33,9 +34,15 @@ __all__ = [
     "CHECKED_HEADER",
     "PRINCIPAL_HEADER",
     "BackupRequest",
+    "NackRequest",
+    "PublicationRequest",
+    "ReasonRequest",
     "ReplayRequest",
     "RetentionRequest",
     "SearchRequest",
+    "SeekRequest",
+    "SubscriptionRequest",
+    "UnparkRequest",
     "decode_request",
     "format_point",
     "parse_point",
@@ -473,5 +480,130 @@ class PolicyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class RevokeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Optional body of ``DELETE /v1/grants/{id}`` and ``DELETE /v1/tokens/{id}``."""
+
+    reason: str | None = None
+
+
+# -- pub/sub -------------------------------------------------------------------------------
+
+_START = msgspec.Meta(
+    description="Where a new subscription's cursor begins: `now` (default), `beginning`, an "
+    "offset (delivered next), or an RFC 3339 time with its timezone."
+)
+_POSITION = msgspec.Meta(ge=0, le=2**63 - 1)
+
+
+class SubscriptionRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``PUT /v1/subscriptions/{name}``: create the subscription, or change it (its
+    cursor stays where it is)."""
+
+    filter: Annotated[
+        SubscriptionFilter | None,
+        msgspec.Meta(description="What it receives (every condition given must hold)."),
+    ] = None
+    start: Annotated[int | str | None, _START] = None
+    view: Annotated[
+        bool, msgspec.Meta(description="Each delivery carries the memory's current view.")
+    ] = False
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1_000
+    ack_timeout: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0.001,
+            le=86_400,
+            description="Seconds before a delivery not acknowledged is delivered again.",
+        ),
+    ] = 30.0
+    publication: Annotated[
+        str | None, msgspec.Meta(description="Subscribe to this publication's memories.")
+    ] = None
+    description: str | None = None
+    owner: Annotated[
+        str | None,
+        msgspec.Meta(description="The principal it delivers as (default: the caller)."),
+    ] = None
+
+
+class SeekRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``POST /v1/subscriptions/{name}/seek``."""
+
+    start: Annotated[
+        int | str,
+        msgspec.Meta(
+            description="`now`, `beginning`, an offset (delivered next), or an RFC 3339 time."
+        ),
+    ]
+
+
+class AckRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``POST /v1/subscriptions/{name}/ack``: ``positions``, or ``upto``."""
+
+    positions: Annotated[
+        list[Annotated[int, _POSITION]] | None,
+        msgspec.Meta(description="Acknowledge these deliveries (their positions)."),
+    ] = None
+    upto: Annotated[
+        Annotated[int, msgspec.Meta(ge=-1, le=2**63 - 1)] | None,
+        msgspec.Meta(description="Acknowledge every delivery in flight at or below it."),
+    ] = None
+
+    def check(self) -> None:
+        if (self.positions is None) == (self.upto is None):
+            raise BadRequest(
+                "send either positions (a list of delivery positions) or upto (a position), "
+                "and not both",
+                field="body.positions",
+            )
+
+
+class NackRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``POST /v1/subscriptions/{name}/nack``: a delivery the consumer cannot
+    handle."""
+
+    position: Annotated[int, _POSITION]
+    reason: str | None = None
+    park: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Park it (kept aside, never delivered again by itself); false: "
+            "deliver it again at once."
+        ),
+    ] = True
+
+
+class UnparkRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``POST /v1/subscriptions/{name}/unpark``: parked deliveries handled by hand."""
+
+    positions: list[Annotated[int, _POSITION]]
+
+
+class PublicationRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``PUT /v1/publications/{name}``: publish a namespace's memories under terms
+    (again: revise the terms)."""
+
+    namespace: Annotated[str, msgspec.Meta(min_length=1, description="The namespace published.")]
+    to: Annotated[
+        list[str],
+        msgspec.Meta(description="Who may subscribe: principals, `group:<name>`, `*`."),
+    ]
+    tag: Annotated[str | None, msgspec.Meta(description="Only memories with this tag.")] = None
+    memory_id: Annotated[str | None, msgspec.Meta(description="Only this memory.")] = None
+    expires_at: Annotated[
+        Annotated[datetime, msgspec.Meta(tz=True)] | None,
+        msgspec.Meta(description="Nothing is delivered after it (RFC 3339, with timezone)."),
+    ] = None
+    max_deliveries: Annotated[
+        Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None,
+        msgspec.Meta(description="Deliveries per period per subscriber."),
+    ] = None
+    period_seconds: Annotated[int, msgspec.Meta(ge=1, le=10 * 365 * 86_400)] = 86_400
+    redact: Annotated[
+        bool, msgspec.Meta(description="Deliver texts with their sensitive values replaced.")
+    ] = False
+    description: str | None = None
+
+
+class ReasonRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Optional body of ``POST /v1/publications/{name}/withdraw``."""
 
     reason: str | None = None

@@ -161,6 +161,8 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     memory: Memory | None = None
     provenance: Provenance | None = None
     score: float | None = None
+    #: the log partition (the Kafka runtime: ``position`` is ``offset * 1024 + partition``)
+    partition: int | None = None
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
@@ -173,6 +175,8 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     head: int
     in_flight: int
     at: datetime
+    #: the Kafka runtime: the offset looked at in each partition (``position`` is -1)
+    partitions: dict[int, int] | None = None
 
 
 class SubscriptionView(msgspec.Struct, frozen=True, kw_only=True):

@@ -44,6 +44,7 @@ from memstream.wire import (
 )
 
 from .governance import HttpGovernance
+from .pubsub import HttpPubSub
 from .reads import HttpReads, memory_path
 from .transport import DEFAULT_TIMEOUT, LONG_TIMEOUT, ServerUnavailable, body_of, error_of
 
@@ -100,7 +101,7 @@ def _access_params(q: AccessQuery) -> dict[str, Any]:
 TOKEN_ENV = "MEMSTREAM_TOKEN"
 
 
-class HttpMemoryStore(Operations, HttpReads, HttpGovernance, AccessLogReads):
+class HttpMemoryStore(Operations, HttpReads, HttpGovernance, HttpPubSub, AccessLogReads):
     """A memory store served by ``memstream serve``, reached over HTTP.
 
     Use :meth:`connect` (it checks the server answers) and close it, or use it as a

@@ -22,14 +22,20 @@ from memstream.errors import (
     SearchDisabled,
     SensitiveContent,
     StoreReadOnly,
+    SubscriptionClosed,
+    TermsViolated,
     Unauthenticated,
+    UnknownSubscription,
     Unsupported,
     rejection,
 )
 from memstream.schemas.memcube import Outcome
 from memstream.wire import PRINCIPAL_HEADER
 
-__all__ = ["DEFAULT_TIMEOUT", "LONG_TIMEOUT", "ApiTransport", "ServerError", "ServerUnavailable"]
+__all__ = [
+    "DEFAULT_TIMEOUT", "LONG_TIMEOUT", "ApiTransport", "ServerError", "ServerUnavailable",
+    "error_from", "error_of",
+]  # fmt: skip
 
 #: Seconds a request may take (connect, read, write) before the client gives up.
 DEFAULT_TIMEOUT = 30.0
@@ -73,14 +79,30 @@ def _malformed(body: dict[str, Any]) -> MalformedEvent:
 
 def error_of(resp: httpx.Response) -> Exception:
     """The typed exception for an error response (the same ones as embedded)."""
-    body = body_of(resp)
+    return error_from(resp.status_code, body_of(resp), resp.reason_phrase)
+
+
+def error_from(status: int, body: dict[str, Any], reason: str = "") -> Exception:
+    """The typed exception for an error body answered with HTTP ``status`` (an error
+    response, or the ``error`` event of a subscription's stream)."""
     error = body.get("error")
-    message = str(body.get("message") or resp.reason_phrase)
-    if resp.status_code == 422 and error == "malformed":
+    message = str(body.get("message") or reason or f"HTTP {status}")
+    if error == "not_found" and isinstance(body.get("name"), str):
+        return UnknownSubscription(message, name=body["name"])
+    if error == "closed":
+        return SubscriptionClosed(message)
+    if error == "terms":
+        retry = body.get("retry_after")
+        return TermsViolated(
+            message, publication=str(body.get("publication") or ""),
+            term=str(body.get("term") or ""),
+            retry_after=float(retry) if isinstance(retry, int | float) else None,
+        )  # fmt: skip
+    if status == 422 and error == "malformed":
         return _malformed(body)
     if error == "rejected" and isinstance(body.get("outcome"), dict):
         return rejection(Outcome.from_public(body["outcome"]))
-    if resp.status_code == 413:
+    if status == 413:
         detail, field = _malformed(body).detail, body.get("field")
         detail = detail.removesuffix(f" (at {field})") if field else detail
         return EventTooLarge(
@@ -97,11 +119,11 @@ def error_of(resp: httpx.Response) -> Exception:
             message, partition=body["partition"], error=error, offset=body.get("offset"),
             lag=body.get("lag"),
         )  # fmt: skip
-    if resp.status_code == 422 and error == "sensitive":
+    if status == 422 and error == "sensitive":
         return SensitiveContent(message, findings=body.get("findings"), index=body.get("index"))
-    if resp.status_code == 403 and error == "forbidden":
+    if status == 403 and error == "forbidden":
         return Forbidden(message, missing=body.get("missing"))
-    if resp.status_code == 401:
+    if status == 401:
         return Unauthenticated(message)
     if error == "search_disabled":
         return SearchDisabled(message)
@@ -113,9 +135,9 @@ def error_of(resp: httpx.Response) -> Exception:
         return FileExistsError(message)
     if error == "unsupported":
         return Unsupported(message)
-    if resp.status_code == 400:
+    if status == 400:
         return BadRequest(message, field=body.get("field"))
-    return ServerError(resp.status_code, message, body)
+    return ServerError(status, message, body)
 
 
 class ApiTransport:

@@ -18,8 +18,20 @@ from memstream.governance.retention import RetentionReport
 from memstream.projections.policy import PermissionChange, Rules
 from memstream.schemas.events import Event, Registry
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditPage, Memory, MemoryPage, SearchHit, Version
+from memstream.schemas.views import (
+    AuditPage,
+    Delivery,
+    Heartbeat,
+    Memory,
+    MemoryPage,
+    ParkedDelivery,
+    PublicationView,
+    SearchHit,
+    SubscriptionView,
+    Version,
+)
 from memstream.wire import (
+    AckRequest,
     AddRequest,
     BackupRequest,
     ChangeRequest,
@@ -27,14 +39,20 @@ from memstream.wire import (
     GrantAnswer,
     GrantRequest,
     IssuedToken,
+    NackRequest,
     PolicyRequest,
     PrincipalRequest,
+    PublicationRequest,
+    ReasonRequest,
     ReplayRequest,
     RetentionRequest,
     ReviseRequest,
     RevokeRequest,
     SearchRequest,
+    SeekRequest,
+    SubscriptionRequest,
     TokenRequest,
+    UnparkRequest,
 )
 
 __all__ = [
@@ -65,7 +83,8 @@ _ERROR_SCHEMA: dict[str, Any] = {
         "error": {
             "type": "string",
             "description": "A stable code: malformed, rejected, too_large, not_found, "
-            "not_caught_up, projector_failed, read_only, exists, bad_request, no_route.",
+            "not_caught_up, projector_failed, read_only, exists, bad_request, no_route, "
+            "forbidden, unauthenticated, closed, terms.",
         },
         "message": {"type": "string", "description": "What is wrong and how to fix it."},
         "field": {
@@ -139,6 +158,18 @@ def _components(registry: Registry) -> dict[str, Any]:
             Rules,
             PermissionChange,
             AccessPage,
+            SubscriptionRequest,
+            SeekRequest,
+            AckRequest,
+            NackRequest,
+            UnparkRequest,
+            PublicationRequest,
+            ReasonRequest,
+            SubscriptionView,
+            PublicationView,
+            ParkedDelivery,
+            Delivery,
+            Heartbeat,
             *payloads,
         ],
         ref_template=_REF,

@@ -22,6 +22,7 @@ from mode import Service
 from memstream.governance.tokens import Authenticator
 from memstream.server import SignalFreeServer, bind_socket
 from memstream.service import MemoryService
+from memstream.service.merged import ShardHubs
 from memstream.service.worker import WorkerBackend
 from memstream.settings import SettingsError, WorkerSettings
 from memstream.streams.kafka.producer import NotWritten, OutcomePending
@@ -176,6 +177,7 @@ def run_worker(
 
     ``auth`` and ``cluster_token``: see :func:`worker_api` (checked before anything starts)."""
     cluster_token = check_auth(auth, cluster_token)
+    hubs = ShardHubs()  # every shard serves its partition's subscriptions
     app = create_worker(
         settings,
         data_dir=data_dir,
@@ -183,7 +185,10 @@ def run_worker(
         web_port=web_port,
         advertise=advertise,
         semantic=semantic,
+        extras=hubs,
     )
+    node = app.memstream  # type: ignore[attr-defined]
+    hubs.policy = lambda: node.policy.state
     api = WorkerApi(app, web_host, web_port, auth=auth, cluster_token=cluster_token)
     worker = faust.Worker(app, api, loglevel=loglevel, quiet=True)
     # Faust keeps a terminal spinner at levels from WARNING up, and to feed it sets the root

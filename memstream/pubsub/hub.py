@@ -265,11 +265,19 @@ class SubscriptionHub:
     """The consumers of one store's subscriptions, and the lanes that feed them."""
 
     def __init__(
-        self, cursors: CursorStore, policy: Callable[[], PolicyState], *, embed: Embed | None = None
+        self,
+        cursors: CursorStore,
+        policy: Callable[[], PolicyState],
+        *,
+        embed: Embed | None = None,
+        partition: int | None = None,
     ):
         """``embed``: the embedding cache's lookup (None: the store keeps no vectors, and
         semantic filters are refused). The lanes run on the store's processor runner; the
-        store then gives the hub its feed (:meth:`bind`)."""
+        store then gives the hub its feed (:meth:`bind`). ``partition``: the hub of one
+        partition of the Kafka runtime's log (a subscription that starts ``now`` starts there
+        at the time it was created: its generation is an offset of another partition)."""
+        self.partition = partition
         self.cursors = cursors
         self.policy = policy
         self.embed = embed
@@ -303,9 +311,13 @@ class SubscriptionHub:
                 if self.feed is None:
                     raise RuntimeError("the subscription hub is not bound to a store yet")
                 lane = self._lane_of(rule)
+                if self.partition is not None and rule.start == "now":
+                    assert self.before is not None
+                    start = self.before(rule.created_at)
+                else:
+                    start = start_after(rule, self.before)
                 c = Consumer(
-                    rule, start_after(rule, self.before), self.cursors, self.feed,
-                    self._selector(rule), lane, self.before,
+                    rule, start, self.cursors, self.feed, self._selector(rule), lane, self.before,
                 )  # fmt: skip
                 self._consumers[rule.name] = c
             elif c.rule.offset != rule.offset:
@@ -356,14 +368,22 @@ class SubscriptionHub:
         c.close(why)
         self._consumers.pop(c.name, None)
 
+    def refresh(self, rule: SubscriptionRule) -> None:
+        """Apply ``rule`` to its consumer here, if it changed (a hub that does not see the
+        subscription events itself: a partition of the Kafka runtime)."""
+        with self._lock:
+            c = self._consumers.get(rule.name)
+            if c is not None and c.generation == rule.generation and c.rule.offset != rule.offset:
+                self._change(c, rule)
+
     def existing(self, name: str) -> Consumer | None:
         with self._lock:
             return self._consumers.get(name)
 
-    def close(self) -> None:
+    def close(self, why: str = "the store closed") -> None:
         with self._lock:
             for c in list(self._consumers.values()):
                 c.lane.detach(c.name)
-                c.close("the store closed")
+                c.close(why)
             self._consumers.clear()
         self.cursors.close()

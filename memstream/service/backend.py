@@ -153,6 +153,10 @@ class Backend(Protocol):
         """The subscriptions this process serves (None: it serves none)."""
         ...
 
+    def query_model(self) -> tuple[int, str] | None:
+        """(dimension, model id) of the store's embedding model (None: it keeps none)."""
+        ...
+
     def embed_query(self, text: str) -> Sequence[float]:
         """A query text's vector, by the store's embedding model (a semantic filter's)."""
         ...

@@ -291,6 +291,9 @@ class EmbeddedBackend:
     def hub(self) -> SubscriptionHub | None:
         return self._hub
 
+    def query_model(self) -> tuple[int, str] | None:
+        return self.vector_dim()
+
     def embed_query(self, text: str) -> Sequence[float]:
         if self.semantic is None:
             raise SearchDisabled("this store keeps no search indexes")

@@ -18,6 +18,7 @@ delivery *when it is made*:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -37,7 +38,9 @@ from memstream.errors import (
 from memstream.projections.policy import PolicyState
 from memstream.projections.subscriptions import PublicationRule, SubscriptionRule
 from memstream.pubsub.consumer import Consumer, ConsumerClosed, Item
+from memstream.pubsub.cursors import Parked
 from memstream.pubsub.hub import SubscriptionHub
+from memstream.pubsub.positions import decode, encode
 from memstream.schemas.events import (
     GOVERNANCE_NAMESPACE,
     GOVERNANCE_TYPES,
@@ -166,33 +169,55 @@ class PubSubMethods:
         *,
         heartbeat: float = DEFAULT_HEARTBEAT,
         last_seen: int | None = None,
+        partitions: list[int] | None = None,
     ) -> Subscriber:
         """A handle that delivers subscription ``name``'s events (see :class:`Subscriber`).
         Every handle of one subscription shares its cursor and its deliveries in flight
         (they compete for them). ``last_seen``: the position the consumer saw last (an SSE
-        ``Last-Event-ID``): deliveries in flight beyond it are sent again at once."""
+        ``Last-Event-ID``): deliveries in flight beyond it are sent again at once.
+        ``partitions`` (the Kafka runtime): only these partitions (a worker asking the owner
+        of some for them); default: every partition, merged."""
         rule = self._owned(caller, name)
         heartbeat = check.number(
             heartbeat, "heartbeat", optional=False, minimum=0.01, maximum=3600.0
         )
         last_seen = check.integer(last_seen, "last_seen", minimum=-1)
+        if partitions is not None:
+            partitions = [check.integer(p, "partitions", optional=False, minimum=0)
+                          for p in partitions]  # fmt: skip
+        pub = None
         if rule.publication is not None:
             policy = self.backend.policy()
-            self._may_subscribe(self._publication(policy, rule.publication), rule.owner, policy)
+            pub = self._publication(policy, rule.publication)
+            self._may_subscribe(pub, rule.owner, policy)
+        hub = self._hub()
+        if getattr(hub, "partitioned", False):
+            if pub is not None and pub.max_deliveries is not None:
+                raise Unsupported(
+                    f"publication {pub.name} limits deliveries per period, which the Kafka "
+                    "runtime does not count across partitions; subscribe through an embedded "
+                    "store or memstream serve, or publish without max_deliveries"
+                )
+            return hub.subscriber(self, caller, rule, heartbeat, last_seen, partitions)
         try:
-            consumer = self._hub().consumer(rule)
+            consumer = hub.consumer(rule)
         except ValueError as e:
             raise BadRequest(str(e), field="filter.semantic") from None
+        sub = Subscriber(self, caller, consumer, heartbeat, hub=hub)
         if last_seen is not None:
-            consumer.resend_after(last_seen)
-        return Subscriber(self, caller, consumer, heartbeat)
+            sub.resend_after(last_seen)
+        return sub
 
     def seek(self: MemoryService, caller: Caller, name: str, start: Any) -> SubscriptionView:
         """Move subscription ``name``'s cursor: to ``"now"`` (the head), ``"beginning"``, an
         offset (delivered next) or a time. What was in flight is dropped; every match from
         there on is delivered, again if it was before."""
         rule = self._owned(caller, name)
-        consumer = self._hub().consumer(rule)
+        hub = self._hub()
+        if getattr(hub, "partitioned", False):
+            hub.seek(caller, rule, start)
+            return self._subscription_view(rule, None)
+        consumer = hub.consumer(rule)
         kind, offset, at = _start(start)
         if kind == "now":
             after = consumer.feed.committed
@@ -241,24 +266,37 @@ class PubSubMethods:
         """The deliveries of ``name`` its consumers parked, oldest first."""
         rule = self._owned(caller, name)
         limit = check.integer(limit, "limit", optional=False, minimum=1, maximum=100_000)
-        return [
-            ParkedDelivery(
-                subscription=p.subscription,
-                position=p.offset,
-                event_id=p.event_id,
-                memory_id=p.memory_id,
-                attempts=p.attempts,
-                reason=p.reason,
-                parked_at=datetime.fromtimestamp(p.parked_at, UTC),
-            )  # fmt: skip
-            for p in self._hub().cursors.parked(name, rule.generation, limit)
-        ]
+        hub = self._hub()
+        if getattr(hub, "partitioned", False):
+            return hub.parked(caller, rule, limit)  # type: ignore[no-any-return]
+        return parked_views(hub.cursors.parked(name, rule.generation, limit))
 
     def unpark(self: MemoryService, caller: Caller, name: str, positions: list[int]) -> int:
         """Remove parked deliveries (handled by hand); how many were removed."""
         rule = self._owned(caller, name)
         offsets = _positions(positions, "positions")
-        return self._hub().cursors.unpark(name, rule.generation, offsets) if offsets else 0
+        hub = self._hub()
+        if getattr(hub, "partitioned", False):
+            return hub.unpark(caller, rule, offsets)  # type: ignore[no-any-return]
+        return hub.cursors.unpark(name, rule.generation, offsets) if offsets else 0
+
+    def subscription_partitions(
+        self: MemoryService, caller: Caller, name: str, body: dict[str, Any]
+    ) -> Any:
+        """A worker's call to the owner of some partitions of subscription ``name`` (the
+        Kafka runtime, memstream/service/merged.py): ``op`` (ack, ack_upto, nack, seek,
+        parked, unpark) on ``partitions``, served here."""
+        rule = self._owned(caller, name)
+        hub = self._hub()
+        if not getattr(hub, "partitioned", False):
+            raise Unsupported("only a Kafka worker serves a subscription's partitions")
+        op = check.text(body.get("op"), "op", optional=False)
+        parts = body.get("partitions")
+        if not isinstance(parts, list):
+            raise BadRequest("partitions must be a list of partition numbers", "partitions")
+        args = {k: v for k, v in body.items() if k not in ("op", "partitions")}
+        return hub.local_op(rule, op, [check.integer(p, "partitions", optional=False,
+                                                     minimum=0) for p in parts], args)  # fmt: skip
 
     # -- publications --------------------------------------------------------------------------
 
@@ -428,14 +466,19 @@ class PubSubMethods:
             )
         return hub
 
-    def _served(self: MemoryService, caller: Caller, name: str) -> Consumer:
+    def _served(self: MemoryService, caller: Caller, name: str) -> Any:
+        """The consumer of ``name`` acknowledgements go to (on the Kafka runtime, one that
+        routes each position to its partition's owner)."""
         rule = self._owned(caller, name)
-        return self._hub().consumer(rule)
+        hub = self._hub()
+        if getattr(hub, "partitioned", False):
+            return hub.routed(caller, rule)
+        return hub.consumer(rule)
 
     def _embedded_query(self: MemoryService, f: SubscriptionFilter) -> Any:
         s = f.semantic
         assert s is not None
-        model = self.backend.vector_dim()
+        model = self.backend.query_model()
         if model is None:
             raise BadRequest(
                 "a semantic filter needs the store's embedding model, and this store keeps no "
@@ -514,6 +557,22 @@ def _filter(value: Any) -> SubscriptionFilter:
         raise BadRequest(f"filter: {e}", field="filter") from None
 
 
+def parked_views(parked: list[Parked], partition: int | None = None) -> list[ParkedDelivery]:
+    """The views of parked deliveries (their positions naming ``partition``, if given)."""
+    return [
+        ParkedDelivery(
+            subscription=p.subscription,
+            position=p.offset if partition is None else encode(partition, p.offset),
+            event_id=p.event_id,
+            memory_id=p.memory_id,
+            attempts=p.attempts,
+            reason=p.reason,
+            parked_at=datetime.fromtimestamp(p.parked_at, UTC),
+        )  # fmt: skip
+        for p in parked
+    ]
+
+
 def _positions(value: Any, field: str) -> list[int]:
     """A list of delivery positions (offsets), checked."""
     if not isinstance(value, list | tuple):
@@ -546,13 +605,25 @@ class Subscriber:
     """
 
     def __init__(
-        self, service: MemoryService, caller: Caller, consumer: Consumer, heartbeat: float
+        self,
+        service: MemoryService,
+        caller: Caller,
+        consumer: Consumer,
+        heartbeat: float,
+        *,
+        hub: SubscriptionHub | None = None,
+        partition: int | None = None,
     ):
+        """``partition``: the Kafka runtime's partition ``consumer`` serves (positions then
+        name it: :mod:`memstream.pubsub.positions`); ``hub``: the hub that made it (changes
+        of the subscription are applied through it)."""
         self.service = service
         self.caller = caller
         self.consumer = consumer
         self.name = consumer.name
         self.heartbeat = heartbeat
+        self.hub = hub
+        self.partition = partition
         self._reader: tuple[int, dict[tuple[str, str], bool]] = (-2, {})
 
     # -- receiving ----------------------------------------------------------------------------
@@ -563,7 +634,7 @@ class Subscriber:
         wait = self.heartbeat if timeout is None else timeout
         deadline = time.monotonic() + wait
         while True:
-            self._terms()
+            self._refresh()
             try:
                 item = self.consumer.next(max(0.0, deadline - time.monotonic()))
             except ConsumerClosed as e:
@@ -579,16 +650,30 @@ class Subscriber:
         wait = self.heartbeat if timeout is None else timeout
         deadline = time.monotonic() + wait
         while True:
-            self._terms()
+            self._refresh()
             try:
                 item = await self.consumer.next_async(max(0.0, deadline - time.monotonic()))
             except ConsumerClosed as e:
                 raise SubscriptionClosed(str(e)) from None
             if item is None:
                 return self._heartbeat()
-            out = self._deliver(item)
+            if self._slow():  # a read of the memory's view, or redaction: off the loop
+                out = await asyncio.to_thread(self._deliver, item)
+            else:
+                out = self._deliver(item)
             if out is not None:
                 return out
+
+    def _slow(self) -> bool:
+        """Whether making a delivery reads storage or runs the scanner (the rest of it is
+        lookups in memory)."""
+        rule = self.consumer.rule
+        if rule.view:
+            return True
+        if rule.publication is None:
+            return False
+        pub = self.service.backend.policy().publications.get(rule.publication)
+        return pub is not None and pub.redact
 
     def __iter__(self) -> Iterator[Delivery | Heartbeat]:
         while True:
@@ -608,15 +693,40 @@ class Subscriber:
 
     def ack(self, *positions: int) -> int:
         """Acknowledge deliveries by position; how many were in flight."""
-        return self.consumer.ack(_positions(list(positions), "positions"))
+        return self.consumer.ack(self._offsets(_positions(list(positions), "positions")))
 
     def ack_upto(self, position: int) -> int:
-        """Acknowledge every delivery in flight at or below ``position``."""
-        return self.consumer.ack_upto(check.integer(position, "position", optional=False))
+        """Acknowledge every delivery in flight at or below ``position`` (on the Kafka
+        runtime: in ``position``'s partition)."""
+        position = check.integer(position, "position", optional=False)
+        offsets = self._offsets([position])
+        return self.consumer.ack_upto(offsets[0]) if offsets else 0
 
     def nack(self, position: int, *, reason: str | None = None, park: bool = True) -> bool:
         """Reject a delivery: parked with ``reason`` (default), or delivered again now."""
-        return self.consumer.nack(position, reason=reason, park=park)
+        offsets = self._offsets([check.integer(position, "position", optional=False)])
+        return bool(offsets) and self.consumer.nack(offsets[0], reason=reason, park=park)
+
+    def resend_after(self, position: int) -> None:
+        """The consumer saw deliveries up to ``position`` (a ``Last-Event-ID``): those in
+        flight beyond it go out again at once."""
+        offsets = self._offsets([position])
+        if offsets:
+            self.consumer.resend_after(offsets[0])
+
+    def _offsets(self, positions: list[int]) -> list[int]:
+        """The offsets of ``positions`` (of this handle's partition, when it has one)."""
+        if self.partition is None:
+            return positions
+        out = []
+        for position in positions:
+            p, offset = decode(position)
+            if p == self.partition:
+                out.append(offset)
+        return out
+
+    def _position(self, offset: int) -> int:
+        return offset if self.partition is None else encode(self.partition, offset)
 
     def close(self) -> None:
         """Stop receiving (what is in flight stays in flight: it is delivered again after
@@ -627,18 +737,32 @@ class Subscriber:
     def _heartbeat(self) -> Heartbeat:
         c = self.consumer
         stats = c.stats()
+        head = c.feed.committed
+        if self.partition is not None:
+            return Heartbeat(
+                subscription=self.name, position=-1, cursor=-1, head=-1,
+                in_flight=int(stats["in_flight"]), at=_now(),
+                partitions={self.partition: int(stats["scanned"])},
+            )  # fmt: skip
         return Heartbeat(
             subscription=self.name, position=int(stats["scanned"]), cursor=int(stats["cursor"]),
-            head=self.service.backend.head(), in_flight=int(stats["in_flight"]), at=_now(),
+            head=head, in_flight=int(stats["in_flight"]), at=_now(),
         )  # fmt: skip
 
-    def _terms(self) -> None:
-        """A publication's terms that stop deliveries: raise before taking one."""
-        rule = self.consumer.rule
-        if rule.publication is None:
-            return
+    def _refresh(self) -> None:
+        """Before taking a delivery: the subscription as it stands now (deleted: closed;
+        changed: applied), and a publication's terms that stop deliveries."""
         svc = self.service
         policy = svc.backend.policy()
+        current = policy.subscriptions.get(self.name)
+        rule = self.consumer.rule
+        if current is None or current.generation != rule.generation:
+            raise SubscriptionClosed(f"subscription {self.name} was deleted")
+        if current.offset != rule.offset and self.hub is not None:
+            self.hub.refresh(current)
+            rule = self.consumer.rule
+        if rule.publication is None:
+            return
         pub = policy.publications.get(rule.publication)
         if pub is None or pub.withdrawn:
             return  # the withdrawal is still to be delivered; nothing else matches now
@@ -709,7 +833,7 @@ class Subscriber:
         memory = None
         if rule.view and not tomb and not governance:
             memory = backend.get(
-                self.caller, ev.memory_id, namespace=None, version=None, as_of=None,
+                self.caller, ev.memory_id, namespace=ev.namespace, version=None, as_of=None,
                 min_offset=None,
             )  # fmt: skip
         provenance = None
@@ -726,13 +850,13 @@ class Subscriber:
         if svc.accesses is not None:
             svc.accesses.record(
                 self.caller, "delivery", [ev.namespace], [ev.memory_id],
-                {"subscription": self.name, "position": item.offset,
+                {"subscription": self.name, "position": self._position(item.offset),
                  "publication": pub.name if pub is not None else None},
             )  # fmt: skip
         return Delivery(
-            subscription=self.name, position=item.offset, attempt=item.attempt,
+            subscription=self.name, position=self._position(item.offset), attempt=item.attempt,
             kind="tombstone" if tomb else "event", event=event, outcome=out.public(),
-            memory=memory, provenance=provenance,
+            memory=memory, provenance=provenance, partition=self.partition,
         )  # fmt: skip
 
 

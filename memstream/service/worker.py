@@ -47,6 +47,7 @@ from memstream.streams.log import ChainBreak
 from memstream.wire import CHECKED_HEADER, CONTEXT_HEADERS, FORWARDED_HEADER, SearchRequest
 
 from .caller import Caller
+from .merged import PartitionedHub, ShardHubs
 
 __all__ = ["WorkerBackend"]
 
@@ -109,6 +110,8 @@ class WorkerBackend:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(8, thread_name_prefix="memstream-gather")
         self._peer_namespaces: tuple[float, frozenset[str]] | None = None
+        extras = getattr(getattr(node, "processors", None), "extras", None)
+        self._pubsub = PartitionedHub(self, extras) if isinstance(extras, ShardHubs) else None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -349,13 +352,21 @@ class WorkerBackend:
     def head(self) -> int:
         raise Unsupported(_NO_LOG)
 
-    def hub(self) -> None:
-        """Subscriptions are served by an embedded store or ``memstream serve`` (see
-        docs/pubsub.md); a worker serves none."""
-        return None
+    def hub(self) -> PartitionedHub | None:
+        """The subscriptions of every partition: the owned ones from their shards, the
+        others through their owners (memstream/service/merged.py)."""
+        return self._pubsub
+
+    def query_model(self) -> tuple[int, str] | None:
+        if not self.node.semantic:
+            return None
+        return self.node.model.dim, self.node.model.model_id
 
     def embed_query(self, text: str) -> list[float]:
-        raise Unsupported("a worker serves no subscriptions")
+        model = self.node.model if self.node.semantic else None
+        if model is None:
+            raise SearchDisabled("this deployment keeps no search indexes (semantic off)")
+        return [float(x) for x in embed_query(model, text)]
 
     def store_id(self) -> str:
         return str(self.node.settings.events)

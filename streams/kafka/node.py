@@ -41,7 +41,7 @@ from .records import KRecord, encode_outcomes
 from .sequencer import Sequencer
 from .settings import KafkaSettings
 from .shard import MissingKey, Shard
-from .shard_processors import ShardProcessors
+from .shard_processors import ShardExtras, ShardProcessors
 from .topics import ensure_topics
 from .vectors import RecordingCache, SharedVectors
 
@@ -78,7 +78,14 @@ def _fatal_on_error(what: str):  # type: ignore[no-untyped-def]
 class Node:
     """A worker's state: its shards, the shared keys, its producer and its gap reader."""
 
-    def __init__(self, settings: KafkaSettings, data_dir: Path, semantic: bool = True):
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        data_dir: Path,
+        semantic: bool = True,
+        extras: ShardExtras | None = None,
+    ):
+        """``extras``: processors a face adds to every shard (the subscriptions')."""
         self.settings = settings
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,9 +115,11 @@ class Node:
             self.cache = RecordingCache(self.data_dir / "embeddings.sqlite")
             self.model = shared_embedder()
             self.vectors = SharedVectors(settings, self.cache)
-            self.processors = ShardProcessors(settings, self.model, self.cache, self.vectors)
+            self.processors = ShardProcessors(
+                settings, self.model, self.cache, self.vectors, extras=extras
+            )
         else:
-            self.processors = ShardProcessors(settings)
+            self.processors = ShardProcessors(settings, extras=extras)
 
     async def start(self) -> None:
         s = self.settings

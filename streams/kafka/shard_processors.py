@@ -12,7 +12,7 @@ that moves to another worker is not embedded again.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 from memstream.projections.embedding import CachedEmbedder
@@ -47,6 +47,15 @@ class _Shared:
         pass
 
 
+class ShardExtras(Protocol):
+    """Processors a face adds to every shard (the subscription lanes), made when the shard
+    starts and told when it stops."""
+
+    def processors(self, shard: Shard, semantic: SemanticProjection | None) -> list[Processor]: ...
+
+    def stopped(self, partition: int) -> None: ...
+
+
 class ShardProcessors:
     """The runners of a worker's shards, and what the search indexes share between workers.
 
@@ -59,8 +68,11 @@ class ShardProcessors:
         model: LazyEmbedder | None = None,
         cache: RecordingCache | None = None,
         vectors: SharedVectors | None = None,
+        extras: ShardExtras | None = None,
     ):
         self.settings = settings
+        #: what a face adds to each shard (see :class:`ShardExtras`)
+        self.extras = extras
         self.model, self.cache, self.vectors = model, cache, vectors
         self.runners: dict[int, ProcessorRunner] = {}
         #: texts embedded by the indexes of shards closed since the worker started
@@ -77,9 +89,13 @@ class ShardProcessors:
         enabled), then those installed packages register
         (:mod:`memstream.streams.processors`)."""
         out: list[Processor] = [MemoryViews()]
+        semantic = None
         if self.model is not None and self.cache is not None:
             embedder = CachedEmbedder(self.model, _Shared(self.cache))
-            out.append(SemanticProjection(shard.dir / "semantic", embedder))
+            semantic = SemanticProjection(shard.dir / "semantic", embedder)
+            out.append(semantic)
+        if self.extras is not None:
+            out += self.extras.processors(shard, semantic)
         return out + build_registered(shard.dir / "processors")
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -126,6 +142,8 @@ class ShardProcessors:
         assert isinstance(views, MemoryViews)
         views.cancel()  # reads of the partition stop here; a load is not waited for
         await asyncio.to_thread(runner.close)
+        if self.extras is not None:
+            self.extras.stopped(p)
         for proc in runner.processors:
             if isinstance(proc, SemanticProjection):
                 self.closed_texts_embedded += proc.embedder.texts_embedded

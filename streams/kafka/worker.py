@@ -41,6 +41,7 @@ import faust
 
 from .node import EXIT_APPLY_FAILED, Node, fatal
 from .settings import KafkaSettings
+from .shard_processors import ShardExtras
 
 # -- the Faust app -----------------------------------------------------------------------------
 
@@ -53,8 +54,10 @@ def create_app(
     web_port: int = 6066,
     advertise: str | None = None,
     semantic: bool = True,
+    extras: ShardExtras | None = None,
 ) -> faust.App:
     """The worker app: the sequencer agent, the projector and the partition callbacks.
+    ``extras``: processors the face adds to every shard (the subscriptions').
 
     ``web_host``/``web_port`` (or ``advertise``) make the URL the other workers reach this
     one's HTTP API at, which the face layer serves (Faust's own web server stays off)."""
@@ -78,7 +81,7 @@ def create_app(
         datadir=str(data_dir / "faust"),
         table_cleanup_interval=3600,
     )
-    node = Node(settings, data_dir, semantic=semantic)
+    node = Node(settings, data_dir, semantic=semantic, extras=extras)
     app.memstream = node  # type: ignore[attr-defined]
     requests = app.topic(settings.requests, key_serializer="raw", value_serializer="raw")
 

@@ -93,6 +93,9 @@ CALLS = {
     "nack": lambda s, c, e: _subscribed(s).nack(c, "s1", 3),
     "parked": lambda s, c, e: _subscribed(s).parked(c, "s1"),
     "unpark": lambda s, c, e: _subscribed(s).unpark(c, "s1", [3]),
+    "subscription_partitions": lambda s, c, e: _subscribed(s).subscription_partitions(
+        c, "s1", {"op": "ack", "partitions": [0], "positions": [1024]}
+    ),
     "publish": lambda s, c, e: _ignoring(TypeError, s.publish, c, "p1", "user/a", ["bob"]),
     "withdraw": lambda s, c, e: _ignoring(TypeError, _subscribed(s).withdraw, c, "p1"),
     "publications": lambda s, c, e: s.publications(c),
