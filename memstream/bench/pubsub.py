@@ -799,14 +799,7 @@ def run(
     parts = {
         "ingest": ingest(scratch, reporter, data, repeats),
         "latency": pubsub_latency.run(
-            scratch,
-            reporter,
-            scale,
-            repeats,
-            data.texts,
-            data.vectors,
-            data.questions[0],
-            data.queries[0],
+            scratch, reporter, scale, repeats, data.texts, data.questions[0], cache_dir
         ),
         "catchup": catchup(scratch, reporter, scale, repeats, seed, events),
     }

@@ -398,7 +398,7 @@ def _pubsub_rows(d: dict[str, Any]) -> list[str]:
         f"ratio ≥ {goal} | {_ok(ri['meets_ratio'])} / {_ok(ri['meets_sustained_ratio'])} |",
     ]
     pl, rl = p["latency"], r["latency"]
-    plain, sem = rl["plain"], rl["semantic"]
+    plain, sem, emb = rl["plain"], rl["semantic"], rl["embedded"]
     gl = g["latency"]
     rows.append(
         f"| pubsub, delivery latency | append acknowledged (HTTP) → delivery read over SSE "
@@ -408,7 +408,10 @@ def _pubsub_rows(d: dict[str, Any]) -> list[str]:
         f"{plain['send_to_receipt_p50_ms']['median']:.1f} / "
         f"{plain['send_to_receipt_p99_ms']['median']:.1f} ms); a semantic filter, "
         f"{pl['semantic_pace_per_s']:g}/s, the model embedding each text: p50 "
-        f"{sem['p50_ms']['median']:.1f} ms, p99 {sem['p99_ms']['median']:.1f} ms | — | — | "
+        f"{sem['p50_ms']['median']:.1f} ms, p99 {sem['p99_ms']['median']:.1f} ms; in process "
+        f"(no HTTP), acknowledged → published by the core projection "
+        f"{emb['ack_to_published_p50_ms']['median']:.1f} ms, published → delivered "
+        f"{emb['published_to_receipt_p50_ms']['median']:.1f} ms (p50) | — | — | "
         f"p50 ≤ {gl['p50_ms']:g} ms, p99 ≤ {gl['p99_ms']:g} ms | "
         f"{_ok(rl['meets_p50'])} / {_ok(rl['meets_p99'])} |"
     )

@@ -150,6 +150,8 @@ def test_the_whole_suite_writes_its_json_and_rows(fast_model, tmp_path: Path) ->
     assert lat["plain"]["delivered_share"] == 1.0
     (semantic,) = lat["semantic"]["rounds"]
     assert semantic["timed"] > 0
+    (embedded,) = lat["embedded"]["rounds"]
+    assert embedded["timed"] == embedded["appends"] - pubsub_latency.WARMUP > 0
     assert d["parameters"]["ingest"]["subscriptions"] == scaled(1_000, 0.001, 16)
     summary = (out / "summary.md").read_text()
     for row in ("| pubsub, ingest with", "| pubsub, delivery latency", "| pubsub, catch-up"):
