@@ -2,8 +2,8 @@
 
 It acts as an agent remembering a user's preferences, against a running server, through
 the real HTTP client (:class:`memstream.client.HttpMemoryStore`): nothing is faked or
-called in-process, so what it shows is what any client gets. It creates memories, revises
-one, archives and restores one, merges two, attempts operations the lifecycle forbids
+called in-process, so what it shows is what any client gets. It subscribes to the drink
+preferences, creates memories, revises one, archives and restores one, merges two, attempts operations the lifecycle forbids
 (and shows the typed rejections, which the audit keeps), then prints a memory's version
 chain with its merge parents, the audit trail (who, what, when, why, outcome), and the
 verdict of ``audit verify``.
@@ -30,7 +30,7 @@ from rich.tree import Tree
 from memstream.client import HttpMemoryStore
 from memstream.errors import Rejected
 from memstream.schemas.memcube import Outcome
-from memstream.schemas.views import AuditEntry, Version
+from memstream.schemas.views import AuditEntry, Delivery, Version
 from memstream.sdk import new_id
 
 __all__ = ["DEMO_NAMESPACE", "demo_ids", "run_demo"]
@@ -204,6 +204,12 @@ def run_demo(
             )
             return _shown(ms, say, url, store, serving, ids, namespace)
 
+        # a subscriber (here the agent itself) follows the drink preferences as they change
+        watch = f"{ids['drinks']}-watch"
+        ms.create_subscription(
+            watch, namespaces=[namespace], tags_any=["drinks"],
+            description="the demo's drink preferences",
+        )  # fmt: skip
         say.section("1. create memories")
         for name, text, tags in (
             ("tea", "Alice takes her tea with milk.", ["drinks"]),
@@ -273,16 +279,36 @@ def run_demo(
         last = max([o.offset for o in outcomes] + [r["offset"] for r in rejections])
         first = min(o.offset for o in outcomes)
 
-        say.section(f"5. the version chain of {ids['drinks']} (with merge parents)")
+        say.section(f"5. what a subscriber to the drink preferences received ({watch})")
+        received = []
+        sub = ms.subscribe(watch, heartbeat=1.0)
+        try:
+            for d in sub:
+                if not isinstance(d, Delivery):
+                    break  # a heartbeat: nothing more to deliver
+                received.append(d)
+                sub.ack(d.position)
+                say.print(
+                    Text.assemble(
+                        ("  ", ""), (f"@{d.position:<4}", "dim"), (f" {d.event['type']:<8}", "cyan"),
+                        f" {d.event['memory_id']}",
+                    )
+                )  # fmt: skip
+                if len(received) >= 20:
+                    break
+        finally:
+            sub.close()
+
+        say.section(f"6. the version chain of {ids['drinks']} (with merge parents)")
         chain = ms.history(ids["drinks"], include_parents=True, min_offset=last)
         say.print(version_tree(ids["drinks"], chain))
 
-        say.section("6. the audit trail: who, what, when, why, outcome")
+        say.section("7. the audit trail: who, what, when, why, outcome")
         trail = ms.audit(namespace=namespace, after=first - 1, limit=1000, min_offset=last)
         entries = [e for e in trail.entries if e.memory_id in ids.values()]
         say.print(audit_lines(entries))
 
-        say.section("7. audit verify")
+        say.section("8. audit verify")
         # Verifying the whole log is the store admin's (or its owner's) call, not the agent's.
         with HttpMemoryStore.connect(url, actor="admin", token=admin_token) as admin:
             brk = admin.verify()
@@ -315,6 +341,7 @@ def run_demo(
         "history": msgspec.to_builtins(chain),
         "audit": msgspec.to_builtins(entries),
         "verify": verdict,
+        "subscription": {"name": watch, "positions": [d.position for d in received]},
     }
 
 

@@ -40,6 +40,10 @@ def test_memstream_demo_json(cli, tmp_path):
     assert chain[-1] == (merged, "merge") and len({m for m, _ in chain}) == 3
     ops = [(e["type"], e["status"]) for e in result["audit"]]
     assert ("revise", "rejected") in ops and ("expire", "rejected") in ops
+    # its subscription to the drink preferences received exactly their accepted events
+    drinks = {result["memories"][n] for n in ("tea", "coffee", "drinks")}
+    wanted = [o["offset"] for o in result["outcomes"] if o["memory_id"] in drinks]
+    assert result["subscription"]["positions"] == wanted and len(wanted) == 4
 
 
 def test_the_demo_writes_once_into_its_own_namespace(cli, tmp_path):
