@@ -690,6 +690,7 @@ def _stages(store: MemoryStore, events: int) -> dict[str, float]:
     finally:
         sub.close()
         store.delete_subscription("stages")
+        store.flush()  # the deletion reaches every processor before the store closes
     return {k: v.seconds / max(1, done) * 1e6 for k, v in sw.items()} | {"events": done}
 
 
