@@ -1,5 +1,5 @@
 """Benchmarks of the embedded store: ``ingest``, ``project``, ``replay``, ``open``,
-``search`` and more (``reads``, ``kafka``, ``erasure``, ``access``); and of
+``search`` and more (``reads``, ``kafka``, ``erasure``, ``access``, ``pubsub``); and of
 sensitive-content detection: ``sensitive``.
 
 Each suite measures a path of the real store and, in the same run and on the same data, the
@@ -26,6 +26,7 @@ from . import (
     opening,
     peers,
     project,
+    pubsub,
     reads,
     replay,
     report,
@@ -46,6 +47,7 @@ SUITES: dict[str, Callable[..., dict[str, Any]]] = {
     "erasure": erasure.run,
     "access": access.run,
     "sensitive": sensitive.run,
+    "pubsub": pubsub.run,
 }
 #: Suites run only when asked for by name: ``peers`` needs Mem0, installed apart
 #: (``--peer-python``; see :mod:`memstream.bench.peers`).
@@ -55,7 +57,7 @@ OPTIONAL_SUITES: dict[str, Callable[..., dict[str, Any]]] = {"peers": peers.run}
 #: projection of the same log, reported beside them).
 DEFAULT_REPEATS = {
     "ingest": 3, "project": 3, "replay": 2, "open": 3, "search": 3, "reads": 3, "kafka": 3,
-    "erasure": 3, "access": 3, "sensitive": 3, "peers": 1,
+    "erasure": 3, "access": 3, "sensitive": 3, "pubsub": 3, "peers": 1,
 }  # fmt: skip
 SEED = 20250717
 
@@ -73,6 +75,7 @@ def run(
     docs: Path | None = None,
     cache_dir: Path | None = None,
     peer_python: str | None = None,
+    events: int | None = None,
 ) -> dict[str, Any]:
     """Run ``suites`` (all when empty) at ``scale`` and write their JSON into ``out``.
 
@@ -83,8 +86,9 @@ def run(
     ``search`` suite's embeddings between runs (default ``$MEMSTREAM_BENCH_CACHE`` or
     ``~/.cache/memstream/bench``). ``peer_python``: the interpreter that runs Mem0 for
     the ``peers`` suite (which runs only when named; it raises :class:`PeerMissing`,
-    saying how to install Mem0, before anything runs when none can). Returns the suites' results by name, plus the paths
-    written.
+    saying how to install Mem0, before anything runs when none can). ``events``: the size of
+    the ``pubsub`` suite's catch-up log (default 1,000,000 times ``scale``). Returns the
+    suites' results by name, plus the paths written.
     """
     names = list(suites) or list(SUITES)
     every = {**SUITES, **OPTIONAL_SUITES}
@@ -97,6 +101,8 @@ def run(
         raise ValueError(f"scale must be positive, not {scale}")
     if repeats is not None and repeats < 1:
         raise ValueError(f"repeats must be at least 1, not {repeats}")
+    if events is not None and events < 1:
+        raise ValueError(f"events must be at least 1, not {events}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reporter = Reporter(enabled=progress)
@@ -109,8 +115,12 @@ def run(
                 n = repeats if repeats is not None else DEFAULT_REPEATS[name]
                 started = now_iso()
                 extra: dict[str, Any] = (
-                    {"cache_dir": cache_dir} if name in ("search", "reads", "access") else {}
+                    {"cache_dir": cache_dir}
+                    if name in ("search", "reads", "access", "pubsub")
+                    else {}
                 )
+                if name == "pubsub":
+                    extra["events"] = events
                 if name == "peers":
                     extra = {"peer_python": peer_python}
                 data = every[name](scratch, reporter, scale, n, SEED, **extra)

@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         help="where the search suite keeps its embeddings between runs (default "
         "$MEMSTREAM_BENCH_CACHE or ~/.cache/memstream/bench)",
     )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="events in the pubsub suite's catch-up log (default 1,000,000 times --scale)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "--peer-python",
@@ -72,6 +78,7 @@ def _run(args: argparse.Namespace) -> dict:
         docs=args.update_docs,
         cache_dir=args.cache_dir,
         peer_python=args.peer_python,
+        events=args.events,
     )
 
 

@@ -23,6 +23,7 @@ SUITE_ORDER = (
     "erasure",
     "access",
     "sensitive",
+    "pubsub",
     "peers",
 )
 START = "<!-- bench:summary:start -->"
@@ -375,6 +376,60 @@ def _sensitive_rows(d: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _pubsub_rows(d: dict[str, Any]) -> list[str]:
+    p, g, r = d["parameters"], d["goals"], d["results"]
+    pi, ri = p["ingest"], r["ingest"]
+    kinds = pi["filters"]
+    ratio, sustained = ri["ratio"], ri["sustained_ratio"]
+    goal = g["ingest"]["ratio"]
+    rows = [
+        f"| pubsub, ingest with {_n(pi['subscriptions'])} subscriptions | SDK `append` of "
+        f"{_n(pi['events'])} events (batches of {pi['batch_size']}, search indexes on, "
+        f"vectors from the cache) with {_n(pi['subscriptions'])} subscriptions consumed "
+        f"({kinds.get('semantic', 0)} semantic; {ri['deliveries_per_event']:.2f} deliveries "
+        f"per event, drained by {pi['drain_threads']} polling threads): "
+        f"**{_n(ri['subscribed_events_per_s']['median'])} ev/s**; sustained until every "
+        f"subscription is drained: {_n(ri['subscribed_sustained_events_per_s']['median'])} "
+        f"ev/s | the same ingest, no subscription: "
+        f"{_n(ri['baseline_events_per_s']['median'])} ev/s; sustained until indexed: "
+        f"{_n(ri['baseline_sustained_events_per_s']['median'])} ev/s | "
+        f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f}); sustained "
+        f"{sustained['median']:.2f} ({sustained['min']:.2f}-{sustained['max']:.2f}) | "
+        f"ratio ≥ {goal} | {_ok(ri['meets_ratio'])} / {_ok(ri['meets_sustained_ratio'])} |",
+    ]
+    pl, rl = p["latency"], r["latency"]
+    plain, sem, emb = rl["plain"], rl["semantic"], rl["embedded"]
+    gl = g["latency"]
+    rows.append(
+        f"| pubsub, delivery latency | append acknowledged (HTTP) → delivery read over SSE "
+        f"(`memstream serve`), one append at a time at {pl['pace_per_s']:g}/s, a namespace "
+        f"filter: p50 **{plain['p50_ms']['median']:.1f} ms**, p99 "
+        f"**{plain['p99_ms']['median']:.1f} ms** (from the append's request: "
+        f"{plain['send_to_receipt_p50_ms']['median']:.1f} / "
+        f"{plain['send_to_receipt_p99_ms']['median']:.1f} ms); a semantic filter, "
+        f"{pl['semantic_pace_per_s']:g}/s, the model embedding each text: p50 "
+        f"{sem['p50_ms']['median']:.1f} ms, p99 {sem['p99_ms']['median']:.1f} ms; in process "
+        f"(no HTTP), acknowledged → published by the core projection "
+        f"{emb['ack_to_published_p50_ms']['median']:.1f} ms, published → delivered "
+        f"{emb['published_to_receipt_p50_ms']['median']:.1f} ms (p50) | — | — | "
+        f"p50 ≤ {gl['p50_ms']:g} ms, p99 ≤ {gl['p99_ms']:g} ms | "
+        f"{_ok(rl['meets_p50'])} / {_ok(rl['meets_p99'])} |"
+    )
+    pc, rc = p["catchup"], r["catchup"]
+    gc = g["catchup"]
+    rows.append(
+        f"| pubsub, catch-up | a subscription from the beginning of {_n(pc['events'])} events, "
+        f"`next` and `ack_upto` every {_n(pc['ack_every'])}: matching everything "
+        f"**{_n(rc['all_deliveries_per_s']['median'])} deliveries/s**; matching a tenth "
+        f"({_n(pc['tenth_matches'])}): {_n(rc['tenth_scanned_per_s']['median'])} events/s "
+        f"read | `follow(0)` over the same log: {_n(rc['follow_events_per_s']['median'])} "
+        f"ev/s | {rc['ratio_all_to_follow']['median']:.2f}; a tenth "
+        f"{rc['ratio_tenth_to_follow']['median']:.2f} | ≥ {_n(gc['events_per_s'])} ev/s | "
+        f"{_ok(rc['meets_goal'])} / {_ok(rc['meets_goal_tenth'])} |"
+    )
+    return rows
+
+
 _ROWS = {
     "ingest": _ingest_rows,
     "project": _project_rows,
@@ -386,6 +441,7 @@ _ROWS = {
     "erasure": _erasure_rows,
     "access": _access_rows,
     "sensitive": _sensitive_rows,
+    "pubsub": _pubsub_rows,
     "peers": _peers_rows,
 }
 

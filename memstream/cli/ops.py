@@ -29,7 +29,7 @@ from .common import (
 from .connect import connect, open_store
 
 BENCH_SUITES = (
-    "ingest", "project", "replay", "open", "search", "kafka", "erasure", "sensitive",
+    "ingest", "project", "replay", "open", "search", "kafka", "erasure", "sensitive", "pubsub",
 )  # fmt: skip
 
 
@@ -256,6 +256,14 @@ def bench(
             "(default $MEMSTREAM_PEER_PYTHON).",
         ),
     ] = None,
+    events: Annotated[
+        int | None,
+        typer.Option(
+            "--events",
+            min=1,
+            help="Events in the pubsub suite's catch-up log (default 1,000,000 times --scale).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the benchmarks (ratios against baselines measured in the same run)."""
@@ -282,7 +290,7 @@ def bench(
         try:
             result = bench_mod.run(
                 suites, out_dir, scale, repeats=repeats, docs=update_docs, cache_dir=cache_dir,
-                peer_python=peer_python,
+                peer_python=peer_python, events=events,
             )  # fmt: skip
         except bench_mod.PeerMissing as e:  # nothing ran: how to install Mem0
             err.print(str(e))
