@@ -311,10 +311,12 @@ class MemoryStore(Operations, Reads, EmbeddedGovernance, EmbeddedPubSub, AccessL
         if self.views is not None:
             self.views.cancel()  # a view still loading is not waited for
         if self.hub is not None:
-            self.hub.close()  # its consumers end (SubscriptionClosed), cursors saved
+            self.hub.stop()  # its consumers end (SubscriptionClosed), positions saved
         try:
-            self.runtime.close()
+            self.runtime.close()  # the lanes catch up (a deletion forgets its cursor)
         finally:
+            if self.hub is not None:
+                self.hub.cursors.close()
             if self.accesses is not None:
                 self.accesses.close()  # every read recorded so far is written
 

@@ -380,10 +380,16 @@ class SubscriptionHub:
         with self._lock:
             return self._consumers.get(name)
 
-    def close(self, why: str = "the store closed") -> None:
+    def stop(self, why: str = "the store closed") -> None:
+        """End every consumer (they raise :class:`ConsumerClosed`; positions saved). The
+        lanes may still run: close the cursors once they stopped (:meth:`close`)."""
         with self._lock:
             for c in list(self._consumers.values()):
                 c.lane.detach(c.name)
                 c.close(why)
             self._consumers.clear()
+
+    def close(self, why: str = "the store closed") -> None:
+        """:meth:`stop`, then close the cursors (the lanes must have stopped)."""
+        self.stop(why)
         self.cursors.close()

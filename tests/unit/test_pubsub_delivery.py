@@ -364,3 +364,14 @@ def test_a_dead_consumer_holds_bounded_memory_and_slows_no_one(store, monkeypatc
     assert stats["ready"] <= 50 and stats["live"] is False  # it fell back to the log
     # when it comes back, it reads the rest from the log: nothing lost, in order
     assert [d.position for d in _drain(dead)] == offsets
+
+
+def test_closing_right_after_a_deletion_forgets_its_cursor(store_dir: Path):
+    with _open(store_dir) as s:
+        s.service.set_subscription(s.caller, "s", start="beginning")
+        _write(s, 3)
+        assert len(_drain(s.service.consume(s.caller, "s"))) == 3
+        s.service.delete_subscription(s.caller, "s")
+    # closed at once: the lanes caught up with the deletion while the cursors were open
+    with _open(store_dir) as s:
+        assert s.hub.cursors.position("s", 0) is None
