@@ -15,8 +15,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from memstream.sdk import new_id
 
 from .conftest import MEMSTREAM, open_store, subprocess_env
@@ -296,16 +294,9 @@ def test_a_consumer_killed_while_the_store_is_written_loses_nothing(tmp_path):
     assert delivered1 | delivered2 == written  # every event delivered at least once
 
 
-def _served_pubsub() -> None:
-    """Skip until the HTTP faces of pub/sub are in this tree (the client and the routes)."""
-    pytest.importorskip("memstream.client.pubsub", reason="the HTTP pub/sub client")
-    pytest.importorskip("memstream.http.routes.subscriptions", reason="the pub/sub routes")
-
-
 def test_subscribe_through_a_running_server_resumes_after_a_kill(cli, server_factory, tmp_path):
     """The same commands on a store a server holds: they go through it, and a consumer
     killed while the server is written resumes from the subscription's cursor."""
-    _served_pubsub()
     server = server_factory(tmp_path / "served")
     at = ["--store", str(server.store)]
     # what the killed consumer had in flight comes again after a second, not thirty
