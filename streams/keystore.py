@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from memstream.schemas.keyid import KeyId
@@ -100,7 +101,9 @@ class KeyStore:
             os.chmod(self.path, 0o600)
         except OSError:
             pass
-        self._lock = threading.Lock()
+        # re-entrant: a read that misses the caches takes it too (a checkpoint of the
+        # connection fails while another thread's statement on it is open)
+        self._lock = threading.RLock()
         self._current: dict[str, tuple[str, bytes]] = {}
         self._by_kid: dict[str, bytes | None] = {}
         #: (subject, memory id) → its current data key; data key id → the unwrapped key
@@ -193,12 +196,20 @@ class KeyStore:
         if kid in self._by_kid:
             key = self._by_kid[kid]
         else:
-            row = self._db.execute("SELECT key FROM keys WHERE kid = ?", (kid,)).fetchone()
+            row = self._fetch_one("SELECT key FROM keys WHERE kid = ?", (kid,))
             key = bytes(row[0]) if row is not None and row[0] is not None else None
             self._by_kid[kid] = key
         if key is None:
             raise KeyDestroyed(f"key {kid} is destroyed or unknown")
         return key
+
+    def _fetch_one(self, sql: str, args: tuple = ()) -> Any:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    def _fetch_all(self, sql: str, args: tuple = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
 
     def _kek(self, subject_kid: str) -> AESGCM:
         """The cipher of a live subject key; :class:`KeyDestroyed` when it is not."""
@@ -214,7 +225,7 @@ class KeyStore:
         key = self._data.get(kid)
         if key is not None:
             return key
-        row = self._db.execute("SELECT wrapped FROM data_keys WHERE kid = ?", (kid,)).fetchone()
+        row = self._fetch_one("SELECT wrapped FROM data_keys WHERE kid = ?", (kid,))
         if row is None or row[0] is None:
             raise KeyDestroyed(f"key {kid} is destroyed or unknown")
         key = unwrap(self._kek(k.subject_kid), kid, bytes(row[0]))
@@ -299,21 +310,21 @@ class KeyStore:
         skid = self.live(subject)
         if skid is None:
             return None
-        row = self._db.execute(
+        row = self._fetch_one(
             "SELECT kid, wrapped, generation FROM data_keys WHERE subject = ? AND memory_id = ? "
             "ORDER BY n DESC LIMIT 1",
             (subject, memory_id),
-        ).fetchone()
+        )
         if row is None or row[1] is None or row[2] != KeyId.parse(skid).generation:
             return None
         return row[0]
 
     def data_key_number(self, subject: str, memory_id: str) -> int:
         """The highest data key number recorded for a memory, live or destroyed (0: none)."""
-        row = self._db.execute(
+        row = self._fetch_one(
             "SELECT max(n) FROM data_keys WHERE subject = ? AND memory_id = ?",
             (subject, memory_id),
-        ).fetchone()
+        )
         return int(row[0] or 0)
 
     def wrap(self, kid: str, dek: bytes) -> bytes:
@@ -322,10 +333,10 @@ class KeyStore:
 
     def data_kids(self, subject: str, memory_id: str) -> list[str]:
         """Every data key id of a memory, live or destroyed."""
-        rows = self._db.execute(
+        rows = self._fetch_all(
             "SELECT kid FROM data_keys WHERE subject = ? AND memory_id = ? ORDER BY n",
             (subject, memory_id),
-        ).fetchall()
+        )
         return [r[0] for r in rows]
 
     def destroy_memory(self, subject: str, memory_id: str, up_to: int | None = None) -> list[str]:
@@ -505,31 +516,27 @@ class KeyStore:
         if self._by_kid.get(kid) is not None or kid in self._data:
             return True
         table = "data_keys" if KeyId.parse(kid).is_data_key else "keys"
-        return (
-            self._db.execute(f"SELECT 1 FROM {table} WHERE kid = ?", (kid,)).fetchone() is not None
-        )
+        return self._fetch_one(f"SELECT 1 FROM {table} WHERE kid = ?", (kid,)) is not None
 
     def kids(self, subject: str, up_to_generation: int) -> list[str]:
         """Every key id of ``subject`` up to a generation, live or destroyed."""
-        rows = self._db.execute(
+        rows = self._fetch_all(
             "SELECT kid FROM keys WHERE subject = ? AND generation <= ? ORDER BY generation",
             (subject, up_to_generation),
-        ).fetchall()
+        )
         return [r[0] for r in rows]
 
     def generation(self, subject: str) -> int:
         """The highest key generation recorded for ``subject``, live or destroyed (0: none)."""
-        row = self._db.execute(
-            "SELECT max(generation) FROM keys WHERE subject = ?", (subject,)
-        ).fetchone()
+        row = self._fetch_one("SELECT max(generation) FROM keys WHERE subject = ?", (subject,))
         return int(row[0] or 0)
 
     def live(self, subject: str) -> str | None:
         """The id of the current live key of ``subject``, or None (never creates one)."""
-        row = self._db.execute(
+        row = self._fetch_one(
             "SELECT kid, key FROM keys WHERE subject = ? ORDER BY generation DESC LIMIT 1",
             (subject,),
-        ).fetchone()
+        )
         return row[0] if row is not None and row[1] is not None else None
 
     def is_destroyed(self, kid: str) -> bool:

@@ -75,7 +75,7 @@ PartitionsQuery = Annotated[
     str | None,
     Query(
         max_length=10_000,
-        pattern=r"^[0-9]+(,[0-9]+)*$",
+        pattern=r"^[0-9]{1,4}(,[0-9]{1,4})*$",
         description="The Kafka runtime: only these partitions, comma-separated (what a worker "
         "asks of the owner of some); default: every partition, merged.",
     ),
