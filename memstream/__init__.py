@@ -98,6 +98,9 @@ __all__ = [
     # the Kafka runtime's (loaded on first use: they import its client)
     "NotWritten",
     "OutcomePending",
+    # the HTTP client's (loaded on first use)
+    "ServerUnavailable",
+    "ServerError",
 ]
 
 
@@ -106,4 +109,8 @@ def __getattr__(name: str) -> object:
         from memstream.streams.kafka import producer
 
         return getattr(producer, name)
+    if name in ("ServerUnavailable", "ServerError"):
+        from memstream.client import transport
+
+        return getattr(transport, name)
     raise AttributeError(f"module 'memstream' has no attribute {name!r}")
