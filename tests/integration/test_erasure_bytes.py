@@ -80,7 +80,20 @@ def found_on_disk(root: Path, wanted: dict[str, bytes]) -> dict[str, list[str]]:
 
     A keyword index compresses its term dictionary (shared prefixes are stored once), so
     a byte scan can miss a token there: every tantivy index under ``root`` is also asked
-    for terms starting with each lower-cased marker (its stemmed form may be shorter)."""
+    for terms starting with each lower-cased marker (its stemmed form may be shorter).
+
+    A running worker merges its index segments while it is scanned, so a file listed may
+    be gone when it is read. Such a scan saw the directory change under it and is not an
+    answer: it is taken again, up to ten times."""
+    for _ in range(10):
+        try:
+            return _scan(root, wanted)
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.2)
+    return _scan(root, wanted)
+
+
+def _scan(root: Path, wanted: dict[str, bytes]) -> dict[str, list[str]]:
     hits: dict[str, list[str]] = {}
     for path in sorted(root.rglob("*")):
         if not path.is_file():
