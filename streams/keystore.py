@@ -68,6 +68,14 @@ def _remember(cache: dict, key, value) -> None:
     cache[key] = value
 
 
+def _wrapping_kid(kid: str) -> str | None:
+    """The subject key id that wraps data key id ``kid`` (``subject#g/memory#n``); None
+    when ``kid`` is not a data key id (the cheap test :meth:`KeyStore.prefetch` needs)."""
+    subject, _, rest = kid.partition("#")
+    generation, slash, _ = rest.partition("/")
+    return f"{subject}#{generation}" if slash else None
+
+
 def wrap(kek: AESGCM, kid: str, dek: bytes) -> bytes:
     """``dek`` wrapped by ``kek``: nonce (12 bytes) + AES-256-GCM ciphertext, AAD the kid."""
     nonce = os.urandom(12)
@@ -231,6 +239,37 @@ class KeyStore:
         key = unwrap(self._kek(k.subject_kid), kid, bytes(row[0]))
         _remember(self._data, kid, key)
         return key
+
+    def prefetch(self, kids: Iterable[str]) -> int:
+        """Bring the live data keys among ``kids`` into the cache, in one query per 500
+        rather than one per key (a reader opening a slice of the log asks for thousands).
+        Subject key ids, keys already cached, and destroyed or unknown keys are left out:
+        :meth:`get` then answers those as it always does (a destroyed key raises
+        :class:`KeyDestroyed`), so prefetching changes what a read costs, never what it
+        returns. Returns how many keys were unwrapped."""
+        data = self._data
+        wanted = {k: s for k in kids if k not in data and (s := _wrapping_kid(k)) is not None}
+        if not wanted:
+            return 0
+        n = 0
+        # under the lock: a destruction cannot slip in between the read and the caching
+        ids = sorted(wanted)
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                rows = self._db.execute(
+                    "SELECT kid, wrapped FROM data_keys "
+                    f"WHERE kid IN ({','.join('?' * len(chunk))}) AND wrapped IS NOT NULL",
+                    chunk,
+                ).fetchall()
+                for kid, wrapped in rows:
+                    try:
+                        key = unwrap(self._kek(wanted[kid]), kid, bytes(wrapped))
+                    except Exception:  # destroyed subject key, damage: get() says which
+                        continue
+                    _remember(data, kid, key)
+                    n += 1
+        return n
 
     # -- data keys (one per memory, wrapped by the subject key) -----------------------------
 

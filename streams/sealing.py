@@ -34,6 +34,19 @@ _payload_encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(StoredEvent)
 
 
+class _KeyOnly(msgspec.Struct, gc=False):
+    kid: str
+
+
+class _SealedOnly(msgspec.Struct, gc=False):
+    """The one field of a record that names its key (decoding skips everything else)."""
+
+    sealed: _KeyOnly | None = None
+
+
+_kid_decoder = msgspec.json.Decoder(_SealedOnly)
+
+
 class RecordCorrupt(ValueError):
     """A stored record that cannot be decoded or authenticated (tampering or damage)."""
 
@@ -149,6 +162,23 @@ class Sealer:
         return _record_encoder.encode(stored), kid, content_hash
 
     # -- opening ---------------------------------------------------------------------------
+
+    def preload(self, records: list[bytes]) -> None:
+        """Fetch the data keys that opening ``records`` takes and that are not at hand, in a
+        few queries of the key store (:meth:`KeyStore.prefetch`) instead of one per record.
+        Only a cost: a record whose key is destroyed still opens as a tombstone, and one
+        that cannot be decoded still fails in :meth:`open`."""
+        kids = set()
+        aead = self._aead
+        for data in records:
+            try:
+                sealed = _kid_decoder.decode(data).sealed
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                continue
+            if sealed is not None and sealed.kid not in aead:
+                kids.add(sealed.kid)
+        if kids:
+            self.keys.prefetch(kids)
 
     def open(self, data: bytes) -> tuple[Event, StoredEvent]:
         """Decode record bytes into an event; a destroyed key gives a tombstone."""

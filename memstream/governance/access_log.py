@@ -21,6 +21,13 @@ everything still queued; a process killed with ``kill -9`` loses the reads recor
 last ``flush_interval`` at most. The same thread prunes what is past retention
 (``max_age_days``, ``max_records``) every ``prune_interval`` seconds.
 
+Deliveries of subscriptions (:meth:`AccessLog.delivered`) are recorded the same way, and
+the writer writes each run of consecutive deliveries of one subscription to one caller that
+it finds queued together as one record: the memories delivered as its objects, in order,
+their positions in its detail, the first delivery's time as its time. A subscription
+catching up delivers tens of thousands of events a second; one record per delivery would
+make the writer the bottleneck.
+
 Reading it (:meth:`AccessLog.query`, :meth:`AccessLog.export`) first writes out what is
 queued, so a query sees every read recorded before it.
 """
@@ -276,6 +283,23 @@ class AccessLog:
         described = (tuple(namespaces), tuple(objects), dict(detail or {}))
         self._queue((_now_us(), caller, action, None, None, None, described))
 
+    def delivered(
+        self,
+        caller: Any,
+        namespace: str,
+        memory_id: str,
+        subscription: str,
+        position: int,
+        publication: str | None = None,
+    ) -> None:
+        """Record that a subscription delivered memory ``memory_id`` of ``namespace`` at
+        ``position`` to ``caller``. Consecutive deliveries of one subscription to one caller
+        that wait in the queue together are written as one record (action ``delivery``):
+        its objects are the memories delivered, in order, its detail's ``positions`` their
+        positions (one delivery alone: ``position``), its time the first one's."""
+        self._queue((_now_us(), caller, _DELIVERY, namespace, memory_id, position,
+                     (subscription, publication)))  # fmt: skip
+
     def read(
         self, caller: Any, action: str, result: Any, asked: dict[str, Any], backend: Any = None
     ) -> None:
@@ -291,10 +315,10 @@ class AccessLog:
         pending = self._pending
         pending.append(item)
         size = len(pending)
-        if size >= BATCH:
+        if size % BATCH == 0:  # the writer drains the whole queue once woken
             self._wake.set()
-            if size >= MAX_PENDING:
-                self.flush()
+        if size >= MAX_PENDING:
+            self.flush()
 
     def query_hash(self, text: str) -> str:
         """The keyed hash of a search's query text (what is recorded instead of the text)."""
@@ -378,7 +402,7 @@ class AccessLog:
     def _insert(self, batch: list[tuple[Any, ...]]) -> None:
         rows, objects, namespaces = [], [], []
         first = i = self._next_id
-        for at, caller, action, result, asked, backend, described in batch:
+        for at, caller, action, result, asked, backend, described in _coalesced(batch):
             if described is None:
                 described = self._describe(action, result, asked, backend)
             spaces, objs, detail = described
@@ -523,6 +547,47 @@ def open_access_log(
 
 
 # -- rows, records and text --------------------------------------------------------------------------
+
+
+#: what marks a delivery in the queue (:meth:`AccessLog.delivered`: its own shape)
+_DELIVERY = object()
+#: deliveries written in one record at most
+DELIVERIES_PER_RECORD = 1_000
+
+
+def _coalesced(batch: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """The queued items of ``batch`` as records to write: each run of consecutive
+    deliveries of one subscription to one caller (the same :class:`Caller`), up to
+    :data:`DELIVERIES_PER_RECORD`, becomes one described record; any other item is left as
+    it is."""
+    n = len(batch)
+    i = 0
+    while i < n:
+        item = batch[i]
+        if item[2] is not _DELIVERY:
+            yield item
+            i += 1
+            continue
+        at, caller, _, _, _, _, sub = item
+        j = i + 1
+        top = min(n, i + DELIVERIES_PER_RECORD)
+        while j < top:
+            nxt = batch[j]
+            if nxt[2] is not _DELIVERY or nxt[1] is not caller or nxt[6] != sub:
+                break
+            j += 1
+        run = batch[i:j]
+        subscription, publication = sub
+        detail: dict[str, Any] = {"subscription": subscription}
+        if len(run) == 1:
+            detail["position"] = item[5]
+        else:
+            detail["positions"] = [d[5] for d in run]
+        detail["publication"] = publication
+        spaces = tuple(dict.fromkeys(d[3] for d in run))
+        yield (at, caller, "delivery", None, None, None,
+               (spaces, tuple(d[4] for d in run), detail))  # fmt: skip
+        i = j
 
 
 def _clean(text: str) -> str:

@@ -848,11 +848,14 @@ class Subscriber:
                 period = int(time.time() // pub.period_seconds)
                 self.consumer.cursors.use(pub.name, rule.owner, period)
         if svc.accesses is not None:
-            svc.accesses.record(
-                self.caller, "delivery", [ev.namespace], [ev.memory_id],
-                {"subscription": self.name, "position": self._position(item.offset),
-                 "publication": pub.name if pub is not None else None},
-            )  # fmt: skip
+            svc.accesses.delivered(
+                self.caller,
+                ev.namespace,
+                ev.memory_id,
+                self.name,
+                self._position(item.offset),
+                pub.name if pub is not None else None,
+            )
         return Delivery(
             subscription=self.name, position=self._position(item.offset), attempt=item.attempt,
             kind="tombstone" if tomb else "event", event=event, outcome=out.public(),

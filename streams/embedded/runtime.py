@@ -634,6 +634,7 @@ class EmbeddedRuntime:
 
     def _decided(self, batches: Iterable[list[LogRecord]], log: EmbeddedLog):
         for recs in batches:
+            self.sealer.preload([r.data for r in recs])
             pairs = []
             for r in recs:
                 one = self._logged(r, log)
@@ -651,6 +652,7 @@ class EmbeddedRuntime:
                 f"{after + 1}..{upto}, the projection {len(outcomes)} outcomes; rebuild it "
                 "(memstream replay)"
             )
+        self.sealer.preload([r.data for r in records])
         return [(self._logged(r), o) for r, o in zip(records, outcomes, strict=True)]
 
     # -- reads ----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from memstream.projections.search import SearchQuery
 from memstream.schemas.events import Context
+from memstream.schemas.views import Delivery
 from memstream.streams.embedded import ACCESS_DIR, LOG_FILE
 
 from memstream import BadRequest, MemoryStore, SearchDisabled, Unsupported
@@ -467,3 +468,67 @@ def test_what_a_principal_may_not_read_is_not_recorded_as_read(searchable) -> No
     assert searched.objects == [h.memory.memory_id for h in hits] and hits
     assert {h.memory.namespace for h in hits} == {"user/alice"}
     assert (nothing.objects, nothing.namespaces) == ([], ["user/bob"])
+
+
+def test_consecutive_deliveries_of_a_subscription_share_a_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deliveries queued together are written as one record per run (one subscription, one
+    caller, nothing else between): it names every memory delivered and its position, and a
+    query by memory id finds it."""
+    monkeypatch.setattr(al, "DELIVERIES_PER_RECORD", 3)
+    log = AccessLog(tmp_path / "access", QUIET)
+    try:
+        who, other = Caller(principal="p"), Caller(principal="q")
+        for pos, (ns, mid) in enumerate([("user/a", "m-1"), ("user/b", "m-2"), ("user/a", "m-1")]):
+            log.delivered(who, ns, mid, "s", pos)
+        log.delivered(who, "user/a", "m-3", "s", 3)  # a fourth: past the most per record
+        log.delivered(who, "user/a", "m-4", "t", 4, "pub")  # another subscription
+        log.delivered(other, "user/a", "m-5", "t", 5, "pub")  # another caller
+        log.record(who, "get", ["user/a"], ["m-6"])
+        log.delivered(who, "user/a", "m-7", "s", 7)  # a read came between: a new run
+        records = log.query(AccessQuery(action="delivery")).records
+        assert [(r.principal, r.namespaces, r.objects, r.detail) for r in records] == [
+            ("p", ["user/a", "user/b"], ["m-1", "m-2", "m-1"],
+             {"subscription": "s", "positions": [0, 1, 2], "publication": None}),
+            ("p", ["user/a"], ["m-3"], {"subscription": "s", "position": 3, "publication": None}),
+            ("p", ["user/a"], ["m-4"], {"subscription": "t", "position": 4, "publication": "pub"}),
+            ("q", ["user/a"], ["m-5"], {"subscription": "t", "position": 5, "publication": "pub"}),
+            ("p", ["user/a"], ["m-7"], {"subscription": "s", "position": 7, "publication": None}),
+        ]  # fmt: skip
+        assert records[0].at <= records[1].at
+        assert [
+            r.detail.get("positions") for r in log.query(AccessQuery(memory_id="m-2")).records
+        ] == [[0, 1, 2]]
+        assert [r.objects for r in log.query(AccessQuery(namespace="user/b")).records] == [
+            ["m-1", "m-2", "m-1"]
+        ]
+    finally:
+        log.close()
+
+
+def test_a_catch_up_records_every_delivered_memory(tmp_path: Path) -> None:
+    """A subscription that catches up over many events: every delivery, by memory and
+    position, is in the access log (however the writer grouped them)."""
+    with _open(tmp_path / "s", access_log=QUIET) as store:
+        made = [store.create(f"user/u{i % 4}", f"note {i}") for i in range(300)]
+        store.create_subscription("all", start="beginning")
+        sub = store.subscribe("all", heartbeat=0.1)
+        got = []
+        while len(got) < 300:
+            d = sub.next(timeout=5)
+            assert isinstance(d, Delivery)
+            got.append((d.event["memory_id"], d.position))
+        sub.ack_upto(got[-1][1])
+        store.accesses.flush()
+        records = store.accesses.query(AccessQuery(action="delivery", limit=1000)).records
+        logged = []
+        for r in records:
+            positions = r.detail.get("positions", [r.detail.get("position")])
+            assert r.detail["subscription"] == "all" and len(positions) == len(r.objects)
+            logged += zip(r.objects, positions, strict=True)
+        assert logged == got
+        assert len(records) == 1  # queued together (written on the flush), one record
+        assert [m.memory_id for m in made] == [m for m, _ in got]
+        found = store.accesses.query(AccessQuery(memory_id=made[150].memory_id)).records
+        assert len(found) == 1 and made[150].memory_id in found[0].objects

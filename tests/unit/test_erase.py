@@ -323,6 +323,29 @@ def test_a_legacy_record_opens_and_only_its_subject_can_erase_it(store_dir: Path
         assert _opened(s)["legacy-1"][0] is None
 
 
+def test_reading_the_log_back_in_slices_after_a_restart_gives_tombstones(store_dir: Path):
+    """Read from storage with nothing cached (the keys of a slice fetched together), the
+    events of an erased memory and of an erased subject are tombstones, in every slice,
+    and every other event opens."""
+    with MemoryStore.open(store_dir, actor="tester", durability="os") as s:
+        made = [s.create(f"user/u{i % 3}", f"note {i}") for i in range(12)]
+        for m in made[::2]:
+            s.revise(m.memory_id, "revised")
+        s.erase(made[4].memory_id)
+        s.erase_subject("user/u2")
+        s.flush()
+    erased = {made[4].memory_id} | {m.memory_id for i, m in enumerate(made) if i % 3 == 2}
+    with MemoryStore.open(store_dir, actor="tester", durability="os") as s:
+        s.runtime.sealer.keys._data.clear()  # the keys too come from storage
+        s.runtime.sealer._aead.clear()
+        got = [lg.event for b in s.follow(0, batch=5, idle=0.1) for lg, _ in b]
+    texts = {e.memory_id: e.payload for e in got if e.type in ("create", "revise")}
+    assert len(got) == 12 + 6 + 2
+    assert {k for k, p in texts.items() if p is None} == erased
+    assert all(texts[m.memory_id].text.startswith(("note", "revised")) for m in made
+               if m.memory_id not in erased)  # fmt: skip
+
+
 @pytest.mark.parametrize("scope", ["memory", "subject"])
 def test_following_the_log_after_an_erase_gives_tombstones(store: MemoryStore, scope: str):
     """The feed keeps recent decided events in memory; an erase must not leave their
