@@ -25,6 +25,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -61,10 +62,12 @@ CREATE INDEX IF NOT EXISTS data_keys_by_generation ON data_keys(subject, generat
 _CACHED = 65_536
 
 
-def _remember(cache: dict, key, value) -> None:
-    """Insert into a bounded cache, dropping the oldest entry when full."""
+def _remember(cache: OrderedDict, key, value) -> None:
+    """Insert into a bounded cache, dropping the oldest entry when full (an OrderedDict:
+    finding a plain dict's oldest entry walks past every slot deleted before it, which made
+    a long catch-up's key lookups quadratic)."""
     if len(cache) >= _CACHED:
-        del cache[next(iter(cache))]
+        cache.popitem(last=False)
     cache[key] = value
 
 
@@ -115,8 +118,8 @@ class KeyStore:
         self._current: dict[str, tuple[str, bytes]] = {}
         self._by_kid: dict[str, bytes | None] = {}
         #: (subject, memory id) → its current data key; data key id → the unwrapped key
-        self._current_data: dict[tuple[str, str], tuple[str, bytes]] = {}
-        self._data: dict[str, bytes] = {}
+        self._current_data: OrderedDict[tuple[str, str], tuple[str, bytes]] = OrderedDict()
+        self._data: OrderedDict[str, bytes] = OrderedDict()
         #: subject key id → its cipher (a few subjects wrap many data keys)
         self._keks: dict[str, AESGCM] = {}
 
@@ -198,6 +201,9 @@ class KeyStore:
     def get(self, kid: str) -> bytes:
         """The key ``kid`` (a data key unwrapped); raises :class:`KeyDestroyed` when it, or
         the subject key wrapping it, was destroyed or never existed."""
+        key = self._data.get(kid)  # a data key at hand (most reads of the log)
+        if key is not None:
+            return key
         k = KeyId.parse(kid)
         if k.memory_id is not None:
             return self._data_key(kid, k)

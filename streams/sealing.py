@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -57,7 +58,7 @@ class Sealer:
     def __init__(self, keys: KeyStore, codec: EventCodec):
         self.keys = keys
         self.codec = codec
-        self._aead: dict[str, AESGCM] = {}
+        self._aead: OrderedDict[str, AESGCM] = OrderedDict()
         #: the key of each cached cipher, and the content-hash key derived from it (made
         #: when first needed: opening never needs one)
         self._keys: dict[str, bytes] = {}
@@ -68,9 +69,8 @@ class Sealer:
     def _cipher(self, kid: str, key: bytes) -> AESGCM:
         c = self._aead.get(kid)
         if c is None:
-            if len(self._aead) >= _CIPHERS:
-                oldest = next(iter(self._aead))
-                del self._aead[oldest]
+            if len(self._aead) >= _CIPHERS:  # the oldest out (an OrderedDict: O(1))
+                oldest, _ = self._aead.popitem(last=False)
                 self._keys.pop(oldest, None)
                 self._hash_keys.pop(oldest, None)
             c = self._aead[kid] = AESGCM(key)
