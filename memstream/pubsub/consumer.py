@@ -48,8 +48,10 @@ __all__ = ["READY_LIMIT", "SCAN_BATCH", "Consumer", "ConsumerClosed", "Item"]
 
 #: Matches a consumer holds ready at most; beyond, it reads them back from the log.
 READY_LIMIT = 10_000
-#: Events a consumer reads from the log at a time while it catches up.
-SCAN_BATCH = 5_000
+#: Events a consumer reads from the log at a time while it catches up (each read from storage
+#: has a cost of its own, in proportion to the log's size; its matches stay within
+#: :data:`READY_LIMIT`).
+SCAN_BATCH = 10_000
 #: Seconds between saves of a position that moved without an acknowledgement.
 SAVE_INTERVAL = 1.0
 
