@@ -258,8 +258,8 @@ class KeyStore:
         if not wanted:
             return 0
         n = 0
-        # under the lock: a destruction cannot slip in between the read and the caching
         ids = sorted(wanted)
+        # under the lock: a destruction cannot slip in between the read and the caching
         with self._lock:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
