@@ -30,7 +30,7 @@ import heapq
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -43,6 +43,7 @@ from .cursors import CursorStore, Parked, Position
 
 if TYPE_CHECKING:
     from .hub import HubLane
+    from .ready import ReadySet
 
 __all__ = ["READY_LIMIT", "SCAN_BATCH", "Consumer", "ConsumerClosed", "Item"]
 
@@ -104,6 +105,8 @@ class Consumer:
         self._scanning = False
         self.cond = threading.Condition()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        #: the ready sets watching it, each with the key it marks there
+        self._watchers: list[tuple[ReadySet, Hashable]] = []
         #: how many deliveries and redeliveries it made (for status)
         self.delivered = 0
         self.redelivered = 0
@@ -234,11 +237,29 @@ class Consumer:
             wait = min(wait, self._deadlines[0][0] - now)
         return wait
 
-    def _notify(self) -> None:
-        """Wake every waiting consumer thread and coroutine (under the lock)."""
+    def watch(self, ready: ReadySet, key: Hashable) -> None:
+        """Mark ``key`` in ``ready`` whenever there may be something to deliver (marked
+        once now: whatever is ready already)."""
+        with self.cond:
+            self._watchers.append((ready, key))
+            ready.mark(key)
+
+    def unwatch(self, ready: ReadySet) -> None:
+        with self.cond:
+            self._watchers = [(r, k) for r, k in self._watchers if r is not ready]
+
+    def _notify(self, signal: bool = True) -> None:
+        """Wake every waiting consumer thread and coroutine (under the lock); ``signal``:
+        mark it in the ready sets watching it too (not for a move of the cursor alone)."""
         self.cond.notify_all()
         for loop, event in list(self._waiters):
             loop.call_soon_threadsafe(event.set)
+        if signal:
+            self._signal()
+
+    def _signal(self) -> None:
+        for ready, key in self._watchers:
+            ready.mark(key)
 
     def _due(self, now: float) -> Item | None:
         """A delivery whose acknowledgement is overdue, delivered again."""
@@ -292,6 +313,8 @@ class Consumer:
                 if offset > self.cursor:
                     self._acked.add(offset)
             self._advance()
+            if n and self.ready:  # room under max_in_flight for what waits
+                self._signal()
         self._save()
         return n
 
@@ -352,7 +375,7 @@ class Consumer:
         if floor > self.cursor:
             self.cursor = floor
             self._acked = {o for o in self._acked if o > floor}
-        self._notify()
+        self._notify(signal=False)
 
     def _save_locked(self, force: bool = True) -> None:
         """Save the position if it moved. Unforced (a heartbeat: the cursor moved past

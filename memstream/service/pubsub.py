@@ -41,6 +41,7 @@ from memstream.pubsub.consumer import Consumer, ConsumerClosed, Item
 from memstream.pubsub.cursors import Parked
 from memstream.pubsub.hub import SubscriptionHub
 from memstream.pubsub.positions import decode, encode
+from memstream.pubsub.ready import ReadySet
 from memstream.schemas.events import (
     GOVERNANCE_NAMESPACE,
     GOVERNANCE_TYPES,
@@ -727,6 +728,25 @@ class Subscriber:
 
     def _position(self, offset: int) -> int:
         return offset if self.partition is None else encode(self.partition, offset)
+
+    def watch(self, ready: ReadySet) -> None:
+        """Mark this subscriber in ``ready`` whenever it may have something to deliver:
+        one thread then serves many subscribers without polling each in turn (see
+        :mod:`memstream.pubsub.ready`)::
+
+            ready = ReadySet()
+            for sub in subs:
+                sub.watch(ready)
+            while True:
+                for sub in ready.wait(timeout=1.0) or subs:  # none marked: ask every one
+                    while not isinstance(d := sub.next(timeout=0), Heartbeat):
+                        handle(d)
+                        sub.ack(d.position)
+        """
+        self.consumer.watch(ready, self)
+
+    def unwatch(self, ready: ReadySet) -> None:
+        self.consumer.unwatch(ready)
 
     def close(self) -> None:
         """Stop receiving (what is in flight stays in flight: it is delivered again after
