@@ -11,8 +11,10 @@ the processor runner beside the search indexes, push matches to the consumers th
   under its own keys, not one comparison per subscription;
 - ``subscriptions-semantic`` answers the filters with one: it embeds each new memory text
   once (through the embedding cache the vector index fills, so the text is embedded once
-  for both) and compares the batch with every query vector in one matrix product. It has a
-  lane of its own so that embedding never delays the other deliveries.
+  for both), compares the batch with every query vector in one matrix product, and
+  compares the other conditions of the pairs close enough only
+  (:class:`~memstream.projections.matching.FilterSet`). It has a lane of its own so that
+  embedding never delays the other deliveries.
 
 A lane with no live consumer does nothing but move its checkpoint.
 """
@@ -30,14 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memstream.projections.context import indexed
-from memstream.projections.matching import (
-    TEXT_TYPES,
-    CompiledFilter,
-    EventFacts,
-    FilterIndex,
-    SemanticMatcher,
-    facts_of,
-)
+from memstream.projections.matching import TEXT_TYPES, EventFacts, FilterSet, facts_of
 from memstream.projections.policy import PolicyState
 from memstream.projections.processor import Decided, ProcessorContext
 from memstream.projections.subscriptions import SubscriptionRule, start_after
@@ -93,51 +88,42 @@ class _Matcher:
     """Filters (and semantic conditions) of a set of subscriptions, answered per batch."""
 
     def __init__(self, embed: Embed | None):
-        self.index = FilterIndex()
-        self.semantic = SemanticMatcher()
+        self.filters = FilterSet()
         self.by_publication: dict[str, set[str]] = defaultdict(set)
         self.embed = embed
 
     def add(self, name: str, f: SubscriptionFilter, publication: str | None) -> None:
         self.remove(name)
-        c = CompiledFilter(f)
-        self.index.add(name, c)
-        if f.semantic is not None:
-            if f.semantic.vector is None:
-                raise ValueError(f"subscription {name}: its semantic filter has no vector")
-            self.semantic.set(name, f.semantic.vector, f.semantic.threshold)
+        self.filters.add(name, f)
         if publication is not None:
             self.by_publication[publication].add(name)
 
     def remove(self, name: str) -> None:
-        self.index.remove(name)
-        self.semantic.remove(name)
+        self.filters.remove(name)
         for names in self.by_publication.values():
             names.discard(name)
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.filters)
 
     def match(self, batch: Sequence[Decided]) -> dict[str, list[Decided]]:
         """The matches of each subscription among ``batch``, in log order."""
         out: dict[str, list[Decided]] = defaultdict(list)
-        texts: list[tuple[int, list[str]]] = []  # (position in batch, names awaiting meaning)
-        filters = self.index.filters
+        texts: list[tuple[int, EventFacts]] = []  # the events to compare by meaning
+        fs = self.filters
         by_pub = self.by_publication
         for i, d in enumerate(batch):
             f: EventFacts = facts_of(*d)
-            names = self.index.match(f)
+            names = fs.without_text(f)
             if f.type in _PUBLICATION_EVENTS and f.memory_id in by_pub:
-                names = [*names, *by_pub[f.memory_id]]
-            waiting = []
+                for n in by_pub[f.memory_id]:  # a publication's own events reach it
+                    c = fs.get(n)
+                    if c is not None and not c.needs_text(f) and n not in names:
+                        names.append(n)
             for n in names:
-                c = filters[n]
-                if c.semantic and c.needs_text(f):
-                    waiting.append(n)
-                else:
-                    out[n].append(d)
-            if waiting:
-                texts.append((i, waiting))
+                out[n].append(d)
+            if fs.needs_meaning(f):
+                texts.append((i, f))
         if texts:
             self._by_meaning(batch, texts, out)
         return out
@@ -145,11 +131,13 @@ class _Matcher:
     def _by_meaning(
         self,
         batch: Sequence[Decided],
-        texts: list[tuple[int, list[str]]],
+        texts: list[tuple[int, EventFacts]],
         out: dict[str, list[Decided]],
     ) -> None:
-        rows = [(i, names, text_of(batch[i])) for i, names in texts]
-        rows = [(i, names, t) for i, names, t in rows if t is not None]
+        """The semantic matches of the events in ``texts``: their vectors (the producer's,
+        else the embedding cache's), then :meth:`FilterSet.by_meaning`."""
+        rows = [(i, f, text_of(batch[i])) for i, f in texts]
+        rows = [(i, f, t) for i, f, t in rows if t is not None]
         if not rows or self.embed is None:
             return
         own = [k for k, (_, _, t) in enumerate(rows) if t[2] is None]
@@ -163,12 +151,14 @@ class _Matcher:
             v = rows[k][2][2]
             if v is not None and len(v) == dim:
                 vectors[k] = v
-        hits = self.semantic.scores(vectors, [names for _, names, _ in rows])
-        for (i, _, _), hit in zip(rows, hits, strict=True):
-            for n in hit:
+        hits = self.filters.by_meaning([f for _, f, _ in rows], vectors)
+        touched = set()
+        for (i, _, _), names in zip(rows, hits, strict=True):
+            for n in names:
                 out[n].append(batch[i])
-        for names in out.values():
-            names.sort(key=lambda d: d[0].offset)
+                touched.add(n)
+        for n in touched:
+            out[n].sort(key=lambda d: d[0].offset)
 
 
 class HubLane:
