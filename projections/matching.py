@@ -305,7 +305,10 @@ class SemanticMatcher:
             return None
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
-        sims: npt.NDArray[np.float32] = (vectors / norms) @ self._matrix.T
+        # einsum, not a BLAS product: a batch against a few hundred queries is too small to
+        # gain from BLAS's worker threads, and waking them on a busy machine cost 20x the
+        # product itself (4 ms against 0.2 ms for 100 texts and 100 queries)
+        sims: npt.NDArray[np.float32] = np.einsum("ij,kj->ik", vectors / norms, self._matrix)
         return sims
 
     def above(self, vectors: npt.NDArray[np.float32]) -> list[tuple[int, str]]:
