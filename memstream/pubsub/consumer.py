@@ -313,8 +313,7 @@ class Consumer:
                 if offset > self.cursor:
                     self._acked.add(offset)
             self._advance()
-            if n and self.ready:  # room under max_in_flight for what waits
-                self._signal()
+            self._notify(signal=bool(n and self.ready))  # room under max_in_flight
         self._save()
         return n
 
@@ -375,15 +374,18 @@ class Consumer:
         if floor > self.cursor:
             self.cursor = floor
             self._acked = {o for o in self._acked if o > floor}
-        self._notify(signal=False)
+            self._notify(signal=False)
 
     def _save_locked(self, force: bool = True) -> None:
         """Save the position if it moved. Unforced (a heartbeat: the cursor moved past
         events that did not match), at most every :data:`SAVE_INTERVAL` seconds: losing
         such a move costs a few reads of the log again, never a delivery."""
         self._advance()
+        saved = self._saved
+        if self.cursor == saved[0] and len(self._acked) == len(saved[1]) == 0:
+            return  # the common case of a heartbeat: nothing moved, nothing to compare
         state = (self.cursor, frozenset(self._acked))
-        if state == self._saved:
+        if state == saved:
             return
         now = time.monotonic()
         if not force and state[1] == self._saved[1] and now - self._saved_at < SAVE_INTERVAL:
@@ -400,6 +402,11 @@ class Consumer:
     def in_flight(self) -> list[int]:
         with self.cond:
             return sorted(self._inflight)
+
+    def position(self) -> tuple[int, int, int]:
+        """``(examined, cursor, in flight)``: what a heartbeat reports."""
+        with self.cond:
+            return self.examined(), self.cursor, len(self._inflight)
 
     def stats(self) -> dict[str, int | bool]:
         with self.cond:

@@ -756,17 +756,15 @@ class Subscriber:
 
     def _heartbeat(self) -> Heartbeat:
         c = self.consumer
-        stats = c.stats()
-        head = c.feed.committed
+        scanned, cursor, in_flight = c.position()
         if self.partition is not None:
             return Heartbeat(
-                subscription=self.name, position=-1, cursor=-1, head=-1,
-                in_flight=int(stats["in_flight"]), at=_now(),
-                partitions={self.partition: int(stats["scanned"])},
+                subscription=self.name, position=-1, cursor=-1, head=-1, in_flight=in_flight,
+                at=_now(), partitions={self.partition: scanned},
             )  # fmt: skip
         return Heartbeat(
-            subscription=self.name, position=int(stats["scanned"]), cursor=int(stats["cursor"]),
-            head=head, in_flight=int(stats["in_flight"]), at=_now(),
+            subscription=self.name, position=scanned, cursor=cursor, head=c.feed.committed,
+            in_flight=in_flight, at=_now(),
         )  # fmt: skip
 
     def _refresh(self) -> None:
