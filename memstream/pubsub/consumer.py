@@ -244,9 +244,9 @@ class Consumer:
             self._watchers.append((ready, key))
             ready.mark(key)
 
-    def unwatch(self, ready: ReadySet) -> None:
+    def unwatch(self, ready: ReadySet, key: Hashable) -> None:
         with self.cond:
-            self._watchers = [(r, k) for r, k in self._watchers if r is not ready]
+            self._watchers = [(r, k) for r, k in self._watchers if r is not ready or k != key]
 
     def _notify(self, signal: bool = True) -> None:
         """Wake every waiting consumer thread and coroutine (under the lock); ``signal``:

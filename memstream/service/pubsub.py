@@ -746,7 +746,7 @@ class Subscriber:
         self.consumer.watch(ready, self)
 
     def unwatch(self, ready: ReadySet) -> None:
-        self.consumer.unwatch(ready)
+        self.consumer.unwatch(ready, self)
 
     def close(self) -> None:
         """Stop receiving (what is in flight stays in flight: it is delivered again after
