@@ -56,6 +56,7 @@ from memstream.schemas.views import (
     PublicationView,
     SubscriptionView,
 )
+from memstream.streams.feed import FeedClosed
 
 from .caller import Caller
 
@@ -66,6 +67,9 @@ __all__ = ["DEFAULT_HEARTBEAT", "PubSubMethods", "Subscriber"]
 
 #: Seconds between heartbeats while nothing is delivered.
 DEFAULT_HEARTBEAT = 15.0
+#: Seconds a delivery that carries the memory's view waits for the core projection to
+#: commit its event (it was matched as soon as it was decided); then the read says why not.
+VIEW_WAIT = 30.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: payload fields never delivered (the sealed original of a redacted memory)
 _SEALED = ("original",)
@@ -220,7 +224,7 @@ class PubSubMethods:
         consumer = hub.consumer(rule)
         kind, offset, at = _start(start)
         if kind == "now":
-            after = consumer.feed.committed
+            after = consumer.feed.decided
         elif kind == "beginning":
             after = -1
         elif kind == "offset":
@@ -737,7 +741,7 @@ class Subscriber:
     def _heartbeat(self) -> Heartbeat:
         c = self.consumer
         stats = c.stats()
-        head = c.feed.committed
+        head = c.feed.decided
         if self.partition is not None:
             return Heartbeat(
                 subscription=self.name, position=-1, cursor=-1, head=-1,
@@ -832,6 +836,12 @@ class Subscriber:
         event = _public_event(ev, tomb)
         memory = None
         if rule.view and not tomb and not governance:
+            # views come from the lane that follows commits; a delivery matched before its
+            # subscription asked for views may not be committed yet: wait for it
+            try:
+                self.consumer.feed.wait(item.offset - 1, VIEW_WAIT)
+            except FeedClosed:
+                raise SubscriptionClosed("the store closed") from None
             memory = backend.get(
                 self.caller, ev.memory_id, namespace=ev.namespace, version=None, as_of=None,
                 min_offset=None,
