@@ -283,7 +283,7 @@ class Consumer:
         ``_scanning`` set); at the end of what the core committed, attach to the hub."""
         try:
             after = self.scanned
-            batch = self.feed.read(after, SCAN_BATCH)
+            batch = self.feed.read(after, SCAN_BATCH, decided=self.lane.follows_decisions)
             matches = self.select(batch) if batch else []
             if not batch:
                 self.lane.attach(self)

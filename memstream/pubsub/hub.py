@@ -2,19 +2,24 @@
 
 :class:`SubscriptionHub` keeps one :class:`~memstream.pubsub.consumer.Consumer` per
 subscription being consumed in this process, made on first use from the subscription's
-rule (the governance state folds subscriptions from their events). Two processors, run by
-the processor runner beside the search indexes, push matches to the consumers that keep up
+rule (the governance state folds subscriptions from their events). Processors, run by the
+processor runner beside the search indexes, push matches to the consumers that keep up
 (:class:`HubLane`):
 
 - ``subscriptions`` answers every filter without a semantic condition through one
   :class:`~memstream.projections.matching.FilterIndex`: an event costs the filters filed
-  under its own keys, not one comparison per subscription;
-- ``subscriptions-semantic`` answers the filters with one: it embeds each new memory text
-  once (through the embedding cache the vector index fills, so the text is embedded once
-  for both), compares the batch with every query vector in one matrix product, and
-  compares the other conditions of the pairs close enough only
+  under its own keys, not one comparison per subscription. It follows decisions: a match
+  goes out as soon as the writer has decided the event, a DuckDB transaction before the
+  store's tables show it;
+- ``subscriptions-views`` does the same, after the core projection's commit, for the
+  subscriptions whose deliveries carry the memory's view (read from those tables);
+- ``subscriptions-semantic`` answers the filters with a semantic condition: it embeds each
+  new memory text once (through the embedding cache the vector index fills, so the text is
+  embedded once for both), compares the batch with every query vector in one matrix
+  product, and compares the other conditions of the pairs close enough only
   (:class:`~memstream.projections.matching.FilterSet`). It has a lane of its own so that
-  embedding never delays the other deliveries.
+  embedding never delays the other deliveries, and follows commits (its deliveries may
+  carry views; the embedding dominates its latency).
 
 A lane with no live consumer does nothing but move its checkpoint.
 """
@@ -162,8 +167,8 @@ class _Matcher:
 
 
 class HubLane:
-    """A processor that pushes live matches to the consumers that keep up (one for plain
-    filters, one for semantic ones: see the module docstring)."""
+    """A processor that pushes live matches to the consumers that keep up (see the module
+    docstring for the three of a hub)."""
 
     def __init__(
         self,
@@ -171,10 +176,16 @@ class HubLane:
         embed: Embed | None,
         policy: Callable[[], PolicyState],
         on_rules: Callable[[list[str]], None] | None = None,
+        *,
+        follows_decisions: bool = False,
     ):
         """``on_rules(names)``: called (outside the lane's lock) after a batch that holds
-        subscription or publication events, with the names they are about."""
+        subscription or publication events, with the names they are about.
+        ``follows_decisions``: matches go out as soon as the writer decided their events
+        (matching reads only the event, its verdict and the rules), not after the core
+        projection's commit; the consumers of this lane read the log the same way."""
         self.name = name
+        self.follows_decisions = follows_decisions
         self.policy = policy
         self.on_rules = on_rules
         self.matcher = _Matcher(embed)
@@ -273,7 +284,8 @@ class SubscriptionHub:
         self.embed = embed
         self.feed: DecidedFeed | None = None
         self.before: Callable[[datetime], int] | None = None
-        self.plain = HubLane("subscriptions", None, policy, self.changed)
+        self.plain = HubLane("subscriptions", None, policy, self.changed, follows_decisions=True)
+        self.views = HubLane("subscriptions-views", None, policy)
         self.semantic = (
             HubLane("subscriptions-semantic", embed, policy) if embed is not None else None
         )
@@ -287,7 +299,7 @@ class SubscriptionHub:
 
     @property
     def lanes(self) -> list[HubLane]:
-        return [self.plain] + ([self.semantic] if self.semantic is not None else [])
+        return [self.plain, self.views] + ([self.semantic] if self.semantic is not None else [])
 
     def consumer(self, rule: SubscriptionRule) -> Consumer:
         """The consumer of ``rule``'s subscription in this process (made on first use; a
@@ -319,7 +331,7 @@ class SubscriptionHub:
             if self.semantic is None:
                 raise ValueError("this store has no embedding model: semantic filters need one")
             return self.semantic
-        return self.plain
+        return self.views if rule.view else self.plain
 
     def _selector(self, rule: SubscriptionRule) -> Callable[[Sequence[Decided]], list[Decided]]:
         """``rule``'s matches among a batch, for a consumer's own reads."""
@@ -329,7 +341,7 @@ class SubscriptionHub:
 
     def _change(self, c: Consumer, rule: SubscriptionRule) -> None:
         lane = self._lane_of(rule)
-        if lane is not c.lane:  # a semantic condition added or dropped: follow the other lane
+        if lane is not c.lane:  # a semantic condition or the view changed: follow another
             c.lane.detach(c.name)
             c.lane = lane
         c.change(rule, self._selector(rule))

@@ -57,6 +57,7 @@ from memstream.schemas.views import (
     PublicationView,
     SubscriptionView,
 )
+from memstream.streams.feed import FeedClosed
 
 from .caller import Caller
 
@@ -67,6 +68,9 @@ __all__ = ["DEFAULT_HEARTBEAT", "PubSubMethods", "Subscriber"]
 
 #: Seconds between heartbeats while nothing is delivered.
 DEFAULT_HEARTBEAT = 15.0
+#: Seconds a delivery that carries the memory's view waits for the core projection to
+#: commit its event (it was matched as soon as it was decided); then the read says why not.
+VIEW_WAIT = 30.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: payload fields never delivered (the sealed original of a redacted memory)
 _SEALED = ("original",)
@@ -221,7 +225,7 @@ class PubSubMethods:
         consumer = hub.consumer(rule)
         kind, offset, at = _start(start)
         if kind == "now":
-            after = consumer.feed.committed
+            after = consumer.feed.decided
         elif kind == "beginning":
             after = -1
         elif kind == "offset":
@@ -763,7 +767,7 @@ class Subscriber:
                 at=_now(), partitions={self.partition: scanned},
             )  # fmt: skip
         return Heartbeat(
-            subscription=self.name, position=scanned, cursor=cursor, head=c.feed.committed,
+            subscription=self.name, position=scanned, cursor=cursor, head=c.feed.decided,
             in_flight=in_flight, at=_now(),
         )  # fmt: skip
 
@@ -850,6 +854,12 @@ class Subscriber:
         event = _public_event(ev, tomb)
         memory = None
         if rule.view and not tomb and not governance:
+            # views come from the lane that follows commits; a delivery matched before its
+            # subscription asked for views may not be committed yet: wait for it
+            try:
+                self.consumer.feed.wait(item.offset - 1, VIEW_WAIT)
+            except FeedClosed:
+                raise SubscriptionClosed("the store closed") from None
             memory = backend.get(
                 self.caller, ev.memory_id, namespace=ev.namespace, version=None, as_of=None,
                 min_offset=None,
