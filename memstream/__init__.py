@@ -40,6 +40,7 @@ from memstream.errors import (
     Unsupported,
     VersionConflict,
 )
+from memstream.pubsub.ready import ReadySet
 from memstream.schemas.events import Context, Event
 from memstream.schemas.memcube import Outcome
 from memstream.schemas.views import AuditEntry, AuditPage, Delivery, Heartbeat, Memory, Version
@@ -58,6 +59,7 @@ __all__ = [
     "Memory",
     "MemoryStore",
     "Outcome",
+    "ReadySet",
     "Version",
     "new_id",
     # every error a user can meet (memstream.errors)

@@ -53,6 +53,10 @@ class Processor(Protocol):
     - ``tick()`` is called at least every runner interval, also when no event comes: for
       work that is due by time (saving an index, flushing a buffer).
     - ``close()`` saves and releases what it holds.
+
+    A processor may set ``follows_decisions = True``: it is then handed each event as soon
+    as the writer has decided it, before the core projection has committed it (sooner, but
+    ``ctx.duck`` may not show those events yet). Without it, it is handed committed events.
     """
 
     name: str

@@ -1,18 +1,30 @@
-"""A followable stream of decided events: what the core projection has committed.
+"""A followable stream of decided events: what the core has decided and committed.
 
-The core projection hands every batch it commits to :meth:`DecidedFeed.publish`; readers
-(the processors' lanes, subscribers) follow the feed from any offset:
+Two marks move along the log:
 
-- what is recent comes from memory: the last few batches, as the core committed them
+- *decided*: the writer decided the event (its verdict is final: the core's state in memory
+  holds it, and the log holds the record durably). The writer announces each batch
+  (:meth:`DecidedFeed.announce`) as soon as it has decided it;
+- *committed*: the core projection (DuckDB) holds it too (:meth:`DecidedFeed.publish`);
+  reads of the store's tables see it from then on.
+
+Readers (the processors' lanes, subscribers) follow the feed from any offset, up to the
+committed mark by default, or up to the decided mark when they ask (``decided=True``):
+what they do must then not read the core projection for the events they are handed (the
+subscription lanes only match and push: a delivery reaches its consumer a DuckDB
+transaction earlier).
+
+- what is recent comes from memory: the last few batches, as the writer decided them
   (bounded: :data:`DEFAULT_BUFFER` events);
 - what is older comes from storage through the driver's ``source(after, upto)`` (the log's
-  records with the outcomes the core projection stored for them), in slices;
-- a reader at the end waits, woken by the next commit: no polling, no CPU while idle.
-  Threads block on a condition; coroutines await an :class:`asyncio.Event` that the
-  committing thread sets through the loop.
+  records with the outcomes the core projection stored for them), in slices: only what is
+  committed can be read from there;
+- a reader at the end waits, woken by the next announcement or commit: no polling, no CPU
+  while idle. Threads block on a condition; coroutines await an :class:`asyncio.Event` that
+  the notifying thread sets through the loop.
 
-A reader never sees an event the core has not committed, so whatever it does with the
-verdict agrees with the store's state.
+A reader of committed events never sees one the core has not committed, so whatever it
+does with the verdict agrees with the store's tables.
 """
 
 from __future__ import annotations
@@ -39,11 +51,13 @@ class FeedClosed(RuntimeError):
 
 
 class DecidedFeed:
-    """Decided events in log order, from any offset, woken by each commit of the core."""
+    """Decided events in log order, from any offset, woken by each announcement and commit
+    of the core."""
 
     def __init__(self, source: Source, committed: int, *, buffer: int = DEFAULT_BUFFER):
         self._source = source
         self._committed = committed
+        self._decided = committed
         self._limit = buffer
         self._chunks: deque[Sequence[Decided]] = deque()  # contiguous, in order
         self._buffered = 0
@@ -57,28 +71,50 @@ class DecidedFeed:
         """The last offset the core projection committed (``-1``: none)."""
         return self._committed
 
+    @property
+    def decided(self) -> int:
+        """The last offset the writer decided (at least :attr:`committed`)."""
+        return self._decided
+
     # -- the writer side --------------------------------------------------------------------
 
-    def publish(self, pairs: Sequence[Decided]) -> None:
-        """The core committed these pairs (the next offsets, in order): wake the readers."""
+    def announce(self, pairs: Sequence[Decided]) -> None:
+        """The writer decided these pairs (the next offsets, in order): wake the readers
+        that follow decisions. Their commit follows, through :meth:`publish`."""
+        if not pairs:
+            return
         with self._cond:
-            if pairs and any(out.destroy_key is not None for _, out in pairs):
-                # An erase destroyed keys: what memory holds may carry the plaintext it
-                # shredded. Readers read it all back from storage instead, as tombstones.
+            self._hold(pairs)
+            self._wake()
+
+    def publish(self, pairs: Sequence[Decided]) -> None:
+        """The core committed these pairs (the next offsets, in order; announced or not):
+        wake the readers."""
+        if not pairs:
+            return
+        with self._cond:
+            if pairs[-1][0].offset > self._decided:
+                fresh = [p for p in pairs if p[0].offset > self._decided]
+                self._hold(fresh)
+            self._committed = max(self._committed, pairs[-1][0].offset)
+            self._wake()
+
+    def _hold(self, pairs: Sequence[Decided]) -> None:
+        """Keep ``pairs`` in memory (under the lock) and move the decided mark."""
+        if any(out.destroy_key is not None for _, out in pairs):
+            # An erase destroyed keys: what memory holds may carry the plaintext it
+            # shredded. Readers read it all back from storage instead, as tombstones.
+            self._chunks.clear()
+            self._buffered = 0
+        else:
+            if pairs[0][0].offset != self._decided + 1:  # a gap: memory does not continue
                 self._chunks.clear()
                 self._buffered = 0
-                self._committed = pairs[-1][0].offset
-            elif pairs:
-                first = pairs[0][0].offset
-                if first != self._committed + 1:  # a gap: memory no longer continues storage
-                    self._chunks.clear()
-                    self._buffered = 0
-                self._chunks.append(pairs)
-                self._buffered += len(pairs)
-                while self._buffered > self._limit and len(self._chunks) > 1:
-                    self._buffered -= len(self._chunks.popleft())
-                self._committed = pairs[-1][0].offset
-            self._wake()
+            self._chunks.append(pairs)
+            self._buffered += len(pairs)
+            while self._buffered > self._limit and len(self._chunks) > 1:
+                self._buffered -= len(self._chunks.popleft())
+        self._decided = pairs[-1][0].offset
 
     def close(self) -> None:
         with self._cond:
@@ -99,14 +135,24 @@ class DecidedFeed:
 
     # -- the reader side --------------------------------------------------------------------
 
-    def read(self, after: int, limit: int = 10_000) -> list[Decided]:
-        """Up to ``limit`` decided events with offsets above ``after`` that the core has
-        committed (empty when there are none yet)."""
+    def _readable(self, after: int, decided: bool) -> int:
+        """The last offset a reader at ``after`` can read now (under the lock): decided
+        events only while memory holds the next one, since storage holds committed ones."""
+        if not decided or self._decided == self._committed:
+            return self._committed
+        if self._chunks and self._chunks[0][0][0].offset <= after + 1:
+            return self._decided
+        return self._committed
+
+    def read(self, after: int, limit: int = 10_000, *, decided: bool = False) -> list[Decided]:
+        """Up to ``limit`` events with offsets above ``after`` that the core has committed
+        (``decided``: that the writer has decided), empty when there are none yet."""
         with self._cond:
-            upto = self._committed
+            upto = self._readable(after, decided)
             if after >= upto:
                 return []
             chunks = list(self._chunks)
+        limit = min(limit, upto - after)
         if chunks and chunks[0][0][0].offset <= after + 1:
             out: list[Decided] = []
             for chunk in chunks:
@@ -119,13 +165,14 @@ class DecidedFeed:
             return out
         return list(self._source(after, min(upto, after + limit)))
 
-    def wait(self, after: int, timeout: float | None = None) -> bool:
-        """Block until the core commits beyond ``after``; False when ``timeout`` passed.
-        Raises :class:`FeedClosed` when the feed closes first."""
+    def wait(self, after: int, timeout: float | None = None, *, decided: bool = False) -> bool:
+        """Block until there is something to read beyond ``after`` (committed, or with
+        ``decided``: decided); False when ``timeout`` passed. Raises :class:`FeedClosed`
+        when the feed closes first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             pokes = self._pokes
-            while self._committed <= after:
+            while self._readable(after, decided) <= after:
                 if self._closed:
                     raise FeedClosed("the store closed")
                 if self._pokes != pokes:
@@ -137,7 +184,8 @@ class DecidedFeed:
             return True
 
     async def wait_async(self, after: int, timeout: float | None = None) -> bool:
-        """:meth:`wait` for coroutines: the event loop is not blocked meanwhile."""
+        """:meth:`wait` (for committed events) for coroutines: the event loop is not blocked
+        meanwhile."""
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
         entry = (loop, event)

@@ -7,7 +7,10 @@ holds back a fast one, nor the core projection, nor the writers. A lane
 
 1. starts its processor, which answers with its checkpoint;
 2. hands it every decided event after that checkpoint in batches (from memory while it
-   keeps up, from storage when it is behind), waiting for the next commit when it is done;
+   keeps up, from storage when it is behind), waiting for the next commit when it is done
+   (a processor whose ``follows_decisions`` is true is handed events as soon as the writer
+   has decided them, before the core projection commits them: it must not read the core
+   projection for them);
 3. calls its ``tick`` at least every ``interval`` seconds, and its ``flush`` (if it has
    one) when :meth:`ProcessorRunner.flush` asks;
 4. on ``close``, catches up with what the core committed, then closes the processor.
@@ -57,11 +60,12 @@ class _Lane:
 
     def _run(self) -> None:
         r, p = self.runner, self.processor
+        early = bool(getattr(p, "follows_decisions", False))
         try:
             self._advance(p.start(ProcessorContext(r.duck, r.feed.committed)))
             last_tick = time.monotonic()
             while True:
-                batch = r.feed.read(self.checkpoint, r.batch)
+                batch = r.feed.read(self.checkpoint, r.batch, decided=early)
                 if batch:
                     p.process(batch)
                     self._advance(batch[-1][0].offset)
@@ -69,7 +73,7 @@ class _Lane:
                     break
                 else:
                     try:
-                        r.feed.wait(self.checkpoint, r.interval)
+                        r.feed.wait(self.checkpoint, r.interval, decided=early)
                     except FeedClosed:
                         r.stopping = True
                 if time.monotonic() - last_tick >= r.interval:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,37 @@ class HashEmbedder:
 @pytest.fixture(scope="session")
 def hash_embedder() -> HashEmbedder:
     return HashEmbedder()
+
+
+class HeldProjection:
+    """Holds a store's core projection writes until :meth:`release` (what a slow DuckDB
+    transaction does), so that what readers see before the commit can be checked."""
+
+    def __init__(self, store: MemoryStore):
+        self.gate = threading.Event()
+        self.duck = store.runtime.duck
+        self.write = self.duck.write
+        self.duck.write = self._held  # type: ignore[method-assign]
+
+    def _held(self, batch) -> None:
+        self.gate.wait(30)
+        self.write(batch)
+
+    def release(self) -> None:
+        self.gate.set()
+        self.duck.write = self.write  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def hold_projection() -> Iterator[Callable[[MemoryStore], HeldProjection]]:
+    """``hold_projection(store)``: hold that store's projection writes (released at the
+    end of the test at the latest)."""
+    made: list[HeldProjection] = []
+
+    def hold(store: MemoryStore) -> HeldProjection:
+        made.append(HeldProjection(store))
+        return made[-1]
+
+    yield hold
+    for held in made:
+        held.release()

@@ -30,7 +30,7 @@ import heapq
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -43,6 +43,7 @@ from .cursors import CursorStore, Parked, Position
 
 if TYPE_CHECKING:
     from .hub import HubLane
+    from .ready import ReadySet
 
 __all__ = ["READY_LIMIT", "SCAN_BATCH", "Consumer", "ConsumerClosed", "Item"]
 
@@ -106,6 +107,8 @@ class Consumer:
         self._scanning = False
         self.cond = threading.Condition()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        #: the ready sets watching it, each with the key it marks there
+        self._watchers: list[tuple[ReadySet, Hashable]] = []
         #: how many deliveries and redeliveries it made (for status)
         self.delivered = 0
         self.redelivered = 0
@@ -236,11 +239,29 @@ class Consumer:
             wait = min(wait, self._deadlines[0][0] - now)
         return wait
 
-    def _notify(self) -> None:
-        """Wake every waiting consumer thread and coroutine (under the lock)."""
+    def watch(self, ready: ReadySet, key: Hashable) -> None:
+        """Mark ``key`` in ``ready`` whenever there may be something to deliver (marked
+        once now: whatever is ready already)."""
+        with self.cond:
+            self._watchers.append((ready, key))
+            ready.mark(key)
+
+    def unwatch(self, ready: ReadySet, key: Hashable) -> None:
+        with self.cond:
+            self._watchers = [(r, k) for r, k in self._watchers if r is not ready or k != key]
+
+    def _notify(self, signal: bool = True) -> None:
+        """Wake every waiting consumer thread and coroutine (under the lock); ``signal``:
+        mark it in the ready sets watching it too (not for a move of the cursor alone)."""
         self.cond.notify_all()
         for loop, event in list(self._waiters):
             loop.call_soon_threadsafe(event.set)
+        if signal:
+            self._signal()
+
+    def _signal(self) -> None:
+        for ready, key in self._watchers:
+            ready.mark(key)
 
     def _due(self, now: float) -> Item | None:
         """A delivery whose acknowledgement is overdue, delivered again."""
@@ -264,7 +285,7 @@ class Consumer:
         ``_scanning`` set); at the end of what the core committed, attach to the hub."""
         try:
             after = self.scanned
-            batch = self.feed.read(after, SCAN_BATCH)
+            batch = self.feed.read(after, SCAN_BATCH, decided=self.lane.follows_decisions)
             matches = self.select(batch) if batch else []
             if not batch:
                 self.lane.attach(self)
@@ -294,6 +315,7 @@ class Consumer:
                 if offset > self.cursor:
                     self._acked.add(offset)
             self._advance()
+            self._notify(signal=bool(n and self.ready))  # room under max_in_flight
         self._save()
         return n
 
@@ -354,15 +376,18 @@ class Consumer:
         if floor > self.cursor:
             self.cursor = floor
             self._acked = {o for o in self._acked if o > floor}
-        self._notify()
+            self._notify(signal=False)
 
     def _save_locked(self, force: bool = True) -> None:
         """Save the position if it moved. Unforced (a heartbeat: the cursor moved past
         events that did not match), at most every :data:`SAVE_INTERVAL` seconds: losing
         such a move costs a few reads of the log again, never a delivery."""
         self._advance()
+        saved = self._saved
+        if self.cursor == saved[0] and len(self._acked) == len(saved[1]) == 0:
+            return  # the common case of a heartbeat: nothing moved, nothing to compare
         state = (self.cursor, frozenset(self._acked))
-        if state == self._saved:
+        if state == saved:
             return
         now = time.monotonic()
         if not force and state[1] == self._saved[1] and now - self._saved_at < SAVE_INTERVAL:
@@ -379,6 +404,11 @@ class Consumer:
     def in_flight(self) -> list[int]:
         with self.cond:
             return sorted(self._inflight)
+
+    def position(self) -> tuple[int, int, int]:
+        """``(examined, cursor, in flight)``: what a heartbeat reports."""
+        with self.cond:
+            return self.examined(), self.cursor, len(self._inflight)
 
     def stats(self) -> dict[str, int | bool]:
         with self.cond:

@@ -2,17 +2,24 @@
 
 :class:`SubscriptionHub` keeps one :class:`~memstream.pubsub.consumer.Consumer` per
 subscription being consumed in this process, made on first use from the subscription's
-rule (the governance state folds subscriptions from their events). Two processors, run by
-the processor runner beside the search indexes, push matches to the consumers that keep up
+rule (the governance state folds subscriptions from their events). Processors, run by the
+processor runner beside the search indexes, push matches to the consumers that keep up
 (:class:`HubLane`):
 
 - ``subscriptions`` answers every filter without a semantic condition through one
   :class:`~memstream.projections.matching.FilterIndex`: an event costs the filters filed
-  under its own keys, not one comparison per subscription;
-- ``subscriptions-semantic`` answers the filters with one: it embeds each new memory text
-  once (through the embedding cache the vector index fills, so the text is embedded once
-  for both) and compares the batch with every query vector in one matrix product. It has a
-  lane of its own so that embedding never delays the other deliveries.
+  under its own keys, not one comparison per subscription. It follows decisions: a match
+  goes out as soon as the writer has decided the event, a DuckDB transaction before the
+  store's tables show it;
+- ``subscriptions-views`` does the same, after the core projection's commit, for the
+  subscriptions whose deliveries carry the memory's view (read from those tables);
+- ``subscriptions-semantic`` answers the filters with a semantic condition: it embeds each
+  new memory text once (through the embedding cache the vector index fills, so the text is
+  embedded once for both), compares the batch with every query vector in one matrix
+  product, and compares the other conditions of the pairs close enough only
+  (:class:`~memstream.projections.matching.FilterSet`). It has a lane of its own so that
+  embedding never delays the other deliveries, and follows commits (its deliveries may
+  carry views; the embedding dominates its latency).
 
 A lane with no live consumer does nothing but move its checkpoint.
 """
@@ -30,14 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memstream.projections.context import indexed
-from memstream.projections.matching import (
-    TEXT_TYPES,
-    CompiledFilter,
-    EventFacts,
-    FilterIndex,
-    SemanticMatcher,
-    facts_of,
-)
+from memstream.projections.matching import TEXT_TYPES, EventFacts, FilterSet, facts_of
 from memstream.projections.policy import PolicyState
 from memstream.projections.processor import Decided, ProcessorContext
 from memstream.projections.subscriptions import SubscriptionRule, start_after
@@ -93,51 +93,42 @@ class _Matcher:
     """Filters (and semantic conditions) of a set of subscriptions, answered per batch."""
 
     def __init__(self, embed: Embed | None):
-        self.index = FilterIndex()
-        self.semantic = SemanticMatcher()
+        self.filters = FilterSet()
         self.by_publication: dict[str, set[str]] = defaultdict(set)
         self.embed = embed
 
     def add(self, name: str, f: SubscriptionFilter, publication: str | None) -> None:
         self.remove(name)
-        c = CompiledFilter(f)
-        self.index.add(name, c)
-        if f.semantic is not None:
-            if f.semantic.vector is None:
-                raise ValueError(f"subscription {name}: its semantic filter has no vector")
-            self.semantic.set(name, f.semantic.vector, f.semantic.threshold)
+        self.filters.add(name, f)
         if publication is not None:
             self.by_publication[publication].add(name)
 
     def remove(self, name: str) -> None:
-        self.index.remove(name)
-        self.semantic.remove(name)
+        self.filters.remove(name)
         for names in self.by_publication.values():
             names.discard(name)
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.filters)
 
     def match(self, batch: Sequence[Decided]) -> dict[str, list[Decided]]:
         """The matches of each subscription among ``batch``, in log order."""
         out: dict[str, list[Decided]] = defaultdict(list)
-        texts: list[tuple[int, list[str]]] = []  # (position in batch, names awaiting meaning)
-        filters = self.index.filters
+        texts: list[tuple[int, EventFacts]] = []  # the events to compare by meaning
+        fs = self.filters
         by_pub = self.by_publication
         for i, d in enumerate(batch):
             f: EventFacts = facts_of(*d)
-            names = self.index.match(f)
+            names = fs.without_text(f)
             if f.type in _PUBLICATION_EVENTS and f.memory_id in by_pub:
-                names = [*names, *by_pub[f.memory_id]]
-            waiting = []
+                for n in by_pub[f.memory_id]:  # a publication's own events reach it
+                    c = fs.get(n)
+                    if c is not None and not c.needs_text(f) and n not in names:
+                        names.append(n)
             for n in names:
-                c = filters[n]
-                if c.semantic and c.needs_text(f):
-                    waiting.append(n)
-                else:
-                    out[n].append(d)
-            if waiting:
-                texts.append((i, waiting))
+                out[n].append(d)
+            if fs.needs_meaning(f):
+                texts.append((i, f))
         if texts:
             self._by_meaning(batch, texts, out)
         return out
@@ -145,11 +136,13 @@ class _Matcher:
     def _by_meaning(
         self,
         batch: Sequence[Decided],
-        texts: list[tuple[int, list[str]]],
+        texts: list[tuple[int, EventFacts]],
         out: dict[str, list[Decided]],
     ) -> None:
-        rows = [(i, names, text_of(batch[i])) for i, names in texts]
-        rows = [(i, names, t) for i, names, t in rows if t is not None]
+        """The semantic matches of the events in ``texts``: their vectors (the producer's,
+        else the embedding cache's), then :meth:`FilterSet.by_meaning`."""
+        rows = [(i, f, text_of(batch[i])) for i, f in texts]
+        rows = [(i, f, t) for i, f, t in rows if t is not None]
         if not rows or self.embed is None:
             return
         own = [k for k, (_, _, t) in enumerate(rows) if t[2] is None]
@@ -163,17 +156,19 @@ class _Matcher:
             v = rows[k][2][2]
             if v is not None and len(v) == dim:
                 vectors[k] = v
-        hits = self.semantic.scores(vectors, [names for _, names, _ in rows])
-        for (i, _, _), hit in zip(rows, hits, strict=True):
-            for n in hit:
+        hits = self.filters.by_meaning([f for _, f, _ in rows], vectors)
+        touched = set()
+        for (i, _, _), names in zip(rows, hits, strict=True):
+            for n in names:
                 out[n].append(batch[i])
-        for names in out.values():
-            names.sort(key=lambda d: d[0].offset)
+                touched.add(n)
+        for n in touched:
+            out[n].sort(key=lambda d: d[0].offset)
 
 
 class HubLane:
-    """A processor that pushes live matches to the consumers that keep up (one for plain
-    filters, one for semantic ones: see the module docstring)."""
+    """A processor that pushes live matches to the consumers that keep up (see the module
+    docstring for the three of a hub)."""
 
     def __init__(
         self,
@@ -181,10 +176,16 @@ class HubLane:
         embed: Embed | None,
         policy: Callable[[], PolicyState],
         on_rules: Callable[[list[str]], None] | None = None,
+        *,
+        follows_decisions: bool = False,
     ):
         """``on_rules(names)``: called (outside the lane's lock) after a batch that holds
-        subscription or publication events, with the names they are about."""
+        subscription or publication events, with the names they are about.
+        ``follows_decisions``: matches go out as soon as the writer decided their events
+        (matching reads only the event, its verdict and the rules), not after the core
+        projection's commit; the consumers of this lane read the log the same way."""
         self.name = name
+        self.follows_decisions = follows_decisions
         self.policy = policy
         self.on_rules = on_rules
         self.matcher = _Matcher(embed)
@@ -283,7 +284,8 @@ class SubscriptionHub:
         self.embed = embed
         self.feed: DecidedFeed | None = None
         self.before: Callable[[datetime], int] | None = None
-        self.plain = HubLane("subscriptions", None, policy, self.changed)
+        self.plain = HubLane("subscriptions", None, policy, self.changed, follows_decisions=True)
+        self.views = HubLane("subscriptions-views", None, policy)
         self.semantic = (
             HubLane("subscriptions-semantic", embed, policy) if embed is not None else None
         )
@@ -297,7 +299,7 @@ class SubscriptionHub:
 
     @property
     def lanes(self) -> list[HubLane]:
-        return [self.plain] + ([self.semantic] if self.semantic is not None else [])
+        return [self.plain, self.views] + ([self.semantic] if self.semantic is not None else [])
 
     def consumer(self, rule: SubscriptionRule) -> Consumer:
         """The consumer of ``rule``'s subscription in this process (made on first use; a
@@ -329,7 +331,7 @@ class SubscriptionHub:
             if self.semantic is None:
                 raise ValueError("this store has no embedding model: semantic filters need one")
             return self.semantic
-        return self.plain
+        return self.views if rule.view else self.plain
 
     def _selector(self, rule: SubscriptionRule) -> Callable[[Sequence[Decided]], list[Decided]]:
         """``rule``'s matches among a batch, for a consumer's own reads."""
@@ -339,7 +341,7 @@ class SubscriptionHub:
 
     def _change(self, c: Consumer, rule: SubscriptionRule) -> None:
         lane = self._lane_of(rule)
-        if lane is not c.lane:  # a semantic condition added or dropped: follow the other lane
+        if lane is not c.lane:  # a semantic condition or the view changed: follow another
             c.lane.detach(c.name)
             c.lane = lane
         c.change(rule, self._selector(rule))

@@ -11,11 +11,14 @@ carrying the consumer's principal, checked again by the owner). Positions name t
 partition (:mod:`memstream.pubsub.positions`); heartbeats carry the position reached in
 each partition. Acknowledgements, rejections and seeks go to each position's partition.
 
-What the embedded store does that this does not: a cursor lives in the directory of the
-shard that kept it; when a partition moves to a worker that never owned it, that worker
-starts the subscription there again from its start (every match is delivered at least once,
-some twice). A publication's delivery quota is not counted across partitions: consuming a
-publication with ``max_deliveries`` is refused here.
+A shard's cursors and parked lists live in its directory and are copied, change by change,
+to the partition-state topic (:mod:`memstream.streams.kafka.state`); a worker that gains a
+partition adopts what the previous owner left there, so its consumers resume where they were
+acknowledged (what a killed worker had not sent yet is delivered again: at least once).
+
+What the embedded store does that this does not: a publication's delivery quota is not
+counted across partitions, so consuming a publication with ``max_deliveries`` is refused
+here.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from .pubsub import Subscriber, _start, parked_views
 if TYPE_CHECKING:
     from memstream.projections.semantic import SemanticProjection
     from memstream.streams.kafka.shard import Shard
+    from memstream.streams.kafka.state import PartitionState
 
     from .service import MemoryService
     from .worker import WorkerBackend
@@ -76,11 +80,17 @@ class ShardHubs:
         #: once the worker's node exists
         self.policy: Callable[[], PolicyState] = PolicyState
 
-    def processors(self, shard: Shard, semantic: SemanticProjection | None) -> list[Any]:
+    def processors(
+        self, shard: Shard, semantic: SemanticProjection | None, state: PartitionState
+    ) -> list[Any]:
         if shard.partition >= SPAN:
             raise ValueError(f"subscriptions serve partitions below {SPAN}, not {shard.partition}")
+        cursors = CursorStore(shard.dir / "subscriptions" / "cursors.sqlite", mirror=state)
+        if cursors.adopted:
+            log.info("partition %s: %d subscription records adopted from its last owner",
+                     shard.partition, cursors.adopted)  # fmt: skip
         hub = SubscriptionHub(
-            CursorStore(shard.dir / "subscriptions" / "cursors.sqlite"),
+            cursors,
             lambda: self.policy(),
             embed=semantic.cached_vectors if semantic is not None else None,
             partition=shard.partition,

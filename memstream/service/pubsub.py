@@ -41,6 +41,7 @@ from memstream.pubsub.consumer import Consumer, ConsumerClosed, Item
 from memstream.pubsub.cursors import Parked
 from memstream.pubsub.hub import SubscriptionHub
 from memstream.pubsub.positions import decode, encode
+from memstream.pubsub.ready import ReadySet
 from memstream.schemas.events import (
     GOVERNANCE_NAMESPACE,
     GOVERNANCE_TYPES,
@@ -56,6 +57,7 @@ from memstream.schemas.views import (
     PublicationView,
     SubscriptionView,
 )
+from memstream.streams.feed import FeedClosed
 
 from .caller import Caller
 
@@ -66,6 +68,9 @@ __all__ = ["DEFAULT_HEARTBEAT", "PubSubMethods", "Subscriber"]
 
 #: Seconds between heartbeats while nothing is delivered.
 DEFAULT_HEARTBEAT = 15.0
+#: Seconds a delivery that carries the memory's view waits for the core projection to
+#: commit its event (it was matched as soon as it was decided); then the read says why not.
+VIEW_WAIT = 30.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: payload fields never delivered (the sealed original of a redacted memory)
 _SEALED = ("original",)
@@ -220,7 +225,7 @@ class PubSubMethods:
         consumer = hub.consumer(rule)
         kind, offset, at = _start(start)
         if kind == "now":
-            after = consumer.feed.committed
+            after = consumer.feed.decided
         elif kind == "beginning":
             after = -1
         elif kind == "offset":
@@ -728,6 +733,25 @@ class Subscriber:
     def _position(self, offset: int) -> int:
         return offset if self.partition is None else encode(self.partition, offset)
 
+    def watch(self, ready: ReadySet) -> None:
+        """Mark this subscriber in ``ready`` whenever it may have something to deliver:
+        one thread then serves many subscribers without polling each in turn (see
+        :mod:`memstream.pubsub.ready`)::
+
+            ready = ReadySet()
+            for sub in subs:
+                sub.watch(ready)
+            while True:
+                for sub in ready.wait(timeout=1.0) or subs:  # none marked: ask every one
+                    while not isinstance(d := sub.next(timeout=0), Heartbeat):
+                        handle(d)
+                        sub.ack(d.position)
+        """
+        self.consumer.watch(ready, self)
+
+    def unwatch(self, ready: ReadySet) -> None:
+        self.consumer.unwatch(ready, self)
+
     def close(self) -> None:
         """Stop receiving (what is in flight stays in flight: it is delivered again after
         its timeout, to this subscription's next consumer)."""
@@ -736,17 +760,15 @@ class Subscriber:
 
     def _heartbeat(self) -> Heartbeat:
         c = self.consumer
-        stats = c.stats()
-        head = c.feed.committed
+        scanned, cursor, in_flight = c.position()
         if self.partition is not None:
             return Heartbeat(
-                subscription=self.name, position=-1, cursor=-1, head=-1,
-                in_flight=int(stats["in_flight"]), at=_now(),
-                partitions={self.partition: int(stats["scanned"])},
+                subscription=self.name, position=-1, cursor=-1, head=-1, in_flight=in_flight,
+                at=_now(), partitions={self.partition: scanned},
             )  # fmt: skip
         return Heartbeat(
-            subscription=self.name, position=int(stats["scanned"]), cursor=int(stats["cursor"]),
-            head=head, in_flight=int(stats["in_flight"]), at=_now(),
+            subscription=self.name, position=scanned, cursor=cursor, head=c.feed.decided,
+            in_flight=in_flight, at=_now(),
         )  # fmt: skip
 
     def _refresh(self) -> None:
@@ -832,6 +854,12 @@ class Subscriber:
         event = _public_event(ev, tomb)
         memory = None
         if rule.view and not tomb and not governance:
+            # views come from the lane that follows commits; a delivery matched before its
+            # subscription asked for views may not be committed yet: wait for it
+            try:
+                self.consumer.feed.wait(item.offset - 1, VIEW_WAIT)
+            except FeedClosed:
+                raise SubscriptionClosed("the store closed") from None
             memory = backend.get(
                 self.caller, ev.memory_id, namespace=ev.namespace, version=None, as_of=None,
                 min_offset=None,

@@ -509,6 +509,7 @@ class EmbeddedRuntime:
                 outcomes.append(out)
             if pairs:
                 self._queue.put(pairs)
+                self.feed.announce(pairs)
         for i in duplicates:
             outcomes[i] = self._duplicate_outcome(placed[i].offset)
         return outcomes  # type: ignore[return-value]

@@ -42,6 +42,7 @@ from .sequencer import Sequencer
 from .settings import KafkaSettings
 from .shard import MissingKey, Shard
 from .shard_processors import ShardExtras, ShardProcessors
+from .state import SharedState
 from .topics import ensure_topics
 from .vectors import RecordingCache, SharedVectors
 
@@ -111,15 +112,17 @@ class Node:
         self._stop_projecting = asyncio.Event()
         # the processors of each shard (its search indexes, ...), on a runner per shard
         self.semantic = semantic
+        #: what the faces' processors keep per partition (None: no such processors)
+        self.state = SharedState(settings) if extras is not None else None
         if semantic:
             self.cache = RecordingCache(self.data_dir / "embeddings.sqlite")
             self.model = shared_embedder()
             self.vectors = SharedVectors(settings, self.cache)
             self.processors = ShardProcessors(
-                settings, self.model, self.cache, self.vectors, extras=extras
+                settings, self.model, self.cache, self.vectors, extras=extras, state=self.state
             )
         else:
-            self.processors = ShardProcessors(settings, extras=extras)
+            self.processors = ShardProcessors(settings, extras=extras, state=self.state)
 
     async def start(self) -> None:
         s = self.settings
@@ -130,6 +133,8 @@ class Node:
         await self.policy.start()
         self.log_id = f"kafka:{await self.keys.identity()}:{s.events}"
         await self.publisher.start()
+        if self.state is not None:
+            await self.state.start()
         if self.semantic:
             await self.vectors.start()
             await asyncio.to_thread(self.model.model)  # loaded once, before the first search
@@ -162,6 +167,8 @@ class Node:
         await self.policy.stop()
         await self.publisher.stop()
         await self.processors.unshare()
+        if self.state is not None:
+            await self.state.stop()
         if self.semantic:
             await self.vectors.stop()
             self.cache.close()
@@ -468,6 +475,8 @@ class Node:
             "applied_events": self.applied_events,
             "governance": self.policy.status(),
         }
+        if self.state is not None:
+            out["partition_state"] = {"sent": self.state.sent, "received": self.state.received}
         if self.semantic:
             out["semantic"] = {
                 "texts_embedded": self.processors.texts_embedded,

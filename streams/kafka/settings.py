@@ -79,3 +79,7 @@ class KafkaSettings(Settings):
     @property
     def vectors(self) -> str:
         return self.topic("vectors")
+
+    @property
+    def partition_state(self) -> str:
+        return self.topic("partition-state")

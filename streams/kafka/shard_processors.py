@@ -27,6 +27,7 @@ from . import clients
 from .records import KRecord
 from .settings import KafkaSettings
 from .shard import Shard
+from .state import PartitionState, SharedState
 from .vectors import RecordingCache, SharedVectors
 
 #: Records read from the events topic per fetch when reading the past back.
@@ -49,9 +50,12 @@ class _Shared:
 
 class ShardExtras(Protocol):
     """Processors a face adds to every shard (the subscription lanes), made when the shard
-    starts and told when it stops."""
+    starts and told when it stops. ``state`` is the partition's shared records (what the
+    face keeps there, the previous owner of the partition left: :mod:`.state`)."""
 
-    def processors(self, shard: Shard, semantic: SemanticProjection | None) -> list[Processor]: ...
+    def processors(
+        self, shard: Shard, semantic: SemanticProjection | None, state: PartitionState
+    ) -> list[Processor]: ...
 
     def stopped(self, partition: int) -> None: ...
 
@@ -69,10 +73,15 @@ class ShardProcessors:
         cache: RecordingCache | None = None,
         vectors: SharedVectors | None = None,
         extras: ShardExtras | None = None,
+        state: SharedState | None = None,
     ):
+        """``state``: the partition-state topic's follower (required with ``extras``)."""
+        if extras is not None and state is None:
+            raise ValueError("processors a face adds to the shards need the partition state")
         self.settings = settings
         #: what a face adds to each shard (see :class:`ShardExtras`)
         self.extras = extras
+        self.state = state
         self.model, self.cache, self.vectors = model, cache, vectors
         self.runners: dict[int, ProcessorRunner] = {}
         #: texts embedded by the indexes of shards closed since the worker started
@@ -95,7 +104,8 @@ class ShardProcessors:
             semantic = SemanticProjection(shard.dir / "semantic", embedder)
             out.append(semantic)
         if self.extras is not None:
-            out += self.extras.processors(shard, semantic)
+            assert self.state is not None
+            out += self.extras.processors(shard, semantic, self.state.partition(shard.partition))
         return out + build_registered(shard.dir / "processors")
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -119,6 +129,8 @@ class ShardProcessors:
         p = shard.partition
         if self.vectors is not None:
             await self.vectors.catch_up()
+        if self.state is not None:  # what the partition's last owner left
+            await self.state.catch_up()
         loop = asyncio.get_running_loop()
 
         def fetch(start: int, stop: int) -> list[KRecord]:
@@ -144,6 +156,8 @@ class ShardProcessors:
         await asyncio.to_thread(runner.close)
         if self.extras is not None:
             self.extras.stopped(p)
+        if self.state is not None:  # for the partition's next owner
+            await self.state.flush()
         for proc in runner.processors:
             if isinstance(proc, SemanticProjection):
                 self.closed_texts_embedded += proc.embedder.texts_embedded

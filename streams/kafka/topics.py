@@ -64,6 +64,14 @@ def specs(s: KafkaSettings) -> list[TopicSpec]:
             {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
             ("cleanup.policy",),
         ),
+        # What a face keeps per partition (subscription cursors), in the partition of the
+        # same number: compacted, the last value per key wins.
+        TopicSpec(
+            s.partition_state,
+            s.partitions,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+            ("cleanup.policy",),
+        ),
         # One partition: every worker reads every key, and the order decides which of two
         # keys proposed at once for the same id wins. Compaction drops destroyed keys'
         # bytes; short segments and no compaction lag make it do so soon.

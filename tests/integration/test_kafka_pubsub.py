@@ -117,3 +117,48 @@ def test_a_subscription_merges_every_partition_across_workers(deployment) -> Non
     first, _ = _receive(w1.url, "teams", 1, ack=False)
     second, _ = _receive(w2.url, "teams", 1)
     assert first[0]["position"] == second[0]["position"] and second[0]["attempt"] >= 2
+
+
+def test_a_partition_moved_to_a_worker_that_never_owned_it_resumes_from_its_cursor(
+    deployment,
+) -> None:
+    """w1 serves every partition; its consumer acknowledges all but one delivery, which it
+    parks. w1 leaves; w2, with a data directory of its own that never held a partition,
+    takes them all: it delivers only what came after (the cursors reached it through the
+    partition-state topic), and lists the parked delivery."""
+    d = deployment
+    w1 = d.start_worker("w1", MEMSTREAM_SEMANTIC="0")
+    d.serving([w1])
+    h1 = httpx.Client(base_url=w1.url, timeout=60)
+    r = h1.put("/v1/subscriptions/teams", json={"filter": {"namespaces": ["team/*"]},
+                                                "start": "beginning"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    spaces = [f"team/n{i}" for i in range(8)]
+    assert len({partition_of(ns.encode(), PARTITIONS) for ns in spaces}) > 1
+    for ns in spaces:
+        r = h1.post("/v1/memories", json={"namespace": ns, "text": f"{ns} note"})
+        assert r.status_code == 201, r.text
+    got, _ = _receive(w1.url, "teams", len(spaces), ack=False)
+    assert len(got) == len(spaces)
+    rejected, *rest = got
+    r = h1.post("/v1/subscriptions/teams/ack", json={"positions": [x["position"] for x in rest]})
+    assert r.json()["acked"] == len(rest), r.text
+    r = h1.post("/v1/subscriptions/teams/nack",
+                json={"position": rejected["position"], "reason": "cannot parse"})  # fmt: skip
+    assert r.json()["nacked"] is True, r.text
+
+    w2 = d.start_worker("w2", MEMSTREAM_SEMANTIC="0")
+    assert d.stop(w1) == 0
+    d.serving([w2])
+    h2 = httpx.Client(base_url=w2.url, timeout=60)
+    later = []
+    for ns in spaces[:3]:
+        r = h2.post("/v1/memories", json={"namespace": ns, "text": f"{ns} later"})
+        assert r.status_code == 201, r.text
+        later.append(r.json()["memory_id"])
+    again, _ = _receive(w2.url, "teams", len(later))
+    assert sorted(x["event"]["memory_id"] for x in again) == sorted(later)
+    parked = h2.get("/v1/subscriptions/teams/parked").json()["parked"]
+    assert [(p["position"], p["reason"]) for p in parked] == [
+        (rejected["position"], "cannot parse")
+    ]

@@ -3,13 +3,16 @@ semantic matcher keeps the subscriptions whose threshold a text meets."""
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from memstream.projections.matching import (
+    TEXT_TYPES,
     CompiledFilter,
     EventFacts,
     FilterIndex,
+    FilterSet,
     SemanticMatcher,
     facts_of,
 )
@@ -51,6 +54,10 @@ facts = st.builds(
 )
 
 
+def _with_semantic(f: SubscriptionFilter, sem: SemanticFilter) -> SubscriptionFilter:
+    return msgspec.structs.replace(f, semantic=sem)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(filters, min_size=1, max_size=30), st.lists(facts, min_size=1, max_size=30))
 def test_the_index_matches_what_each_filter_matches_alone(fs, events) -> None:
@@ -60,6 +67,58 @@ def test_the_index_matches_what_each_filter_matches_alone(fs, events) -> None:
     for f in events:
         expected = {f"s{i}" for i, flt in enumerate(fs) if CompiledFilter(flt).matches(f)}
         assert set(index.match(f)) == expected
+
+
+#: texts' and queries' vectors: cosines far from every threshold but 0 (orthogonal: exact)
+UNIT = st.sampled_from([v for v in np.ndindex(2, 2, 2) if any(v)]).map(list)
+semantic = st.builds(
+    SemanticFilter, vector=UNIT.map(lambda v: [float(x) for x in v]),
+    threshold=st.sampled_from([0.0, 0.3, 0.6, 0.9]),
+)  # fmt: skip
+mixed_filters = st.one_of(filters, st.builds(_with_semantic, filters, semantic))
+
+
+def _alone(flt: SubscriptionFilter, f: EventFacts, vector: list[int] | None) -> bool:
+    """What one filter answers by itself: its conditions, and its meaning for an event whose
+    type carries a text (``vector``; None: it has none) unless it passes by type."""
+    c = CompiledFilter(flt)
+    if not c.matches(f):
+        return False
+    if flt.semantic is None or not c.needs_text(f):
+        return True
+    if f.type not in TEXT_TYPES or vector is None:
+        return False
+    q = np.asarray(flt.semantic.vector, dtype=np.float64)
+    v = np.asarray(vector, dtype=np.float64)
+    return float(q @ v / np.linalg.norm(q) / np.linalg.norm(v)) >= flt.semantic.threshold
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(mixed_filters, min_size=1, max_size=30),
+    st.lists(st.tuples(facts, st.one_of(st.none(), UNIT)), min_size=1, max_size=30),
+)
+def test_the_filter_set_matches_what_each_filter_matches_alone(fs, events) -> None:
+    """Meaning first (one product, one mask, then the other conditions of the pairs above
+    threshold) answers what each filter answers alone, semantic conditions included."""
+    filters_set = FilterSet()
+    for i, f in enumerate(fs):
+        filters_set.add(f"s{i}", f)
+    got = [set(filters_set.without_text(f)) for f, _ in events]
+    texts = [k for k, (f, v) in enumerate(events) if filters_set.needs_meaning(f) and v]
+    if texts:
+        vectors = np.asarray([events[k][1] for k in texts], dtype=np.float32)
+        hits = filters_set.by_meaning([events[k][0] for k in texts], vectors)
+        for k, names in zip(texts, hits, strict=True):
+            assert not got[k] & set(names), "a filter met twice"
+            got[k] |= set(names)
+    for (f, v), names in zip(events, got, strict=True):
+        assert names == {f"s{i}" for i, flt in enumerate(fs) if _alone(flt, f, v)}
+    for i in range(0, len(fs), 2):  # removing leaves the others as they were
+        filters_set.remove(f"s{i}")
+    for f, _ in events:
+        kept = set(filters_set.without_text(f))
+        assert all(int(n[1:]) % 2 == 1 for n in kept)
 
 
 def test_patterns_and_the_erase_rule() -> None:

@@ -151,6 +151,7 @@ def test_deleting_a_subscription_ends_a_running_subscriber(store):
     with pytest.raises(UnknownSubscription):
         store.subscribe("s")
     assert store.subscriptions() == []
+    store.flush()  # deliveries come as soon as events are decided; the audit table after
     audit = store.audit(namespace="memstream.governance").entries
     assert [e.type for e in audit] == ["subscription", "subscription_delete"]
 
@@ -262,3 +263,27 @@ def test_async_store_consumes_with_async_for_and_acks(store_dir: Path):
                 await again.next_async(timeout=1)
 
     asyncio.run(main())
+
+
+def test_a_delivery_comes_as_soon_as_its_event_is_decided_and_a_view_after_its_commit(
+    store, hold_projection
+):
+    """Matching follows decisions, not the core projection's commits: with the projection
+    held, a delivery still arrives (the store's tables do not show the event yet); a
+    subscription that asks for the memory's view waits for the commit and carries it."""
+    store.create_subscription("plain", namespaces=["user/alice"])
+    store.create_subscription("viewed", namespaces=["user/alice"], view=True)
+    plain, viewed = store.subscribe("plain"), store.subscribe("viewed")
+    store.flush()
+    held = hold_projection(store)
+    out = store.create("user/alice", "likes oat milk")
+    d = plain.next(timeout=5)
+    assert isinstance(d, Delivery) and d.position == out.offset
+    assert store.runtime.feed.committed < out.offset  # delivered before the commit
+    assert d.event["payload"]["text"] == "likes oat milk"
+    assert isinstance(viewed.next(timeout=0.3), Heartbeat)  # its view is not there yet
+    assert viewed.consumer.in_flight() == []
+    held.release()
+    v = viewed.next(timeout=10)
+    assert isinstance(v, Delivery) and v.position == out.offset and v.attempt == 1
+    assert v.memory is not None and v.memory.text == "likes oat milk"

@@ -328,3 +328,67 @@ def test_a_checkpoint_flushes_every_processor_after_it_caught_up(tmp_path: Path)
         assert slow.flushed_at == [outs[-1].offset]
         store.checkpoint()
         assert slow.flushed_at == [outs[-1].offset] * 2
+
+
+class Early(Recorder):
+    """A recorder that follows decisions, not commits."""
+
+    follows_decisions = True
+
+
+def _until(what, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not what() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return bool(what())
+
+
+def test_a_processor_that_follows_decisions_sees_events_before_the_commit(
+    tmp_path: Path, hold_projection
+):
+    early = Early(tmp_path / "early.ckpt", name="early")
+    late = Recorder(tmp_path / "late.ckpt", name="late")
+    store = open_store(tmp_path / "s", early, late)
+    try:
+        before = store.create("user/a", "first").offset
+        store.flush()
+        held = hold_projection(store)
+        feed = store.runtime.feed
+        offsets = [store.create("user/a", f"note {i}").offset for i in range(3)]
+        assert _until(lambda: [lg.offset for lg, _ in early.seen][-3:] == offsets)
+        assert feed.decided == offsets[-1] and feed.committed == before
+        assert [lg.offset for lg, _ in late.seen] == [before]  # committed readers wait
+        assert feed.read(before) == [] and not feed.wait(before, 0.05)
+        assert [lg.offset for lg, _ in feed.read(before, decided=True)] == offsets
+        held.release()
+        assert _until(lambda: [lg.offset for lg, _ in late.seen][-3:] == offsets)
+        assert feed.committed == offsets[-1]
+    finally:
+        store.close()
+
+
+def test_an_erase_decided_but_not_committed_is_read_from_storage_after_its_commit(
+    tmp_path: Path, hold_projection
+):
+    """What memory held of an erased memory may carry its plaintext: once an erase is
+    decided, readers of decisions wait for its commit and read it back from storage, where
+    the destroyed key makes every earlier event of the memory a tombstone."""
+    store = open_store(tmp_path / "s")
+    try:
+        kept = store.create("user/a", "kept")
+        store.flush()
+        held = hold_projection(store)
+        feed = store.runtime.feed
+        gone = store.create("user/a", "secret diagnosis")
+        assert [lg.offset for lg, _ in feed.read(kept.offset, decided=True)] == [gone.offset]
+        erased = store.erase(gone.memory_id)
+        assert feed.decided == erased.offset
+        assert feed.read(kept.offset, decided=True) == []  # memory no longer serves it
+        assert not feed.wait(kept.offset, 0.05, decided=True)
+        held.release()
+        assert _until(lambda: feed.committed == erased.offset)
+        got = feed.read(kept.offset, decided=True)
+        assert [lg.offset for lg, _ in got] == [gone.offset, erased.offset]
+        assert got[0][0].event.payload is None  # a tombstone: its key is destroyed
+    finally:
+        store.close()
