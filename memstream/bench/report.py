@@ -387,7 +387,7 @@ def _pubsub_rows(d: dict[str, Any]) -> list[str]:
         f"{_n(pi['events'])} events (batches of {pi['batch_size']}, search indexes on, "
         f"vectors from the cache) with {_n(pi['subscriptions'])} subscriptions consumed "
         f"({kinds.get('semantic', 0)} semantic; {ri['deliveries_per_event']:.2f} deliveries "
-        f"per event, drained by {pi['drain_threads']} polling threads): "
+        f"per event, drained by {pi['drain_threads']} threads waiting on a `ReadySet`): "
         f"**{_n(ri['subscribed_events_per_s']['median'])} ev/s**; sustained until every "
         f"subscription is drained: {_n(ri['subscribed_sustained_events_per_s']['median'])} "
         f"ev/s | the same ingest, no subscription: "
