@@ -261,20 +261,15 @@ class KeyStore:
         ids = sorted(wanted)
         # under the lock: a destruction cannot slip in between the read and the caching
         with self._lock:
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                rows = self._db.execute(
-                    "SELECT kid, wrapped FROM data_keys "
-                    f"WHERE kid IN ({','.join('?' * len(chunk))}) AND wrapped IS NOT NULL",
-                    chunk,
-                ).fetchall()
-                for kid, wrapped in rows:
-                    try:
-                        key = unwrap(self._kek(wanted[kid]), kid, bytes(wrapped))
-                    except Exception:  # destroyed subject key, damage: get() says which
-                        continue
-                    _remember(data, kid, key)
-                    n += 1
+            rows = self._rows_in("SELECT kid, wrapped FROM data_keys", "kid", ids,
+                                 "AND wrapped IS NOT NULL")  # fmt: skip
+            for kid, wrapped in rows:
+                try:
+                    key = unwrap(self._kek(wanted[kid]), kid, bytes(wrapped))
+                except Exception:  # destroyed subject key, damage: get() says which
+                    continue
+                _remember(data, kid, key)
+                n += 1
         return n
 
     # -- data keys (one per memory, wrapped by the subject key) -----------------------------
@@ -325,6 +320,18 @@ class KeyStore:
                 _remember(self._current_data, pair, hit)
                 _remember(self._data, hit[0], hit[1])
 
+    def _rows_in(self, select: str, column: str, values: list[Any], more: str = "") -> list[Any]:
+        """The rows of ``select WHERE column IN values more``, in one query per 500 values
+        (SQLite bounds the parameters of a statement)."""
+        rows: list[Any] = []
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows += self._db.execute(
+                f"{select} WHERE {column} IN ({marks}) {more}", chunk
+            ).fetchall()
+        return rows
+
     def _latest_data_keys(
         self, pairs: set[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[str, bytes | None, int, int]]:
@@ -333,17 +340,15 @@ class KeyStore:
         for hundreds, none of which exist yet)."""
         out: dict[tuple[str, str], tuple[str, bytes | None, int, int]] = {}
         ids = sorted({m for _, m in pairs})
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            rows = self._db.execute(
-                "SELECT subject, memory_id, kid, wrapped, generation, n FROM data_keys "
-                f"WHERE memory_id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
-            for subject, memory_id, kid, wrapped, gen, n in rows:
-                pair = (subject, memory_id)
-                if pair in pairs and (pair not in out or n > out[pair][3]):
-                    out[pair] = (kid, wrapped, gen, n)
+        rows = self._rows_in(
+            "SELECT subject, memory_id, kid, wrapped, generation, n FROM data_keys",
+            "memory_id",
+            ids,
+        )
+        for subject, memory_id, kid, wrapped, gen, n in rows:
+            pair = (subject, memory_id)
+            if pair in pairs and (pair not in out or n > out[pair][3]):
+                out[pair] = (kid, wrapped, gen, n)
         return out
 
     def live_data_key(self, subject: str, memory_id: str) -> str | None:

@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from .settings import KafkaSettings
 
@@ -122,3 +122,39 @@ class TopicFollower:
 
     async def stop(self) -> None:
         await stop(self._task, self._consumer, self._producer)
+
+
+class LogFollower(TopicFollower):
+    """A :class:`TopicFollower` that reads every partition of one topic from its beginning
+    (the compacted topics every worker keeps whole: vectors, partition state). The subclass
+    sets ``settings`` and ``_tps`` and applies what a fetch brought in ``_poll``."""
+
+    settings: KafkaSettings
+    _tps: list[TopicPartition]
+
+    async def _open(self, name: str, *, linger_ms: int) -> None:
+        """Start the clients, read the topic to its end, then follow it in the background."""
+        self._producer = producer(self.settings, linger_ms=linger_ms)
+        self._consumer = reader(self.settings)
+        await self._p.start()
+        await self._c.start()
+        self._c.assign(self._tps)
+        await self._c.seek_to_beginning(*self._tps)
+        await self.catch_up()
+        self._task = asyncio.create_task(self._follow(), name=name)
+
+    async def _follow(self) -> None:
+        while True:
+            await self._poll(1000)
+
+    async def _poll(self, timeout_ms: int) -> int:
+        raise NotImplementedError
+
+    async def catch_up(self) -> None:
+        """Read the topic up to its end as of now (every record written before the call)."""
+        ends = await self._c.end_offsets(self._tps)
+        while True:
+            behind = [tp for tp, end in ends.items() if await self._c.position(tp) < end]
+            if not behind:
+                return
+            await self._poll(200)

@@ -52,7 +52,7 @@ class PartitionState:
         self.shared.put(self.partition, key, value)
 
 
-class SharedState(clients.TopicFollower):
+class SharedState(clients.LogFollower):
     """A worker's reader and writer of the partition-state topic."""
 
     def __init__(self, settings: KafkaSettings):
@@ -79,14 +79,7 @@ class SharedState(clients.TopicFollower):
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._due = asyncio.Event()
-        self._producer = clients.producer(self.settings, linger_ms=LINGER_MS)
-        self._consumer = clients.reader(self.settings)
-        await self._p.start()
-        await self._c.start()
-        self._c.assign(self._tps)
-        await self._c.seek_to_beginning(*self._tps)
-        await self.catch_up()
-        self._task = asyncio.create_task(self._follow(), name="memstream-partition-state")
+        await self._open("memstream-partition-state", linger_ms=LINGER_MS)
         self._sender = asyncio.create_task(self._send_loop(), name="memstream-state-sender")
 
     async def stop(self) -> None:
@@ -104,10 +97,6 @@ class SharedState(clients.TopicFollower):
     def items(self, p: int) -> dict[str, bytes]:
         with self._lock:
             return dict(self._latest.get(p, {}))
-
-    async def _follow(self) -> None:
-        while True:
-            await self._poll(1000)
 
     async def _poll(self, timeout_ms: int) -> int:
         async with self._read:
@@ -127,15 +116,6 @@ class SharedState(clients.TopicFollower):
                         latest[key] = r.value
         self.received += n
         return n
-
-    async def catch_up(self) -> None:
-        """Read the topic up to its end as of now (every record written before the call)."""
-        ends = await self._c.end_offsets(self._tps)
-        while True:
-            behind = [tp for tp, end in ends.items() if await self._c.position(tp) < end]
-            if not behind:
-                return
-            await self._poll(200)
 
     # -- writing -----------------------------------------------------------------------------
 

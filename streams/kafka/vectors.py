@@ -84,7 +84,7 @@ def _key(model_id: str, content_hash: str) -> bytes:
     return f"{model_id}|{content_hash}".encode()
 
 
-class SharedVectors(clients.TopicFollower):
+class SharedVectors(clients.LogFollower):
     """A worker's reader and writer of the vectors topic."""
 
     def __init__(self, settings: KafkaSettings, cache: RecordingCache):
@@ -95,19 +95,7 @@ class SharedVectors(clients.TopicFollower):
         self.received = 0
 
     async def start(self) -> None:
-        s = self.settings
-        self._producer = clients.producer(s, linger_ms=5)
-        self._consumer = clients.reader(s)
-        await self._p.start()
-        await self._c.start()
-        self._c.assign(self._tps)
-        await self._c.seek_to_beginning(*self._tps)
-        await self.catch_up()
-        self._task = asyncio.create_task(self._follow(), name="memstream-vectors")
-
-    async def _follow(self) -> None:
-        while True:
-            await self._poll(1000)
+        await self._open("memstream-vectors", linger_ms=5)
 
     async def _poll(self, timeout_ms: int) -> int:
         async with self._read:
@@ -126,15 +114,6 @@ class SharedVectors(clients.TopicFollower):
             await asyncio.to_thread(self.cache.put_many, model_id, pairs, record=False)
             self.received += len(pairs)
         return n
-
-    async def catch_up(self) -> None:
-        """Read every vector in the topic now into the local cache."""
-        ends = await self._c.end_offsets(self._tps)
-        while True:
-            behind = [tp for tp, end in ends.items() if await self._c.position(tp) < end]
-            if not behind:
-                return
-            await self._poll(200)
 
     async def publish(self) -> int:
         """Publish what the cache computed or erased since the last call."""
