@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 from collections.abc import Iterable, Sequence
@@ -124,7 +125,7 @@ class TopicFollower:
         await stop(self._task, self._consumer, self._producer)
 
 
-class LogFollower(TopicFollower):
+class LogFollower(TopicFollower, abc.ABC):
     """A :class:`TopicFollower` that reads every partition of one topic from its beginning
     (the compacted topics every worker keeps whole: vectors, partition state). The subclass
     sets ``settings`` and ``_tps`` and applies what a fetch brought in ``_poll``."""
@@ -147,8 +148,9 @@ class LogFollower(TopicFollower):
         while True:
             await self._poll(1000)
 
+    @abc.abstractmethod
     async def _poll(self, timeout_ms: int) -> int:
-        raise NotImplementedError
+        """Fetch for up to ``timeout_ms`` and apply what came; how many records came."""
 
     async def catch_up(self) -> None:
         """Read the topic up to its end as of now (every record written before the call)."""
