@@ -65,6 +65,17 @@ log = logging.getLogger("memstream.pubsub")
 
 #: Deliveries waiting in a merged subscriber for its consumer, at most.
 MERGE_BUFFER = 1_000
+#: The heartbeat interval of each partition's stream, as a share of the merged one's: a
+#: merged heartbeat comes after a whole interval with nothing delivered, by which time every
+#: partition has reported its position at least once.
+PART_BEAT = 0.5
+
+
+def _part_beat(heartbeat: float) -> float:
+    """A partition stream's heartbeat interval (no shorter than the HTTP route accepts)."""
+    return max(0.01, heartbeat * PART_BEAT)
+
+
 #: The route of a worker's own calls to another worker about its partitions.
 PARTITIONS_ROUTE = "/v1/internal/subscriptions/{name}/partitions"
 _STATUS = {"not_found": 404, "closed": 410, "forbidden": 403, "unsupported": 501,
@@ -182,7 +193,9 @@ class PartitionedHub:
                 consumer = hub.consumer(rule)
             except ValueError as e:
                 raise BadRequest(str(e), field="filter.semantic") from None
-            subs[p] = Subscriber(service, caller, consumer, heartbeat, hub=hub, partition=p)
+            subs[p] = Subscriber(
+                service, caller, consumer, _part_beat(heartbeat), hub=hub, partition=p
+            )
             if last_seen is not None:
                 subs[p].resend_after(last_seen)
         return MergedSubscriber(self, caller, rule, heartbeat, subs, remote, last_seen)
@@ -347,6 +360,7 @@ class MergedSubscriber:
         if self._queue is None:
             self._queue = asyncio.Queue(MERGE_BUFFER)
             for p, sub in self.local.items():
+                self.positions[p] = sub.consumer.position()[0]
                 self._tasks.append(asyncio.create_task(self._follow_local(p, sub)))
             for url, parts in self.remote.items():
                 self._tasks.append(asyncio.create_task(self._follow_remote(url, parts)))
@@ -383,6 +397,11 @@ class MergedSubscriber:
 
     async def _put(self, item: Delivery | BaseException) -> None:
         assert self._queue is not None
+        if isinstance(item, Delivery) and item.partition is not None:
+            # the partition has looked at least this far (its heartbeats say exactly)
+            offset = decode(item.position)[1]
+            if offset > self.positions.get(item.partition, -1):
+                self.positions[item.partition] = offset
         await self._queue.put(item)
 
     def _ended(self, why: str) -> BaseException:
@@ -411,7 +430,10 @@ class MergedSubscriber:
         headers = self.hub.headers(self.caller, url)
         if self.last_seen is not None and decode(self.last_seen)[0] in parts:
             headers["Last-Event-ID"] = str(self.last_seen)
-        params = {"partitions": ",".join(map(str, parts)), "heartbeat": str(self.heartbeat)}
+        params = {
+            "partitions": ",".join(map(str, parts)),
+            "heartbeat": str(_part_beat(self.heartbeat)),
+        }
         path = f"{url}/v1/subscriptions/{self.name}/events"
         try:
             async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None)) as client:
